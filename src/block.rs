@@ -1,0 +1,256 @@
+//! The LLaMA forward pass over a batch of tokens: embedding, then per block
+//! RMSNorm → attention (RoPE, grouped-query heads over the KV cache) →
+//! residual → RMSNorm → SwiGLU feed-forward → residual, then the final norm
+//! and the output projection.
+//!
+//! Activations are row-major `n_tok × width` matrices, so each weight row is
+//! read once per batch. The forward pass cannot fail: the context validates
+//! tokens, positions and sizes before calling it.
+
+use crate::kernels::{matmul, rmsnorm, rope, rope_table, softmax, swiglu};
+use crate::model::{slot, Config, Model};
+use crate::parallel::{DisjointMut, Parallel};
+use crate::quant::dequantize_row;
+use half::f16;
+
+/// The KV cache of a context: per layer, `n_ctx` rows of `kv_dim` keys (and
+/// values), in f32 or in f16 bits.
+pub enum KvCache<'a> {
+    F32 { k: &'a mut [f32], v: &'a mut [f32] },
+    F16 { k: &'a mut [u16], v: &'a mut [u16] },
+}
+
+/// Activation buffers, each sized for `n_batch` tokens (see `context`).
+pub struct Scratch<'a> {
+    /// Residual stream, `n_batch × dim`.
+    pub x: &'a mut [f32],
+    /// Normed input, then attention output: `n_batch × max(dim, q_dim)`.
+    pub xb: &'a mut [f32],
+    /// Output of a projection before it is added back: `n_batch × dim`.
+    pub xb2: &'a mut [f32],
+    /// Queries, `n_batch × q_dim`.
+    pub q: &'a mut [f32],
+    /// New keys and values, `n_batch × kv_dim` each.
+    pub k: &'a mut [f32],
+    pub v: &'a mut [f32],
+    /// Feed-forward hidden, `n_batch × ffn_dim` each.
+    pub hb: &'a mut [f32],
+    pub hb2: &'a mut [f32],
+    /// Attention scores, `n_heads × n_ctx`.
+    pub att: &'a mut [f32],
+    /// RoPE `(cos, sin)` pairs, `n_batch × rope_dim`.
+    pub rope: &'a mut [f32],
+    /// Logits, `n_outputs × n_vocab`.
+    pub logits: &'a mut [f32],
+}
+
+/// Runs `tokens` (already checked to be in the vocabulary) at positions
+/// `pos0..pos0 + tokens.len()` (already checked to fit in the cache), storing
+/// their keys and values and writing logits for every token (`all`) or for
+/// the last one.
+pub fn forward(
+    model: &Model<'_>,
+    n_ctx: usize,
+    kv: &mut KvCache<'_>,
+    s: &mut Scratch<'_>,
+    tokens: &[u32],
+    pos0: usize,
+    all: bool,
+    par: &dyn Parallel,
+) {
+    let c = model.config();
+    let n = tokens.len();
+    let (dim, q_dim, kv_dim) = (c.dim, c.q_dim(), c.kv_dim());
+
+    // Token embeddings.
+    let embd = model.token_embd();
+    for (b, &tok) in tokens.iter().enumerate() {
+        dequantize_row(
+            embd.ty,
+            embd.row(tok as usize),
+            &mut s.x[b * dim..(b + 1) * dim],
+        );
+    }
+    // Rotation angles of each position, shared by every layer.
+    for b in 0..n {
+        let cs = &mut s.rope[b * c.rope_dim..(b + 1) * c.rope_dim];
+        rope_table(cs, pos0 + b, c.rope_dim, c.rope_base);
+    }
+
+    for l in 0..c.n_layers {
+        let w = |k| model.layer_matrix(l, k);
+        // Attention: x += Wo · attn(rmsnorm(x)).
+        let norm = w(slot::ATTN_NORM).data;
+        for b in 0..n {
+            let (o, x) = (
+                &mut s.xb[b * dim..(b + 1) * dim],
+                &s.x[b * dim..(b + 1) * dim],
+            );
+            rmsnorm(o, x, norm, c.rms_eps);
+        }
+        matmul(par, &w(slot::ATTN_Q), s.xb, n, s.q);
+        matmul(par, &w(slot::ATTN_K), s.xb, n, s.k);
+        matmul(par, &w(slot::ATTN_V), s.xb, n, s.v);
+        for b in 0..n {
+            let cs = &s.rope[b * c.rope_dim..(b + 1) * c.rope_dim];
+            rope(&mut s.q[b * q_dim..(b + 1) * q_dim], c.head_dim, cs);
+            rope(&mut s.k[b * kv_dim..(b + 1) * kv_dim], c.head_dim, cs);
+        }
+        store_kv(kv, l, n_ctx, kv_dim, pos0, n, s.k, s.v);
+        attention(c, kv, l, n_ctx, pos0, n, s.q, s.att, s.xb, par);
+        matmul(par, &w(slot::ATTN_OUTPUT), s.xb, n, s.xb2);
+        add(&mut s.x[..n * dim], &s.xb2[..n * dim]);
+
+        // Feed-forward: x += Wdown · (silu(Wgate · h) * (Wup · h)), h = rmsnorm(x).
+        let norm = w(slot::FFN_NORM).data;
+        for b in 0..n {
+            let (o, x) = (
+                &mut s.xb[b * dim..(b + 1) * dim],
+                &s.x[b * dim..(b + 1) * dim],
+            );
+            rmsnorm(o, x, norm, c.rms_eps);
+        }
+        matmul(par, &w(slot::FFN_GATE), s.xb, n, s.hb);
+        matmul(par, &w(slot::FFN_UP), s.xb, n, s.hb2);
+        swiglu(&mut s.hb[..n * c.ffn_dim], &s.hb2[..n * c.ffn_dim]);
+        matmul(par, &w(slot::FFN_DOWN), s.hb, n, s.xb2);
+        add(&mut s.x[..n * dim], &s.xb2[..n * dim]);
+    }
+
+    // Final norm and output projection, for the rows that want logits.
+    let first = if all { 0 } else { n - 1 };
+    let n_out = n - first;
+    let norm = model.output_norm();
+    for (i, b) in (first..n).enumerate() {
+        let (o, x) = (
+            &mut s.xb[i * dim..(i + 1) * dim],
+            &s.x[b * dim..(b + 1) * dim],
+        );
+        rmsnorm(o, x, norm, c.rms_eps);
+    }
+    matmul(par, &model.output(), s.xb, n_out, s.logits);
+}
+
+fn add(x: &mut [f32], y: &[f32]) {
+    for (a, b) in x.iter_mut().zip(y) {
+        *a += b;
+    }
+}
+
+/// Writes the new keys and values of layer `l` at positions `pos0..pos0+n`.
+#[allow(clippy::too_many_arguments)]
+fn store_kv(
+    kv: &mut KvCache<'_>,
+    l: usize,
+    n_ctx: usize,
+    kv_dim: usize,
+    pos0: usize,
+    n: usize,
+    k: &[f32],
+    v: &[f32],
+) {
+    let start = (l * n_ctx + pos0) * kv_dim;
+    let range = start..start + n * kv_dim;
+    let (k, v) = (&k[..n * kv_dim], &v[..n * kv_dim]);
+    match kv {
+        KvCache::F32 { k: kc, v: vc } => {
+            kc[range.clone()].copy_from_slice(k);
+            vc[range].copy_from_slice(v);
+        }
+        KvCache::F16 { k: kc, v: vc } => {
+            for (d, s) in kc[range.clone()].iter_mut().zip(k) {
+                *d = f16::from_f32(*s).to_bits();
+            }
+            for (d, s) in vc[range].iter_mut().zip(v) {
+                *d = f16::from_f32(*s).to_bits();
+            }
+        }
+    }
+}
+
+/// Causal attention of the batch's queries over the cache of layer `l`, one
+/// task per query head, writing `out` (`n × q_dim`).
+#[allow(clippy::too_many_arguments)]
+fn attention(
+    c: &Config,
+    kv: &KvCache<'_>,
+    l: usize,
+    n_ctx: usize,
+    pos0: usize,
+    n: usize,
+    q: &[f32],
+    att: &mut [f32],
+    out: &mut [f32],
+    par: &dyn Parallel,
+) {
+    let (hd, q_dim, kv_dim) = (c.head_dim, c.q_dim(), c.kv_dim());
+    let group = c.n_heads / c.n_kv_heads;
+    let scale = 1.0 / libm::sqrtf(hd as f32);
+    let layer = l * n_ctx * kv_dim..(l + 1) * n_ctx * kv_dim;
+    let att = DisjointMut::new(&mut att[..c.n_heads * n_ctx]);
+    let out = DisjointMut::new(&mut out[..n * q_dim]);
+    par.run(c.n_heads, &|h| {
+        let kvh = h / group;
+        // SAFETY: task h alone uses row h of the score matrix.
+        #[allow(unsafe_code)]
+        let scores = unsafe { att.range(h * n_ctx..(h + 1) * n_ctx) };
+        for b in 0..n {
+            let pos = pos0 + b;
+            let qh = &q[b * q_dim + h * hd..b * q_dim + (h + 1) * hd];
+            let sc = &mut scores[..pos + 1];
+            // SAFETY: task h alone writes head h's slice of each output row.
+            #[allow(unsafe_code)]
+            let o = unsafe { out.range(b * q_dim + h * hd..b * q_dim + (h + 1) * hd) };
+            o.fill(0.0);
+            match kv {
+                KvCache::F32 { k, v } => {
+                    let (k, v) = (&k[layer.clone()], &v[layer.clone()]);
+                    for (t, s) in sc.iter_mut().enumerate() {
+                        let kt = &k[t * kv_dim + kvh * hd..][..hd];
+                        *s = dot_f32(qh, kt) * scale;
+                    }
+                    softmax(sc);
+                    for (t, &p) in sc.iter().enumerate() {
+                        let vt = &v[t * kv_dim + kvh * hd..][..hd];
+                        for (o, &x) in o.iter_mut().zip(vt) {
+                            *o += p * x;
+                        }
+                    }
+                }
+                KvCache::F16 { k, v } => {
+                    let (k, v) = (&k[layer.clone()], &v[layer.clone()]);
+                    for (t, s) in sc.iter_mut().enumerate() {
+                        let kt = &k[t * kv_dim + kvh * hd..][..hd];
+                        let mut acc = 0f32;
+                        for (a, &b) in qh.iter().zip(kt) {
+                            acc += a * f16::from_bits(b).to_f32();
+                        }
+                        *s = acc * scale;
+                    }
+                    softmax(sc);
+                    for (t, &p) in sc.iter().enumerate() {
+                        let vt = &v[t * kv_dim + kvh * hd..][..hd];
+                        for (o, &x) in o.iter_mut().zip(vt) {
+                            *o += p * f16::from_bits(x).to_f32();
+                        }
+                    }
+                }
+            }
+        }
+    });
+}
+
+fn dot_f32(a: &[f32], b: &[f32]) -> f32 {
+    let mut acc = [0f32; 8];
+    let n = a.len() / 8 * 8;
+    for (ca, cb) in a[..n].chunks_exact(8).zip(b[..n].chunks_exact(8)) {
+        for i in 0..8 {
+            acc[i] += ca[i] * cb[i];
+        }
+    }
+    let mut s = 0f32;
+    for (x, y) in a[n..].iter().zip(&b[n..]) {
+        s += x * y;
+    }
+    acc.iter().sum::<f32>() + s
+}

@@ -1,0 +1,708 @@
+//! The C ABI: the only `extern "C"` items of the crate.
+//!
+//! Every pointer, length, alignment and enum value that comes from C is
+//! checked here before the core sees it; errors come back as
+//! [`nanollama_status`] codes. This module knows nothing of the arithmetic.
+//!
+//! Objects live in caller memory: ask `*_size`, provide that many bytes
+//! aligned to 64, call `*_init`. There is no `_free`: the memory may be
+//! released once the object is no longer used (and, for a model, once no
+//! context made from it is used).
+#![allow(non_camel_case_types)]
+#![allow(unsafe_code)]
+
+use core::ffi::{c_char, c_void};
+use core::mem::{align_of, size_of};
+
+use crate::context::{Context, ContextParams, KvType};
+use crate::error::Error;
+use crate::model::{Model, ALIGN};
+use crate::parallel::Parallel;
+
+/// Status of a call. 0 is success; values are only ever appended.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum nanollama_status {
+    /// Success.
+    Ok = 0,
+    /// A required pointer argument was NULL.
+    NullPointer = 1,
+    /// An argument is out of its documented range (an unknown enum value, a
+    /// position past the current one, an empty batch).
+    InvalidArgument = 2,
+    /// A buffer is smaller than its size query asked for.
+    BufferTooSmall = 3,
+    /// A buffer does not start on a 64-byte boundary.
+    Misaligned = 4,
+    /// The GGUF bytes end inside a header, key, value or tensor record.
+    GgufTruncated = 5,
+    /// The bytes do not start with the GGUF magic.
+    GgufBadMagic = 6,
+    /// The GGUF version is not 2 or 3.
+    GgufUnsupportedVersion = 7,
+    /// A tensor, metadata or array count is larger than the file can hold.
+    GgufCountTooLarge = 8,
+    /// A string length runs past the end of the file.
+    GgufStringPastEnd = 9,
+    /// A tensor's data offset or size runs past the end of the file.
+    GgufTensorPastEnd = 10,
+    /// A tensor's dimensions are zero, too many, not whole blocks, or overflow.
+    GgufBadDimensions = 11,
+    /// `general.alignment` is invalid or a tensor offset is not a multiple of it.
+    GgufDataMisaligned = 12,
+    /// An unknown metadata value type or tensor type id.
+    GgufUnknownType = 13,
+    /// A metadata value has the wrong type for its key, or arrays are nested.
+    GgufBadMetadata = 14,
+    /// `general.architecture` is missing or not `llama`.
+    UnsupportedArchitecture = 15,
+    /// A tensor is stored in a type this build does not implement.
+    UnsupportedTensorType = 16,
+    /// A required hyper-parameter key is missing.
+    MissingKey = 17,
+    /// Hyper-parameters are inconsistent or out of range.
+    BadHyperparameters = 18,
+    /// A required tensor is missing.
+    MissingTensor = 19,
+    /// A tensor's shape does not match the hyper-parameters.
+    TensorShape = 20,
+    /// Two tensors have the same name.
+    DuplicateTensor = 21,
+    /// A token id is negative or not below the vocabulary size.
+    TokenOutOfRange = 22,
+    /// The batch would pass the end of the context (`n_ctx`).
+    ContextFull = 23,
+    /// The batch has more tokens than the context's `n_batch`.
+    BatchTooLarge = 24,
+}
+
+impl From<Error> for nanollama_status {
+    fn from(e: Error) -> Self {
+        use nanollama_status as S;
+        match e {
+            Error::InvalidArgument => S::InvalidArgument,
+            Error::BufferTooSmall => S::BufferTooSmall,
+            Error::Misaligned => S::Misaligned,
+            Error::Truncated => S::GgufTruncated,
+            Error::BadMagic => S::GgufBadMagic,
+            Error::UnsupportedVersion => S::GgufUnsupportedVersion,
+            Error::CountTooLarge => S::GgufCountTooLarge,
+            Error::StringPastEnd => S::GgufStringPastEnd,
+            Error::TensorPastEnd => S::GgufTensorPastEnd,
+            Error::BadDimensions => S::GgufBadDimensions,
+            Error::DataMisaligned => S::GgufDataMisaligned,
+            Error::UnknownType => S::GgufUnknownType,
+            Error::BadMetadata => S::GgufBadMetadata,
+            Error::UnsupportedArchitecture => S::UnsupportedArchitecture,
+            Error::UnsupportedTensorType => S::UnsupportedTensorType,
+            Error::MissingKey => S::MissingKey,
+            Error::BadHyperparameters => S::BadHyperparameters,
+            Error::MissingTensor => S::MissingTensor,
+            Error::TensorShape => S::TensorShape,
+            Error::DuplicateTensor => S::DuplicateTensor,
+            Error::TokenOutOfRange => S::TokenOutOfRange,
+            Error::ContextFull => S::ContextFull,
+            Error::BatchTooLarge => S::BatchTooLarge,
+        }
+    }
+}
+
+/// Turns a `Result` into a status.
+fn status(r: crate::Result<()>) -> nanollama_status {
+    match r {
+        Ok(()) => nanollama_status::Ok,
+        Err(e) => e.into(),
+    }
+}
+
+/// A static, NUL-terminated description of `status` (a `nanollama_status`
+/// value, passed as an integer so that any value is safe); "unknown status"
+/// for values this library does not define. Never NULL; thread-safe.
+#[no_mangle]
+pub extern "C" fn nanollama_status_str(status: u32) -> *const c_char {
+    let s = match status {
+        0 => c"ok",
+        1 => c"NULL pointer argument",
+        _ => match Error::ALL.get((status as usize).wrapping_sub(2)) {
+            Some(e) => e.c_message(),
+            None => c"unknown status",
+        },
+    };
+    s.as_ptr()
+}
+
+/// A loaded model (opaque). Read-only after `nanollama_model_init`: any number
+/// of contexts on any threads may use it at once.
+pub struct nanollama_model {
+    _private: [u8; 0],
+}
+
+/// One conversation (opaque). Use from one thread at a time.
+pub struct nanollama_context {
+    _private: [u8; 0],
+}
+
+/// A task the library hands to the host: run `fn(task_data, i)`.
+pub type nanollama_task_fn = Option<unsafe extern "C" fn(task_data: *mut c_void, task_index: u32)>;
+
+/// The host's parallel-for: call `fn(task_data, i)` once for every `i` in
+/// `0..n_tasks`, on any threads and in any order, and return when all calls
+/// have returned. `fn` is never NULL.
+pub type nanollama_parallel_for_fn = Option<
+    unsafe extern "C" fn(
+        user_data: *mut c_void,
+        fn_: nanollama_task_fn,
+        task_data: *mut c_void,
+        n_tasks: u32,
+    ),
+>;
+
+/// Element type of the KV cache (`nanollama_context_params.kv_type`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum nanollama_kv_type {
+    /// 4 bytes per element.
+    F32 = 0,
+    /// 2 bytes per element (the default).
+    F16 = 1,
+}
+
+/// Settings of a context. Fill with `nanollama_context_params_default`, then
+/// change what you need.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct nanollama_context_params {
+    /// Positions the KV cache holds; 0 = the model's training context length.
+    pub n_ctx: u32,
+    /// Most tokens one decode call may take; 0 = min(512, n_ctx).
+    pub n_batch: u32,
+    /// A `nanollama_kv_type` value.
+    pub kv_type: u32,
+    /// 1: keep the logits of every token of a batch; 0: only of the last.
+    pub logits_all: u32,
+    /// The host's parallel-for, or NULL to run every task on the calling thread.
+    pub parallel_for: nanollama_parallel_for_fn,
+    /// Passed to `parallel_for` as `user_data`.
+    pub parallel_user_data: *mut c_void,
+    /// Threads `parallel_for` spreads tasks over (a hint for how finely to
+    /// split work); 0 is taken as 1.
+    pub n_threads: u32,
+}
+
+/// Hyper-parameters and storage of a loaded model.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct nanollama_model_info {
+    pub n_vocab: u32,
+    pub dim: u32,
+    pub n_layers: u32,
+    pub n_heads: u32,
+    pub n_kv_heads: u32,
+    pub head_dim: u32,
+    pub ffn_dim: u32,
+    /// Context length the model was trained with.
+    pub n_ctx_train: u32,
+    /// Dimensions rotated by RoPE per head.
+    pub rope_dim: u32,
+    pub rope_base: f32,
+    pub rms_eps: f32,
+    /// ggml type id of `token_embd` (0 F32, 1 F16, 8 Q8_0, 30 BF16, ...).
+    pub embd_type: u32,
+    /// ggml type id of the output matrix.
+    pub output_type: u32,
+    /// 1 when the output matrix is `token_embd` (no `output` tensor).
+    pub tied_output: u32,
+    /// Bit t set when some tensor the model uses has ggml type id t.
+    pub weight_types: u64,
+    /// Parameters in the tensors the model uses.
+    pub n_params: u64,
+    /// Bytes of those tensors.
+    pub weight_bytes: u64,
+}
+
+/// The context handle as laid out at the start of the caller's memory.
+struct ContextHandle {
+    ctx: Context<'static>,
+    par: HostParallel,
+}
+
+/// The host's parallel-for as a [`Parallel`].
+#[derive(Clone, Copy)]
+struct HostParallel {
+    f: nanollama_parallel_for_fn,
+    user_data: *mut c_void,
+    n_threads: u32,
+}
+
+// SAFETY: the host promises (documented on `nanollama_context_params`) that
+// its parallel-for may be called from the thread that calls decode, and
+// `user_data` is only passed back to it.
+unsafe impl Sync for HostParallel {}
+
+unsafe extern "C" fn trampoline(task_data: *mut c_void, i: u32) {
+    // SAFETY: `task_data` is the `&&dyn Fn` that `HostParallel::run` passed,
+    // alive until `run` returns, which is after every task has returned.
+    let task = unsafe { &*(task_data as *const &(dyn Fn(usize) + Sync)) };
+    task(i as usize);
+}
+
+impl Parallel for HostParallel {
+    fn threads(&self) -> usize {
+        self.n_threads.max(1) as usize
+    }
+    fn run(&self, n_tasks: usize, task: &(dyn Fn(usize) + Sync)) {
+        match self.f {
+            Some(f) if n_tasks > 1 => {
+                let data = &task as *const &(dyn Fn(usize) + Sync) as *mut c_void;
+                // SAFETY: `f` is the host's parallel-for; it calls
+                // `trampoline(data, i)` for i < n_tasks and returns when done,
+                // so `data` outlives every use. n_tasks fits u32 (rows, heads).
+                unsafe { f(self.user_data, Some(trampoline), data, n_tasks as u32) };
+            }
+            _ => {
+                for i in 0..n_tasks {
+                    task(i);
+                }
+            }
+        }
+    }
+}
+
+/// Bytes reserved at the start of an object's memory for its handle.
+const fn head<T>() -> usize {
+    size_of::<T>().div_ceil(ALIGN) * ALIGN
+}
+const _: () = assert!(align_of::<Model<'static>>() <= ALIGN);
+const _: () = assert!(align_of::<ContextHandle>() <= ALIGN);
+
+/// A byte slice from C; NULL is refused even for length 0.
+///
+/// # Safety
+/// When not NULL, `p` must be valid for reads of `len` bytes for `'a`.
+unsafe fn bytes<'a>(p: *const u8, len: usize) -> Result<&'a [u8], nanollama_status> {
+    if p.is_null() {
+        return Err(nanollama_status::NullPointer);
+    }
+    if len > isize::MAX as usize {
+        return Err(nanollama_status::InvalidArgument);
+    }
+    // SAFETY: non-NULL (checked), valid for `len` bytes (caller's contract).
+    Ok(unsafe { core::slice::from_raw_parts(p, len) })
+}
+
+/// Checks a caller memory block and splits off the handle area.
+///
+/// # Safety
+/// When not NULL, `mem` must be valid for writes of `len` bytes for `'a`.
+unsafe fn memory<'a, T>(
+    mem: *mut c_void,
+    len: usize,
+) -> Result<(*mut T, &'a mut [u8]), nanollama_status> {
+    if mem.is_null() {
+        return Err(nanollama_status::NullPointer);
+    }
+    if (mem as usize) % ALIGN != 0 {
+        return Err(nanollama_status::Misaligned);
+    }
+    if len < head::<T>() {
+        return Err(nanollama_status::BufferTooSmall);
+    }
+    if len > isize::MAX as usize {
+        return Err(nanollama_status::InvalidArgument);
+    }
+    let p = mem as *mut u8;
+    // SAFETY: `mem` is non-NULL and valid for `len` bytes (caller's
+    // contract), and `head::<T>() <= len` (checked above).
+    let rest = unsafe { core::slice::from_raw_parts_mut(p.add(head::<T>()), len - head::<T>()) };
+    Ok((p as *mut T, rest))
+}
+
+macro_rules! try_status {
+    ($e:expr) => {
+        match $e {
+            Ok(v) => v,
+            Err(s) => return s.into(),
+        }
+    };
+}
+
+/// Bytes of memory `nanollama_model_init` needs for the GGUF file in
+/// `gguf[0..gguf_len]`, written to `*out_size`. Parses and validates the file
+/// header and hyper-parameters (so a bad file is reported here already).
+///
+/// # Safety
+/// `gguf` must be readable for `gguf_len` bytes; `out_size` writable.
+#[no_mangle]
+pub unsafe extern "C" fn nanollama_model_size(
+    gguf: *const u8,
+    gguf_len: usize,
+    out_size: *mut usize,
+) -> nanollama_status {
+    if out_size.is_null() {
+        return nanollama_status::NullPointer;
+    }
+    // SAFETY: caller's contract on `gguf`.
+    let g = try_status!(unsafe { bytes(gguf, gguf_len) });
+    let n = try_status!(Model::size(g));
+    let Some(total) = n.checked_add(head::<Model<'static>>()) else {
+        return nanollama_status::BadHyperparameters;
+    };
+    // SAFETY: non-NULL (checked), writable (caller's contract).
+    unsafe { out_size.write(total) };
+    nanollama_status::Ok
+}
+
+/// Loads the model in `gguf[0..gguf_len]` (a whole GGUF file, for example an
+/// mmap) into `mem` (`mem_len >= nanollama_model_size`, 64-byte aligned) and
+/// writes the handle to `*out_model`. Weights are read in place: `gguf` and
+/// `mem` must stay valid and unchanged while the model or any context made
+/// from it is used. On error `*out_model` is left as it was.
+///
+/// # Safety
+/// `gguf` readable for `gguf_len` bytes, `mem` writable for `mem_len` bytes,
+/// `out_model` writable; all for as long as documented above.
+#[no_mangle]
+pub unsafe extern "C" fn nanollama_model_init(
+    gguf: *const u8,
+    gguf_len: usize,
+    mem: *mut c_void,
+    mem_len: usize,
+    out_model: *mut *const nanollama_model,
+) -> nanollama_status {
+    if out_model.is_null() {
+        return nanollama_status::NullPointer;
+    }
+    // SAFETY: caller's contract on `gguf` (it outlives the model).
+    let g: &'static [u8] = try_status!(unsafe { bytes(gguf, gguf_len) });
+    // SAFETY: caller's contract on `mem` (it outlives the model).
+    let (handle, rest) = try_status!(unsafe { memory::<Model<'static>>(mem, mem_len) });
+    let model = try_status!(Model::init(g, rest));
+    // SAFETY: `handle` is 64-byte aligned and the head area has room for a
+    // `Model` (`memory` checked both); nothing else refers to it.
+    unsafe { handle.write(model) };
+    // SAFETY: `out_model` is non-NULL (checked) and writable (contract).
+    unsafe { out_model.write(handle as *const nanollama_model) };
+    nanollama_status::Ok
+}
+
+/// # Safety
+/// `m` must be NULL or a handle from `nanollama_model_init` whose memory is
+/// still valid.
+unsafe fn model_ref<'a>(m: *const nanollama_model) -> Result<&'a Model<'static>, nanollama_status> {
+    if m.is_null() {
+        return Err(nanollama_status::NullPointer);
+    }
+    // SAFETY: a model handle points at an initialized `Model` (contract).
+    Ok(unsafe { &*(m as *const Model<'static>) })
+}
+
+/// Writes the model's hyper-parameters and storage summary to `*out`.
+///
+/// # Safety
+/// `model` is a handle from `nanollama_model_init`; `out` writable.
+#[no_mangle]
+pub unsafe extern "C" fn nanollama_model_info(
+    model: *const nanollama_model,
+    out: *mut nanollama_model_info,
+) -> nanollama_status {
+    // SAFETY: caller's contract.
+    let m = try_status!(unsafe { model_ref(model) });
+    if out.is_null() {
+        return nanollama_status::NullPointer;
+    }
+    let i = m.info();
+    let c = i.config;
+    let info = nanollama_model_info {
+        n_vocab: c.n_vocab as u32,
+        dim: c.dim as u32,
+        n_layers: c.n_layers as u32,
+        n_heads: c.n_heads as u32,
+        n_kv_heads: c.n_kv_heads as u32,
+        head_dim: c.head_dim as u32,
+        ffn_dim: c.ffn_dim as u32,
+        n_ctx_train: c.n_ctx_train as u32,
+        rope_dim: c.rope_dim as u32,
+        rope_base: c.rope_base,
+        rms_eps: c.rms_eps,
+        embd_type: i.embd_type as u32,
+        output_type: i.output_type as u32,
+        tied_output: i.tied_output as u32,
+        weight_types: i.weight_types,
+        n_params: i.n_params,
+        weight_bytes: i.weight_bytes,
+    };
+    // SAFETY: non-NULL (checked), writable (contract).
+    unsafe { out.write(info) };
+    nanollama_status::Ok
+}
+
+/// Fills `*out` with the defaults: n_ctx 0 (the model's), n_batch 0
+/// (min(512, n_ctx)), F16 KV cache, last-token logits only, no parallel_for
+/// (inline), 1 thread. Does nothing when `out` is NULL.
+///
+/// # Safety
+/// `out` is NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn nanollama_context_params_default(out: *mut nanollama_context_params) {
+    if out.is_null() {
+        return;
+    }
+    let d = ContextParams::default();
+    let p = nanollama_context_params {
+        n_ctx: d.n_ctx,
+        n_batch: d.n_batch,
+        kv_type: d.kv_type as u32,
+        logits_all: d.logits_all as u32,
+        parallel_for: None,
+        parallel_user_data: core::ptr::null_mut(),
+        n_threads: 1,
+    };
+    // SAFETY: non-NULL (checked), writable (contract).
+    unsafe { out.write(p) };
+}
+
+/// Validates the C params and converts them.
+///
+/// # Safety
+/// `p` is NULL or readable.
+unsafe fn params(
+    p: *const nanollama_context_params,
+) -> Result<(ContextParams, HostParallel), nanollama_status> {
+    if p.is_null() {
+        return Err(nanollama_status::NullPointer);
+    }
+    // SAFETY: non-NULL (checked), readable (contract); all fields are plain
+    // integers, pointers and an `Option<fn>`, valid for any bit pattern that
+    // C can write.
+    let p = unsafe { p.read() };
+    let kv_type = match p.kv_type {
+        0 => KvType::F32,
+        1 => KvType::F16,
+        _ => return Err(nanollama_status::InvalidArgument),
+    };
+    let logits_all = match p.logits_all {
+        0 => false,
+        1 => true,
+        _ => return Err(nanollama_status::InvalidArgument),
+    };
+    Ok((
+        ContextParams {
+            n_ctx: p.n_ctx,
+            n_batch: p.n_batch,
+            kv_type,
+            logits_all,
+        },
+        HostParallel {
+            f: p.parallel_for,
+            user_data: p.parallel_user_data,
+            n_threads: p.n_threads,
+        },
+    ))
+}
+
+/// Bytes of memory `nanollama_context_init` needs, written to `*out_size`.
+///
+/// # Safety
+/// `model` a valid handle; `params` readable; `out_size` writable.
+#[no_mangle]
+pub unsafe extern "C" fn nanollama_context_size(
+    model: *const nanollama_model,
+    params: *const nanollama_context_params,
+    out_size: *mut usize,
+) -> nanollama_status {
+    // SAFETY: caller's contract.
+    let m = try_status!(unsafe { model_ref(model) });
+    // SAFETY: caller's contract.
+    let (p, _) = try_status!(unsafe { self::params(params) });
+    if out_size.is_null() {
+        return nanollama_status::NullPointer;
+    }
+    let n = try_status!(Context::size(m, &p));
+    let Some(total) = n.checked_add(head::<ContextHandle>()) else {
+        return nanollama_status::InvalidArgument;
+    };
+    // SAFETY: non-NULL (checked), writable (contract).
+    unsafe { out_size.write(total) };
+    nanollama_status::Ok
+}
+
+/// Builds a context for `model` in `mem` (`mem_len >=
+/// nanollama_context_size`, 64-byte aligned) and writes the handle to
+/// `*out_ctx`. `mem` must stay valid while the context is used, and the model
+/// must outlive it. Several contexts may share one model. On error `*out_ctx`
+/// is left as it was.
+///
+/// # Safety
+/// `model` a valid handle; `params` readable; `mem` writable for `mem_len`
+/// bytes; `out_ctx` writable.
+#[no_mangle]
+pub unsafe extern "C" fn nanollama_context_init(
+    model: *const nanollama_model,
+    params: *const nanollama_context_params,
+    mem: *mut c_void,
+    mem_len: usize,
+    out_ctx: *mut *mut nanollama_context,
+) -> nanollama_status {
+    // SAFETY: caller's contract (the model outlives the context).
+    let m: &'static Model<'static> = try_status!(unsafe { model_ref(model) });
+    // SAFETY: caller's contract.
+    let (p, par) = try_status!(unsafe { self::params(params) });
+    if out_ctx.is_null() {
+        return nanollama_status::NullPointer;
+    }
+    // SAFETY: caller's contract on `mem` (it outlives the context).
+    let (handle, rest) = try_status!(unsafe { memory::<ContextHandle>(mem, mem_len) });
+    let ctx = try_status!(Context::init(m, &p, rest));
+    // SAFETY: aligned and large enough for the handle (checked by `memory`).
+    unsafe { handle.write(ContextHandle { ctx, par }) };
+    // SAFETY: non-NULL (checked), writable (contract).
+    unsafe { out_ctx.write(handle as *mut nanollama_context) };
+    nanollama_status::Ok
+}
+
+/// # Safety
+/// `c` NULL or a handle from `nanollama_context_init`, not used elsewhere now.
+unsafe fn ctx_mut<'a>(
+    c: *mut nanollama_context,
+) -> Result<&'a mut ContextHandle, nanollama_status> {
+    if c.is_null() {
+        return Err(nanollama_status::NullPointer);
+    }
+    // SAFETY: a context handle points at an initialized `ContextHandle`, used
+    // by one thread at a time (contract).
+    Ok(unsafe { &mut *(c as *mut ContextHandle) })
+}
+
+/// # Safety
+/// `c` NULL or a handle from `nanollama_context_init`.
+unsafe fn ctx_ref<'a>(c: *const nanollama_context) -> Result<&'a ContextHandle, nanollama_status> {
+    if c.is_null() {
+        return Err(nanollama_status::NullPointer);
+    }
+    // SAFETY: as in `ctx_mut`.
+    Ok(unsafe { &*(c as *const ContextHandle) })
+}
+
+/// Appends `tokens[0..n_tokens]` at the current position and computes logits
+/// (see `nanollama_context_logits`). Everything is checked first (a token id
+/// negative or not below n_vocab, more than n_batch tokens, a batch that would
+/// pass n_ctx, n_tokens 0): on error nothing changes. Large steps are run
+/// through the context's parallel_for.
+///
+/// # Safety
+/// `ctx` a valid handle used by no other thread now; `tokens` readable for
+/// `n_tokens` values.
+#[no_mangle]
+pub unsafe extern "C" fn nanollama_context_decode(
+    ctx: *mut nanollama_context,
+    tokens: *const i32,
+    n_tokens: usize,
+) -> nanollama_status {
+    // SAFETY: caller's contract.
+    let h = try_status!(unsafe { ctx_mut(ctx) });
+    if tokens.is_null() {
+        return nanollama_status::NullPointer;
+    }
+    if n_tokens > isize::MAX as usize / 4 {
+        return nanollama_status::BatchTooLarge;
+    }
+    // SAFETY: non-NULL (checked), readable for n_tokens values (contract);
+    // `i32` and `u32` have the same layout, and a negative id becomes a value
+    // >= 2^31, which decode refuses as out of range.
+    let toks = unsafe { core::slice::from_raw_parts(tokens as *const u32, n_tokens) };
+    let par = h.par;
+    status(h.ctx.decode(toks, &par))
+}
+
+/// Points `*out_logits` at the logits of the last decode: `*out_rows` rows of
+/// n_vocab floats, one per token of the batch when the context keeps all
+/// logits, else one (the last token's). Zero rows before the first decode and
+/// after reset or truncate. The pointer stays valid until the next decode,
+/// truncate or reset of this context.
+///
+/// # Safety
+/// `ctx` a valid handle; `out_logits` and `out_rows` writable.
+#[no_mangle]
+pub unsafe extern "C" fn nanollama_context_logits(
+    ctx: *const nanollama_context,
+    out_logits: *mut *const f32,
+    out_rows: *mut usize,
+) -> nanollama_status {
+    // SAFETY: caller's contract.
+    let h = try_status!(unsafe { ctx_ref(ctx) });
+    if out_logits.is_null() || out_rows.is_null() {
+        return nanollama_status::NullPointer;
+    }
+    let l = h.ctx.logits();
+    let n_vocab = h.ctx.model().config().n_vocab;
+    // SAFETY: both non-NULL (checked), writable (contract).
+    unsafe { out_logits.write(l.as_ptr()) };
+    // SAFETY: as above.
+    unsafe { out_rows.write(l.len() / n_vocab) };
+    nanollama_status::Ok
+}
+
+/// Writes the number of positions filled to `*out_pos`.
+///
+/// # Safety
+/// `ctx` a valid handle; `out_pos` writable.
+#[no_mangle]
+pub unsafe extern "C" fn nanollama_context_pos(
+    ctx: *const nanollama_context,
+    out_pos: *mut u32,
+) -> nanollama_status {
+    // SAFETY: caller's contract.
+    let h = try_status!(unsafe { ctx_ref(ctx) });
+    if out_pos.is_null() {
+        return nanollama_status::NullPointer;
+    }
+    // SAFETY: non-NULL (checked), writable (contract). pos <= n_ctx < 2^24.
+    unsafe { out_pos.write(h.ctx.pos() as u32) };
+    nanollama_status::Ok
+}
+
+/// Rolls the context back to position `pos` (at most the current one;
+/// INVALID_ARGUMENT otherwise): later tokens are forgotten, logits cleared.
+///
+/// # Safety
+/// `ctx` a valid handle used by no other thread now.
+#[no_mangle]
+pub unsafe extern "C" fn nanollama_context_truncate(
+    ctx: *mut nanollama_context,
+    pos: u32,
+) -> nanollama_status {
+    // SAFETY: caller's contract.
+    let h = try_status!(unsafe { ctx_mut(ctx) });
+    status(h.ctx.truncate(pos as usize))
+}
+
+/// Forgets every token of the context.
+///
+/// # Safety
+/// `ctx` a valid handle used by no other thread now.
+#[no_mangle]
+pub unsafe extern "C" fn nanollama_context_reset(ctx: *mut nanollama_context) -> nanollama_status {
+    // SAFETY: caller's contract.
+    let h = try_status!(unsafe { ctx_mut(ctx) });
+    h.ctx.reset();
+    nanollama_status::Ok
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_codes_match_errors_and_strings() {
+        for e in Error::ALL {
+            let s: nanollama_status = e.into();
+            assert_eq!(s as u32, e as u32, "{e:?}");
+            // SAFETY: status_str returns a static NUL-terminated string.
+            let msg = unsafe { core::ffi::CStr::from_ptr(nanollama_status_str(s as u32)) };
+            assert_eq!(msg.to_str().unwrap(), e.message());
+        }
+        // SAFETY: as above.
+        let unknown = unsafe { core::ffi::CStr::from_ptr(nanollama_status_str(999)) };
+        assert_eq!(unknown.to_str().unwrap(), "unknown status");
+    }
+}

@@ -1,0 +1,262 @@
+//! Conveniences for hosted (`std`) programs: a thread pool that implements
+//! [`Parallel`], 64-byte-aligned buffers, and a read-only file map. Built only
+//! with the `std` feature (tests, examples, tools); the library proper never
+//! uses them.
+#![allow(unsafe_code)]
+
+extern crate std;
+
+use crate::parallel::Parallel;
+use std::boxed::Box;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::JoinHandle;
+use std::vec::Vec;
+
+/// A zero-filled buffer whose usable part starts on a 64-byte boundary.
+pub struct AlignedBuf {
+    raw: Vec<u8>,
+    off: usize,
+    len: usize,
+}
+
+impl AlignedBuf {
+    /// `len` zero bytes, 64-byte aligned.
+    pub fn new(len: usize) -> Self {
+        let raw = std::vec![0u8; len + 64];
+        let off = raw.as_ptr().align_offset(64);
+        Self { raw, off, len }
+    }
+    /// The aligned bytes.
+    pub fn as_mut_slice(&mut self) -> &mut [u8] {
+        &mut self.raw[self.off..self.off + self.len]
+    }
+    /// The aligned bytes.
+    pub fn as_slice(&self) -> &[u8] {
+        &self.raw[self.off..self.off + self.len]
+    }
+}
+
+/// The bytes of a file, mapped read-only where the platform allows it (so a
+/// large model costs no copy), else read into memory.
+pub struct FileBytes {
+    #[cfg(unix)]
+    map: Option<(*mut core::ffi::c_void, usize)>,
+    buf: Vec<u8>,
+}
+
+#[cfg(unix)]
+mod sys {
+    use core::ffi::{c_int, c_long, c_void};
+    extern "C" {
+        pub fn mmap(
+            addr: *mut c_void,
+            len: usize,
+            prot: c_int,
+            flags: c_int,
+            fd: c_int,
+            off: c_long,
+        ) -> *mut c_void;
+        pub fn munmap(addr: *mut c_void, len: usize) -> c_int;
+    }
+    pub const PROT_READ: c_int = 1;
+    pub const MAP_PRIVATE: c_int = 2;
+}
+
+impl FileBytes {
+    /// Maps (or reads) the file at `path`.
+    pub fn open(path: &std::path::Path) -> std::io::Result<Self> {
+        #[cfg(unix)]
+        {
+            use std::os::unix::io::AsRawFd;
+            let f = std::fs::File::open(path)?;
+            let len = f.metadata()?.len() as usize;
+            if len > 0 {
+                // SAFETY: mapping a file we opened for reading, PROT_READ and
+                // MAP_PRIVATE; the result is checked against MAP_FAILED (-1).
+                let p = unsafe {
+                    sys::mmap(
+                        core::ptr::null_mut(),
+                        len,
+                        sys::PROT_READ,
+                        sys::MAP_PRIVATE,
+                        f.as_raw_fd(),
+                        0,
+                    )
+                };
+                if p as isize != -1 {
+                    return Ok(Self {
+                        map: Some((p, len)),
+                        buf: Vec::new(),
+                    });
+                }
+            }
+        }
+        Ok(Self {
+            #[cfg(unix)]
+            map: None,
+            buf: std::fs::read(path)?,
+        })
+    }
+    /// The file's bytes.
+    pub fn bytes(&self) -> &[u8] {
+        #[cfg(unix)]
+        if let Some((p, len)) = self.map {
+            // SAFETY: a live read-only mapping of `len` bytes, unmapped only in drop.
+            return unsafe { core::slice::from_raw_parts(p as *const u8, len) };
+        }
+        &self.buf
+    }
+}
+
+impl Drop for FileBytes {
+    fn drop(&mut self) {
+        #[cfg(unix)]
+        if let Some((p, len)) = self.map.take() {
+            // SAFETY: unmapping the mapping made in `open`, no longer borrowed
+            // (`bytes` borrows `self`).
+            unsafe { sys::munmap(p, len) };
+        }
+    }
+}
+
+type Task = dyn Fn(usize) + Sync;
+
+struct State {
+    generation: u64,
+    task: Option<*const Task>,
+    n_tasks: usize,
+    finished: usize,
+    shutdown: bool,
+}
+
+// SAFETY: the task pointer is only dereferenced while `run` keeps the task
+// alive (it waits for every worker to finish the generation).
+unsafe impl Send for State {}
+
+struct Shared {
+    state: Mutex<State>,
+    work: Condvar,
+    done: Condvar,
+    next: AtomicUsize,
+}
+
+/// A fixed set of worker threads; `run` also works on the calling thread.
+pub struct ThreadPool {
+    shared: Arc<Shared>,
+    workers: Vec<JoinHandle<()>>,
+}
+
+impl ThreadPool {
+    /// A pool that runs tasks on `threads` threads in all (the caller's and
+    /// `threads - 1` workers).
+    pub fn new(threads: usize) -> Self {
+        let shared = Arc::new(Shared {
+            state: Mutex::new(State {
+                generation: 0,
+                task: None,
+                n_tasks: 0,
+                finished: 0,
+                shutdown: false,
+            }),
+            work: Condvar::new(),
+            done: Condvar::new(),
+            next: AtomicUsize::new(0),
+        });
+        let workers = (1..threads.max(1))
+            .map(|_| {
+                let s = Arc::clone(&shared);
+                std::thread::spawn(move || worker(&s))
+            })
+            .collect();
+        Self { shared, workers }
+    }
+}
+
+fn drain(s: &Shared, task: &(dyn Fn(usize) + Sync), n: usize) {
+    loop {
+        let i = s.next.fetch_add(1, Ordering::Relaxed);
+        if i >= n {
+            break;
+        }
+        task(i);
+    }
+}
+
+fn worker(s: &Shared) {
+    let mut seen = 0u64;
+    loop {
+        let (task, n) = {
+            let mut st = s.state.lock().unwrap();
+            while st.generation == seen && !st.shutdown {
+                st = s.work.wait(st).unwrap();
+            }
+            if st.shutdown {
+                return;
+            }
+            seen = st.generation;
+            (st.task, st.n_tasks)
+        };
+        if let Some(t) = task {
+            // SAFETY: `run` keeps the task alive until every worker has
+            // reported this generation finished, which happens below.
+            drain(s, unsafe { &*t }, n);
+        }
+        let mut st = s.state.lock().unwrap();
+        st.finished += 1;
+        s.done.notify_all();
+    }
+}
+
+impl Parallel for ThreadPool {
+    fn threads(&self) -> usize {
+        self.workers.len() + 1
+    }
+    fn run(&self, n_tasks: usize, task: &(dyn Fn(usize) + Sync)) {
+        if self.workers.is_empty() || n_tasks <= 1 {
+            for i in 0..n_tasks {
+                task(i);
+            }
+            return;
+        }
+        let s = &*self.shared;
+        // SAFETY (lifetime erasure): the pointer is used by workers only until
+        // they report the generation finished, and we wait for that below.
+        let ptr: *const Task =
+            unsafe { core::mem::transmute::<&(dyn Fn(usize) + Sync), &'static Task>(task) };
+        {
+            let mut st = s.state.lock().unwrap();
+            s.next.store(0, Ordering::Relaxed);
+            st.task = Some(ptr);
+            st.n_tasks = n_tasks;
+            st.finished = 0;
+            st.generation += 1;
+            s.work.notify_all();
+        }
+        drain(s, task, n_tasks);
+        let mut st = s.state.lock().unwrap();
+        while st.finished < self.workers.len() {
+            st = s.done.wait(st).unwrap();
+        }
+        st.task = None;
+    }
+}
+
+impl Drop for ThreadPool {
+    fn drop(&mut self) {
+        self.shared.state.lock().unwrap().shutdown = true;
+        self.shared.work.notify_all();
+        for w in self.workers.drain(..) {
+            let _ = w.join();
+        }
+    }
+}
+
+/// Boxed so that a pool can be chosen at run time.
+pub fn pool_or_inline(threads: usize) -> Box<dyn Parallel> {
+    if threads <= 1 {
+        Box::new(crate::parallel::Inline)
+    } else {
+        Box::new(ThreadPool::new(threads))
+    }
+}

@@ -1,0 +1,129 @@
+//! Small numeric kernels of the forward pass: the batched matrix product
+//! (split into host tasks), RMSNorm, rotary embedding, softmax, SiLU.
+
+use crate::model::Matrix;
+use crate::parallel::{split, DisjointMut, Parallel};
+use crate::quant;
+
+/// Rows of a matrix product handed to one task at the least: below this the
+/// cost of a task outweighs its work.
+const MIN_ROWS_PER_TASK: usize = 16;
+
+/// `out[b][r] = dot(w.row(r), x[b])` for each of the `n_tok` rows of `x`
+/// (`n_tok × w.cols`), writing `out` (`n_tok × w.rows`). Split by weight rows
+/// so that each weight row is read once per batch; every output element is one
+/// scalar dot product, so the result does not depend on the split.
+pub fn matmul(par: &dyn Parallel, w: &Matrix<'_>, x: &[f32], n_tok: usize, out: &mut [f32]) {
+    let (rows, cols) = (w.rows, w.cols);
+    let x = &x[..n_tok * cols];
+    let out = &mut out[..n_tok * rows];
+    let (n_tasks, per) = split(par, rows, MIN_ROWS_PER_TASK, MIN_ROWS_PER_TASK);
+    let shared = DisjointMut::new(out);
+    par.run(n_tasks, &|t| {
+        let r0 = t * per;
+        let r1 = (r0 + per).min(rows);
+        for b in 0..n_tok {
+            let xb = &x[b * cols..(b + 1) * cols];
+            // SAFETY: task t alone owns rows r0..r1 of every token's output
+            // row; the ranges of different tasks and tokens are disjoint, and
+            // this view is dropped before the next is taken.
+            #[allow(unsafe_code)]
+            let o = unsafe { shared.range(b * rows + r0..b * rows + r1) };
+            for (r, o) in (r0..r1).zip(o.iter_mut()) {
+                *o = quant::dot(w.ty, w.row(r), xb);
+            }
+        }
+    });
+}
+
+/// `out = x / sqrt(mean(x²) + eps) * w`, with `w` as little-endian f32 bytes.
+/// The sum of squares is accumulated in f64.
+pub fn rmsnorm(out: &mut [f32], x: &[f32], w: &[u8], eps: f32) {
+    let n = x.len();
+    let ss: f64 = x.iter().map(|&v| v as f64 * v as f64).sum();
+    let scale = (1.0 / libm::sqrt(ss / n as f64 + eps as f64)) as f32;
+    for ((o, &v), wb) in out.iter_mut().zip(x).zip(w.chunks_exact(4)) {
+        *o = v * scale * f32::from_le_bytes([wb[0], wb[1], wb[2], wb[3]]);
+    }
+}
+
+/// Fills `cs` (`rope_dim / 2` pairs of `(cos, sin)`) for position `pos`:
+/// `theta_i = pos * base^(-2i / rope_dim)`, computed in f64.
+pub fn rope_table(cs: &mut [f32], pos: usize, rope_dim: usize, base: f32) {
+    let half = rope_dim / 2;
+    for (i, pair) in cs.chunks_exact_mut(2).take(half).enumerate() {
+        let freq = libm::pow(base as f64, -2.0 * i as f64 / rope_dim as f64);
+        let theta = pos as f64 * freq;
+        pair[0] = libm::cos(theta) as f32;
+        pair[1] = libm::sin(theta) as f32;
+    }
+}
+
+/// Rotates adjacent pairs `(2i, 2i+1)` of each `head_dim`-wide head in `v`
+/// by the angles of `cs` (llama.cpp's convention for GGUF llama weights);
+/// dimensions past `2 * cs.len() / 2` are left as they are.
+pub fn rope(v: &mut [f32], head_dim: usize, cs: &[f32]) {
+    for head in v.chunks_exact_mut(head_dim) {
+        for (p, c) in head.chunks_exact_mut(2).zip(cs.chunks_exact(2)) {
+            let (x0, x1) = (p[0], p[1]);
+            p[0] = x0 * c[0] - x1 * c[1];
+            p[1] = x0 * c[1] + x1 * c[0];
+        }
+    }
+}
+
+/// In-place softmax.
+pub fn softmax(x: &mut [f32]) {
+    let max = x.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
+    let mut sum = 0f32;
+    for v in x.iter_mut() {
+        *v = libm::expf(*v - max);
+        sum += *v;
+    }
+    let inv = 1.0 / sum;
+    for v in x.iter_mut() {
+        *v *= inv;
+    }
+}
+
+/// `gate = silu(gate) * up`, with `silu(g) = g / (1 + e^-g)`.
+pub fn swiglu(gate: &mut [f32], up: &[f32]) {
+    for (g, &u) in gate.iter_mut().zip(up) {
+        *g = *g / (1.0 + libm::expf(-*g)) * u;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rope_rotates_pairs() {
+        let mut cs = [0f32; 4];
+        rope_table(&mut cs, 1, 4, 10000.0);
+        let mut v = [1.0f32, 0.0, 1.0, 0.0, 0.0, 1.0, 0.0, 1.0];
+        rope(&mut v, 4, &cs);
+        // Pair 0 of each head turns by 1 radian, pair 1 by 1/100 radian.
+        assert!((v[0] - 1f32.cos()).abs() < 1e-6 && (v[1] - 1f32.sin()).abs() < 1e-6);
+        assert!((v[2] - 0.01f32.cos()).abs() < 1e-6 && (v[3] - 0.01f32.sin()).abs() < 1e-6);
+        assert!((v[4] + 1f32.sin()).abs() < 1e-6 && (v[5] - 1f32.cos()).abs() < 1e-6);
+    }
+
+    #[test]
+    fn rmsnorm_unit_rms() {
+        let x = [3.0f32, -4.0];
+        let w: Vec<u8> = [1.0f32, 2.0].iter().flat_map(|v| v.to_le_bytes()).collect();
+        let mut o = [0f32; 2];
+        rmsnorm(&mut o, &x, &w, 0.0);
+        let rms = (12.5f32).sqrt();
+        assert!((o[0] - 3.0 / rms).abs() < 1e-6 && (o[1] + 8.0 / rms).abs() < 1e-6);
+    }
+
+    #[test]
+    fn softmax_sums_to_one_and_handles_large() {
+        let mut x = [1000.0f32, 999.0, -1e30];
+        softmax(&mut x);
+        assert!((x.iter().sum::<f32>() - 1.0).abs() < 1e-6);
+        assert!(x[0] > x[1] && x[2] == 0.0);
+    }
+}

@@ -1,0 +1,272 @@
+//! Weight types the model computes with, their block layouts, and the scalar
+//! reference kernels (row dequantization and dot product against f32).
+//!
+//! Rows are read straight from the GGUF bytes with little-endian loads, so
+//! weights need no alignment and no copy. The scalar kernels are the oracle
+//! that faster kernels are tested against.
+//!
+//! Block layouts (as GGUF stores them):
+//! - `F32`: 4-byte IEEE floats. `F16`: 2-byte IEEE halves. `BF16`: the top 16
+//!   bits of an f32.
+//! - `Q8_0`: blocks of 32 weights, 34 bytes: an f16 scale `d`, then 32 `i8`
+//!   quants `q`; weight = `d * q`.
+
+use crate::gguf::GgmlType;
+use half::f16;
+
+/// A weight type the model can compute with. Open to more types: each new one
+/// adds a variant, a layout above, and arms in [`dequantize_row`] and [`dot`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u32)]
+pub enum WeightType {
+    F32 = 0,
+    F16 = 1,
+    Q8_0 = 8,
+    BF16 = 30,
+}
+
+/// Weights per Q8_0 block.
+pub const QK8_0: usize = 32;
+/// Bytes per Q8_0 block.
+pub const Q8_0_BYTES: usize = 34;
+
+impl WeightType {
+    /// The supported type for a ggml type id, if any.
+    pub fn from_ggml(t: GgmlType) -> Option<Self> {
+        Some(match t {
+            GgmlType::F32 => Self::F32,
+            GgmlType::F16 => Self::F16,
+            GgmlType::Q8_0 => Self::Q8_0,
+            GgmlType::BF16 => Self::BF16,
+            _ => return None,
+        })
+    }
+    /// The ggml type id.
+    pub fn ggml(self) -> GgmlType {
+        GgmlType(self as u32)
+    }
+    /// Weights per block.
+    pub fn block_len(self) -> usize {
+        match self {
+            Self::F32 | Self::F16 | Self::BF16 => 1,
+            Self::Q8_0 => QK8_0,
+        }
+    }
+    /// Bytes per block.
+    pub fn block_bytes(self) -> usize {
+        match self {
+            Self::F32 => 4,
+            Self::F16 | Self::BF16 => 2,
+            Self::Q8_0 => Q8_0_BYTES,
+        }
+    }
+    /// Bytes of a row of `n` weights (`n` a multiple of [`Self::block_len`]).
+    pub fn row_bytes(self, n: usize) -> Option<usize> {
+        if n % self.block_len() != 0 {
+            return None;
+        }
+        (n / self.block_len()).checked_mul(self.block_bytes())
+    }
+}
+
+#[inline(always)]
+fn le_f32(b: &[u8]) -> f32 {
+    f32::from_le_bytes([b[0], b[1], b[2], b[3]])
+}
+#[inline(always)]
+fn le_f16(b: &[u8]) -> f32 {
+    f16::from_bits(u16::from_le_bytes([b[0], b[1]])).to_f32()
+}
+#[inline(always)]
+fn le_bf16(b: &[u8]) -> f32 {
+    f32::from_bits((u16::from_le_bytes([b[0], b[1]]) as u32) << 16)
+}
+
+/// Writes the `out.len()` weights stored in `row` as f32. `row` must hold
+/// exactly that many weights of type `t` (callers slice it from validated
+/// shapes); a shorter row leaves the tail of `out` untouched.
+pub fn dequantize_row(t: WeightType, row: &[u8], out: &mut [f32]) {
+    match t {
+        WeightType::F32 => {
+            for (o, b) in out.iter_mut().zip(row.chunks_exact(4)) {
+                *o = le_f32(b);
+            }
+        }
+        WeightType::F16 => {
+            for (o, b) in out.iter_mut().zip(row.chunks_exact(2)) {
+                *o = le_f16(b);
+            }
+        }
+        WeightType::BF16 => {
+            for (o, b) in out.iter_mut().zip(row.chunks_exact(2)) {
+                *o = le_bf16(b);
+            }
+        }
+        WeightType::Q8_0 => {
+            for (o, blk) in out
+                .chunks_exact_mut(QK8_0)
+                .zip(row.chunks_exact(Q8_0_BYTES))
+            {
+                let d = le_f16(blk);
+                for (o, &q) in o.iter_mut().zip(&blk[2..]) {
+                    *o = d * (q as i8) as f32;
+                }
+            }
+        }
+    }
+}
+
+/// Lanes of independent partial sums: a fixed summation order (so results do
+/// not depend on threads or batch) that the compiler can still vectorize.
+const LANES: usize = 8;
+
+#[inline(always)]
+fn lanes_dot(x: &[f32], n: usize, w: impl Fn(usize) -> f32) -> f32 {
+    let mut acc = [0f32; LANES];
+    let full = n / LANES * LANES;
+    let mut i = 0;
+    while i < full {
+        for (l, a) in acc.iter_mut().enumerate() {
+            *a += w(i + l) * x[i + l];
+        }
+        i += LANES;
+    }
+    let mut tail = 0f32;
+    for j in full..n {
+        tail += w(j) * x[j];
+    }
+    let mut s = 0f32;
+    for a in acc {
+        s += a;
+    }
+    s + tail
+}
+
+/// Dot product of one stored row with `x` (f32 activations), the row holding
+/// `x.len()` weights of type `t`. Scalar reference implementation.
+pub fn dot(t: WeightType, row: &[u8], x: &[f32]) -> f32 {
+    let n = x.len();
+    match t {
+        WeightType::F32 => {
+            let row = &row[..n * 4];
+            lanes_dot(x, n, |i| le_f32(&row[i * 4..]))
+        }
+        WeightType::F16 => {
+            let row = &row[..n * 2];
+            lanes_dot(x, n, |i| le_f16(&row[i * 2..]))
+        }
+        WeightType::BF16 => {
+            let row = &row[..n * 2];
+            lanes_dot(x, n, |i| le_bf16(&row[i * 2..]))
+        }
+        WeightType::Q8_0 => {
+            let nb = n / QK8_0;
+            let row = &row[..nb * Q8_0_BYTES];
+            let mut sum = 0f32;
+            for (blk, xb) in row.chunks_exact(Q8_0_BYTES).zip(x.chunks_exact(QK8_0)) {
+                let d = le_f16(blk);
+                let q = &blk[2..];
+                let s = lanes_dot(xb, QK8_0, |i| (q[i] as i8) as f32);
+                sum += d * s;
+            }
+            sum
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn q8_block(d: f32, qs: &[i8; 32]) -> [u8; 34] {
+        let mut b = [0u8; 34];
+        b[..2].copy_from_slice(&f16::from_f32(d).to_bits().to_le_bytes());
+        for (o, &q) in b[2..].iter_mut().zip(qs) {
+            *o = q as u8;
+        }
+        b
+    }
+
+    #[test]
+    fn dequantize_each_type() {
+        let vals = [1.5f32, -2.25, 0.0, 3.0e-3];
+        let mut bytes = [0u8; 16];
+        for (b, v) in bytes.chunks_exact_mut(4).zip(vals) {
+            b.copy_from_slice(&v.to_le_bytes());
+        }
+        let mut out = [0f32; 4];
+        dequantize_row(WeightType::F32, &bytes, &mut out);
+        assert_eq!(out, vals);
+
+        let mut h = [0u8; 8];
+        for (b, v) in h.chunks_exact_mut(2).zip(vals) {
+            b.copy_from_slice(&f16::from_f32(v).to_bits().to_le_bytes());
+        }
+        dequantize_row(WeightType::F16, &h, &mut out);
+        for (o, v) in out.iter().zip(vals) {
+            assert_eq!(*o, f16::from_f32(v).to_f32());
+        }
+
+        let mut bf = [0u8; 8];
+        for (b, v) in bf.chunks_exact_mut(2).zip(vals) {
+            b.copy_from_slice(&((v.to_bits() >> 16) as u16).to_le_bytes());
+        }
+        dequantize_row(WeightType::BF16, &bf, &mut out);
+        for (o, v) in out.iter().zip(vals) {
+            assert_eq!(o.to_bits(), v.to_bits() & 0xffff_0000);
+        }
+
+        let mut qs = [0i8; 32];
+        for (i, q) in qs.iter_mut().enumerate() {
+            *q = (i as i8 - 16) * 7;
+        }
+        let blk = q8_block(0.5, &qs);
+        let mut o32 = [0f32; 32];
+        dequantize_row(WeightType::Q8_0, &blk, &mut o32);
+        for i in 0..32 {
+            assert_eq!(o32[i], 0.5 * qs[i] as f32);
+        }
+    }
+
+    #[test]
+    fn dot_matches_dequantize_then_f32() {
+        // 3 blocks of Q8_0 and odd lengths for the float types.
+        let mut row = [0u8; 3 * 34];
+        let mut state = 12345u32;
+        let mut rnd = || {
+            state = state.wrapping_mul(1664525).wrapping_add(1013904223);
+            (state >> 8) as f32 / (1u32 << 24) as f32 - 0.5
+        };
+        for b in 0..3 {
+            let mut qs = [0i8; 32];
+            for q in qs.iter_mut() {
+                *q = (rnd() * 250.0) as i8;
+            }
+            row[b * 34..b * 34 + 34].copy_from_slice(&q8_block(0.01 + b as f32, &qs));
+        }
+        let mut x = [0f32; 96];
+        for v in x.iter_mut() {
+            *v = rnd();
+        }
+        let mut w = [0f32; 96];
+        dequantize_row(WeightType::Q8_0, &row, &mut w);
+        let want: f64 = w.iter().zip(&x).map(|(a, b)| *a as f64 * *b as f64).sum();
+        let got = dot(WeightType::Q8_0, &row, &x) as f64;
+        assert!(
+            (got - want).abs() <= 1e-5 * want.abs().max(1.0),
+            "{got} {want}"
+        );
+
+        for n in [0usize, 1, 7, 8, 9, 33, 67] {
+            let mut fb = [0u8; 67 * 4];
+            for i in 0..n {
+                fb[i * 4..i * 4 + 4].copy_from_slice(&rnd().to_le_bytes());
+            }
+            let mut wf = [0f32; 67];
+            dequantize_row(WeightType::F32, &fb[..n * 4], &mut wf[..n]);
+            let want: f64 = (0..n).map(|i| wf[i] as f64 * x[i] as f64).sum();
+            let got = dot(WeightType::F32, &fb, &x[..n]) as f64;
+            assert!((got - want).abs() <= 1e-5, "n={n} {got} {want}");
+        }
+    }
+}
