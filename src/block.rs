@@ -44,20 +44,27 @@ pub struct Scratch<'a> {
     pub logits: &'a mut [f32],
 }
 
-/// Runs `tokens` (already checked to be in the vocabulary) at positions
-/// `pos0..pos0 + tokens.len()` (already checked to fit in the cache), storing
-/// their keys and values and writing logits for every token (`all`) or for
-/// the last one.
+/// One decode step: which tokens, where, and which logits to keep.
+pub struct Batch<'t> {
+    /// Token ids, already checked to be in the vocabulary.
+    pub tokens: &'t [u32],
+    /// Position of the first token; `pos0 + tokens.len()` fits in the cache.
+    pub pos0: usize,
+    /// Logits for every token (else only for the last).
+    pub all: bool,
+}
+
+/// Runs a batch, storing its keys and values at its positions and writing the
+/// logits it asks for into `s.logits`.
 pub fn forward(
     model: &Model<'_>,
     n_ctx: usize,
     kv: &mut KvCache<'_>,
     s: &mut Scratch<'_>,
-    tokens: &[u32],
-    pos0: usize,
-    all: bool,
+    batch: Batch<'_>,
     par: &dyn Parallel,
 ) {
+    let Batch { tokens, pos0, all } = batch;
     let c = model.config();
     let n = tokens.len();
     let (dim, q_dim, kv_dim) = (c.dim, c.q_dim(), c.kv_dim());

@@ -4,7 +4,7 @@
 //! Several contexts may share one [`Model`]; each is used by one thread at a
 //! time (its `decode` spreads work over the host's threads itself).
 
-use crate::block::{forward, KvCache, Scratch};
+use crate::block::{forward, Batch, KvCache, Scratch};
 use crate::error::{Error, Result};
 use crate::model::{Config, Model, ALIGN};
 use crate::parallel::Parallel;
@@ -260,9 +260,11 @@ impl<'m> Context<'m> {
             self.n_ctx,
             &mut self.kv,
             &mut self.s,
-            tokens,
-            self.pos,
-            self.logits_all,
+            Batch {
+                tokens,
+                pos0: self.pos,
+                all: self.logits_all,
+            },
             par,
         );
         self.pos += tokens.len();

@@ -311,9 +311,11 @@ unsafe fn memory<'a, T>(
         return Err(nanollama_status::InvalidArgument);
     }
     let p = mem as *mut u8;
+    let tail = p.wrapping_add(head::<T>());
     // SAFETY: `mem` is non-NULL and valid for `len` bytes (caller's
-    // contract), and `head::<T>() <= len` (checked above).
-    let rest = unsafe { core::slice::from_raw_parts_mut(p.add(head::<T>()), len - head::<T>()) };
+    // contract), and `head::<T>() <= len` (checked above), so `tail` is
+    // valid for the remaining `len - head` bytes.
+    let rest = unsafe { core::slice::from_raw_parts_mut(tail, len - head::<T>()) };
     Ok((p as *mut T, rest))
 }
 

@@ -220,9 +220,9 @@ impl Parallel for ThreadPool {
             return;
         }
         let s = &*self.shared;
-        // SAFETY (lifetime erasure): the pointer is used by workers only until
-        // they report the generation finished, and we wait for that below.
         let ptr: *const Task =
+            // SAFETY: lifetime erasure only; workers use the pointer until they
+            // report the generation finished, and we wait for that below.
             unsafe { core::mem::transmute::<&(dyn Fn(usize) + Sync), &'static Task>(task) };
         {
             let mut st = s.state.lock().unwrap();

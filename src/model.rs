@@ -118,7 +118,8 @@ impl Config {
         if rope_dim % 2 != 0 || rope_dim > head_dim {
             return Err(bad);
         }
-        if !(rms_eps.is_finite() && rms_eps > 0.0) || !(rope_base.is_finite() && rope_base > 0.0) {
+        let positive = |v: f32| v.is_finite() && v > 0.0;
+        if !positive(rms_eps) || !positive(rope_base) {
             return Err(bad);
         }
         if n_ctx_train == 0 || n_ctx_train > MAX_DIM * 16 {

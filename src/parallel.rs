@@ -89,9 +89,11 @@ impl<'a, T> DisjointMut<'a, T> {
     #[allow(clippy::mut_from_ref)]
     pub unsafe fn range(&self, r: Range<usize>) -> &mut [T] {
         assert!(r.start <= r.end && r.end <= self.len);
-        // SAFETY: `r` lies inside the borrowed slice (asserted above), and
-        // the caller guarantees no overlapping view is alive.
-        unsafe { core::slice::from_raw_parts_mut(self.ptr.add(r.start), r.end - r.start) }
+        let start = self.ptr.wrapping_add(r.start);
+        // SAFETY: `r` lies inside the borrowed slice (asserted above), so
+        // `start` is valid for `r.len()` elements, and the caller guarantees
+        // no overlapping view is alive.
+        unsafe { core::slice::from_raw_parts_mut(start, r.end - r.start) }
     }
 }
 

@@ -132,8 +132,8 @@ fn lanes_dot(x: &[f32], n: usize, w: impl Fn(usize) -> f32) -> f32 {
         i += LANES;
     }
     let mut tail = 0f32;
-    for j in full..n {
-        tail += w(j) * x[j];
+    for (j, xj) in x.iter().enumerate().take(n).skip(full) {
+        tail += w(j) * xj;
     }
     let mut s = 0f32;
     for a in acc {
