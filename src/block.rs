@@ -87,14 +87,7 @@ pub fn forward(
     for l in 0..c.n_layers {
         let w = |k| model.layer_matrix(l, k);
         // Attention: x += Wo · attn(rmsnorm(x)).
-        let norm = w(slot::ATTN_NORM).data;
-        for b in 0..n {
-            let (o, x) = (
-                &mut s.xb[b * dim..(b + 1) * dim],
-                &s.x[b * dim..(b + 1) * dim],
-            );
-            rmsnorm(o, x, norm, c.rms_eps);
-        }
+        norm_rows(s.xb, s.x, n, dim, w(slot::ATTN_NORM).data, c.rms_eps);
         matmul(par, &w(slot::ATTN_Q), s.xb, n, s.q);
         matmul(par, &w(slot::ATTN_K), s.xb, n, s.k);
         matmul(par, &w(slot::ATTN_V), s.xb, n, s.v);
@@ -109,14 +102,7 @@ pub fn forward(
         add(&mut s.x[..n * dim], &s.xb2[..n * dim]);
 
         // Feed-forward: x += Wdown · (silu(Wgate · h) * (Wup · h)), h = rmsnorm(x).
-        let norm = w(slot::FFN_NORM).data;
-        for b in 0..n {
-            let (o, x) = (
-                &mut s.xb[b * dim..(b + 1) * dim],
-                &s.x[b * dim..(b + 1) * dim],
-            );
-            rmsnorm(o, x, norm, c.rms_eps);
-        }
+        norm_rows(s.xb, s.x, n, dim, w(slot::FFN_NORM).data, c.rms_eps);
         matmul(par, &w(slot::FFN_GATE), s.xb, n, s.hb);
         matmul(par, &w(slot::FFN_UP), s.xb, n, s.hb2);
         swiglu(&mut s.hb[..n * c.ffn_dim], &s.hb2[..n * c.ffn_dim]);
@@ -136,6 +122,13 @@ pub fn forward(
         rmsnorm(o, x, norm, c.rms_eps);
     }
     matmul(par, &model.output(), s.xb, n_out, s.logits);
+}
+
+/// RMSNorm of each of the `n` rows of `x` (`dim` wide) into `out`.
+fn norm_rows(out: &mut [f32], x: &[f32], n: usize, dim: usize, w: &[u8], eps: f32) {
+    for (o, x) in out.chunks_exact_mut(dim).zip(x.chunks_exact(dim)).take(n) {
+        rmsnorm(o, x, w, eps);
+    }
 }
 
 fn add(x: &mut [f32], y: &[f32]) {

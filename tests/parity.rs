@@ -71,7 +71,11 @@ fn mean_kl(reference: &[f64], test: &[f64], n_vocab: usize) -> f64 {
     let mut total = 0.0;
     for (r, t) in reference.chunks(n_vocab).zip(test.chunks(n_vocab)) {
         let (lr, lt) = (log_softmax(r), log_softmax(t));
-        total += lr.iter().zip(&lt).map(|(a, b)| a.exp() * (a - b)).sum::<f64>();
+        total += lr
+            .iter()
+            .zip(&lt)
+            .map(|(a, b)| a.exp() * (a - b))
+            .sum::<f64>();
     }
     total / rows as f64
 }
@@ -116,7 +120,10 @@ fn parity_with_llama_cpp_and_float64() {
             // The thread pool must not change a single bit.
             let pooled = our_logits(&bytes, &case.tokens, kv, &pool);
             assert!(
-                ours32.iter().zip(&pooled).all(|(a, b)| a.to_bits() == b.to_bits()),
+                ours32
+                    .iter()
+                    .zip(&pooled)
+                    .all(|(a, b)| a.to_bits() == b.to_bits()),
                 "{}: logits differ with 2 threads",
                 case.name
             );
