@@ -149,7 +149,9 @@ fn parity_with_llama_cpp_and_float64() {
                 "{:<28} {:>3} {:>4} {:>12.3e} {:>12.3e} {:>5}/{:<2}",
                 case.name, tag, n, kl_ours, kl_llama, checked, n
             );
-            if !(kl_ours <= kl_llama + 1e-6) {
+            // Written so that a NaN KL fails too.
+            let within = kl_ours <= kl_llama + 1e-6;
+            if !within {
                 failures.push(format!(
                     "{} kv {tag}: KL {kl_ours:e} > llama.cpp's {kl_llama:e} + 1e-6",
                     case.name

@@ -250,14 +250,56 @@ pub fn tiny_builder(c: &TinyConfig, t: u32, seed: u64) -> GgufBuilder {
     };
     for l in 0..c.n_layers {
         norm(&mut b, &format!("blk.{l}.attn_norm.weight"));
-        mat(&mut b, &format!("blk.{l}.attn_q.weight"), c.n_heads * hd, c.dim, s(c.dim));
-        mat(&mut b, &format!("blk.{l}.attn_k.weight"), c.n_kv_heads * hd, c.dim, s(c.dim));
-        mat(&mut b, &format!("blk.{l}.attn_v.weight"), c.n_kv_heads * hd, c.dim, s(c.dim));
-        mat(&mut b, &format!("blk.{l}.attn_output.weight"), c.dim, c.n_heads * hd, s(c.dim));
+        mat(
+            &mut b,
+            &format!("blk.{l}.attn_q.weight"),
+            c.n_heads * hd,
+            c.dim,
+            s(c.dim),
+        );
+        mat(
+            &mut b,
+            &format!("blk.{l}.attn_k.weight"),
+            c.n_kv_heads * hd,
+            c.dim,
+            s(c.dim),
+        );
+        mat(
+            &mut b,
+            &format!("blk.{l}.attn_v.weight"),
+            c.n_kv_heads * hd,
+            c.dim,
+            s(c.dim),
+        );
+        mat(
+            &mut b,
+            &format!("blk.{l}.attn_output.weight"),
+            c.dim,
+            c.n_heads * hd,
+            s(c.dim),
+        );
         norm(&mut b, &format!("blk.{l}.ffn_norm.weight"));
-        mat(&mut b, &format!("blk.{l}.ffn_gate.weight"), c.ffn, c.dim, s(c.dim));
-        mat(&mut b, &format!("blk.{l}.ffn_up.weight"), c.ffn, c.dim, s(c.dim));
-        mat(&mut b, &format!("blk.{l}.ffn_down.weight"), c.dim, c.ffn, s(c.ffn));
+        mat(
+            &mut b,
+            &format!("blk.{l}.ffn_gate.weight"),
+            c.ffn,
+            c.dim,
+            s(c.dim),
+        );
+        mat(
+            &mut b,
+            &format!("blk.{l}.ffn_up.weight"),
+            c.ffn,
+            c.dim,
+            s(c.dim),
+        );
+        mat(
+            &mut b,
+            &format!("blk.{l}.ffn_down.weight"),
+            c.dim,
+            c.ffn,
+            s(c.ffn),
+        );
     }
     norm(&mut b, "output_norm.weight");
     if !c.tied {
