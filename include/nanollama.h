@@ -164,6 +164,12 @@ typedef struct {
 extern "C" {
 #endif // __cplusplus
 
+// `core` is precompiled with unwinding tables that name this symbol; with
+// `panic = "abort"` nothing ever calls it, but a C linker still wants it
+// defined when the static library is linked without LTO. (With `std`,
+// std defines it.)
+NANOLLAMA_API void rust_eh_personality(void);
+
 // A static, NUL-terminated description of `status` (a `nanollama_status`
 // value, passed as an integer so that any value is safe); "unknown status"
 // for values this library does not define. Never NULL; thread-safe.
@@ -201,8 +207,8 @@ nanollama_status nanollama_model_init(const uint8_t *gguf,
 // # Safety
 // `model` is a handle from `nanollama_model_init`; `out` writable.
 NANOLLAMA_API
-nanollama_status nanollama_model_info(const nanollama_model *model,
-                                      nanollama_model_info *out);
+nanollama_status nanollama_model_get_info(const nanollama_model *model,
+                                          nanollama_model_info *out);
 
 // Fills `*out` with the defaults: n_ctx 0 (the model's), n_batch 0
 // (min(512, n_ctx)), F16 KV cache, last-token logits only, no parallel_for

@@ -403,7 +403,7 @@ unsafe fn model_ref<'a>(m: *const nanollama_model) -> Result<&'a Model<'static>,
 /// # Safety
 /// `model` is a handle from `nanollama_model_init`; `out` writable.
 #[no_mangle]
-pub unsafe extern "C" fn nanollama_model_info(
+pub unsafe extern "C" fn nanollama_model_get_info(
     model: *const nanollama_model,
     out: *mut nanollama_model_info,
 ) -> nanollama_status {

@@ -37,6 +37,15 @@ pub use model::{Config, Model};
 pub use parallel::{Inline, Parallel};
 pub use quant::WeightType;
 
+/// `core` is precompiled with unwinding tables that name this symbol; with
+/// `panic = "abort"` nothing ever calls it, but a C linker still wants it
+/// defined when the static library is linked without LTO. (With `std`,
+/// std defines it.)
+#[cfg(not(any(feature = "std", test)))]
+#[allow(unsafe_code)] // `no_mangle` counts as unsafe: the name is unique here.
+#[no_mangle]
+extern "C" fn rust_eh_personality() {}
+
 /// Panics are unreachable by design (every index from a file or a caller is
 /// checked first); should one happen anyway in a `no_std` build, stop the
 /// process rather than unwind across the C boundary.

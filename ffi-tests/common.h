@@ -1,0 +1,97 @@
+/* Helpers shared by the C tests: a CHECK that survives -DNDEBUG, file
+ * reading, and 64-byte-aligned allocation (the host allocates, never the
+ * library). */
+#ifndef NANOLLAMA_TEST_COMMON_H
+#define NANOLLAMA_TEST_COMMON_H
+
+#define _POSIX_C_SOURCE 200809L
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "nanollama.h"
+
+#define CHECK(cond)                                                      \
+    do {                                                                 \
+        if (!(cond)) {                                                   \
+            fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__,       \
+                    __LINE__, #cond);                                    \
+            exit(1);                                                     \
+        }                                                                \
+    } while (0)
+
+#define CHECK_STATUS(call, want)                                         \
+    do {                                                                 \
+        nanollama_status s_ = (call);                                    \
+        if (s_ != (want)) {                                              \
+            fprintf(stderr, "%s:%d: %s gave %d (%s), wanted %d\n",       \
+                    __FILE__, __LINE__, #call, (int)s_,                  \
+                    nanollama_status_str((uint32_t)s_), (int)(want));    \
+            exit(1);                                                     \
+        }                                                                \
+    } while (0)
+
+#define CHECK_OK(call) CHECK_STATUS(call, NANOLLAMA_STATUS_OK)
+
+static inline uint8_t *read_file(const char *path, size_t *len) {
+    FILE *f = fopen(path, "rb");
+    CHECK(f != NULL);
+    CHECK(fseek(f, 0, SEEK_END) == 0);
+    long n = ftell(f);
+    CHECK(n >= 0);
+    CHECK(fseek(f, 0, SEEK_SET) == 0);
+    uint8_t *buf = malloc((size_t)n + 1);
+    CHECK(buf != NULL);
+    CHECK(fread(buf, 1, (size_t)n, f) == (size_t)n);
+    fclose(f);
+    *len = (size_t)n;
+    return buf;
+}
+
+/* n bytes (rounded up to 64) aligned to 64, zeroed. */
+static inline void *alloc64(size_t n) {
+    size_t r = (n + 63) / 64 * 64;
+    void *p = aligned_alloc(64, r ? r : 64);
+    CHECK(p != NULL);
+    memset(p, 0, r ? r : 64);
+    return p;
+}
+
+typedef struct {
+    uint8_t *file;
+    size_t file_len;
+    void *mem;
+    const nanollama_model *model;
+} loaded_model;
+
+static inline loaded_model load_model(const char *path) {
+    loaded_model m;
+    size_t need = 0;
+    m.file = read_file(path, &m.file_len);
+    CHECK_OK(nanollama_model_size(m.file, m.file_len, &need));
+    m.mem = alloc64(need);
+    m.model = NULL;
+    CHECK_OK(nanollama_model_init(m.file, m.file_len, m.mem, need, &m.model));
+    CHECK(m.model != NULL);
+    return m;
+}
+
+static inline void free_model(loaded_model *m) {
+    free(m->mem);
+    free(m->file);
+}
+
+static inline nanollama_context *new_context(const nanollama_model *model,
+                                             const nanollama_context_params *p,
+                                             void **mem) {
+    size_t need = 0;
+    nanollama_context *ctx = NULL;
+    CHECK_OK(nanollama_context_size(model, p, &need));
+    *mem = alloc64(need);
+    CHECK_OK(nanollama_context_init(model, p, *mem, need, &ctx));
+    CHECK(ctx != NULL);
+    return ctx;
+}
+
+#endif
