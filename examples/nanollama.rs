@@ -22,7 +22,7 @@ const USAGE: &str = "usage: nanollama info MODEL.gguf
 struct Fail(String, u8);
 
 fn usage(msg: &str) -> Fail {
-    Fail(format!("{msg}\n{USAGE}"), 2)
+    Fail(format!("{msg} (nanollama --help for usage)"), 2)
 }
 
 fn main() -> ExitCode {
