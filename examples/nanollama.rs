@@ -10,13 +10,20 @@
 //! and exits 1 (2 for a usage error).
 use nanollama::gguf::{Gguf, Value};
 use nanollama::host::{pool_or_inline, AlignedBuf, FileBytes};
-use nanollama::{Context, ContextParams, KvType, Model};
+use nanollama::{Context, ContextParams, KvType, Model, Sampler, SamplerParams, Stage};
 use std::io::Write;
 use std::path::Path;
 use std::process::ExitCode;
 
 const USAGE: &str = "usage: nanollama info MODEL.gguf
-       nanollama logits MODEL.gguf --tokens 1,2,3 [--threads N] [--kv f32|f16] --out FILE";
+       nanollama logits MODEL.gguf --tokens 1,2,3 [--threads N] [--kv f32|f16] --out FILE
+       nanollama sample --logits FILE --n-vocab N [SAMPLER OPTIONS] [--history 1,2,3]
+                 [--logit-bias ID:BIAS,...] [--dump]
+sampler options: --seed S --temp T --top-k K --top-p P --min-p P --typical-p P
+       --repeat-penalty R --frequency-penalty F --presence-penalty P --penalty-last-n N
+       --xtc-probability P --xtc-threshold T --mirostat 0|2 --mirostat-tau T
+       --mirostat-eta E --min-keep N --order STAGES (comma list of logit_bias,
+       penalties,top_k,typical,top_p,min_p,xtc,temperature)";
 
 /// A one-line failure: the message and the exit code.
 struct Fail(String, u8);
@@ -30,6 +37,7 @@ fn main() -> ExitCode {
     let r = match args.first().map(String::as_str) {
         Some("info") => info(&args[1..]),
         Some("logits") => logits(&args[1..]),
+        Some("sample") => sample(&args[1..]),
         Some("-h" | "--help" | "help") => {
             println!("{USAGE}");
             Ok(())
@@ -201,5 +209,128 @@ fn logits(args: &[String]) -> Result<(), Fail> {
     std::fs::File::create(&out)
         .and_then(|mut f| f.write_all(&bytes))
         .map_err(|e| Fail(format!("{out}: {e}"), 1))?;
+    Ok(())
+}
+
+fn parse<T: std::str::FromStr>(name: &str, v: &str) -> Result<T, Fail> {
+    v.parse().map_err(|_| usage(&format!("bad {name} '{v}'")))
+}
+
+fn parse_list(name: &str, v: &str) -> Result<Vec<u32>, Fail> {
+    if v.is_empty() {
+        return Ok(Vec::new());
+    }
+    v.split(',').map(|t| parse(name, t.trim())).collect()
+}
+
+/// Applies one sampler option; `Ok(false)` when `flag` is not one.
+fn sampler_option(p: &mut SamplerParams, flag: &str, v: &str) -> Result<bool, Fail> {
+    match flag {
+        "--seed" => p.seed = parse(flag, v)?,
+        "--temp" => p.temp = parse(flag, v)?,
+        "--top-k" => p.top_k = parse(flag, v)?,
+        "--top-p" => p.top_p = parse(flag, v)?,
+        "--min-p" => p.min_p = parse(flag, v)?,
+        "--typical-p" => p.typical_p = parse(flag, v)?,
+        "--repeat-penalty" => p.penalty_repeat = parse(flag, v)?,
+        "--frequency-penalty" => p.penalty_freq = parse(flag, v)?,
+        "--presence-penalty" => p.penalty_present = parse(flag, v)?,
+        "--penalty-last-n" => p.penalty_last_n = parse(flag, v)?,
+        "--xtc-probability" => p.xtc_probability = parse(flag, v)?,
+        "--xtc-threshold" => p.xtc_threshold = parse(flag, v)?,
+        "--mirostat" => p.mirostat = parse(flag, v)?,
+        "--mirostat-tau" => p.mirostat_tau = parse(flag, v)?,
+        "--mirostat-eta" => p.mirostat_eta = parse(flag, v)?,
+        "--min-keep" => p.min_keep = parse(flag, v)?,
+        "--order" => {
+            let names = [
+                "logit_bias",
+                "penalties",
+                "top_k",
+                "typical",
+                "top_p",
+                "min_p",
+                "xtc",
+                "temperature",
+            ];
+            let mut n = 0;
+            for name in v.split(',').filter(|s| !s.is_empty()) {
+                let i = names
+                    .iter()
+                    .position(|x| *x == name)
+                    .ok_or_else(|| usage(&format!("unknown stage '{name}'")))?;
+                if n == p.order.len() {
+                    return Err(usage("too many stages"));
+                }
+                p.order[n] = Stage::from_u8(i as u8).unwrap_or(Stage::Temperature);
+                n += 1;
+            }
+            p.n_stages = n as u32;
+        }
+        _ => return Ok(false),
+    }
+    Ok(true)
+}
+
+fn sample(args: &[String]) -> Result<(), Fail> {
+    let mut p = SamplerParams::default();
+    let (mut logits_path, mut n_vocab, mut history, mut dump) = (None, None, Vec::new(), false);
+    let mut bias: Vec<(u32, f32)> = Vec::new();
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        if a == "--dump" {
+            dump = true;
+            continue;
+        }
+        let v = it
+            .next()
+            .ok_or_else(|| usage(&format!("{a} needs a value")))?;
+        match a.as_str() {
+            "--logits" => logits_path = Some(v.clone()),
+            "--n-vocab" => n_vocab = Some(parse::<usize>(a, v)?),
+            "--history" => history = parse_list(a, v)?,
+            "--logit-bias" => {
+                for item in v.split(',').filter(|s| !s.is_empty()) {
+                    let (t, b) = item
+                        .split_once(':')
+                        .ok_or_else(|| usage(&format!("bad --logit-bias '{item}'")))?;
+                    bias.push((parse(a, t)?, parse(a, b)?));
+                }
+            }
+            _ if sampler_option(&mut p, a, v)? => {}
+            _ => return Err(usage(&format!("unknown option '{a}'"))),
+        }
+    }
+    let path = logits_path.ok_or_else(|| usage("sample needs --logits FILE"))?;
+    let n_vocab = n_vocab.ok_or_else(|| usage("sample needs --n-vocab N"))?;
+    let bytes = std::fs::read(&path).map_err(|e| Fail(format!("{path}: {e}"), 1))?;
+    if bytes.len() < n_vocab * 4 {
+        return Err(Fail(
+            format!(
+                "{path}: {} bytes, fewer than one row of {n_vocab} floats",
+                bytes.len()
+            ),
+            1,
+        ));
+    }
+    let logits: Vec<f32> = bytes[..n_vocab * 4]
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect();
+    let fail = |e: nanollama::Error| Fail(e.to_string(), 1);
+    let mut mem = AlignedBuf::new(Sampler::size(n_vocab, &p, bias.len()).map_err(fail)?);
+    let mut s = Sampler::init(n_vocab, &p, &bias, mem.as_mut_slice()).map_err(fail)?;
+    for &t in &history {
+        s.accept(t).map_err(fail)?;
+    }
+    if dump {
+        let mut out = String::new();
+        for c in s.candidates(&logits).map_err(fail)? {
+            out.push_str(&format!("{} {:.9}\n", c.id, c.p));
+        }
+        print!("{out}");
+    } else {
+        println!("{}", s.sample(&logits).map_err(fail)?);
+    }
     Ok(())
 }

@@ -57,6 +57,9 @@ pub enum Error {
     ContextFull = 23,
     /// The batch has more tokens than the context's `n_batch`.
     BatchTooLarge = 24,
+    /// No token has a finite logit (all NaN or negative infinity), so there is
+    /// nothing to sample.
+    NoCandidates = 25,
 }
 
 /// The crate's result type.
@@ -95,11 +98,12 @@ impl Error {
             Error::TokenOutOfRange => c"token id outside the vocabulary",
             Error::ContextFull => c"batch would pass the context length",
             Error::BatchTooLarge => c"batch larger than n_batch",
+            Error::NoCandidates => c"no token has a finite logit",
         }
     }
 
     /// Every error, in code order (for tests and tools).
-    pub const ALL: [Error; 23] = [
+    pub const ALL: [Error; 24] = [
         Error::InvalidArgument,
         Error::BufferTooSmall,
         Error::Misaligned,
@@ -123,6 +127,7 @@ impl Error {
         Error::TokenOutOfRange,
         Error::ContextFull,
         Error::BatchTooLarge,
+        Error::NoCandidates,
     ];
 }
 

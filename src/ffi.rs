@@ -74,6 +74,8 @@ pub enum nanollama_status {
     ContextFull = 23,
     /// The batch has more tokens than the context's `n_batch`.
     BatchTooLarge = 24,
+    /// No token has a finite logit (all NaN or -infinity): nothing to sample.
+    NoCandidates = 25,
 }
 
 impl From<Error> for nanollama_status {
@@ -103,6 +105,7 @@ impl From<Error> for nanollama_status {
             Error::TokenOutOfRange => S::TokenOutOfRange,
             Error::ContextFull => S::ContextFull,
             Error::BatchTooLarge => S::BatchTooLarge,
+            Error::NoCandidates => S::NoCandidates,
         }
     }
 }

@@ -29,6 +29,7 @@ pub mod kernels;
 pub mod model;
 pub mod parallel;
 pub mod quant;
+pub mod sampler;
 
 pub use context::{Context, ContextParams, KvType};
 pub use error::{Error, Result};
@@ -36,6 +37,7 @@ pub use gguf::Gguf;
 pub use model::{Config, Model};
 pub use parallel::{Inline, Parallel};
 pub use quant::WeightType;
+pub use sampler::{Sampler, SamplerParams, Stage};
 
 /// `core` is precompiled with unwinding tables that name this symbol; with
 /// `panic = "abort"` nothing ever calls it, but a C linker still wants it

@@ -5,25 +5,8 @@ use nanollama::{Context, ContextParams, Inline, KvType, Model};
 use std::path::PathBuf;
 use std::process::{Command, Output};
 
-/// The example binary, (re)built once per test run so that it is never
-/// stale (`cargo test --test cli` alone does not build examples).
 fn exe() -> PathBuf {
-    static EXE: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
-    EXE.get_or_init(|| {
-        let st = Command::new(env!("CARGO"))
-            .args(["build", "--example", "nanollama", "--features", "std"])
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .status()
-            .unwrap();
-        assert!(st.success());
-        let deps = std::env::current_exe().unwrap();
-        deps.parent()
-            .unwrap()
-            .parent()
-            .unwrap()
-            .join("examples/nanollama")
-    })
-    .clone()
+    cli_exe()
 }
 
 fn tmp(name: &str) -> PathBuf {

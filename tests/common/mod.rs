@@ -314,4 +314,26 @@ pub fn tiny_model(c: &TinyConfig, t: u32, seed: u64) -> Vec<u8> {
 }
 
 /// A 64-byte-aligned zeroed buffer (re-exported for brevity).
+#[allow(unused_imports)]
 pub use nanollama::host::AlignedBuf;
+
+/// The `nanollama` example binary, (re)built once per test binary so that it
+/// is never stale (`cargo test --test X` alone does not build examples).
+pub fn cli_exe() -> std::path::PathBuf {
+    static EXE: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+    EXE.get_or_init(|| {
+        let st = std::process::Command::new(env!("CARGO"))
+            .args(["build", "--example", "nanollama", "--features", "std"])
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .status()
+            .unwrap();
+        assert!(st.success());
+        let deps = std::env::current_exe().unwrap();
+        deps.parent()
+            .unwrap()
+            .parent()
+            .unwrap()
+            .join("examples/nanollama")
+    })
+    .clone()
+}

@@ -1,0 +1,743 @@
+//! Turning logits into a token: llama.cpp's sampler chain over caller memory.
+//!
+//! Stages, with llama.cpp's semantics, in this default order: logit bias →
+//! penalties (repeat, frequency, presence over the last `penalty_last_n`
+//! accepted tokens) → top-k → typical-p → top-p → min-p → XTC → temperature,
+//! then a draw from the survivors (or mirostat v2, or greedy when the
+//! temperature is 0). Each stage is off at its neutral setting (top_k 0,
+//! top_p 1, min_p 0, typical_p 1, penalties 1/0/0, xtc_probability 0, temp 1)
+//! and the order can be changed. Top-k selects with a size-k heap, so the
+//! default chain is linear in the vocabulary.
+//!
+//! Defined results for odd input: a NaN logit counts as -infinity; when some
+//! logits are +infinity, those tokens share all the probability equally; when
+//! every logit is NaN or -infinity, `sample` returns [`Error::NoCandidates`].
+//! `top_k` larger than the vocabulary keeps everything; `top_p` 0 keeps the
+//! single most likely token; temperature 0 or below is greedy.
+//!
+//! Random numbers come from SplitMix64 (Steele, Lea and Flood, 2014) seeded
+//! with `seed`; a uniform draw is `(next() >> 11) * 2^-53`. The same seed,
+//! logits and settings give the same tokens on every platform.
+
+use crate::error::{Error, Result};
+use crate::model::ALIGN;
+
+/// One stage of the chain.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Stage {
+    LogitBias = 0,
+    Penalties = 1,
+    TopK = 2,
+    Typical = 3,
+    TopP = 4,
+    MinP = 5,
+    Xtc = 6,
+    Temperature = 7,
+}
+
+impl Stage {
+    /// The stage with this number.
+    pub fn from_u8(v: u8) -> Option<Self> {
+        Some(match v {
+            0 => Self::LogitBias,
+            1 => Self::Penalties,
+            2 => Self::TopK,
+            3 => Self::Typical,
+            4 => Self::TopP,
+            5 => Self::MinP,
+            6 => Self::Xtc,
+            7 => Self::Temperature,
+            _ => return None,
+        })
+    }
+}
+
+/// Most stages in a chain.
+pub const MAX_STAGES: usize = 16;
+/// Most logit-bias entries.
+pub const MAX_BIAS: usize = 1 << 16;
+/// Longest penalty history.
+pub const MAX_PENALTY_LAST_N: usize = 1 << 16;
+
+/// Settings of a sampler; `Default` gives llama.cpp's defaults.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct SamplerParams {
+    pub seed: u64,
+    /// Temperature; 0 or below means greedy.
+    pub temp: f32,
+    /// Keep the k most likely; 0 or below keeps all.
+    pub top_k: i32,
+    /// Nucleus: keep the smallest set whose probability reaches p; 1 is off.
+    pub top_p: f32,
+    /// Keep tokens at least `min_p` times as likely as the best; 0 is off.
+    pub min_p: f32,
+    /// Locally typical sampling; 1 is off.
+    pub typical_p: f32,
+    /// History length for the penalties; 0 is off.
+    pub penalty_last_n: u32,
+    /// Repetition penalty (divide positive logits, multiply negative); 1 is off.
+    pub penalty_repeat: f32,
+    /// Subtracted once per occurrence in the history.
+    pub penalty_freq: f32,
+    /// Subtracted once if the token occurs in the history.
+    pub penalty_present: f32,
+    /// XTC: chance of removing the most likely tokens; 0 is off.
+    pub xtc_probability: f32,
+    /// XTC: tokens at or above this probability are "top choices".
+    pub xtc_threshold: f32,
+    /// 0: draw from the survivors; 2: mirostat v2 instead.
+    pub mirostat: u32,
+    pub mirostat_tau: f32,
+    pub mirostat_eta: f32,
+    /// Stages that filter keep at least this many tokens.
+    pub min_keep: u32,
+    /// The chain, `order[..n_stages]`.
+    pub order: [Stage; MAX_STAGES],
+    pub n_stages: u32,
+}
+
+/// The default chain.
+pub const DEFAULT_ORDER: [Stage; 8] = [
+    Stage::LogitBias,
+    Stage::Penalties,
+    Stage::TopK,
+    Stage::Typical,
+    Stage::TopP,
+    Stage::MinP,
+    Stage::Xtc,
+    Stage::Temperature,
+];
+
+impl Default for SamplerParams {
+    fn default() -> Self {
+        let mut order = [Stage::Temperature; MAX_STAGES];
+        order[..DEFAULT_ORDER.len()].copy_from_slice(&DEFAULT_ORDER);
+        Self {
+            seed: 0,
+            temp: 0.8,
+            top_k: 40,
+            top_p: 0.95,
+            min_p: 0.05,
+            typical_p: 1.0,
+            penalty_last_n: 64,
+            penalty_repeat: 1.0,
+            penalty_freq: 0.0,
+            penalty_present: 0.0,
+            xtc_probability: 0.0,
+            xtc_threshold: 0.1,
+            mirostat: 0,
+            mirostat_tau: 5.0,
+            mirostat_eta: 0.1,
+            min_keep: 0,
+            order,
+            n_stages: DEFAULT_ORDER.len() as u32,
+        }
+    }
+}
+
+impl SamplerParams {
+    /// The chain as a slice.
+    pub fn stages(&self) -> &[Stage] {
+        &self.order[..(self.n_stages as usize).min(MAX_STAGES)]
+    }
+
+    fn validate(&self) -> Result<()> {
+        let finite = [
+            self.temp,
+            self.top_p,
+            self.min_p,
+            self.typical_p,
+            self.penalty_repeat,
+            self.penalty_freq,
+            self.penalty_present,
+            self.xtc_probability,
+            self.xtc_threshold,
+            self.mirostat_tau,
+            self.mirostat_eta,
+        ];
+        if finite.iter().any(|v| !v.is_finite())
+            || self.n_stages as usize > MAX_STAGES
+            || self.penalty_last_n as usize > MAX_PENALTY_LAST_N
+            || !(self.mirostat == 0 || self.mirostat == 2)
+        {
+            return Err(Error::InvalidArgument);
+        }
+        Ok(())
+    }
+}
+
+/// A candidate token: id, (adjusted) logit, probability once computed.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+#[repr(C)]
+pub struct Candidate {
+    pub id: u32,
+    pub logit: f32,
+    pub p: f32,
+}
+
+/// SplitMix64: small, fast, passes BigCrush, the same on every platform.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Rng(pub u64);
+
+impl Rng {
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    /// Uniform in [0, 1).
+    pub fn next_f64(&mut self) -> f64 {
+        (self.next_u64() >> 11) as f64 * (1.0 / (1u64 << 53) as f64)
+    }
+}
+
+/// A sampler in caller memory: candidate scratch for the vocabulary, the
+/// logit biases, and a ring of the last accepted tokens.
+pub struct Sampler<'a> {
+    params: SamplerParams,
+    n_vocab: usize,
+    cand: &'a mut [Candidate],
+    size: usize,
+    sorted: bool,
+    /// Whether `cand[i].id == i` still holds (penalties and bias look tokens
+    /// up directly then).
+    identity: bool,
+    bias_ids: &'a mut [u32],
+    bias_vals: &'a mut [f32],
+    hist: &'a mut [u32],
+    hist_len: usize,
+    hist_next: usize,
+    rng: Rng,
+    mu: f32,
+}
+
+struct Layout {
+    cand: usize,
+    bias: usize,
+    hist: usize,
+}
+
+fn round_up(n: usize) -> Option<usize> {
+    n.checked_add(ALIGN - 1).map(|v| v / ALIGN * ALIGN)
+}
+
+impl Layout {
+    fn new(n_vocab: usize, p: &SamplerParams, n_bias: usize) -> Result<Self> {
+        p.validate()?;
+        if n_vocab == 0 || n_vocab > u32::MAX as usize / 2 || n_bias > MAX_BIAS {
+            return Err(Error::InvalidArgument);
+        }
+        Ok(Layout {
+            cand: n_vocab,
+            bias: n_bias,
+            hist: p.penalty_last_n as usize,
+        })
+    }
+    fn bytes(&self) -> Result<usize> {
+        let parts = [
+            self.cand.checked_mul(core::mem::size_of::<Candidate>()),
+            self.bias.checked_mul(4),
+            self.bias.checked_mul(4),
+            self.hist.checked_mul(4),
+        ];
+        parts.iter().try_fold(0usize, |acc, p| {
+            p.and_then(round_up)
+                .and_then(|b| acc.checked_add(b))
+                .ok_or(Error::InvalidArgument)
+        })
+    }
+}
+
+fn carve<'a>(rest: &mut &'a mut [u8], bytes: usize) -> Result<&'a mut [u8]> {
+    let padded = round_up(bytes).ok_or(Error::BufferTooSmall)?;
+    let all = core::mem::take(rest);
+    if all.len() < padded {
+        return Err(Error::BufferTooSmall);
+    }
+    let (head, tail) = all.split_at_mut(padded);
+    *rest = tail;
+    Ok(&mut head[..bytes])
+}
+
+fn u32s<'a>(rest: &mut &'a mut [u8], n: usize) -> Result<&'a mut [u32]> {
+    bytemuck::try_cast_slice_mut(carve(rest, n * 4)?).map_err(|_| Error::Misaligned)
+}
+
+fn f32s<'a>(rest: &mut &'a mut [u8], n: usize) -> Result<&'a mut [f32]> {
+    bytemuck::try_cast_slice_mut(carve(rest, n * 4)?).map_err(|_| Error::Misaligned)
+}
+
+impl<'a> Sampler<'a> {
+    /// Bytes of memory [`Sampler::init`] needs for a vocabulary of `n_vocab`
+    /// tokens and `n_bias` logit-bias entries.
+    pub fn size(n_vocab: usize, params: &SamplerParams, n_bias: usize) -> Result<usize> {
+        Layout::new(n_vocab, params, n_bias)?.bytes()
+    }
+
+    /// Builds a sampler over `mem` (64-byte aligned, at least
+    /// [`Sampler::size`] bytes); `bias` is copied in.
+    pub fn init(
+        n_vocab: usize,
+        params: &SamplerParams,
+        bias: &[(u32, f32)],
+        mem: &'a mut [u8],
+    ) -> Result<Self> {
+        let lay = Layout::new(n_vocab, params, bias.len())?;
+        if bias
+            .iter()
+            .any(|&(t, b)| t as usize >= n_vocab || b.is_nan())
+        {
+            return Err(Error::InvalidArgument);
+        }
+        if (mem.as_ptr() as usize) % ALIGN != 0 {
+            return Err(Error::Misaligned);
+        }
+        if mem.len() < lay.bytes()? {
+            return Err(Error::BufferTooSmall);
+        }
+        let mut rest = mem;
+        let cand_words = u32s(&mut rest, lay.cand * 3)?;
+        let cand = words_as_candidates(cand_words);
+        let bias_ids = u32s(&mut rest, lay.bias)?;
+        let bias_vals = f32s(&mut rest, lay.bias)?;
+        for (i, &(t, b)) in bias.iter().enumerate() {
+            bias_ids[i] = t;
+            bias_vals[i] = b;
+        }
+        let hist = u32s(&mut rest, lay.hist)?;
+        let mut s = Sampler {
+            params: *params,
+            n_vocab,
+            cand,
+            size: 0,
+            sorted: false,
+            identity: true,
+            bias_ids,
+            bias_vals,
+            hist,
+            hist_len: 0,
+            hist_next: 0,
+            rng: Rng(params.seed),
+            mu: 0.0,
+        };
+        s.reset();
+        Ok(s)
+    }
+
+    /// The settings.
+    pub fn params(&self) -> &SamplerParams {
+        &self.params
+    }
+
+    /// Forgets the history, reseeds the generator and resets mirostat.
+    pub fn reset(&mut self) {
+        self.hist_len = 0;
+        self.hist_next = 0;
+        self.rng = Rng(self.params.seed);
+        self.mu = 2.0 * self.params.mirostat_tau;
+    }
+
+    /// Records `token` as generated (for the penalties).
+    pub fn accept(&mut self, token: u32) -> Result<()> {
+        if token as usize >= self.n_vocab {
+            return Err(Error::TokenOutOfRange);
+        }
+        let cap = self.hist.len();
+        if cap > 0 {
+            self.hist[self.hist_next] = token;
+            self.hist_next = (self.hist_next + 1) % cap;
+            self.hist_len = (self.hist_len + 1).min(cap);
+        }
+        Ok(())
+    }
+
+    /// The accepted tokens still in the penalty window, oldest first.
+    pub fn history(&self) -> impl Iterator<Item = u32> + '_ {
+        let cap = self.hist.len().max(1);
+        let start = (self.hist_next + cap - self.hist_len) % cap;
+        (0..self.hist_len).map(move |i| self.hist[(start + i) % cap])
+    }
+
+    /// Applies the chain to `logits` (`n_vocab` floats) and returns the
+    /// surviving candidates with their probabilities, most probable first;
+    /// candidates of probability 0 are dropped. Does not draw.
+    pub fn candidates(&mut self, logits: &[f32]) -> Result<&[Candidate]> {
+        self.apply_chain(logits)?;
+        self.softmax();
+        let n = self.cand[..self.size]
+            .iter()
+            .position(|c| c.p <= 0.0)
+            .unwrap_or(self.size);
+        Ok(&self.cand[..n])
+    }
+
+    /// Applies the chain to `logits` and draws a token. Does not `accept` it.
+    pub fn sample(&mut self, logits: &[f32]) -> Result<u32> {
+        self.apply_chain(logits)?;
+        let c = &mut self.cand[..self.size];
+        if self.params.temp <= 0.0 {
+            let mut best = 0;
+            for i in 1..c.len() {
+                if c[i].logit > c[best].logit {
+                    best = i;
+                }
+            }
+            return Ok(c[best].id);
+        }
+        self.softmax();
+        if self.params.mirostat == 2 {
+            let mu = self.mu;
+            let keep = self.cand[..self.size]
+                .iter()
+                .position(|c| -libm::log2f(c.p) > mu)
+                .unwrap_or(self.size);
+            self.size = keep.max(1);
+            self.sorted = false; // recompute probabilities below
+            self.softmax();
+            let i = self.draw();
+            let surprise = -libm::log2f(self.cand[i].p);
+            self.mu -= self.params.mirostat_eta * (surprise - self.params.mirostat_tau);
+            return Ok(self.cand[i].id);
+        }
+        let i = self.draw();
+        Ok(self.cand[i].id)
+    }
+
+    /// Index of a candidate drawn in proportion to `p` (probabilities computed).
+    fn draw(&mut self) -> usize {
+        let c = &self.cand[..self.size];
+        let total: f64 = c.iter().map(|c| c.p as f64).sum();
+        let r = self.rng.next_f64() * total;
+        let mut acc = 0.0f64;
+        let mut last = 0;
+        for (i, cd) in c.iter().enumerate() {
+            if cd.p > 0.0 {
+                acc += cd.p as f64;
+                last = i;
+                if r < acc {
+                    return i;
+                }
+            }
+        }
+        last
+    }
+
+    /// Loads the logits as candidates, mapping NaN and infinities (see the
+    /// module docs).
+    fn load(&mut self, logits: &[f32]) -> Result<()> {
+        if logits.len() != self.n_vocab {
+            return Err(Error::InvalidArgument);
+        }
+        let any_inf = logits.contains(&f32::INFINITY);
+        let mut finite = false;
+        for (i, (c, &l)) in self.cand.iter_mut().zip(logits).enumerate() {
+            let logit = if any_inf {
+                if l == f32::INFINITY {
+                    0.0
+                } else {
+                    f32::NEG_INFINITY
+                }
+            } else if l.is_nan() {
+                f32::NEG_INFINITY
+            } else {
+                l
+            };
+            finite |= logit > f32::NEG_INFINITY;
+            *c = Candidate {
+                id: i as u32,
+                logit,
+                p: 0.0,
+            };
+        }
+        if !finite {
+            return Err(Error::NoCandidates);
+        }
+        self.size = self.n_vocab;
+        self.sorted = false;
+        self.identity = true;
+        Ok(())
+    }
+
+    fn apply_chain(&mut self, logits: &[f32]) -> Result<()> {
+        self.load(logits)?;
+        let order = self.params.order;
+        for &stage in &order[..(self.params.n_stages as usize).min(MAX_STAGES)] {
+            match stage {
+                Stage::LogitBias => self.logit_bias(),
+                Stage::Penalties => self.penalties(),
+                Stage::TopK => self.top_k(self.params.top_k),
+                Stage::Typical => self.typical(),
+                Stage::TopP => self.top_p(),
+                Stage::MinP => self.min_p(),
+                Stage::Xtc => self.xtc(),
+                Stage::Temperature => self.temperature(),
+            }
+        }
+        Ok(())
+    }
+
+    /// Index of token `t` among the candidates, if still there.
+    fn find(&self, t: u32) -> Option<usize> {
+        if self.identity {
+            return ((t as usize) < self.size).then_some(t as usize);
+        }
+        self.cand[..self.size].iter().position(|c| c.id == t)
+    }
+
+    fn logit_bias(&mut self) {
+        for i in 0..self.bias_ids.len() {
+            if let Some(j) = self.find(self.bias_ids[i]) {
+                self.cand[j].logit += self.bias_vals[i];
+            }
+        }
+    }
+
+    fn penalties(&mut self) {
+        let p = &self.params;
+        let (rep, freq, pres) = (p.penalty_repeat, p.penalty_freq, p.penalty_present);
+        if (rep == 1.0 && freq == 0.0 && pres == 0.0) || self.hist_len == 0 {
+            return;
+        }
+        let cap = self.hist.len();
+        let start = (self.hist_next + cap - self.hist_len) % cap;
+        for i in 0..self.hist_len {
+            let t = self.hist[(start + i) % cap];
+            // Count each distinct token once, at its first occurrence.
+            let first = (0..i).all(|j| self.hist[(start + j) % cap] != t);
+            if !first {
+                continue;
+            }
+            let count = (i..self.hist_len)
+                .filter(|&j| self.hist[(start + j) % cap] == t)
+                .count();
+            if let Some(k) = self.find(t) {
+                let c = &mut self.cand[k];
+                if c.logit <= 0.0 {
+                    c.logit *= rep;
+                } else {
+                    c.logit /= rep;
+                }
+                c.logit -= count as f32 * freq + pres;
+            }
+        }
+        self.sorted = false;
+    }
+
+    /// Keeps the `k` largest logits, sorted descending (a size-k min-heap in
+    /// one pass, then a sort of the k).
+    fn top_k(&mut self, k: i32) {
+        let n = self.size;
+        let k = if k <= 0 { n } else { (k as usize).min(n) };
+        if !self.sorted {
+            if k < n {
+                let c = &mut self.cand[..n];
+                // Min-heap by logit over c[..k].
+                for i in (0..k / 2).rev() {
+                    sift_down(&mut c[..k], i);
+                }
+                for i in k..n {
+                    if c[i].logit > c[0].logit {
+                        c.swap(0, i);
+                        sift_down(&mut c[..k], 0);
+                    }
+                }
+            }
+            sort_desc(&mut self.cand[..k]);
+            self.sorted = true;
+            self.identity = false;
+        }
+        self.size = k;
+    }
+
+    /// Sorts (if needed) and computes probabilities of the candidates.
+    fn softmax(&mut self) {
+        if !self.sorted {
+            sort_desc(&mut self.cand[..self.size]);
+            self.sorted = true;
+            self.identity = false;
+        }
+        let c = &mut self.cand[..self.size];
+        let max = c[0].logit;
+        let mut sum = 0f32;
+        for x in c.iter_mut() {
+            x.p = libm::expf(x.logit - max);
+            sum += x.p;
+        }
+        for x in c.iter_mut() {
+            x.p /= sum;
+        }
+    }
+
+    fn typical(&mut self) {
+        let p = self.params.typical_p;
+        if p >= 1.0 {
+            return;
+        }
+        self.softmax();
+        let c = &mut self.cand[..self.size];
+        let mut entropy = 0f32;
+        for x in c.iter() {
+            if x.p > 0.0 {
+                entropy += -x.p * libm::logf(x.p);
+            }
+        }
+        // Order by |−log p − H| ascending, then keep until the mass passes p.
+        let score = |x: &Candidate| libm::fabsf(-libm::logf(x.p) - entropy);
+        c.sort_unstable_by(|a, b| score(a).total_cmp(&score(b)).then(a.id.cmp(&b.id)));
+        let min_keep = self.params.min_keep as usize;
+        let mut cum = 0f32;
+        let mut last = c.len();
+        for (i, x) in c.iter().enumerate() {
+            cum += x.p;
+            if cum > p && i + 1 >= min_keep {
+                last = i + 1;
+                break;
+            }
+        }
+        self.size = last;
+        self.sorted = false;
+    }
+
+    fn top_p(&mut self) {
+        let p = self.params.top_p;
+        if p >= 1.0 {
+            return;
+        }
+        self.softmax();
+        let min_keep = self.params.min_keep as usize;
+        let mut cum = 0f32;
+        let mut last = self.size;
+        for (i, x) in self.cand[..self.size].iter().enumerate() {
+            cum += x.p;
+            if cum >= p && i + 1 >= min_keep {
+                last = i + 1;
+                break;
+            }
+        }
+        self.size = last;
+    }
+
+    fn min_p(&mut self) {
+        let p = self.params.min_p;
+        if p <= 0.0 || self.size == 0 {
+            return;
+        }
+        let min_keep = self.params.min_keep as usize;
+        let max = self.cand[..self.size]
+            .iter()
+            .fold(f32::NEG_INFINITY, |m, c| m.max(c.logit));
+        let min_logit = max + libm::logf(p);
+        let kept = self.cand[..self.size]
+            .iter()
+            .filter(|c| c.logit >= min_logit)
+            .count();
+        if kept >= min_keep.max(1) {
+            // Stable compaction keeps the current order.
+            let mut w = 0;
+            for r in 0..self.size {
+                if self.cand[r].logit >= min_logit {
+                    self.cand[w] = self.cand[r];
+                    w += 1;
+                }
+            }
+            if w != self.size {
+                self.identity = false;
+            }
+            self.size = w;
+        } else {
+            self.softmax();
+            let mut i = 1;
+            while i < self.size && !(self.cand[i].logit < min_logit && i >= min_keep) {
+                i += 1;
+            }
+            self.size = i;
+        }
+    }
+
+    fn xtc(&mut self) {
+        let p = self.params;
+        if p.xtc_probability <= 0.0 || p.xtc_threshold > 0.5 || self.size < 2 {
+            return;
+        }
+        let chance = self.rng.next_f64() as f32;
+        if chance > p.xtc_probability {
+            return;
+        }
+        self.softmax();
+        let mut last = 0;
+        for (i, c) in self.cand[..self.size].iter().enumerate() {
+            if c.p >= p.xtc_threshold {
+                last = i;
+            } else {
+                break;
+            }
+        }
+        if self.size - last >= p.min_keep as usize && last > 0 {
+            self.cand.copy_within(last..self.size, 0);
+            self.size -= last;
+        }
+    }
+
+    fn temperature(&mut self) {
+        let t = self.params.temp;
+        let c = &mut self.cand[..self.size];
+        if t <= 0.0 {
+            let mut best = 0;
+            for i in 1..c.len() {
+                if c[i].logit > c[best].logit {
+                    c[best].logit = f32::NEG_INFINITY;
+                    best = i;
+                } else {
+                    c[i].logit = f32::NEG_INFINITY;
+                }
+            }
+            return;
+        }
+        for x in c.iter_mut() {
+            x.logit /= t;
+        }
+    }
+}
+
+fn sift_down(h: &mut [Candidate], mut i: usize) {
+    loop {
+        let (l, r) = (2 * i + 1, 2 * i + 2);
+        let mut m = i;
+        if l < h.len() && h[l].logit < h[m].logit {
+            m = l;
+        }
+        if r < h.len() && h[r].logit < h[m].logit {
+            m = r;
+        }
+        if m == i {
+            return;
+        }
+        h.swap(i, m);
+        i = m;
+    }
+}
+
+/// Descending by logit; ties by ascending id, so the order is deterministic.
+fn sort_desc(c: &mut [Candidate]) {
+    c.sort_unstable_by(|a, b| b.logit.total_cmp(&a.logit).then(a.id.cmp(&b.id)));
+}
+
+/// Views candidate storage (three 4-byte words each) as candidates.
+fn words_as_candidates(w: &mut [u32]) -> &mut [Candidate] {
+    let n = w.len() / 3;
+    // A `Candidate` is `repr(C)` of u32, f32, f32: 12 bytes, align 4, no
+    // padding, every bit pattern valid; so is `[u32; 3]`.
+    const _: () = assert!(core::mem::size_of::<Candidate>() == 12);
+    const _: () = assert!(core::mem::align_of::<Candidate>() == 4);
+    let ptr = w.as_mut_ptr() as *mut Candidate;
+    // SAFETY: `w` holds `3n` u32s, exactly the bytes of `n` candidates
+    // (layout asserted above), u32-aligned as `Candidate` needs, and the
+    // returned borrow replaces `w`'s.
+    #[allow(unsafe_code)]
+    unsafe {
+        core::slice::from_raw_parts_mut(ptr, n)
+    }
+}
