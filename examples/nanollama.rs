@@ -10,6 +10,7 @@
 //! and exits 1 (2 for a usage error).
 use nanollama::gguf::{Gguf, Value};
 use nanollama::host::{pool_or_inline, AlignedBuf, FileBytes};
+use nanollama::sampler::LogitBias;
 use nanollama::{Context, ContextParams, KvType, Model, Sampler, SamplerParams, Stage};
 use std::io::Write;
 use std::path::Path;
@@ -18,7 +19,7 @@ use std::process::ExitCode;
 const USAGE: &str = "usage: nanollama info MODEL.gguf
        nanollama logits MODEL.gguf --tokens 1,2,3 [--threads N] [--kv f32|f16] --out FILE
        nanollama sample --logits FILE --n-vocab N [SAMPLER OPTIONS] [--history 1,2,3]
-                 [--logit-bias ID:BIAS,...] [--dump]
+                 [--logit-bias ID:BIAS,...] [--dump | --bench CALLS]
 sampler options: --seed S --temp T --top-k K --top-p P --min-p P --typical-p P
        --repeat-penalty R --frequency-penalty F --presence-penalty P --penalty-last-n N
        --xtc-probability P --xtc-threshold T --mirostat 0|2 --mirostat-tau T
@@ -275,7 +276,8 @@ fn sampler_option(p: &mut SamplerParams, flag: &str, v: &str) -> Result<bool, Fa
 fn sample(args: &[String]) -> Result<(), Fail> {
     let mut p = SamplerParams::default();
     let (mut logits_path, mut n_vocab, mut history, mut dump) = (None, None, Vec::new(), false);
-    let mut bias: Vec<(u32, f32)> = Vec::new();
+    let mut bias: Vec<LogitBias> = Vec::new();
+    let mut bench = 0usize;
     let mut it = args.iter();
     while let Some(a) = it.next() {
         if a == "--dump" {
@@ -289,12 +291,16 @@ fn sample(args: &[String]) -> Result<(), Fail> {
             "--logits" => logits_path = Some(v.clone()),
             "--n-vocab" => n_vocab = Some(parse::<usize>(a, v)?),
             "--history" => history = parse_list(a, v)?,
+            "--bench" => bench = parse(a, v)?,
             "--logit-bias" => {
                 for item in v.split(',').filter(|s| !s.is_empty()) {
                     let (t, b) = item
                         .split_once(':')
                         .ok_or_else(|| usage(&format!("bad --logit-bias '{item}'")))?;
-                    bias.push((parse(a, t)?, parse(a, b)?));
+                    bias.push(LogitBias {
+                        token: parse(a, t)?,
+                        bias: parse(a, b)?,
+                    });
                 }
             }
             _ if sampler_option(&mut p, a, v)? => {}
@@ -322,6 +328,22 @@ fn sample(args: &[String]) -> Result<(), Fail> {
     let mut s = Sampler::init(n_vocab, &p, &bias, mem.as_mut_slice()).map_err(fail)?;
     for &t in &history {
         s.accept(t).map_err(fail)?;
+    }
+    if bench > 0 {
+        // Median wall time of one `sample` call (the whole chain and the draw).
+        let mut times = Vec::with_capacity(bench);
+        for _ in 0..bench {
+            let t = std::time::Instant::now();
+            std::hint::black_box(s.sample(&logits).map_err(fail)?);
+            times.push(t.elapsed().as_secs_f64() * 1e6);
+        }
+        times.sort_by(f64::total_cmp);
+        println!(
+            "sample: n_vocab {n_vocab}, {bench} calls, median {:.1} us, min {:.1} us",
+            times[bench / 2],
+            times[0]
+        );
+        return Ok(());
     }
     if dump {
         let mut out = String::new();

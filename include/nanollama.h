@@ -83,6 +83,8 @@ typedef enum {
   NANOLLAMA_STATUS_CONTEXT_FULL = 23,
   // The batch has more tokens than the context's `n_batch`.
   NANOLLAMA_STATUS_BATCH_TOO_LARGE = 24,
+  // No token has a finite logit (all NaN or -infinity): nothing to sample.
+  NANOLLAMA_STATUS_NO_CANDIDATES = 25,
 } nanollama_status;
 
 // Element type of the KV cache (`nanollama_context_params.kv_type`).
@@ -93,12 +95,27 @@ typedef enum {
   NANOLLAMA_KV_TYPE_F16 = 1,
 } nanollama_kv_type;
 
+// Sampler stages, for `nanollama_sampler_params.order`.
+typedef enum {
+  NANOLLAMA_STAGE_LOGIT_BIAS = 0,
+  NANOLLAMA_STAGE_PENALTIES = 1,
+  NANOLLAMA_STAGE_TOP_K = 2,
+  NANOLLAMA_STAGE_TYPICAL = 3,
+  NANOLLAMA_STAGE_TOP_P = 4,
+  NANOLLAMA_STAGE_MIN_P = 5,
+  NANOLLAMA_STAGE_XTC = 6,
+  NANOLLAMA_STAGE_TEMPERATURE = 7,
+} nanollama_stage;
+
 // One conversation (opaque). Use from one thread at a time.
 typedef struct nanollama_context nanollama_context;
 
 // A loaded model (opaque). Read-only after `nanollama_model_init`: any number
 // of contexts on any threads may use it at once.
 typedef struct nanollama_model nanollama_model;
+
+// A sampler (opaque). Use from one thread at a time.
+typedef struct nanollama_sampler nanollama_sampler;
 
 // Hyper-parameters and storage of a loaded model.
 typedef struct {
@@ -160,15 +177,46 @@ typedef struct {
   uint32_t n_threads;
 } nanollama_context_params;
 
+// One logit-bias entry: `bias` is added to token `token`'s logit.
+typedef struct {
+  uint32_t token;
+  float bias;
+} nanollama_logit_bias;
+
+// Settings of a sampler: fill with `nanollama_sampler_params_default`
+// (llama.cpp's defaults), then change what you need. The chain is
+// `order[0..n_stages]` (`nanollama_stage` values); each stage is off at its
+// neutral value (top_k 0, top_p 1, min_p 0, typical_p 1, penalties 1/0/0,
+// xtc_probability 0). Temperature 0 or below is greedy.
+typedef struct {
+  uint64_t seed;
+  float temp;
+  int32_t top_k;
+  float top_p;
+  float min_p;
+  float typical_p;
+  uint32_t penalty_last_n;
+  float penalty_repeat;
+  float penalty_freq;
+  float penalty_present;
+  float xtc_probability;
+  float xtc_threshold;
+  // 0: draw from the survivors; 2: mirostat v2.
+  uint32_t mirostat;
+  float mirostat_tau;
+  float mirostat_eta;
+  uint32_t min_keep;
+  uint8_t order[16];
+  uint32_t n_stages;
+  // `n_logit_bias` entries, copied by `nanollama_sampler_init` (may be
+  // NULL when `n_logit_bias` is 0).
+  const nanollama_logit_bias *logit_bias;
+  size_t n_logit_bias;
+} nanollama_sampler_params;
+
 #ifdef __cplusplus
 extern "C" {
 #endif // __cplusplus
-
-// `core` is precompiled with unwinding tables that name this symbol; with
-// `panic = "abort"` nothing ever calls it, but a C linker still wants it
-// defined when the static library is linked without LTO. (With `std`,
-// std defines it.)
-NANOLLAMA_API void rust_eh_personality(void);
 
 // A static, NUL-terminated description of `status` (a `nanollama_status`
 // value, passed as an integer so that any value is safe); "unknown status"
@@ -290,6 +338,66 @@ NANOLLAMA_API nanollama_status nanollama_context_truncate(nanollama_context *ctx
 // # Safety
 // `ctx` a valid handle used by no other thread now.
 NANOLLAMA_API nanollama_status nanollama_context_reset(nanollama_context *ctx);
+
+// Fills `*out` with llama.cpp's defaults (seed 0, temp 0.8, top_k 40,
+// top_p 0.95, min_p 0.05, penalty_last_n 64, penalties off, no logit bias;
+// order: logit bias, penalties, top-k, typical, top-p, min-p, XTC,
+// temperature). Does nothing when `out` is NULL.
+//
+// # Safety
+// `out` is NULL or writable.
+NANOLLAMA_API void nanollama_sampler_params_default(nanollama_sampler_params *out);
+
+// Bytes of memory `nanollama_sampler_init` needs for a vocabulary of
+// `n_vocab` tokens and these params, written to `*out_size`.
+//
+// # Safety
+// `params` readable (and its logit_bias array); `out_size` writable.
+NANOLLAMA_API
+nanollama_status nanollama_sampler_size(uint32_t n_vocab,
+                                        const nanollama_sampler_params *params,
+                                        size_t *out_size);
+
+// Builds a sampler in `mem` (`mem_len >= nanollama_sampler_size`, 64-byte
+// aligned) and writes the handle to `*out_sampler`. The logit-bias list is
+// copied; `mem` must stay valid while the sampler is used. On error
+// `*out_sampler` is left as it was.
+//
+// # Safety
+// `params` readable; `mem` writable for `mem_len` bytes; `out_sampler` writable.
+NANOLLAMA_API
+nanollama_status nanollama_sampler_init(uint32_t n_vocab,
+                                        const nanollama_sampler_params *params,
+                                        void *mem,
+                                        size_t mem_len,
+                                        nanollama_sampler **out_sampler);
+
+// Applies the chain to `logits[0..n_logits]` (n_logits must equal the
+// sampler's n_vocab) and writes the drawn token to `*out_token`. Does not
+// accept it: call `nanollama_sampler_accept` with the token you keep.
+// NO_CANDIDATES when every logit is NaN or -infinity.
+//
+// # Safety
+// `sampler` a valid handle; `logits` readable for `n_logits` floats;
+// `out_token` writable.
+NANOLLAMA_API
+nanollama_status nanollama_sampler_sample(nanollama_sampler *sampler,
+                                          const float *logits,
+                                          size_t n_logits,
+                                          int32_t *out_token);
+
+// Records `token` as generated, for the penalties. TOKEN_OUT_OF_RANGE when
+// it is negative or not below n_vocab.
+//
+// # Safety
+// `sampler` a valid handle used by no other thread now.
+NANOLLAMA_API nanollama_status nanollama_sampler_accept(nanollama_sampler *sampler, int32_t token);
+
+// Forgets the history, reseeds the generator, resets mirostat.
+//
+// # Safety
+// `sampler` a valid handle used by no other thread now.
+NANOLLAMA_API nanollama_status nanollama_sampler_reset(nanollama_sampler *sampler);
 
 extern void *mmap(void *addr, size_t len, int prot, int flags, int fd, long off);
 

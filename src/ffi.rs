@@ -18,6 +18,7 @@ use crate::context::{Context, ContextParams, KvType};
 use crate::error::Error;
 use crate::model::{Model, ALIGN};
 use crate::parallel::Parallel;
+use crate::sampler::{LogitBias, Sampler, SamplerParams, Stage, MAX_STAGES};
 
 /// Status of a call. 0 is success; values are only ever appended.
 #[repr(C)]
@@ -690,6 +691,296 @@ pub unsafe extern "C" fn nanollama_context_reset(ctx: *mut nanollama_context) ->
     // SAFETY: caller's contract.
     let h = try_status!(unsafe { ctx_mut(ctx) });
     h.ctx.reset();
+    nanollama_status::Ok
+}
+
+/// Sampler stages, for `nanollama_sampler_params.order`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum nanollama_stage {
+    LogitBias = 0,
+    Penalties = 1,
+    TopK = 2,
+    Typical = 3,
+    TopP = 4,
+    MinP = 5,
+    Xtc = 6,
+    Temperature = 7,
+}
+
+/// One logit-bias entry: `bias` is added to token `token`'s logit.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct nanollama_logit_bias {
+    pub token: u32,
+    pub bias: f32,
+}
+const _: () = assert!(size_of::<nanollama_logit_bias>() == size_of::<LogitBias>());
+const _: () = assert!(align_of::<nanollama_logit_bias>() == align_of::<LogitBias>());
+
+/// Settings of a sampler: fill with `nanollama_sampler_params_default`
+/// (llama.cpp's defaults), then change what you need. The chain is
+/// `order[0..n_stages]` (`nanollama_stage` values); each stage is off at its
+/// neutral value (top_k 0, top_p 1, min_p 0, typical_p 1, penalties 1/0/0,
+/// xtc_probability 0). Temperature 0 or below is greedy.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct nanollama_sampler_params {
+    pub seed: u64,
+    pub temp: f32,
+    pub top_k: i32,
+    pub top_p: f32,
+    pub min_p: f32,
+    pub typical_p: f32,
+    pub penalty_last_n: u32,
+    pub penalty_repeat: f32,
+    pub penalty_freq: f32,
+    pub penalty_present: f32,
+    pub xtc_probability: f32,
+    pub xtc_threshold: f32,
+    /// 0: draw from the survivors; 2: mirostat v2.
+    pub mirostat: u32,
+    pub mirostat_tau: f32,
+    pub mirostat_eta: f32,
+    pub min_keep: u32,
+    pub order: [u8; 16],
+    pub n_stages: u32,
+    /// `n_logit_bias` entries, copied by `nanollama_sampler_init` (may be
+    /// NULL when `n_logit_bias` is 0).
+    pub logit_bias: *const nanollama_logit_bias,
+    pub n_logit_bias: usize,
+}
+
+/// A sampler (opaque). Use from one thread at a time.
+pub struct nanollama_sampler {
+    _private: [u8; 0],
+}
+
+const _: () = assert!(MAX_STAGES == 16);
+const _: () = assert!(align_of::<Sampler<'static>>() <= ALIGN);
+
+/// Fills `*out` with llama.cpp's defaults (seed 0, temp 0.8, top_k 40,
+/// top_p 0.95, min_p 0.05, penalty_last_n 64, penalties off, no logit bias;
+/// order: logit bias, penalties, top-k, typical, top-p, min-p, XTC,
+/// temperature). Does nothing when `out` is NULL.
+///
+/// # Safety
+/// `out` is NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn nanollama_sampler_params_default(out: *mut nanollama_sampler_params) {
+    if out.is_null() {
+        return;
+    }
+    let d = SamplerParams::default();
+    let mut order = [0u8; 16];
+    for (o, s) in order.iter_mut().zip(d.order) {
+        *o = s as u8;
+    }
+    let p = nanollama_sampler_params {
+        seed: d.seed,
+        temp: d.temp,
+        top_k: d.top_k,
+        top_p: d.top_p,
+        min_p: d.min_p,
+        typical_p: d.typical_p,
+        penalty_last_n: d.penalty_last_n,
+        penalty_repeat: d.penalty_repeat,
+        penalty_freq: d.penalty_freq,
+        penalty_present: d.penalty_present,
+        xtc_probability: d.xtc_probability,
+        xtc_threshold: d.xtc_threshold,
+        mirostat: d.mirostat,
+        mirostat_tau: d.mirostat_tau,
+        mirostat_eta: d.mirostat_eta,
+        min_keep: d.min_keep,
+        order,
+        n_stages: d.n_stages,
+        logit_bias: core::ptr::null(),
+        n_logit_bias: 0,
+    };
+    // SAFETY: non-NULL (checked), writable (contract).
+    unsafe { out.write(p) };
+}
+
+/// Validates and converts C sampler params; returns them and the bias list.
+///
+/// # Safety
+/// `p` NULL or readable; its `logit_bias` readable for `n_logit_bias` entries.
+unsafe fn sampler_params<'a>(
+    p: *const nanollama_sampler_params,
+) -> Result<(SamplerParams, &'a [LogitBias]), nanollama_status> {
+    if p.is_null() {
+        return Err(nanollama_status::NullPointer);
+    }
+    // SAFETY: non-NULL (checked), readable (contract); plain fields.
+    let c = unsafe { p.read() };
+    if c.n_stages as usize > MAX_STAGES || c.n_logit_bias > crate::sampler::MAX_BIAS {
+        return Err(nanollama_status::InvalidArgument);
+    }
+    let mut order = [Stage::Temperature; MAX_STAGES];
+    for (o, &v) in order.iter_mut().zip(&c.order).take(c.n_stages as usize) {
+        *o = Stage::from_u8(v).ok_or(nanollama_status::InvalidArgument)?;
+    }
+    let bias: &[LogitBias] = if c.n_logit_bias == 0 {
+        &[]
+    } else if c.logit_bias.is_null() {
+        return Err(nanollama_status::NullPointer);
+    } else {
+        // SAFETY: non-NULL, readable for n_logit_bias entries (contract);
+        // `nanollama_logit_bias` and `LogitBias` share their layout
+        // (asserted above) and every bit pattern is valid for both.
+        unsafe { core::slice::from_raw_parts(c.logit_bias as *const LogitBias, c.n_logit_bias) }
+    };
+    let params = SamplerParams {
+        seed: c.seed,
+        temp: c.temp,
+        top_k: c.top_k,
+        top_p: c.top_p,
+        min_p: c.min_p,
+        typical_p: c.typical_p,
+        penalty_last_n: c.penalty_last_n,
+        penalty_repeat: c.penalty_repeat,
+        penalty_freq: c.penalty_freq,
+        penalty_present: c.penalty_present,
+        xtc_probability: c.xtc_probability,
+        xtc_threshold: c.xtc_threshold,
+        mirostat: c.mirostat,
+        mirostat_tau: c.mirostat_tau,
+        mirostat_eta: c.mirostat_eta,
+        min_keep: c.min_keep,
+        order,
+        n_stages: c.n_stages,
+    };
+    Ok((params, bias))
+}
+
+/// Bytes of memory `nanollama_sampler_init` needs for a vocabulary of
+/// `n_vocab` tokens and these params, written to `*out_size`.
+///
+/// # Safety
+/// `params` readable (and its logit_bias array); `out_size` writable.
+#[no_mangle]
+pub unsafe extern "C" fn nanollama_sampler_size(
+    n_vocab: u32,
+    params: *const nanollama_sampler_params,
+    out_size: *mut usize,
+) -> nanollama_status {
+    // SAFETY: caller's contract.
+    let (p, bias) = try_status!(unsafe { sampler_params(params) });
+    if out_size.is_null() {
+        return nanollama_status::NullPointer;
+    }
+    let n = try_status!(Sampler::size(n_vocab as usize, &p, bias.len()));
+    let Some(total) = n.checked_add(head::<Sampler<'static>>()) else {
+        return nanollama_status::InvalidArgument;
+    };
+    // SAFETY: non-NULL (checked), writable (contract).
+    unsafe { out_size.write(total) };
+    nanollama_status::Ok
+}
+
+/// Builds a sampler in `mem` (`mem_len >= nanollama_sampler_size`, 64-byte
+/// aligned) and writes the handle to `*out_sampler`. The logit-bias list is
+/// copied; `mem` must stay valid while the sampler is used. On error
+/// `*out_sampler` is left as it was.
+///
+/// # Safety
+/// `params` readable; `mem` writable for `mem_len` bytes; `out_sampler` writable.
+#[no_mangle]
+pub unsafe extern "C" fn nanollama_sampler_init(
+    n_vocab: u32,
+    params: *const nanollama_sampler_params,
+    mem: *mut c_void,
+    mem_len: usize,
+    out_sampler: *mut *mut nanollama_sampler,
+) -> nanollama_status {
+    // SAFETY: caller's contract.
+    let (p, bias) = try_status!(unsafe { sampler_params(params) });
+    if out_sampler.is_null() {
+        return nanollama_status::NullPointer;
+    }
+    // SAFETY: caller's contract on `mem`.
+    let (handle, rest) = try_status!(unsafe { memory::<Sampler<'static>>(mem, mem_len) });
+    let s = try_status!(Sampler::init(n_vocab as usize, &p, bias, rest));
+    // SAFETY: aligned and large enough for the handle (checked by `memory`).
+    unsafe { handle.write(s) };
+    // SAFETY: non-NULL (checked), writable (contract).
+    unsafe { out_sampler.write(handle as *mut nanollama_sampler) };
+    nanollama_status::Ok
+}
+
+/// # Safety
+/// `s` NULL or a handle from `nanollama_sampler_init`, not used elsewhere now.
+unsafe fn sampler_mut<'a>(
+    s: *mut nanollama_sampler,
+) -> Result<&'a mut Sampler<'static>, nanollama_status> {
+    if s.is_null() {
+        return Err(nanollama_status::NullPointer);
+    }
+    // SAFETY: a sampler handle points at an initialized `Sampler` (contract).
+    Ok(unsafe { &mut *(s as *mut Sampler<'static>) })
+}
+
+/// Applies the chain to `logits[0..n_logits]` (n_logits must equal the
+/// sampler's n_vocab) and writes the drawn token to `*out_token`. Does not
+/// accept it: call `nanollama_sampler_accept` with the token you keep.
+/// NO_CANDIDATES when every logit is NaN or -infinity.
+///
+/// # Safety
+/// `sampler` a valid handle; `logits` readable for `n_logits` floats;
+/// `out_token` writable.
+#[no_mangle]
+pub unsafe extern "C" fn nanollama_sampler_sample(
+    sampler: *mut nanollama_sampler,
+    logits: *const f32,
+    n_logits: usize,
+    out_token: *mut i32,
+) -> nanollama_status {
+    // SAFETY: caller's contract.
+    let s = try_status!(unsafe { sampler_mut(sampler) });
+    if logits.is_null() || out_token.is_null() {
+        return nanollama_status::NullPointer;
+    }
+    if n_logits > isize::MAX as usize / 4 {
+        return nanollama_status::InvalidArgument;
+    }
+    // SAFETY: non-NULL (checked), readable for n_logits floats (contract).
+    let l = unsafe { core::slice::from_raw_parts(logits, n_logits) };
+    let t = try_status!(s.sample(l));
+    // SAFETY: non-NULL (checked), writable (contract); t < n_vocab < 2^31.
+    unsafe { out_token.write(t as i32) };
+    nanollama_status::Ok
+}
+
+/// Records `token` as generated, for the penalties. TOKEN_OUT_OF_RANGE when
+/// it is negative or not below n_vocab.
+///
+/// # Safety
+/// `sampler` a valid handle used by no other thread now.
+#[no_mangle]
+pub unsafe extern "C" fn nanollama_sampler_accept(
+    sampler: *mut nanollama_sampler,
+    token: i32,
+) -> nanollama_status {
+    // SAFETY: caller's contract.
+    let s = try_status!(unsafe { sampler_mut(sampler) });
+    let Ok(t) = u32::try_from(token) else {
+        return nanollama_status::TokenOutOfRange;
+    };
+    status(s.accept(t))
+}
+
+/// Forgets the history, reseeds the generator, resets mirostat.
+///
+/// # Safety
+/// `sampler` a valid handle used by no other thread now.
+#[no_mangle]
+pub unsafe extern "C" fn nanollama_sampler_reset(
+    sampler: *mut nanollama_sampler,
+) -> nanollama_status {
+    // SAFETY: caller's contract.
+    let s = try_status!(unsafe { sampler_mut(sampler) });
+    s.reset();
     nanollama_status::Ok
 }
 

@@ -167,6 +167,14 @@ impl SamplerParams {
     }
 }
 
+/// An amount added to one token's logit by the logit-bias stage.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+#[repr(C)]
+pub struct LogitBias {
+    pub token: u32,
+    pub bias: f32,
+}
+
 /// A candidate token: id, (adjusted) logit, probability once computed.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 #[repr(C)]
@@ -282,13 +290,13 @@ impl<'a> Sampler<'a> {
     pub fn init(
         n_vocab: usize,
         params: &SamplerParams,
-        bias: &[(u32, f32)],
+        bias: &[LogitBias],
         mem: &'a mut [u8],
     ) -> Result<Self> {
         let lay = Layout::new(n_vocab, params, bias.len())?;
         if bias
             .iter()
-            .any(|&(t, b)| t as usize >= n_vocab || b.is_nan())
+            .any(|b| b.token as usize >= n_vocab || !b.bias.is_finite())
         {
             return Err(Error::InvalidArgument);
         }
@@ -303,9 +311,9 @@ impl<'a> Sampler<'a> {
         let cand = words_as_candidates(cand_words);
         let bias_ids = u32s(&mut rest, lay.bias)?;
         let bias_vals = f32s(&mut rest, lay.bias)?;
-        for (i, &(t, b)) in bias.iter().enumerate() {
-            bias_ids[i] = t;
-            bias_vals[i] = b;
+        for (i, b) in bias.iter().enumerate() {
+            bias_ids[i] = b.token;
+            bias_vals[i] = b.bias;
         }
         let hist = u32s(&mut rest, lay.hist)?;
         let mut s = Sampler {
@@ -586,7 +594,9 @@ impl<'a> Sampler<'a> {
         }
         // Order by |−log p − H| ascending, then keep until the mass passes p.
         let score = |x: &Candidate| libm::fabsf(-libm::logf(x.p) - entropy);
-        c.sort_unstable_by(|a, b| score(a).total_cmp(&score(b)).then(a.id.cmp(&b.id)));
+        heap_sort(c, |a, b| {
+            score(a).total_cmp(&score(b)).then(a.id.cmp(&b.id)).is_lt()
+        });
         let min_keep = self.params.min_keep as usize;
         let mut cum = 0f32;
         let mut last = c.len();
@@ -722,7 +732,37 @@ fn sift_down(h: &mut [Candidate], mut i: usize) {
 
 /// Descending by logit; ties by ascending id, so the order is deterministic.
 fn sort_desc(c: &mut [Candidate]) {
-    c.sort_unstable_by(|a, b| b.logit.total_cmp(&a.logit).then(a.id.cmp(&b.id)));
+    heap_sort(c, |a, b| {
+        b.logit.total_cmp(&a.logit).then(a.id.cmp(&b.id)).is_lt()
+    });
+}
+
+/// In-place heapsort by `less`: O(n log n), no allocation, and a fraction of
+/// the code of `sort_unstable_by` (which matters on small devices).
+fn heap_sort(c: &mut [Candidate], less: impl Fn(&Candidate, &Candidate) -> bool) {
+    let sift = |c: &mut [Candidate], mut i: usize, n: usize| loop {
+        let (l, r) = (2 * i + 1, 2 * i + 2);
+        let mut m = i;
+        if l < n && less(&c[m], &c[l]) {
+            m = l;
+        }
+        if r < n && less(&c[m], &c[r]) {
+            m = r;
+        }
+        if m == i {
+            return;
+        }
+        c.swap(i, m);
+        i = m;
+    };
+    let n = c.len();
+    for i in (0..n / 2).rev() {
+        sift(c, i, n);
+    }
+    for end in (1..n).rev() {
+        c.swap(0, end);
+        sift(c, 0, end);
+    }
 }
 
 /// Views candidate storage (three 4-byte words each) as candidates.

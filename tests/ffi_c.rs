@@ -219,6 +219,12 @@ fn c_host_thread_pool() {
 }
 
 #[test]
+fn c_sampler_api() {
+    let out = run(&test_program("sampler"), &[]);
+    assert!(out.contains("sampler: ok"), "{out}");
+}
+
+#[test]
 fn every_ffi_test_is_run() {
     // A new ffi-tests/*.c must get a #[test] above.
     let mut names: Vec<String> = std::fs::read_dir(root().join("ffi-tests"))
@@ -227,7 +233,7 @@ fn every_ffi_test_is_run() {
         .filter(|n| n.ends_with(".c"))
         .collect();
     names.sort();
-    assert_eq!(names, ["context.c", "model.c", "parallel.c"]);
+    assert_eq!(names, ["context.c", "model.c", "parallel.c", "sampler.c"]);
 }
 
 #[test]

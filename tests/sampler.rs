@@ -275,7 +275,11 @@ fn edge_cases_are_defined() {
             Err(nanollama::Error::InvalidArgument)
         );
     }
-    assert!(Sampler::init(n, &base, &[(8, 1.0)], mem.as_mut_slice()).is_err());
+    let bias = [nanollama::sampler::LogitBias {
+        token: 8,
+        bias: 1.0,
+    }];
+    assert!(Sampler::init(n, &base, &bias, mem.as_mut_slice()).is_err());
     let _ = Stage::from_u8(7).unwrap();
 }
 
