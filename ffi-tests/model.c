@@ -3,7 +3,7 @@
 #include "common.h"
 
 static void status_strings(void) {
-    for (uint32_t i = 0; i <= NANOLLAMA_STATUS_NO_CANDIDATES; i++) {
+    for (uint32_t i = 0; i <= NANOLLAMA_STATUS_UNSUPPORTED_TOKENIZER; i++) {
         const char *s = nanollama_status_str(i);
         CHECK(s != NULL && strlen(s) > 0);
         CHECK(strcmp(s, "unknown status") != 0);

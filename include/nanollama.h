@@ -85,6 +85,8 @@ typedef enum {
   NANOLLAMA_STATUS_BATCH_TOO_LARGE = 24,
   // No token has a finite logit (all NaN or -infinity): nothing to sample.
   NANOLLAMA_STATUS_NO_CANDIDATES = 25,
+  // The file has no vocabulary, or one of a kind this build cannot encode.
+  NANOLLAMA_STATUS_UNSUPPORTED_TOKENIZER = 26,
 } nanollama_status;
 
 // Element type of the KV cache (`nanollama_context_params.kv_type`).

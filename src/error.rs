@@ -60,6 +60,8 @@ pub enum Error {
     /// No token has a finite logit (all NaN or negative infinity), so there is
     /// nothing to sample.
     NoCandidates = 25,
+    /// The file has no vocabulary, or one of a kind this build cannot encode.
+    UnsupportedTokenizer = 26,
 }
 
 /// The crate's result type.
@@ -99,11 +101,12 @@ impl Error {
             Error::ContextFull => c"batch would pass the context length",
             Error::BatchTooLarge => c"batch larger than n_batch",
             Error::NoCandidates => c"no token has a finite logit",
+            Error::UnsupportedTokenizer => c"missing or unsupported tokenizer",
         }
     }
 
     /// Every error, in code order (for tests and tools).
-    pub const ALL: [Error; 24] = [
+    pub const ALL: [Error; 25] = [
         Error::InvalidArgument,
         Error::BufferTooSmall,
         Error::Misaligned,
@@ -128,6 +131,7 @@ impl Error {
         Error::ContextFull,
         Error::BatchTooLarge,
         Error::NoCandidates,
+        Error::UnsupportedTokenizer,
     ];
 }
 

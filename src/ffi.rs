@@ -77,6 +77,8 @@ pub enum nanollama_status {
     BatchTooLarge = 24,
     /// No token has a finite logit (all NaN or -infinity): nothing to sample.
     NoCandidates = 25,
+    /// The file has no vocabulary, or one of a kind this build cannot encode.
+    UnsupportedTokenizer = 26,
 }
 
 impl From<Error> for nanollama_status {
@@ -107,6 +109,7 @@ impl From<Error> for nanollama_status {
             Error::ContextFull => S::ContextFull,
             Error::BatchTooLarge => S::BatchTooLarge,
             Error::NoCandidates => S::NoCandidates,
+            Error::UnsupportedTokenizer => S::UnsupportedTokenizer,
         }
     }
 }

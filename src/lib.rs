@@ -30,6 +30,7 @@ pub mod model;
 pub mod parallel;
 pub mod quant;
 pub mod sampler;
+pub mod tokenizer;
 
 pub use context::{Context, ContextParams, KvType};
 pub use error::{Error, Result};

@@ -1,0 +1,96 @@
+//! Tokenizers against llama.cpp's own test vectors.
+mod common;
+use common::AlignedBuf;
+use nanollama::tokenizer::Vocab;
+use std::path::PathBuf;
+
+fn data(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data/vocab")
+        .join(name)
+}
+
+/// The (text, ids) pairs of a llama.cpp vector file.
+fn vectors(base: &str) -> Vec<(Vec<u8>, Vec<u32>)> {
+    let inp = std::fs::read(data(&format!("{base}.inp"))).unwrap();
+    let out = std::fs::read_to_string(data(&format!("{base}.out"))).unwrap();
+    let sep = b"\n__ggml_vocab_test__\n";
+    let mut texts = Vec::new();
+    let mut rest = &inp[..];
+    while let Some(i) = rest.windows(sep.len()).position(|w| w == sep) {
+        texts.push(rest[..i].to_vec());
+        rest = &rest[i + sep.len()..];
+    }
+    let ids: Vec<Vec<u32>> = out
+        .lines()
+        .map(|l| l.split_whitespace().map(|t| t.parse().unwrap()).collect())
+        .collect();
+    assert_eq!(texts.len(), ids.len());
+    texts.into_iter().zip(ids).collect()
+}
+
+fn check(base: &str) -> usize {
+    let bytes = std::fs::read(data(base)).unwrap();
+    let mut mem = AlignedBuf::new(Vocab::size(&bytes).unwrap());
+    let v = Vocab::init(&bytes, mem.as_mut_slice()).unwrap();
+    let cases = vectors(base);
+    let mut fails = Vec::new();
+    for (text, want) in &cases {
+        let mut scratch = AlignedBuf::new(Vocab::scratch_size(text.len()).unwrap());
+        let mut out = vec![0u32; text.len() * 2 + 4];
+        let mut needed = 0;
+        let n = v
+            .tokenize(text, false, scratch.as_mut_slice(), &mut out, &mut needed)
+            .unwrap();
+        if out[..n] != want[..] {
+            fails.push(format!(
+                "{:?}: got {:?} want {want:?}",
+                String::from_utf8_lossy(text),
+                &out[..n]
+            ));
+        }
+    }
+    assert!(
+        fails.is_empty(),
+        "{} of {} differ:\n{}",
+        fails.len(),
+        cases.len(),
+        fails.join("\n")
+    );
+    cases.len()
+}
+
+#[test]
+fn spm_vectors_match_llama_cpp() {
+    assert_eq!(check("ggml-vocab-llama-spm.gguf"), 46);
+}
+
+#[test]
+fn spm_round_trip_and_buffers() {
+    let bytes = std::fs::read(data("ggml-vocab-llama-spm.gguf")).unwrap();
+    let mut mem = AlignedBuf::new(Vocab::size(&bytes).unwrap());
+    let v = Vocab::init(&bytes, mem.as_mut_slice()).unwrap();
+    assert_eq!((v.n_vocab(), v.bos(), v.eos()), (32000, 1, 2));
+    let text = "Hello  wörld\t🦙 ∑ 12345 \u{1F600}x".as_bytes();
+    let mut scratch = AlignedBuf::new(Vocab::scratch_size(text.len()).unwrap());
+    let mut out = vec![0u32; 64];
+    let mut needed = 0;
+    let n = v
+        .tokenize(text, true, scratch.as_mut_slice(), &mut out, &mut needed)
+        .unwrap();
+    assert_eq!(out[0], 1);
+    let mut back = Vec::new();
+    let mut buf = [0u8; 256];
+    for &t in &out[1..n] {
+        let k = v.piece(t, false, &mut buf);
+        back.extend_from_slice(&buf[..k]);
+    }
+    // SentencePiece adds one leading space.
+    assert_eq!(&back[1..], text);
+    assert_eq!(back[0], b' ');
+    // Too small an output: the size needed is reported.
+    let mut small = vec![0u32; 2];
+    let r = v.tokenize(text, true, scratch.as_mut_slice(), &mut small, &mut needed);
+    assert_eq!(r, Err(nanollama::Error::BufferTooSmall));
+    assert_eq!(needed, n);
+}
