@@ -28,9 +28,12 @@ pub mod host;
 pub mod kernels;
 pub mod model;
 pub mod parallel;
+pub mod pretokenize;
 pub mod quant;
 pub mod sampler;
 pub mod tokenizer;
+#[rustfmt::skip]
+mod unicode_tables;
 
 pub use context::{Context, ContextParams, KvType};
 pub use error::{Error, Result};

@@ -15,6 +15,8 @@ use crate::model::ALIGN;
 pub enum VocabKind {
     /// SentencePiece BPE (`llama`).
     Spm,
+    /// Byte-level BPE with LLaMA 3's pre-tokenizer (`gpt2` + `llama-bpe`).
+    Bpe,
 }
 
 /// `tokenizer.ggml.token_type` values.
@@ -37,6 +39,9 @@ pub struct Vocab<'a> {
     spans: &'a mut [u32],
     /// Open-addressing table of token ids (NONE = empty), power-of-two size.
     table: &'a mut [u32],
+    /// BPE merges: `[left id, right id, rank, result id]`, open addressing
+    /// keyed by the pair (left NONE = empty); empty for SPM.
+    merges: &'a mut [[u32; 4]],
     scores: Option<Array<'a>>,
     types: Option<Array<'a>>,
     byte_tokens: [u32; 256],
@@ -55,6 +60,11 @@ fn fnv1a(s: &[u8]) -> u32 {
     h
 }
 
+fn pair_hash(a: u32, b: u32) -> usize {
+    let k = ((a as u64) << 32 | b as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    (k >> 32) as usize
+}
+
 fn round_up(n: usize) -> Option<usize> {
     n.checked_add(ALIGN - 1).map(|v| v / ALIGN * ALIGN)
 }
@@ -63,6 +73,8 @@ struct Meta<'a> {
     kind: VocabKind,
     tokens: Array<'a>,
     table_len: usize,
+    merges: Option<Array<'a>>,
+    merges_len: usize,
 }
 
 fn meta<'a>(g: &Gguf<'a>) -> Result<Meta<'a>> {
@@ -72,8 +84,22 @@ fn meta<'a>(g: &Gguf<'a>) -> Result<Meta<'a>> {
         .ok_or(Error::UnsupportedTokenizer)?;
     let kind = match model {
         b"llama" => VocabKind::Spm,
+        b"gpt2" => {
+            let pre = g.get("tokenizer.ggml.pre").and_then(|v| v.as_bytes());
+            match pre {
+                Some(b"llama-bpe") | Some(b"llama3") => VocabKind::Bpe,
+                _ => return Err(Error::UnsupportedTokenizer),
+            }
+        }
         _ => return Err(Error::UnsupportedTokenizer),
     };
+    let merges = match (kind, g.get("tokenizer.ggml.merges")) {
+        (VocabKind::Spm, _) => None,
+        (_, Some(Value::Array(a))) if a.elem_type() == ValueType::String => Some(a),
+        (_, Some(_)) => return Err(Error::BadMetadata),
+        (_, None) => return Err(Error::UnsupportedTokenizer),
+    };
+    let merges_len = merges.map_or(0, |m| (m.len() * 2).next_power_of_two());
     let tokens = match g.get("tokenizer.ggml.tokens") {
         Some(Value::Array(a)) if a.elem_type() == ValueType::String && !a.is_empty() => a,
         Some(_) => return Err(Error::BadMetadata),
@@ -87,6 +113,8 @@ fn meta<'a>(g: &Gguf<'a>) -> Result<Meta<'a>> {
         kind,
         tokens,
         table_len,
+        merges,
+        merges_len,
     })
 }
 
@@ -97,7 +125,11 @@ impl<'a> Vocab<'a> {
         let m = meta(&g)?;
         let spans = round_up(m.tokens.len() * 8).ok_or(Error::BadMetadata)?;
         let table = round_up(m.table_len * 4).ok_or(Error::BadMetadata)?;
-        spans.checked_add(table).ok_or(Error::BadMetadata)
+        let merges = round_up(m.merges_len * 16).ok_or(Error::BadMetadata)?;
+        spans
+            .checked_add(table)
+            .and_then(|v| v.checked_add(merges))
+            .ok_or(Error::BadMetadata)
     }
 
     /// Reads the vocabulary of `gguf` and builds its lookup table in `mem`.
@@ -115,7 +147,11 @@ impl<'a> Vocab<'a> {
         let (a, b) = mem.split_at_mut(spans_len);
         let spans: &mut [u32] =
             bytemuck::try_cast_slice_mut(&mut a[..n * 8]).map_err(|_| Error::Misaligned)?;
+        let table_bytes = round_up(m.table_len * 4).ok_or(Error::BadMetadata)?;
+        let (b, c) = b.split_at_mut(table_bytes);
         let table: &mut [u32] = bytemuck::try_cast_slice_mut(&mut b[..m.table_len * 4])
+            .map_err(|_| Error::Misaligned)?;
+        let merges: &mut [[u32; 4]] = bytemuck::try_cast_slice_mut(&mut c[..m.merges_len * 16])
             .map_err(|_| Error::Misaligned)?;
         let base = gguf.as_ptr() as usize;
         for (i, v) in m.tokens.iter().enumerate() {
@@ -156,6 +192,7 @@ impl<'a> Vocab<'a> {
             bytes: gguf,
             spans,
             table,
+            merges,
             scores,
             types,
             byte_tokens: [NONE; 256],
@@ -179,6 +216,39 @@ impl<'a> Vocab<'a> {
             }
             if v.table[h] == NONE {
                 v.table[h] = i as u32;
+            }
+        }
+        if let Some(list) = m.merges {
+            v.merges.fill([NONE; 4]);
+            let mask = v.merges.len() - 1;
+            for (rank, item) in list.iter().enumerate() {
+                let text = item.as_bytes().ok_or(Error::BadMetadata)?;
+                let Some(sp) = text.iter().position(|&c| c == b' ') else {
+                    continue;
+                };
+                let (l, r) = (&text[..sp], &text[sp + 1..]);
+                let (Some(a), Some(b)) = (v.lookup(l), v.lookup(r)) else {
+                    continue;
+                };
+                let mut joined = [0u8; 256];
+                if l.len() + r.len() > joined.len() {
+                    continue;
+                }
+                joined[..l.len()].copy_from_slice(l);
+                joined[l.len()..l.len() + r.len()].copy_from_slice(r);
+                let Some(res) = v.lookup(&joined[..l.len() + r.len()]) else {
+                    continue;
+                };
+                let mut h = pair_hash(a, b) & mask;
+                while v.merges[h][0] != NONE {
+                    if v.merges[h][0] == a && v.merges[h][1] == b {
+                        break;
+                    }
+                    h = (h + 1) & mask;
+                }
+                if v.merges[h][0] == NONE {
+                    v.merges[h] = [a, b, rank as u32, res];
+                }
             }
         }
         for b in 0..256usize {
@@ -258,11 +328,14 @@ impl<'a> Vocab<'a> {
     /// Bytes of scratch [`Vocab::tokenize`] needs for texts of up to
     /// `max_text` bytes.
     pub fn scratch_size(max_text: usize) -> Option<usize> {
-        // The escaped text (a space becomes 3 bytes, plus the prefix), its
-        // symbols (16 bytes each) and the bigram heap (16 bytes, 3 per symbol).
-        let text = max_text.checked_mul(3)?.checked_add(3)?;
-        let sym = text.checked_mul(16)?;
-        let heap = text.checked_mul(48)?;
+        // Text area: the escaped text (SPM: a space becomes 3 bytes) or the
+        // code points and one byte-mapped word (BPE: 4 + 6 bytes per byte).
+        // Symbols: 16 bytes each, at most 3 per byte. Bigram heap: 3 entries
+        // of 16 bytes per symbol.
+        let n = max_text.checked_mul(3)?.checked_add(3)?;
+        let text = max_text.checked_mul(12)?.checked_add(16)?;
+        let sym = n.checked_mul(16)?;
+        let heap = n.checked_mul(48)?;
         round_up(text)?
             .checked_add(round_up(sym)?)?
             .checked_add(round_up(heap)?)
@@ -291,7 +364,10 @@ impl<'a> Vocab<'a> {
             w.push(self.bos);
         }
         if !text.is_empty() {
-            self.spm(text, scratch, &mut w)?;
+            match self.kind {
+                VocabKind::Spm => self.spm(text, scratch, &mut w)?,
+                VocabKind::Bpe => self.bpe(text, scratch, &mut w)?,
+            }
         }
         *needed = w.n;
         if w.n > w.out.len() {
@@ -302,7 +378,8 @@ impl<'a> Vocab<'a> {
 
     fn spm(&self, text: &[u8], scratch: &mut [u8], w: &mut Writer<'_>) -> Result<()> {
         let cap = text.len() * 3 + 3;
-        let (esc, rest) = scratch.split_at_mut(round_up(cap).ok_or(Error::InvalidArgument)?);
+        let text_area = round_up(text.len() * 12 + 16).ok_or(Error::InvalidArgument)?;
+        let (esc, rest) = scratch.split_at_mut(text_area);
         let mut n = 0;
         let mut put = |b: &[u8]| {
             esc[n..n + b.len()].copy_from_slice(b);
@@ -388,6 +465,140 @@ impl<'a> Vocab<'a> {
         Ok(())
     }
 
+    fn bpe(&self, text: &[u8], scratch: &mut [u8], w: &mut Writer<'_>) -> Result<()> {
+        let cap = text.len() * 3 + 3;
+        let text_area = round_up(text.len() * 12 + 16).ok_or(Error::InvalidArgument)?;
+        let (area, rest) = scratch.split_at_mut(text_area);
+        let (cp_bytes, word) = area.split_at_mut(text.len() * 4);
+        let cps: &mut [u32] =
+            bytemuck::try_cast_slice_mut(cp_bytes).map_err(|_| Error::Misaligned)?;
+        let n_cp = utf8_decode(text, cps);
+        let cps = &cps[..n_cp];
+        let sym_bytes = round_up(cap * 16).ok_or(Error::InvalidArgument)?;
+        let (sym_mem, heap_mem) = rest.split_at_mut(sym_bytes);
+        let syms: &mut [[u32; 4]] = bytemuck::try_cast_slice_mut(&mut sym_mem[..cap * 16])
+            .map_err(|_| Error::Misaligned)?;
+        let heap: &mut [[u32; 4]] = bytemuck::try_cast_slice_mut(&mut heap_mem[..cap * 48])
+            .map_err(|_| Error::Misaligned)?;
+        let mut pos = 0;
+        while pos < cps.len() {
+            let end = crate::pretokenize::llama3_next(cps, pos);
+            // The word as UTF-8, each byte written as its byte-level character.
+            let mut n = 0;
+            for &c in &cps[pos..end] {
+                let mut u = [0u8; 4];
+                let s = char::from_u32(c).unwrap_or('\u{FFFD}').encode_utf8(&mut u);
+                for &b in s.as_bytes() {
+                    let m = BYTE_TO_CHAR[b as usize];
+                    let mut e = [0u8; 4];
+                    let enc = char::from_u32(m as u32).unwrap_or('?').encode_utf8(&mut e);
+                    word[n..n + enc.len()].copy_from_slice(enc.as_bytes());
+                    n += enc.len();
+                }
+            }
+            self.bpe_word(&word[..n], syms, heap, w);
+            pos = end;
+        }
+        Ok(())
+    }
+
+    fn merge_of(&self, a: u32, b: u32) -> Option<(u32, u32)> {
+        let mask = self.merges.len().checked_sub(1)?;
+        let mut h = pair_hash(a, b) & mask;
+        loop {
+            let e = self.merges[h];
+            if e[0] == NONE {
+                return None;
+            }
+            if e[0] == a && e[1] == b {
+                return Some((e[2], e[3]));
+            }
+            h = (h + 1) & mask;
+        }
+    }
+
+    /// Byte-pair merges of one byte-mapped word, lowest rank first.
+    fn bpe_word(
+        &self,
+        word: &[u8],
+        syms: &mut [[u32; 4]],
+        heap: &mut [[u32; 4]],
+        w: &mut Writer<'_>,
+    ) {
+        // LLaMA 3 ignores merges when the whole word is a token.
+        if let Some(id) = self.lookup(word) {
+            w.push(id);
+            return;
+        }
+        // Symbols: [start, len, id, next]; prev kept in a parallel pass.
+        let mut ns = 0;
+        let mut off = 0;
+        while off < word.len() {
+            const LEN: [usize; 16] = [1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 3, 4];
+            let len = LEN[(word[off] >> 4) as usize].min(word.len() - off);
+            let id = self.lookup(&word[off..off + len]).unwrap_or(NONE);
+            syms[ns] = [off as u32, len as u32, id, ns as u32 + 1];
+            off += len;
+            ns += 1;
+        }
+        // Next links in [3]; the previous live symbol is found by walking.
+        if ns > 0 {
+            syms[ns - 1][3] = NONE;
+        }
+        let mut q = RankHeap { h: heap, n: 0 };
+        let push = |q: &mut RankHeap<'_>, syms: &[[u32; 4]], l: usize, r: usize| {
+            if let Some((rank, _)) = self.merge_of(syms[l][2], syms[r][2]) {
+                q.push([l as u32, r as u32, rank, syms[l][1] + syms[r][1]]);
+            }
+        };
+        for i in 1..ns {
+            push(&mut q, syms, i - 1, i);
+        }
+        while let Some([l, r, _, size]) = q.pop() {
+            let (l, r) = (l as usize, r as usize);
+            if syms[l][1] == 0
+                || syms[r][1] == 0
+                || syms[l][3] != r as u32
+                || syms[l][1] + syms[r][1] != size
+            {
+                continue;
+            }
+            let Some((_, res)) = self.merge_of(syms[l][2], syms[r][2]) else {
+                continue;
+            };
+            syms[l][1] += syms[r][1];
+            syms[l][2] = res;
+            syms[r][1] = 0;
+            syms[l][3] = syms[r][3];
+            // The previous live symbol.
+            let mut prev = NONE;
+            let mut i = 0u32;
+            while i != NONE && i as usize != l {
+                prev = i;
+                i = syms[i as usize][3];
+            }
+            if prev != NONE {
+                push(&mut q, syms, prev as usize, l);
+            }
+            if syms[l][3] != NONE {
+                push(&mut q, syms, l, syms[l][3] as usize);
+            }
+        }
+        let mut i = 0u32;
+        while i != NONE && ns > 0 {
+            let [s, len, id, next] = syms[i as usize];
+            if id != NONE {
+                w.push(id);
+            } else {
+                for k in s..s + len {
+                    let b = word[k as usize];
+                    w.push(self.lookup(&[b]).unwrap_or(0));
+                }
+            }
+            i = next;
+        }
+    }
+
     fn try_bigram(&self, esc: &[u8], syms: &[[u32; 4]], q: &mut Heap<'_>, l: usize, r: usize) {
         let (s, len) = (syms[l][0] as usize, (syms[l][1] + syms[r][1]) as usize);
         if let Some(id) = self.lookup(&esc[s..s + len]) {
@@ -399,6 +610,21 @@ impl<'a> Vocab<'a> {
     /// NN; control and unknown tokens are empty unless `special`.
     pub fn piece(&self, id: u32, special: bool, buf: &mut [u8; 256]) -> usize {
         let t = self.token_text(id);
+        if self.kind == VocabKind::Bpe {
+            if !special && self.token_type(id) == token_type::CONTROL {
+                return 0;
+            }
+            // Byte-level characters back to bytes.
+            let mut n = 0;
+            for c in core::str::from_utf8(t).unwrap_or("").chars() {
+                let b = char_to_byte(c as u32);
+                if n < buf.len() {
+                    buf[n] = b;
+                    n += 1;
+                }
+            }
+            return n;
+        }
         match self.token_type(id) {
             token_type::BYTE if t.len() == 6 => {
                 let hex = |c: u8| (c as char).to_digit(16).unwrap_or(0) as u8;
@@ -422,6 +648,123 @@ impl<'a> Vocab<'a> {
                 n
             }
         }
+    }
+}
+
+/// GPT-2's byte-to-character map: printable Latin-1 bytes stand for
+/// themselves, the others for 256 + their index among them.
+const BYTE_TO_CHAR: [u16; 256] = {
+    let mut t = [0u16; 256];
+    let mut extra = 0;
+    let mut b = 0;
+    while b < 256 {
+        let printable = (b >= 33 && b <= 126) || (b >= 161 && b <= 172) || (b >= 174 && b <= 255);
+        if printable {
+            t[b] = b as u16;
+        } else {
+            t[b] = 256 + extra;
+            extra += 1;
+        }
+        b += 1;
+    }
+    t
+};
+
+fn char_to_byte(c: u32) -> u8 {
+    let mut b = 0;
+    while b < 256 {
+        if BYTE_TO_CHAR[b] as u32 == c {
+            return b as u8;
+        }
+        b += 1;
+    }
+    b'?'
+}
+
+/// Decodes UTF-8 into code points; each byte of an invalid sequence becomes
+/// U+FFFD (as llama.cpp does). Returns the count written.
+fn utf8_decode(s: &[u8], out: &mut [u32]) -> usize {
+    let mut n = 0;
+    let mut i = 0;
+    while i < s.len() && n < out.len() {
+        let b = s[i];
+        let (len, init) = match b {
+            0x00..=0x7F => (1, b as u32),
+            0xC0..=0xDF => (2, (b & 0x1F) as u32),
+            0xE0..=0xEF => (3, (b & 0x0F) as u32),
+            0xF0..=0xF7 => (4, (b & 0x07) as u32),
+            _ => (0, 0),
+        };
+        let ok =
+            len > 0 && i + len <= s.len() && s[i + 1..i + len].iter().all(|&c| c & 0xC0 == 0x80);
+        if ok {
+            let mut cp = init;
+            for &c in &s[i + 1..i + len] {
+                cp = cp << 6 | (c & 0x3F) as u32;
+            }
+            out[n] = cp;
+            i += len;
+        } else {
+            out[n] = 0xFFFD;
+            i += 1;
+        }
+        n += 1;
+    }
+    n
+}
+
+/// Min-heap of bigrams `[left, right, rank, size]`: lowest rank first, then
+/// leftmost.
+struct RankHeap<'h> {
+    h: &'h mut [[u32; 4]],
+    n: usize,
+}
+
+impl RankHeap<'_> {
+    fn before(a: &[u32; 4], b: &[u32; 4]) -> bool {
+        a[2] < b[2] || (a[2] == b[2] && a[0] < b[0])
+    }
+    fn push(&mut self, e: [u32; 4]) {
+        if self.n == self.h.len() {
+            return;
+        }
+        let mut i = self.n;
+        self.h[i] = e;
+        self.n += 1;
+        while i > 0 {
+            let p = (i - 1) / 2;
+            if Self::before(&self.h[i], &self.h[p]) {
+                self.h.swap(i, p);
+                i = p;
+            } else {
+                break;
+            }
+        }
+    }
+    fn pop(&mut self) -> Option<[u32; 4]> {
+        if self.n == 0 {
+            return None;
+        }
+        let top = self.h[0];
+        self.n -= 1;
+        self.h[0] = self.h[self.n];
+        let mut i = 0;
+        loop {
+            let (l, r) = (2 * i + 1, 2 * i + 2);
+            let mut m = i;
+            if l < self.n && Self::before(&self.h[l], &self.h[m]) {
+                m = l;
+            }
+            if r < self.n && Self::before(&self.h[r], &self.h[m]) {
+                m = r;
+            }
+            if m == i {
+                break;
+            }
+            self.h.swap(i, m);
+            i = m;
+        }
+        Some(top)
     }
 }
 

@@ -94,3 +94,37 @@ fn spm_round_trip_and_buffers() {
     assert_eq!(r, Err(nanollama::Error::BufferTooSmall));
     assert_eq!(needed, n);
 }
+
+#[test]
+fn bpe_vectors_match_llama_cpp() {
+    assert_eq!(check("ggml-vocab-llama-bpe.gguf"), 46);
+}
+
+#[test]
+fn bpe_round_trip() {
+    let bytes = std::fs::read(data("ggml-vocab-llama-bpe.gguf")).unwrap();
+    let mut mem = AlignedBuf::new(Vocab::size(&bytes).unwrap());
+    let v = Vocab::init(&bytes, mem.as_mut_slice()).unwrap();
+    assert_eq!(v.n_vocab(), 128256);
+    for text in [
+        "Hello  wörld\t🦙 ∑ 12345 \u{1F600}x\n\n  end ",
+        "I've been 'there' — d'accord? ÇA VA'LL\r\n\r\n",
+        "日本語のテキストと中文。 Ünïcödé ñ  ",
+        "fn main() {\n    println!(\"{}\", 1_000_000);\n}\n",
+    ] {
+        let text = text.as_bytes();
+        let mut scratch = AlignedBuf::new(Vocab::scratch_size(text.len()).unwrap());
+        let mut out = vec![0u32; 256];
+        let mut needed = 0;
+        let n = v
+            .tokenize(text, false, scratch.as_mut_slice(), &mut out, &mut needed)
+            .unwrap();
+        let mut back = Vec::new();
+        let mut buf = [0u8; 256];
+        for &t in &out[..n] {
+            let k = v.piece(t, false, &mut buf);
+            back.extend_from_slice(&buf[..k]);
+        }
+        assert_eq!(back, text, "{:?}", String::from_utf8_lossy(text));
+    }
+}
