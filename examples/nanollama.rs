@@ -11,6 +11,7 @@
 use nanollama::gguf::{Gguf, Value};
 use nanollama::host::{pool_or_inline, AlignedBuf, FileBytes};
 use nanollama::sampler::LogitBias;
+use nanollama::tokenizer::Vocab;
 use nanollama::{Context, ContextParams, KvType, Model, Sampler, SamplerParams, Stage};
 use std::io::Write;
 use std::path::Path;
@@ -18,6 +19,8 @@ use std::process::ExitCode;
 
 const USAGE: &str = "usage: nanollama info MODEL.gguf
        nanollama logits MODEL.gguf --tokens 1,2,3 [--threads N] [--kv f32|f16] --out FILE
+       nanollama tokenize MODEL.gguf [--no-bos] [--special] [--] TEXT
+       nanollama detokenize MODEL.gguf ID...
        nanollama sample --logits FILE --n-vocab N [SAMPLER OPTIONS] [--history 1,2,3]
                  [--logit-bias ID:BIAS,...] [--dump | --bench CALLS]
 sampler options: --seed S --temp T --top-k K --top-p P --min-p P --typical-p P
@@ -39,6 +42,8 @@ fn main() -> ExitCode {
         Some("info") => info(&args[1..]),
         Some("logits") => logits(&args[1..]),
         Some("sample") => sample(&args[1..]),
+        Some("tokenize") => tokenize(&args[1..]),
+        Some("detokenize") => detokenize(&args[1..]),
         Some("-h" | "--help" | "help") => {
             println!("{USAGE}");
             Ok(())
@@ -354,5 +359,80 @@ fn sample(args: &[String]) -> Result<(), Fail> {
     } else {
         println!("{}", s.sample(&logits).map_err(fail)?);
     }
+    Ok(())
+}
+
+fn load_vocab<'a>(path: &str, bytes: &'a [u8], mem: &'a mut AlignedBuf) -> Result<Vocab<'a>, Fail> {
+    let need = Vocab::size(bytes).map_err(|e| Fail(format!("{path}: {e}"), 1))?;
+    *mem = AlignedBuf::new(need);
+    Vocab::init(bytes, mem.as_mut_slice()).map_err(|e| Fail(format!("{path}: {e}"), 1))
+}
+
+/// Token ids of TEXT, separated by spaces, on one line.
+fn tokenize(args: &[String]) -> Result<(), Fail> {
+    let (mut path, mut text) = (None, None);
+    let (mut bos, mut special, mut options) = (true, false, true);
+    for a in args {
+        match a.as_str() {
+            "--no-bos" if options => bos = false,
+            "--special" if options => special = true,
+            "--" if options => options = false,
+            s if options && s.starts_with('-') && path.is_some() => {
+                return Err(usage(&format!(
+                    "unknown option '{s}' (use -- before a text that starts with '-')"
+                )))
+            }
+            s if path.is_none() => path = Some(s.to_string()),
+            s if text.is_none() => text = Some(s.to_string()),
+            s => return Err(usage(&format!("unexpected argument '{s}'"))),
+        }
+    }
+    let path = path.ok_or_else(|| usage("tokenize needs MODEL.gguf"))?;
+    let text = text.ok_or_else(|| usage("tokenize needs TEXT"))?;
+    let file = open(&path)?;
+    let mut mem = AlignedBuf::new(0);
+    let v = load_vocab(&path, file.bytes(), &mut mem)?;
+    let t = text.as_bytes();
+    let scratch_len =
+        Vocab::scratch_size(t.len()).ok_or_else(|| Fail("text too long".into(), 1))?;
+    let mut scratch = AlignedBuf::new(scratch_len);
+    let mut out = vec![0u32; t.len() + 2];
+    let mut needed = 0;
+    let n = v
+        .tokenize(
+            t,
+            bos,
+            special,
+            scratch.as_mut_slice(),
+            &mut out,
+            &mut needed,
+        )
+        .map_err(|e| Fail(e.to_string(), 1))?;
+    let ids: Vec<String> = out[..n].iter().map(u32::to_string).collect();
+    println!("{}", ids.join(" "));
+    Ok(())
+}
+
+/// The text of the given token ids, written as raw bytes.
+fn detokenize(args: &[String]) -> Result<(), Fail> {
+    let [path, ids @ ..] = args else {
+        return Err(usage("detokenize needs MODEL.gguf"));
+    };
+    let file = open(path)?;
+    let mut mem = AlignedBuf::new(0);
+    let v = load_vocab(path, file.bytes(), &mut mem)?;
+    let mut out = Vec::new();
+    let mut buf = [0u8; 256];
+    for id in ids {
+        let id: u32 = parse("token id", id)?;
+        if id as usize >= v.n_vocab() {
+            return Err(Fail(format!("token id {id} outside the vocabulary"), 1));
+        }
+        let k = v.piece(id, false, &mut buf);
+        out.extend_from_slice(&buf[..k]);
+    }
+    std::io::stdout()
+        .write_all(&out)
+        .map_err(|e| Fail(e.to_string(), 1))?;
     Ok(())
 }

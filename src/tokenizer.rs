@@ -31,6 +31,14 @@ pub mod token_type {
 
 const NONE: u32 = u32::MAX;
 
+/// Token types that `parse_special` recognizes in text (as llama.cpp does).
+fn is_special_type(t: i32) -> bool {
+    matches!(
+        t,
+        token_type::CONTROL | token_type::USER_DEFINED | token_type::UNKNOWN
+    )
+}
+
 /// A vocabulary over the GGUF bytes plus a string-to-id table in caller memory.
 pub struct Vocab<'a> {
     kind: VocabKind,
@@ -42,6 +50,11 @@ pub struct Vocab<'a> {
     /// BPE merges: `[left id, right id, rank, result id]`, open addressing
     /// keyed by the pair (left NONE = empty); empty for SPM.
     merges: &'a mut [[u32; 4]],
+    /// Ids of control, user-defined and unknown tokens (matched in text on
+    /// request, as llama.cpp does).
+    special: &'a mut [u32],
+    /// Bit b set when some special token's text starts with byte b.
+    special_first: [u64; 4],
     scores: Option<Array<'a>>,
     types: Option<Array<'a>>,
     byte_tokens: [u32; 256],
@@ -75,6 +88,7 @@ struct Meta<'a> {
     table_len: usize,
     merges: Option<Array<'a>>,
     merges_len: usize,
+    n_special: usize,
 }
 
 fn meta<'a>(g: &Gguf<'a>) -> Result<Meta<'a>> {
@@ -109,12 +123,20 @@ fn meta<'a>(g: &Gguf<'a>) -> Result<Meta<'a>> {
         return Err(Error::BadMetadata);
     }
     let table_len = (tokens.len() * 2).next_power_of_two();
+    let n_special = match g.get("tokenizer.ggml.token_type") {
+        Some(Value::Array(a)) if a.elem_type() == ValueType::I32 => a
+            .iter()
+            .filter(|v| matches!(v, Value::I32(t) if is_special_type(*t)))
+            .count(),
+        _ => 0,
+    };
     Ok(Meta {
         kind,
         tokens,
         table_len,
         merges,
         merges_len,
+        n_special,
     })
 }
 
@@ -126,9 +148,11 @@ impl<'a> Vocab<'a> {
         let spans = round_up(m.tokens.len() * 8).ok_or(Error::BadMetadata)?;
         let table = round_up(m.table_len * 4).ok_or(Error::BadMetadata)?;
         let merges = round_up(m.merges_len * 16).ok_or(Error::BadMetadata)?;
+        let special = round_up(m.n_special * 4).ok_or(Error::BadMetadata)?;
         spans
             .checked_add(table)
             .and_then(|v| v.checked_add(merges))
+            .and_then(|v| v.checked_add(special))
             .ok_or(Error::BadMetadata)
     }
 
@@ -151,7 +175,10 @@ impl<'a> Vocab<'a> {
         let (b, c) = b.split_at_mut(table_bytes);
         let table: &mut [u32] = bytemuck::try_cast_slice_mut(&mut b[..m.table_len * 4])
             .map_err(|_| Error::Misaligned)?;
+        let (c, d) = c.split_at_mut(round_up(m.merges_len * 16).ok_or(Error::BadMetadata)?);
         let merges: &mut [[u32; 4]] = bytemuck::try_cast_slice_mut(&mut c[..m.merges_len * 16])
+            .map_err(|_| Error::Misaligned)?;
+        let special: &mut [u32] = bytemuck::try_cast_slice_mut(&mut d[..m.n_special * 4])
             .map_err(|_| Error::Misaligned)?;
         let base = gguf.as_ptr() as usize;
         for (i, v) in m.tokens.iter().enumerate() {
@@ -193,6 +220,8 @@ impl<'a> Vocab<'a> {
             spans,
             table,
             merges,
+            special,
+            special_first: [0; 4],
             scores,
             types,
             byte_tokens: [NONE; 256],
@@ -248,6 +277,18 @@ impl<'a> Vocab<'a> {
                 }
                 if v.merges[h][0] == NONE {
                     v.merges[h] = [a, b, rank as u32, res];
+                }
+            }
+        }
+        let mut k = 0;
+        for id in 0..n as u32 {
+            let t = v.token_type(id);
+            let special = is_special_type(t);
+            if special && k < v.special.len() {
+                v.special[k] = id;
+                k += 1;
+                if let Some(&b) = v.token_text(id).first() {
+                    v.special_first[(b >> 6) as usize] |= 1 << (b & 63);
                 }
             }
         }
@@ -348,6 +389,7 @@ impl<'a> Vocab<'a> {
         &self,
         text: &[u8],
         add_bos: bool,
+        parse_special: bool,
         scratch: &mut [u8],
         out: &mut [u32],
         needed: &mut usize,
@@ -363,12 +405,25 @@ impl<'a> Vocab<'a> {
         if add_bos {
             w.push(self.bos);
         }
-        if !text.is_empty() {
-            match self.kind {
-                VocabKind::Spm => self.spm(text, scratch, &mut w)?,
-                VocabKind::Bpe => self.bpe(text, scratch, &mut w)?,
+        // Special tokens split the text into fragments; SentencePiece adds
+        // its space prefix to a fragment that follows a special token or
+        // starts the text.
+        let mut start = 0;
+        let mut pos = 0;
+        let mut prev_special = true;
+        while parse_special && pos < text.len() {
+            match self.special_at(&text[pos..]) {
+                Some((id, len)) => {
+                    self.fragment(&text[start..pos], prev_special, scratch, &mut w)?;
+                    w.push(id);
+                    pos += len;
+                    start = pos;
+                    prev_special = true;
+                }
+                None => pos += 1,
             }
         }
+        self.fragment(&text[start..], prev_special, scratch, &mut w)?;
         *needed = w.n;
         if w.n > w.out.len() {
             return Err(Error::BufferTooSmall);
@@ -376,7 +431,39 @@ impl<'a> Vocab<'a> {
         Ok(w.n)
     }
 
-    fn spm(&self, text: &[u8], scratch: &mut [u8], w: &mut Writer<'_>) -> Result<()> {
+    /// The longest special token that `s` starts with.
+    fn special_at(&self, s: &[u8]) -> Option<(u32, usize)> {
+        let b = *s.first()?;
+        if self.special_first[(b >> 6) as usize] & (1 << (b & 63)) == 0 {
+            return None;
+        }
+        let mut best: Option<(u32, usize)> = None;
+        for &id in self.special.iter() {
+            let t = self.token_text(id);
+            if !t.is_empty() && s.starts_with(t) && best.map_or(true, |(_, l)| t.len() > l) {
+                best = Some((id, t.len()));
+            }
+        }
+        best
+    }
+
+    fn fragment(
+        &self,
+        text: &[u8],
+        prefix: bool,
+        scratch: &mut [u8],
+        w: &mut Writer<'_>,
+    ) -> Result<()> {
+        if text.is_empty() {
+            return Ok(());
+        }
+        match self.kind {
+            VocabKind::Spm => self.spm(text, prefix && self.add_space_prefix, scratch, w),
+            VocabKind::Bpe => self.bpe(text, scratch, w),
+        }
+    }
+
+    fn spm(&self, text: &[u8], prefix: bool, scratch: &mut [u8], w: &mut Writer<'_>) -> Result<()> {
         let cap = text.len() * 3 + 3;
         let text_area = round_up(text.len() * 12 + 16).ok_or(Error::InvalidArgument)?;
         let (esc, rest) = scratch.split_at_mut(text_area);
@@ -385,7 +472,7 @@ impl<'a> Vocab<'a> {
             esc[n..n + b.len()].copy_from_slice(b);
             n += b.len();
         };
-        if self.add_space_prefix {
+        if prefix {
             put("\u{2581}".as_bytes());
         }
         for &c in text {
@@ -487,8 +574,8 @@ impl<'a> Vocab<'a> {
             let mut n = 0;
             for &c in &cps[pos..end] {
                 let mut u = [0u8; 4];
-                let s = char::from_u32(c).unwrap_or('\u{FFFD}').encode_utf8(&mut u);
-                for &b in s.as_bytes() {
+                let len = utf8_encode(c, &mut u);
+                for &b in &u[..len] {
                     let m = BYTE_TO_CHAR[b as usize];
                     let mut e = [0u8; 4];
                     let enc = char::from_u32(m as u32).unwrap_or('?').encode_utf8(&mut e);
@@ -681,19 +768,27 @@ fn char_to_byte(c: u32) -> u8 {
     b'?'
 }
 
-/// Decodes UTF-8 into code points; each byte of an invalid sequence becomes
-/// U+FFFD (as llama.cpp does). Returns the count written.
+/// Decodes UTF-8 into code points the way llama.cpp does: the lead byte
+/// gives the length, continuation bytes are checked, overlong forms and
+/// surrogates are accepted as they decode; a byte that starts no valid
+/// sequence becomes U+FFFD. Returns the count written.
 fn utf8_decode(s: &[u8], out: &mut [u32]) -> usize {
     let mut n = 0;
     let mut i = 0;
     while i < s.len() && n < out.len() {
         let b = s[i];
-        let (len, init) = match b {
-            0x00..=0x7F => (1, b as u32),
-            0xC0..=0xDF => (2, (b & 0x1F) as u32),
-            0xE0..=0xEF => (3, (b & 0x0F) as u32),
-            0xF0..=0xF7 => (4, (b & 0x07) as u32),
-            _ => (0, 0),
+        let (len, init) = if b & 0x80 == 0 {
+            (1, b as u32)
+        } else if b & 0x40 == 0 {
+            (0, 0)
+        } else if b & 0x20 == 0 {
+            (2, (b & 0x1F) as u32)
+        } else if b & 0x10 == 0 {
+            (3, (b & 0x0F) as u32)
+        } else if b & 0x08 == 0 {
+            (4, (b & 0x07) as u32)
+        } else {
+            (0, 0)
         };
         let ok =
             len > 0 && i + len <= s.len() && s[i + 1..i + len].iter().all(|&c| c & 0xC0 == 0x80);
@@ -711,6 +806,36 @@ fn utf8_decode(s: &[u8], out: &mut [u32]) -> usize {
         n += 1;
     }
     n
+}
+
+/// UTF-8 bytes of any code point up to 0x10FFFF, surrogates included (as
+/// llama.cpp writes them); larger values become U+FFFD.
+fn utf8_encode(cp: u32, out: &mut [u8; 4]) -> usize {
+    match cp {
+        0..=0x7F => {
+            out[0] = cp as u8;
+            1
+        }
+        0x80..=0x7FF => {
+            out[0] = 0xC0 | (cp >> 6) as u8;
+            out[1] = 0x80 | (cp & 0x3F) as u8;
+            2
+        }
+        0x800..=0xFFFF => {
+            out[0] = 0xE0 | (cp >> 12) as u8;
+            out[1] = 0x80 | ((cp >> 6) & 0x3F) as u8;
+            out[2] = 0x80 | (cp & 0x3F) as u8;
+            3
+        }
+        0x10000..=0x10FFFF => {
+            out[0] = 0xF0 | (cp >> 18) as u8;
+            out[1] = 0x80 | ((cp >> 12) & 0x3F) as u8;
+            out[2] = 0x80 | ((cp >> 6) & 0x3F) as u8;
+            out[3] = 0x80 | (cp & 0x3F) as u8;
+            4
+        }
+        _ => utf8_encode(0xFFFD, out),
+    }
 }
 
 /// Min-heap of bigrams `[left, right, rank, size]`: lowest rank first, then

@@ -40,7 +40,14 @@ fn check(base: &str) -> usize {
         let mut out = vec![0u32; text.len() * 2 + 4];
         let mut needed = 0;
         let n = v
-            .tokenize(text, false, scratch.as_mut_slice(), &mut out, &mut needed)
+            .tokenize(
+                text,
+                false,
+                false,
+                scratch.as_mut_slice(),
+                &mut out,
+                &mut needed,
+            )
             .unwrap();
         if out[..n] != want[..] {
             fails.push(format!(
@@ -76,7 +83,14 @@ fn spm_round_trip_and_buffers() {
     let mut out = vec![0u32; 64];
     let mut needed = 0;
     let n = v
-        .tokenize(text, true, scratch.as_mut_slice(), &mut out, &mut needed)
+        .tokenize(
+            text,
+            true,
+            false,
+            scratch.as_mut_slice(),
+            &mut out,
+            &mut needed,
+        )
         .unwrap();
     assert_eq!(out[0], 1);
     let mut back = Vec::new();
@@ -90,7 +104,14 @@ fn spm_round_trip_and_buffers() {
     assert_eq!(back[0], b' ');
     // Too small an output: the size needed is reported.
     let mut small = vec![0u32; 2];
-    let r = v.tokenize(text, true, scratch.as_mut_slice(), &mut small, &mut needed);
+    let r = v.tokenize(
+        text,
+        true,
+        false,
+        scratch.as_mut_slice(),
+        &mut small,
+        &mut needed,
+    );
     assert_eq!(r, Err(nanollama::Error::BufferTooSmall));
     assert_eq!(needed, n);
 }
@@ -117,7 +138,14 @@ fn bpe_round_trip() {
         let mut out = vec![0u32; 256];
         let mut needed = 0;
         let n = v
-            .tokenize(text, false, scratch.as_mut_slice(), &mut out, &mut needed)
+            .tokenize(
+                text,
+                false,
+                false,
+                scratch.as_mut_slice(),
+                &mut out,
+                &mut needed,
+            )
             .unwrap();
         let mut back = Vec::new();
         let mut buf = [0u8; 256];
@@ -127,4 +155,59 @@ fn bpe_round_trip() {
         }
         assert_eq!(back, text, "{:?}", String::from_utf8_lossy(text));
     }
+}
+
+/// 2400 strings from tools/make_tokenizer_corpus.py, with llama.cpp's ids
+/// for both vocabularies, with and without special-token parsing.
+#[test]
+fn corpus_matches_llama_cpp() {
+    let text = std::fs::read_to_string(data("corpus.txt")).unwrap();
+    let mut fails = Vec::new();
+    let mut count = 0;
+    for (col, (name, special)) in [
+        ("ggml-vocab-llama-spm.gguf", false),
+        ("ggml-vocab-llama-spm.gguf", true),
+        ("ggml-vocab-llama-bpe.gguf", false),
+        ("ggml-vocab-llama-bpe.gguf", true),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let bytes = std::fs::read(data(name)).unwrap();
+        let mut mem = AlignedBuf::new(Vocab::size(&bytes).unwrap());
+        let v = Vocab::init(&bytes, mem.as_mut_slice()).unwrap();
+        let mut scratch = AlignedBuf::new(Vocab::scratch_size(4096).unwrap());
+        let mut out = vec![0u32; 4096];
+        for line in text.lines() {
+            let cols: Vec<&str> = line.split('\t').collect();
+            let s: Vec<u8> = (0..cols[0].len() / 2)
+                .map(|i| u8::from_str_radix(&cols[0][2 * i..2 * i + 2], 16).unwrap())
+                .collect();
+            let want: Vec<u32> = cols[1 + col]
+                .split_whitespace()
+                .map(|t| t.parse().unwrap())
+                .collect();
+            let mut needed = 0;
+            let n = v
+                .tokenize(
+                    &s,
+                    false,
+                    special,
+                    scratch.as_mut_slice(),
+                    &mut out,
+                    &mut needed,
+                )
+                .unwrap();
+            count += 1;
+            if out[..n] != want[..] && fails.len() < 20 {
+                fails.push(format!(
+                    "{name} special={special} {:?}:\n  got  {:?}\n  want {want:?}",
+                    String::from_utf8_lossy(&s),
+                    &out[..n]
+                ));
+            }
+        }
+    }
+    assert_eq!(count, 4 * 2400);
+    assert!(fails.is_empty(), "{}", fails.join("\n"));
 }
