@@ -19,7 +19,7 @@ use std::process::ExitCode;
 
 const USAGE: &str = "usage: nanollama info MODEL.gguf
        nanollama logits MODEL.gguf --tokens 1,2,3 [--threads N] [--kv f32|f16] --out FILE
-       nanollama tokenize MODEL.gguf [--no-bos] [--special] [--] TEXT
+       nanollama tokenize MODEL.gguf [--no-bos] [--special] [--time] [--file PATH | [--] TEXT]
        nanollama detokenize MODEL.gguf ID...
        nanollama sample --logits FILE --n-vocab N [SAMPLER OPTIONS] [--history 1,2,3]
                  [--logit-bias ID:BIAS,...] [--dump | --bench CALLS]
@@ -372,8 +372,17 @@ fn load_vocab<'a>(path: &str, bytes: &'a [u8], mem: &'a mut AlignedBuf) -> Resul
 fn tokenize(args: &[String]) -> Result<(), Fail> {
     let (mut path, mut text) = (None, None);
     let (mut bos, mut special, mut options) = (true, false, true);
+    let (mut file_arg, mut time) = (false, false);
     for a in args {
+        if file_arg {
+            let bytes = std::fs::read(a).map_err(|e| Fail(format!("{a}: {e}"), 1))?;
+            text = Some(bytes);
+            file_arg = false;
+            continue;
+        }
         match a.as_str() {
+            "--file" if options => file_arg = true,
+            "--time" if options => time = true,
             "--no-bos" if options => bos = false,
             "--special" if options => special = true,
             "--" if options => options = false,
@@ -383,21 +392,22 @@ fn tokenize(args: &[String]) -> Result<(), Fail> {
                 )))
             }
             s if path.is_none() => path = Some(s.to_string()),
-            s if text.is_none() => text = Some(s.to_string()),
+            s if text.is_none() => text = Some(s.as_bytes().to_vec()),
             s => return Err(usage(&format!("unexpected argument '{s}'"))),
         }
     }
     let path = path.ok_or_else(|| usage("tokenize needs MODEL.gguf"))?;
-    let text = text.ok_or_else(|| usage("tokenize needs TEXT"))?;
+    let text = text.ok_or_else(|| usage("tokenize needs TEXT (or --file PATH)"))?;
     let file = open(&path)?;
     let mut mem = AlignedBuf::new(0);
     let v = load_vocab(&path, file.bytes(), &mut mem)?;
-    let t = text.as_bytes();
+    let t = &text[..];
     let scratch_len =
         Vocab::scratch_size(t.len()).ok_or_else(|| Fail("text too long".into(), 1))?;
     let mut scratch = AlignedBuf::new(scratch_len);
     let mut out = vec![0u32; t.len() + 2];
     let mut needed = 0;
+    let start = std::time::Instant::now();
     let n = v
         .tokenize(
             t,
@@ -408,6 +418,17 @@ fn tokenize(args: &[String]) -> Result<(), Fail> {
             &mut needed,
         )
         .map_err(|e| Fail(e.to_string(), 1))?;
+    if time {
+        // Only the timing, for benchmarks: the ids of a large file are noise.
+        let secs = start.elapsed().as_secs_f64();
+        println!(
+            "{} bytes -> {n} tokens in {:.1} ms ({:.2} MB/s)",
+            t.len(),
+            secs * 1e3,
+            t.len() as f64 / secs / 1e6
+        );
+        return Ok(());
+    }
     let ids: Vec<String> = out[..n].iter().map(u32::to_string).collect();
     println!("{}", ids.join(" "));
     Ok(())
