@@ -109,6 +109,14 @@ typedef enum {
   NANOLLAMA_STAGE_TEMPERATURE = 7,
 } nanollama_stage;
 
+// Flags of `nanollama_tokenize`, to be OR-ed into its `flags` argument.
+typedef enum {
+  // Start with the BOS token.
+  NANOLLAMA_TOKENIZE_FLAGS_ADD_BOS = 1,
+  // Recognize control, user-defined and unknown tokens written in the text.
+  NANOLLAMA_TOKENIZE_FLAGS_PARSE_SPECIAL = 2,
+} nanollama_tokenize_flags;
+
 // One conversation (opaque). Use from one thread at a time.
 typedef struct nanollama_context nanollama_context;
 
@@ -118,6 +126,10 @@ typedef struct nanollama_model nanollama_model;
 
 // A sampler (opaque). Use from one thread at a time.
 typedef struct nanollama_sampler nanollama_sampler;
+
+// A vocabulary (opaque): the tokenizer of a GGUF file. Read-only after
+// init: any number of threads may use it at once.
+typedef struct nanollama_vocab nanollama_vocab;
 
 // Hyper-parameters and storage of a loaded model.
 typedef struct {
@@ -215,6 +227,24 @@ typedef struct {
   const nanollama_logit_bias *logit_bias;
   size_t n_logit_bias;
 } nanollama_sampler_params;
+
+// What a vocabulary is.
+typedef struct {
+  uint32_t n_vocab;
+  uint32_t bos;
+  uint32_t eos;
+  // 1 when the file asks for BOS at the start of a text.
+  uint32_t add_bos;
+  // 0: SentencePiece (`llama`); 1: byte-level BPE (`gpt2`, LLaMA 3).
+  uint32_t kind;
+} nanollama_vocab_info;
+
+// The state of a streaming detokenizer: plain data the caller owns (on
+// the stack, in a struct). Start it with `nanollama_detokenizer_init`.
+typedef struct {
+  uint8_t pending[4];
+  uint32_t n_pending;
+} nanollama_detokenizer;
 
 #ifdef __cplusplus
 extern "C" {
@@ -400,6 +430,108 @@ NANOLLAMA_API nanollama_status nanollama_sampler_accept(nanollama_sampler *sampl
 // # Safety
 // `sampler` a valid handle used by no other thread now.
 NANOLLAMA_API nanollama_status nanollama_sampler_reset(nanollama_sampler *sampler);
+
+// Bytes of memory `nanollama_vocab_init` needs for this file.
+//
+// # Safety
+// `gguf` readable for `gguf_len` bytes; `out_size` writable.
+NANOLLAMA_API
+nanollama_status nanollama_vocab_size(const uint8_t *gguf,
+                                      size_t gguf_len,
+                                      size_t *out_size);
+
+// Reads the vocabulary of the GGUF file and builds its lookup tables in
+// `mem` (64-byte aligned, `nanollama_vocab_size` bytes). `gguf` and `mem`
+// must outlive the vocabulary. On error `*out_vocab` is left as it was.
+//
+// # Safety
+// `gguf` readable, `mem` writable for their lengths; `out_vocab` writable.
+NANOLLAMA_API
+nanollama_status nanollama_vocab_init(const uint8_t *gguf,
+                                      size_t gguf_len,
+                                      void *mem,
+                                      size_t mem_len,
+                                      const nanollama_vocab **out_vocab);
+
+// Writes the vocabulary's size, BOS/EOS ids and kind to `*out`.
+//
+// # Safety
+// `vocab` a valid handle; `out` writable.
+NANOLLAMA_API
+nanollama_status nanollama_vocab_get_info(const nanollama_vocab *vocab,
+                                          nanollama_vocab_info *out);
+
+// Bytes of scratch `nanollama_tokenize` needs for texts of up to
+// `max_text_len` bytes (about 200 per byte); 0 when that overflows.
+NANOLLAMA_API size_t nanollama_tokenize_scratch_size(size_t max_text_len);
+
+// Encodes `text[0..text_len]` (any bytes) into `tokens` (room for
+// `capacity` ids). `flags`: `nanollama_tokenize_flags` values OR-ed. `scratch` (64-byte aligned,
+// `nanollama_tokenize_scratch_size(text_len)` bytes) is working memory.
+// `*out_n_tokens` receives the count; when `capacity` is too small the call
+// returns BUFFER_TOO_SMALL with `*out_n_tokens` set to the count needed.
+//
+// # Safety
+// `vocab` valid; `text` readable (may be NULL when `text_len` is 0);
+// `scratch` writable for `scratch_len`; `tokens` writable for `capacity`
+// ids (may be NULL when `capacity` is 0); `out_n_tokens` writable.
+NANOLLAMA_API
+nanollama_status nanollama_tokenize(const nanollama_vocab *vocab,
+                                    const uint8_t *text,
+                                    size_t text_len,
+                                    uint32_t flags,
+                                    void *scratch,
+                                    size_t scratch_len,
+                                    int32_t *tokens,
+                                    size_t capacity,
+                                    size_t *out_n_tokens);
+
+// Writes the text of `token` to `buf` (room for `capacity` bytes) and its
+// length to `*out_len`; control tokens are empty unless `special` is 1.
+// BUFFER_TOO_SMALL with `*out_len` set when `capacity` is too small.
+//
+// # Safety
+// `vocab` valid; `buf` writable for `capacity` bytes; `out_len` writable.
+NANOLLAMA_API
+nanollama_status nanollama_token_to_piece(const nanollama_vocab *vocab,
+                                          int32_t token,
+                                          uint32_t special,
+                                          uint8_t *buf,
+                                          size_t capacity,
+                                          size_t *out_len);
+
+// Starts (or restarts) a streaming detokenizer. Does nothing on NULL.
+//
+// # Safety
+// `d` NULL or writable.
+NANOLLAMA_API void nanollama_detokenizer_init(nanollama_detokenizer *d);
+
+// Feeds `token` to the detokenizer and writes the text that is now
+// complete UTF-8 to `buf`, its length to `*out_len` (0 when the token only
+// began a character). BUFFER_TOO_SMALL (state unchanged) with `*out_len`
+// set when `capacity` is too small; 260 bytes always suffice.
+//
+// # Safety
+// `d` readable and writable; `vocab` valid; `buf` writable for `capacity`
+// bytes; `out_len` writable.
+NANOLLAMA_API
+nanollama_status nanollama_detokenizer_push(nanollama_detokenizer *d,
+                                            const nanollama_vocab *vocab,
+                                            int32_t token,
+                                            uint8_t *buf,
+                                            size_t capacity,
+                                            size_t *out_len);
+
+// Writes out the bytes the detokenizer still holds (an incomplete
+// character at the end of the stream; at most 3) and empties it.
+//
+// # Safety
+// `d` readable and writable; `buf` writable for `capacity`; `out_len` writable.
+NANOLLAMA_API
+nanollama_status nanollama_detokenizer_flush(nanollama_detokenizer *d,
+                                             uint8_t *buf,
+                                             size_t capacity,
+                                             size_t *out_len);
 
 extern void *mmap(void *addr, size_t len, int prot, int flags, int fd, long off);
 

@@ -19,6 +19,7 @@ use crate::error::Error;
 use crate::model::{Model, ALIGN};
 use crate::parallel::Parallel;
 use crate::sampler::{LogitBias, Sampler, SamplerParams, Stage, MAX_STAGES};
+use crate::tokenizer::{StreamDecoder, Vocab, VocabKind};
 
 /// Status of a call. 0 is success; values are only ever appended.
 #[repr(C)]
@@ -984,6 +985,363 @@ pub unsafe extern "C" fn nanollama_sampler_reset(
     // SAFETY: caller's contract.
     let s = try_status!(unsafe { sampler_mut(sampler) });
     s.reset();
+    nanollama_status::Ok
+}
+
+/// A vocabulary (opaque): the tokenizer of a GGUF file. Read-only after
+/// init: any number of threads may use it at once.
+pub struct nanollama_vocab {
+    _private: [u8; 0],
+}
+
+const _: () = assert!(align_of::<Vocab<'static>>() <= ALIGN);
+
+/// What a vocabulary is.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct nanollama_vocab_info {
+    pub n_vocab: u32,
+    pub bos: u32,
+    pub eos: u32,
+    /// 1 when the file asks for BOS at the start of a text.
+    pub add_bos: u32,
+    /// 0: SentencePiece (`llama`); 1: byte-level BPE (`gpt2`, LLaMA 3).
+    pub kind: u32,
+}
+
+/// Flags of `nanollama_tokenize`, to be OR-ed into its `flags` argument.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum nanollama_tokenize_flags {
+    /// Start with the BOS token.
+    AddBos = 1,
+    /// Recognize control, user-defined and unknown tokens written in the text.
+    ParseSpecial = 2,
+}
+const ADD_BOS: u32 = nanollama_tokenize_flags::AddBos as u32;
+const PARSE_SPECIAL: u32 = nanollama_tokenize_flags::ParseSpecial as u32;
+
+/// The state of a streaming detokenizer: plain data the caller owns (on
+/// the stack, in a struct). Start it with `nanollama_detokenizer_init`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct nanollama_detokenizer {
+    pub pending: [u8; 4],
+    pub n_pending: u32,
+}
+
+/// Bytes of memory `nanollama_vocab_init` needs for this file.
+///
+/// # Safety
+/// `gguf` readable for `gguf_len` bytes; `out_size` writable.
+#[no_mangle]
+pub unsafe extern "C" fn nanollama_vocab_size(
+    gguf: *const u8,
+    gguf_len: usize,
+    out_size: *mut usize,
+) -> nanollama_status {
+    if out_size.is_null() {
+        return nanollama_status::NullPointer;
+    }
+    // SAFETY: caller's contract.
+    let g = try_status!(unsafe { bytes(gguf, gguf_len) });
+    let n = try_status!(Vocab::size(g));
+    let Some(total) = n.checked_add(head::<Vocab<'static>>()) else {
+        return nanollama_status::GgufBadMetadata;
+    };
+    // SAFETY: non-NULL (checked), writable (contract).
+    unsafe { out_size.write(total) };
+    nanollama_status::Ok
+}
+
+/// Reads the vocabulary of the GGUF file and builds its lookup tables in
+/// `mem` (64-byte aligned, `nanollama_vocab_size` bytes). `gguf` and `mem`
+/// must outlive the vocabulary. On error `*out_vocab` is left as it was.
+///
+/// # Safety
+/// `gguf` readable, `mem` writable for their lengths; `out_vocab` writable.
+#[no_mangle]
+pub unsafe extern "C" fn nanollama_vocab_init(
+    gguf: *const u8,
+    gguf_len: usize,
+    mem: *mut c_void,
+    mem_len: usize,
+    out_vocab: *mut *const nanollama_vocab,
+) -> nanollama_status {
+    if out_vocab.is_null() {
+        return nanollama_status::NullPointer;
+    }
+    // SAFETY: caller's contract (the bytes outlive the vocabulary).
+    let g: &'static [u8] = try_status!(unsafe { bytes(gguf, gguf_len) });
+    // SAFETY: caller's contract on `mem`.
+    let (handle, rest) = try_status!(unsafe { memory::<Vocab<'static>>(mem, mem_len) });
+    let v = try_status!(Vocab::init(g, rest));
+    // SAFETY: aligned and large enough for the handle (checked by `memory`).
+    unsafe { handle.write(v) };
+    // SAFETY: non-NULL (checked), writable (contract).
+    unsafe { out_vocab.write(handle as *const nanollama_vocab) };
+    nanollama_status::Ok
+}
+
+/// # Safety
+/// `v` NULL or a handle from `nanollama_vocab_init`.
+unsafe fn vocab_ref<'a>(v: *const nanollama_vocab) -> Result<&'a Vocab<'static>, nanollama_status> {
+    if v.is_null() {
+        return Err(nanollama_status::NullPointer);
+    }
+    // SAFETY: a vocabulary handle points at an initialized `Vocab` (contract).
+    Ok(unsafe { &*(v as *const Vocab<'static>) })
+}
+
+/// Writes the vocabulary's size, BOS/EOS ids and kind to `*out`.
+///
+/// # Safety
+/// `vocab` a valid handle; `out` writable.
+#[no_mangle]
+pub unsafe extern "C" fn nanollama_vocab_get_info(
+    vocab: *const nanollama_vocab,
+    out: *mut nanollama_vocab_info,
+) -> nanollama_status {
+    // SAFETY: caller's contract.
+    let v = try_status!(unsafe { vocab_ref(vocab) });
+    if out.is_null() {
+        return nanollama_status::NullPointer;
+    }
+    let info = nanollama_vocab_info {
+        n_vocab: v.n_vocab() as u32,
+        bos: v.bos(),
+        eos: v.eos(),
+        add_bos: v.add_bos() as u32,
+        kind: match v.kind() {
+            VocabKind::Spm => 0,
+            VocabKind::Bpe => 1,
+        },
+    };
+    // SAFETY: non-NULL (checked), writable (contract).
+    unsafe { out.write(info) };
+    nanollama_status::Ok
+}
+
+/// Bytes of scratch `nanollama_tokenize` needs for texts of up to
+/// `max_text_len` bytes (about 200 per byte); 0 when that overflows.
+#[no_mangle]
+pub extern "C" fn nanollama_tokenize_scratch_size(max_text_len: usize) -> usize {
+    Vocab::scratch_size(max_text_len).unwrap_or(0)
+}
+
+/// Encodes `text[0..text_len]` (any bytes) into `tokens` (room for
+/// `capacity` ids). `flags`: `nanollama_tokenize_flags` values OR-ed. `scratch` (64-byte aligned,
+/// `nanollama_tokenize_scratch_size(text_len)` bytes) is working memory.
+/// `*out_n_tokens` receives the count; when `capacity` is too small the call
+/// returns BUFFER_TOO_SMALL with `*out_n_tokens` set to the count needed.
+///
+/// # Safety
+/// `vocab` valid; `text` readable (may be NULL when `text_len` is 0);
+/// `scratch` writable for `scratch_len`; `tokens` writable for `capacity`
+/// ids (may be NULL when `capacity` is 0); `out_n_tokens` writable.
+#[no_mangle]
+#[allow(clippy::too_many_arguments)]
+pub unsafe extern "C" fn nanollama_tokenize(
+    vocab: *const nanollama_vocab,
+    text: *const u8,
+    text_len: usize,
+    flags: u32,
+    scratch: *mut c_void,
+    scratch_len: usize,
+    tokens: *mut i32,
+    capacity: usize,
+    out_n_tokens: *mut usize,
+) -> nanollama_status {
+    // SAFETY: caller's contract.
+    let v = try_status!(unsafe { vocab_ref(vocab) });
+    if out_n_tokens.is_null() || scratch.is_null() {
+        return nanollama_status::NullPointer;
+    }
+    if flags & !(ADD_BOS | PARSE_SPECIAL) != 0
+        || capacity > isize::MAX as usize / 4
+        || scratch_len > isize::MAX as usize
+    {
+        return nanollama_status::InvalidArgument;
+    }
+    let t: &[u8] = if text_len == 0 {
+        &[]
+    } else {
+        // SAFETY: caller's contract.
+        try_status!(unsafe { bytes(text, text_len) })
+    };
+    let out: &mut [u32] = if capacity == 0 {
+        &mut []
+    } else if tokens.is_null() {
+        return nanollama_status::NullPointer;
+    } else {
+        // SAFETY: non-NULL, writable for `capacity` ids (contract); i32 and
+        // u32 share their layout, and ids are below 2^31.
+        unsafe { core::slice::from_raw_parts_mut(tokens as *mut u32, capacity) }
+    };
+    // SAFETY: non-NULL (checked), writable for scratch_len bytes (contract).
+    let sc = unsafe { core::slice::from_raw_parts_mut(scratch as *mut u8, scratch_len) };
+    let mut needed = 0;
+    let r = v.tokenize(
+        t,
+        flags & ADD_BOS != 0,
+        flags & PARSE_SPECIAL != 0,
+        sc,
+        out,
+        &mut needed,
+    );
+    if matches!(r, Ok(_) | Err(Error::BufferTooSmall)) {
+        // SAFETY: non-NULL (checked), writable (contract).
+        unsafe { out_n_tokens.write(needed) };
+    }
+    status(r.map(|_| ()))
+}
+
+/// Writes the text of `token` to `buf` (room for `capacity` bytes) and its
+/// length to `*out_len`; control tokens are empty unless `special` is 1.
+/// BUFFER_TOO_SMALL with `*out_len` set when `capacity` is too small.
+///
+/// # Safety
+/// `vocab` valid; `buf` writable for `capacity` bytes; `out_len` writable.
+#[no_mangle]
+pub unsafe extern "C" fn nanollama_token_to_piece(
+    vocab: *const nanollama_vocab,
+    token: i32,
+    special: u32,
+    buf: *mut u8,
+    capacity: usize,
+    out_len: *mut usize,
+) -> nanollama_status {
+    // SAFETY: caller's contract.
+    let v = try_status!(unsafe { vocab_ref(vocab) });
+    if out_len.is_null() || (buf.is_null() && capacity > 0) {
+        return nanollama_status::NullPointer;
+    }
+    if special > 1 {
+        return nanollama_status::InvalidArgument;
+    }
+    let Ok(id) = u32::try_from(token) else {
+        return nanollama_status::TokenOutOfRange;
+    };
+    if id as usize >= v.n_vocab() {
+        return nanollama_status::TokenOutOfRange;
+    }
+    let mut piece = [0u8; 256];
+    let k = v.piece(id, special == 1, &mut piece);
+    // SAFETY: non-NULL (checked), writable (contract).
+    unsafe { out_len.write(k) };
+    if k > capacity {
+        return nanollama_status::BufferTooSmall;
+    }
+    if k > 0 {
+        // SAFETY: `buf` non-NULL (capacity >= k > 0) and writable for k bytes.
+        unsafe { core::ptr::copy_nonoverlapping(piece.as_ptr(), buf, k) };
+    }
+    nanollama_status::Ok
+}
+
+/// Starts (or restarts) a streaming detokenizer. Does nothing on NULL.
+///
+/// # Safety
+/// `d` NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn nanollama_detokenizer_init(d: *mut nanollama_detokenizer) {
+    if !d.is_null() {
+        // SAFETY: non-NULL, writable (contract).
+        unsafe { d.write(nanollama_detokenizer::default()) };
+    }
+}
+
+fn decoder_of(d: &nanollama_detokenizer) -> Result<StreamDecoder, nanollama_status> {
+    if d.n_pending > 3 {
+        return Err(nanollama_status::InvalidArgument);
+    }
+    let mut s = StreamDecoder::new();
+    s.set_pending(&d.pending[..d.n_pending as usize]);
+    Ok(s)
+}
+
+/// Feeds `token` to the detokenizer and writes the text that is now
+/// complete UTF-8 to `buf`, its length to `*out_len` (0 when the token only
+/// began a character). BUFFER_TOO_SMALL (state unchanged) with `*out_len`
+/// set when `capacity` is too small; 260 bytes always suffice.
+///
+/// # Safety
+/// `d` readable and writable; `vocab` valid; `buf` writable for `capacity`
+/// bytes; `out_len` writable.
+#[no_mangle]
+pub unsafe extern "C" fn nanollama_detokenizer_push(
+    d: *mut nanollama_detokenizer,
+    vocab: *const nanollama_vocab,
+    token: i32,
+    buf: *mut u8,
+    capacity: usize,
+    out_len: *mut usize,
+) -> nanollama_status {
+    // SAFETY: caller's contract.
+    let v = try_status!(unsafe { vocab_ref(vocab) });
+    if d.is_null() || out_len.is_null() || (buf.is_null() && capacity > 0) {
+        return nanollama_status::NullPointer;
+    }
+    // SAFETY: non-NULL (checked), readable (contract); plain data.
+    let mut dec = try_status!(decoder_of(unsafe { &*d }));
+    let Ok(id) = u32::try_from(token) else {
+        return nanollama_status::TokenOutOfRange;
+    };
+    let out: &mut [u8] = if capacity == 0 {
+        &mut []
+    } else {
+        // SAFETY: non-NULL (checked), writable for capacity bytes (contract).
+        unsafe { core::slice::from_raw_parts_mut(buf, capacity) }
+    };
+    let mut needed = 0;
+    let r = dec.push(v, id, false, out, &mut needed);
+    if matches!(r, Ok(_) | Err(Error::BufferTooSmall)) {
+        // SAFETY: non-NULL (checked), writable (contract).
+        unsafe { out_len.write(needed) };
+    }
+    if r.is_ok() {
+        let p = dec.pending();
+        let mut st = nanollama_detokenizer::default();
+        st.pending[..p.len()].copy_from_slice(p);
+        st.n_pending = p.len() as u32;
+        // SAFETY: non-NULL (checked), writable (contract).
+        unsafe { d.write(st) };
+    }
+    status(r.map(|_| ()))
+}
+
+/// Writes out the bytes the detokenizer still holds (an incomplete
+/// character at the end of the stream; at most 3) and empties it.
+///
+/// # Safety
+/// `d` readable and writable; `buf` writable for `capacity`; `out_len` writable.
+#[no_mangle]
+pub unsafe extern "C" fn nanollama_detokenizer_flush(
+    d: *mut nanollama_detokenizer,
+    buf: *mut u8,
+    capacity: usize,
+    out_len: *mut usize,
+) -> nanollama_status {
+    if d.is_null() || out_len.is_null() || (buf.is_null() && capacity > 0) {
+        return nanollama_status::NullPointer;
+    }
+    // SAFETY: non-NULL (checked), readable (contract).
+    let st = unsafe { d.read() };
+    if st.n_pending > 3 {
+        return nanollama_status::InvalidArgument;
+    }
+    let n = st.n_pending as usize;
+    // SAFETY: non-NULL (checked), writable (contract).
+    unsafe { out_len.write(n) };
+    if n > capacity {
+        return nanollama_status::BufferTooSmall;
+    }
+    if n > 0 {
+        // SAFETY: `buf` non-NULL (capacity >= n > 0), writable for n bytes.
+        unsafe { core::ptr::copy_nonoverlapping(st.pending.as_ptr(), buf, n) };
+    }
+    // SAFETY: non-NULL (checked), writable (contract).
+    unsafe { d.write(nanollama_detokenizer::default()) };
     nanollama_status::Ok
 }
 

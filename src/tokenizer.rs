@@ -962,3 +962,105 @@ impl Heap<'_> {
         Some(top)
     }
 }
+
+/// Turns a stream of tokens into text, emitting only complete UTF-8: the
+/// bytes of a character split across tokens are held back until it is
+/// whole. Bytes that can never become valid UTF-8 are passed on as they are.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[repr(C)]
+pub struct StreamDecoder {
+    pending: [u8; 4],
+    n: u32,
+}
+
+/// Length of the UTF-8 sequence a lead byte starts (0 for a continuation byte
+/// or an invalid lead).
+fn utf8_len(b: u8) -> usize {
+    match b {
+        0x00..=0x7F => 1,
+        0xC0..=0xDF => 2,
+        0xE0..=0xEF => 3,
+        0xF0..=0xF7 => 4,
+        _ => 0,
+    }
+}
+
+impl StreamDecoder {
+    /// A decoder with nothing pending.
+    pub const fn new() -> Self {
+        Self {
+            pending: [0; 4],
+            n: 0,
+        }
+    }
+
+    /// Appends token `id`'s text and writes what is complete to `out`,
+    /// returning its length. When `out` is too small, returns
+    /// `BufferTooSmall` with `*needed` set and keeps its state unchanged.
+    pub fn push(
+        &mut self,
+        vocab: &Vocab<'_>,
+        id: u32,
+        special: bool,
+        out: &mut [u8],
+        needed: &mut usize,
+    ) -> Result<usize> {
+        if id as usize >= vocab.n_vocab() {
+            return Err(Error::TokenOutOfRange);
+        }
+        let mut piece = [0u8; 256];
+        let k = vocab.piece(id, special, &mut piece);
+        let mut all = [0u8; 260];
+        let p = self.n as usize;
+        all[..p].copy_from_slice(&self.pending[..p]);
+        all[p..p + k].copy_from_slice(&piece[..k]);
+        let total = p + k;
+        // Hold back a trailing sequence that is still incomplete.
+        let mut keep = 0;
+        for back in 1..=3.min(total) {
+            let b = all[total - back];
+            if b & 0xC0 == 0x80 {
+                continue; // a continuation byte: look further back
+            }
+            let len = utf8_len(b);
+            if len > back {
+                keep = back;
+            }
+            break;
+        }
+        let emit = total - keep;
+        *needed = emit;
+        if emit > out.len() {
+            return Err(Error::BufferTooSmall);
+        }
+        out[..emit].copy_from_slice(&all[..emit]);
+        self.pending[..keep].copy_from_slice(&all[emit..total]);
+        self.n = keep as u32;
+        Ok(emit)
+    }
+
+    /// The bytes held back (at most 3).
+    pub fn pending(&self) -> &[u8] {
+        &self.pending[..(self.n as usize).min(4)]
+    }
+
+    /// Restores held-back bytes (at most 4; more are dropped).
+    pub fn set_pending(&mut self, bytes: &[u8]) {
+        let n = bytes.len().min(4);
+        self.pending[..n].copy_from_slice(&bytes[..n]);
+        self.n = n as u32;
+    }
+
+    /// Writes out whatever is held back (an incomplete sequence at the end of
+    /// the stream), returning its length (at most 3 bytes).
+    pub fn flush(&mut self, out: &mut [u8], needed: &mut usize) -> Result<usize> {
+        let n = self.n as usize;
+        *needed = n;
+        if n > out.len() {
+            return Err(Error::BufferTooSmall);
+        }
+        out[..n].copy_from_slice(&self.pending[..n]);
+        self.n = 0;
+        Ok(n)
+    }
+}

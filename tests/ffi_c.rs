@@ -225,6 +225,17 @@ fn c_sampler_api() {
 }
 
 #[test]
+fn c_vocab_api() {
+    let vocab = root().join("tests/data/vocab");
+    let args = [
+        vocab.join("ggml-vocab-llama-spm.gguf"),
+        vocab.join("ggml-vocab-llama-bpe.gguf"),
+    ];
+    let out = run(&test_program("vocab"), &args);
+    assert!(out.contains("vocab: ok"), "{out}");
+}
+
+#[test]
 fn every_ffi_test_is_run() {
     // A new ffi-tests/*.c must get a #[test] above.
     let mut names: Vec<String> = std::fs::read_dir(root().join("ffi-tests"))
@@ -233,7 +244,10 @@ fn every_ffi_test_is_run() {
         .filter(|n| n.ends_with(".c"))
         .collect();
     names.sort();
-    assert_eq!(names, ["context.c", "model.c", "parallel.c", "sampler.c"]);
+    assert_eq!(
+        names,
+        ["context.c", "model.c", "parallel.c", "sampler.c", "vocab.c"]
+    );
 }
 
 #[test]

@@ -211,3 +211,53 @@ fn corpus_matches_llama_cpp() {
     assert_eq!(count, 4 * 2400);
     assert!(fails.is_empty(), "{}", fails.join("\n"));
 }
+
+#[test]
+fn stream_decoder_emits_only_whole_characters() {
+    use nanollama::tokenizer::StreamDecoder;
+    let bytes = std::fs::read(data("ggml-vocab-llama-spm.gguf")).unwrap();
+    let mut mem = AlignedBuf::new(Vocab::size(&bytes).unwrap());
+    let v = Vocab::init(&bytes, mem.as_mut_slice()).unwrap();
+    // The llama emoji is 4 byte tokens in this vocabulary.
+    let text = "a🦙b ∑é".as_bytes();
+    let mut scratch = AlignedBuf::new(Vocab::scratch_size(text.len()).unwrap());
+    let mut ids = vec![0u32; 64];
+    let mut needed = 0;
+    let n = v
+        .tokenize(
+            text,
+            false,
+            false,
+            scratch.as_mut_slice(),
+            &mut ids,
+            &mut needed,
+        )
+        .unwrap();
+    let mut d = StreamDecoder::new();
+    let mut all = Vec::new();
+    let mut buf = [0u8; 300];
+    let mut held_back = 0;
+    for &t in &ids[..n] {
+        let k = d.push(&v, t, false, &mut buf, &mut needed).unwrap();
+        assert!(std::str::from_utf8(&buf[..k]).is_ok(), "{:?}", &buf[..k]);
+        held_back += usize::from(k == 0);
+        all.extend_from_slice(&buf[..k]);
+    }
+    assert!(held_back >= 3, "the emoji's first bytes were held back");
+    assert_eq!(d.flush(&mut buf, &mut needed).unwrap(), 0);
+    assert_eq!(&all[1..], text);
+    // A stream cut inside a character gives its bytes back on flush.
+    let mut d = StreamDecoder::new();
+    let first_byte = v.lookup(b"<0xF0>").unwrap();
+    assert_eq!(
+        d.push(&v, first_byte, false, &mut buf, &mut needed)
+            .unwrap(),
+        0
+    );
+    assert_eq!(d.flush(&mut buf, &mut needed).unwrap(), 1);
+    assert_eq!(buf[0], 0xF0);
+    assert_eq!(
+        d.push(&v, 99999, false, &mut buf, &mut needed),
+        Err(nanollama::Error::TokenOutOfRange)
+    );
+}
