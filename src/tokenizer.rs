@@ -1,10 +1,20 @@
 //! Text to tokens and back, from the vocabulary stored in the GGUF file.
 //!
-//! This first part implements `tokenizer.ggml.model = llama`: SentencePiece
-//! BPE as in LLaMA 1/2 (score-driven merges of adjacent symbols, spaces
-//! written as U+2581 "▁", a leading space, byte fallback through `<0xNN>`
-//! tokens). Token strings are read in place from the GGUF bytes; the lookup
-//! table from string to id lives in caller memory ([`Vocab::size`]).
+//! Two kinds, as llama.cpp implements them:
+//! - `tokenizer.ggml.model = llama`: SentencePiece BPE as in LLaMA 1/2
+//!   (score-driven merges of adjacent symbols, spaces written as U+2581 "▁",
+//!   a leading space, byte fallback through `<0xNN>` tokens);
+//! - `gpt2` with `tokenizer.ggml.pre = llama-bpe`: LLaMA 3's byte-level BPE
+//!   (the pre-tokenizer in [`crate::pretokenize`], GPT-2's byte-to-character
+//!   map, merges by rank, a whole word that is a token kept as is).
+//!
+//! Token strings are read in place from the GGUF bytes; the lookup tables
+//! live in caller memory ([`Vocab::size`]), and encoding works in caller
+//! scratch ([`Vocab::scratch_size`]). Round trip: detokenizing the tokens of
+//! a valid UTF-8 text gives the text back, except that SentencePiece adds
+//! one leading space (as llama.cpp's does). Invalid UTF-8 is read as
+//! llama.cpp reads it (a bad byte becomes U+FFFD for BPE; SentencePiece
+//! falls back to byte tokens).
 
 use crate::error::{Error, Result};
 use crate::gguf::{Array, Gguf, Value, ValueType};

@@ -193,3 +193,32 @@ fn bad_files_and_arguments_exit_nonzero_with_a_message() {
         assert!(err.contains(msg), "{args:?}: {err}");
     }
 }
+
+#[test]
+fn tokenize_and_detokenize() {
+    let vocab = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data/vocab/ggml-vocab-llama-spm.gguf");
+    let v = vocab.to_str().unwrap();
+    let o = nanollama(&["tokenize", v, "Hello world"]);
+    assert!(o.status.success());
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "1 15043 3186\n");
+    let o = nanollama(&["tokenize", v, "--no-bos", "--", "-x"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let ids: Vec<String> = String::from_utf8_lossy(&o.stdout)
+        .split_whitespace()
+        .map(String::from)
+        .collect();
+    assert!(!ids.is_empty() && ids[0] != "1");
+    let mut args = vec!["detokenize", v];
+    args.extend(ids.iter().map(String::as_str));
+    let o = nanollama(&args);
+    assert_eq!(String::from_utf8_lossy(&o.stdout), " -x");
+    let o = nanollama(&["tokenize", v, "--special", "<s>a"]);
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "1 1 263\n");
+    assert_refused(&nanollama(&["detokenize", v, "32000"]), "out of range");
+    assert_refused(
+        &nanollama(&["tokenize", v, "--bogus", "x"]),
+        "unknown option",
+    );
+    assert_refused(&nanollama(&["tokenize", v]), "no text");
+}

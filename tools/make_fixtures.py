@@ -3,8 +3,13 @@
 and llama.cpp's logits, written to tests/data/parity/.
 
 Run:   python3 tools/make_fixtures.py
-Needs: pip install numpy gguf llama-cpp-python   (llama-cpp-python built with
-       CMAKE_ARGS as in the README of tools/, AMX off: see tools/README.md)
+Needs: pip install numpy gguf llama-cpp-python
+       (llama-cpp-python built from source without AMX and without AVX-VNNI:
+       see the CMAKE_ARGS in tools/README.md)
+
+Everything is regenerated from scratch (the old NAME.* files, manifest.txt and
+README.md in tests/data/parity/ are deleted first); all seeds are fixed, so a
+rerun with the same package versions gives the same bytes.
 
 For every model the script writes
   NAME.gguf                 the model (seeded random weights)
@@ -13,9 +18,21 @@ For every model the script writes
                             dequantized weights read back from NAME.gguf
   NAME.llama-kvf32.f32      llama.cpp's logits with an F32 KV cache
   NAME.llama-kvf16.f32      llama.cpp's logits with an F16 KV cache
+                            (both float32, n_tokens x n_vocab, little-endian,
+                            every position, all tokens in one batch from 0)
 and one line `NAME N_VOCAB TOKENS` in manifest.txt. tests/parity.rs checks
 that nanollama is at least as close to the float64 logits as llama.cpp.
+
+As a check of the file and of the reference, the script also runs the float64
+pass with llama.cpp's own roundings emulated (the input of every weight matmul
+rounded to the weight type's "vec_dot" type: F16 for F16 weights, BF16 for
+BF16, Q8_0 blocks for Q8_0; with an F16 KV cache also K, V, Q and the softmax
+probabilities rounded to F16). llama.cpp's KL to that emulation must be tiny
+(~1e-9 or less); the script stops if it is not, or if llama.cpp's argmax
+differs from the float64 one.
 """
+import glob
+import importlib.metadata as md
 import os
 import sys
 
@@ -23,37 +40,47 @@ import numpy as np
 import gguf
 from gguf import GGMLQuantizationType as Q
 
-OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "data", "parity")
-N_TOKENS = 20
+OUT = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                    "..", "tests", "data", "parity"))
+N_TOKENS = 24
+N_CTX = 64  # llama.context_length in every file, and llama.cpp's n_ctx
 
 # name, dim, layers, heads, kv heads, head_dim, ffn, vocab, tied, rope base,
-# eps, type. A head_dim other than dim/heads is written as
-# llama.attention.key_length/value_length (keeps the files small).
+# rms eps, weight type. "kl" in a name: head_dim is not dim / heads, so the
+# file carries llama.attention.key_length / value_length (keeps files small).
 MODELS = [
-    ("mha-hd64-f32", 128, 2, 2, 2, 64, 256, 384, False, 10000.0, 1e-5, Q.F32),
-    ("gqa4-hd32-f32", 256, 1, 8, 2, 32, 256, 256, False, 500000.0, 1e-5, Q.F32),
-    ("gqa4-hd64-kl-f16", 128, 2, 8, 2, 64, 256, 256, False, 10000.0, 1e-6, Q.F16),
-    ("mqa-hd128-tied-f16", 256, 2, 2, 1, 128, 384, 320, True, 10000.0, 1e-5, Q.F16),
-    ("mha-hd128-bf16", 256, 2, 2, 2, 128, 256, 320, False, 500000.0, 1e-6, Q.BF16),
-    ("gqa4-hd32-tied-bf16", 256, 1, 8, 2, 32, 256, 256, True, 10000.0, 1e-5, Q.BF16),
-    ("mqa-hd64-q8_0", 256, 2, 4, 1, 64, 512, 384, False, 10000.0, 1e-5, Q.Q8_0),
-    ("gqa4-hd128-kl-q8_0", 256, 1, 8, 2, 128, 256, 256, False, 500000.0, 1e-6, Q.Q8_0),
-    ("mha-hd64-tied-q8_0", 256, 2, 4, 4, 64, 384, 320, True, 10000.0, 1e-6, Q.Q8_0),
+    ("mha-hd64-f32",           128, 2, 2, 2,  64, 128, 256, False,  10000.0, 1e-5, Q.F32),
+    ("mqa-hd128-kl-tied-f32",  128, 1, 2, 1, 128, 128, 256, True,  500000.0, 1e-6, Q.F32),
+    ("gqa4-hd64-kl-f16",        64, 2, 8, 2,  64, 128, 256, False,  10000.0, 1e-6, Q.F16),
+    ("mqa-hd128-tied-f16",     256, 1, 2, 1, 128, 128, 256, True,  500000.0, 1e-5, Q.F16),
+    ("mha-hd128-kl-bf16",      128, 2, 2, 2, 128, 128, 256, False, 500000.0, 1e-6, Q.BF16),
+    ("gqa4-hd32-tied-bf16",    256, 1, 8, 2,  32, 128, 256, True,   10000.0, 1e-5, Q.BF16),
+    ("mqa-hd64-q8_0",          256, 2, 4, 1,  64, 256, 384, False,  10000.0, 1e-5, Q.Q8_0),
+    ("gqa4-hd128-kl-q8_0",     128, 1, 8, 2, 128, 256, 256, False, 500000.0, 1e-6, Q.Q8_0),
+    ("mha-hd64-tied-q8_0",     256, 1, 4, 4,  64, 128, 320, True,   10000.0, 1e-6, Q.Q8_0),
 ]
 
 
+def layout(H, KV):
+    return "MHA" if H == KV else ("MQA" if KV == 1 else f"GQA {H // KV}:1")
+
+
 def quantize(a, t):
+    a = np.asarray(a, dtype=np.float32)
     if t == Q.F32:
-        return a.astype(np.float32)
+        return a
     if t == Q.F16:
         return a.astype(np.float16)
-    return gguf.quants.quantize(a.astype(np.float32), t)
+    return gguf.quants.quantize(a, t)  # raw bytes (uint8) for BF16 and Q8_0
 
 
 def write_model(path, spec, seed):
     name, dim, L, H, KV, hd, ffn, V, tied, base, eps, t = spec
     rng = np.random.default_rng(seed)
-    w = gguf.GGUFWriter(path, "llama")
+    w = gguf.GGUFWriter(path, "llama")  # general.architecture = llama
+    w.add_name(name)
+    w.add_uint32("general.file_type", {Q.F32: 0, Q.F16: 1, Q.Q8_0: 7, Q.BF16: 32}[t])
+    w.add_uint32("llama.context_length", N_CTX)
     w.add_uint32("llama.embedding_length", dim)
     w.add_uint32("llama.block_count", L)
     w.add_uint32("llama.feed_forward_length", ffn)
@@ -62,41 +89,45 @@ def write_model(path, spec, seed):
     w.add_float32("llama.attention.layer_norm_rms_epsilon", eps)
     w.add_float32("llama.rope.freq_base", base)
     w.add_uint32("llama.rope.dimension_count", hd)
-    if hd != dim // H:
+    if hd * H != dim:
         w.add_uint32("llama.attention.key_length", hd)
         w.add_uint32("llama.attention.value_length", hd)
-    w.add_uint32("llama.context_length", 64)
-    # llama.cpp will not load a model without a vocabulary.
+    # llama.cpp will not load a model without a vocabulary; a SentencePiece
+    # ("llama") one with <unk>, <s>, </s> and plain pieces is enough.
+    toks = [b"<unk>", b"<s>", b"</s>"] + [f"<t{i}>".encode() for i in range(3, V)]
     w.add_tokenizer_model("llama")
-    w.add_token_list([f"<t{i}>".encode() for i in range(V)])
-    w.add_token_scores([0.0] * V)
-    w.add_token_types([1] * V)
+    w.add_token_list(toks)
+    w.add_token_scores([0.0] + [0.0, 0.0] + [-float(i) for i in range(3, V)])
+    w.add_token_types([2, 3, 3] + [1] * (V - 3))  # unknown, control, control, normal
+    w.add_bos_token_id(1)
+    w.add_eos_token_id(2)
+    w.add_unk_token_id(0)
 
-    def mat(rows, cols, scale):
+    def add(tname, a):
+        if a.dtype == np.uint8:
+            w.add_tensor(tname, a, raw_dtype=t)
+        else:
+            w.add_tensor(tname, a)
+
+    def mat(rows, cols, scale):  # numpy (rows, cols) = GGUF ne (cols, rows)
         return quantize(rng.standard_normal((rows, cols)) * scale, t)
 
-    def norm():
+    def norm():  # 1-D norm weights are always F32
         return (1.0 + 0.1 * rng.standard_normal(dim)).astype(np.float32)
-
-    def add(name, a):
-        # gguf.quants.quantize returns BF16 and Q8_0 data as raw bytes.
-        if a.dtype == np.uint8:
-            w.add_tensor(name, a, raw_dtype=t)
-        else:
-            w.add_tensor(name, a)
 
     # A tied table is also the output matrix: keep its logits moderate.
     add("token_embd.weight", mat(V, dim, 2.0 / np.sqrt(dim) if tied else 1.0))
     for l in range(L):
-        add(f"blk.{l}.attn_norm.weight", norm())
-        add(f"blk.{l}.attn_q.weight", mat(H * hd, dim, 1.2 / np.sqrt(dim)))
-        add(f"blk.{l}.attn_k.weight", mat(KV * hd, dim, 1.2 / np.sqrt(dim)))
-        add(f"blk.{l}.attn_v.weight", mat(KV * hd, dim, 1.0 / np.sqrt(dim)))
-        add(f"blk.{l}.attn_output.weight", mat(dim, H * hd, 1.0 / np.sqrt(H * hd)))
-        add(f"blk.{l}.ffn_norm.weight", norm())
-        add(f"blk.{l}.ffn_gate.weight", mat(ffn, dim, 1.0 / np.sqrt(dim)))
-        add(f"blk.{l}.ffn_up.weight", mat(ffn, dim, 1.0 / np.sqrt(dim)))
-        add(f"blk.{l}.ffn_down.weight", mat(dim, ffn, 1.0 / np.sqrt(ffn)))
+        p = f"blk.{l}."
+        add(p + "attn_norm.weight", norm())
+        add(p + "attn_q.weight", mat(H * hd, dim, 1.2 / np.sqrt(dim)))
+        add(p + "attn_k.weight", mat(KV * hd, dim, 1.2 / np.sqrt(dim)))
+        add(p + "attn_v.weight", mat(KV * hd, dim, 1.0 / np.sqrt(dim)))
+        add(p + "attn_output.weight", mat(dim, H * hd, 1.0 / np.sqrt(H * hd)))
+        add(p + "ffn_norm.weight", norm())
+        add(p + "ffn_gate.weight", mat(ffn, dim, 1.0 / np.sqrt(dim)))
+        add(p + "ffn_up.weight", mat(ffn, dim, 1.0 / np.sqrt(dim)))
+        add(p + "ffn_down.weight", mat(dim, ffn, 1.0 / np.sqrt(ffn)))
     add("output_norm.weight", norm())
     if not tied:
         add("output.weight", mat(V, dim, 2.0 / np.sqrt(dim)))
@@ -117,121 +148,225 @@ def load_f64(path):
     return out
 
 
-def reference(W, spec, tokens):
+def ident(x):
+    return x
+
+
+def to_f16(x):
+    return x.astype(np.float32).astype(np.float16).astype(np.float64)
+
+
+def rounder(t):
+    """llama.cpp's rounding of a matmul input for weights of type t."""
+    if t == Q.F32:
+        return ident
+    if t == Q.F16:
+        return to_f16
+
+    def r(x):
+        x32 = np.ascontiguousarray(x, dtype=np.float32)
+        return gguf.quants.dequantize(gguf.quants.quantize(x32, t), t).astype(np.float64)
+    return r
+
+
+def reference(W, spec, tokens, act=ident, kv=ident):
     """The LLaMA forward pass in float64 (llama.cpp's rope convention for GGUF
-    llama weights: adjacent pairs (2i, 2i+1) rotate by pos * base^(-2i/hd))."""
+    llama weights, LLAMA_ROPE_TYPE_NORM: within each head, adjacent pairs
+    (2i, 2i+1) rotate by pos * base^(-2i/head_dim)).
+
+    act and kv are identities for the reference; rounder(type) and to_f16
+    emulate llama.cpp's roundings (weight-matmul inputs, F16 KV cache)."""
     name, dim, L, H, KV, hd, ffn, V, tied, base, eps, t = spec
     n = len(tokens)
 
     def rms(x, w):
         return x / np.sqrt(np.mean(x * x, axis=-1, keepdims=True) + eps) * w
 
+    def mm(x, wname):  # x @ W^T, W numpy (n_out, n_in)
+        return act(x) @ W[wname].T
+
     pos = np.arange(n, dtype=np.float64)
     freqs = base ** (-np.arange(0, hd, 2, dtype=np.float64) / hd)
     ang = pos[:, None] * freqs[None, :]
-    cos, sin = np.cos(ang), np.sin(ang)
+    cos, sin = np.cos(ang)[:, None, :], np.sin(ang)[:, None, :]
 
     def rope(x):  # x: (n, heads, hd)
         x0, x1 = x[..., 0::2], x[..., 1::2]
-        c, s = cos[:, None, :], sin[:, None, :]
         y = np.empty_like(x)
-        y[..., 0::2] = x0 * c - x1 * s
-        y[..., 1::2] = x0 * s + x1 * c
+        y[..., 0::2] = x0 * cos - x1 * sin
+        y[..., 1::2] = x0 * sin + x1 * cos
         return y
 
     x = W["token_embd.weight"][tokens]
     mask = np.triu(np.full((n, n), -np.inf), 1)
+    g = H // KV
     for l in range(L):
         p = f"blk.{l}."
         h = rms(x, W[p + "attn_norm.weight"])
-        q = rope((h @ W[p + "attn_q.weight"].T).reshape(n, H, hd))
-        k = rope((h @ W[p + "attn_k.weight"].T).reshape(n, KV, hd))
-        v = (h @ W[p + "attn_v.weight"].T).reshape(n, KV, hd)
-        g = H // KV
+        q = kv(rope(mm(h, p + "attn_q.weight").reshape(n, H, hd)))
+        k = kv(rope(mm(h, p + "attn_k.weight").reshape(n, KV, hd)))
+        v = kv(mm(h, p + "attn_v.weight").reshape(n, KV, hd))
         out = np.empty((n, H, hd))
         for hh in range(H):
-            kv = hh // g
-            s = q[:, hh, :] @ k[:, kv, :].T / np.sqrt(hd) + mask
+            j = hh // g
+            s = q[:, hh, :] @ k[:, j, :].T / np.sqrt(hd) + mask
             s = np.exp(s - s.max(axis=1, keepdims=True))
             s /= s.sum(axis=1, keepdims=True)
-            out[:, hh, :] = s @ v[:, kv, :]
-        x = x + out.reshape(n, H * hd) @ W[p + "attn_output.weight"].T
+            out[:, hh, :] = kv(s) @ v[:, j, :]
+        x = x + mm(out.reshape(n, H * hd), p + "attn_output.weight")
         h = rms(x, W[p + "ffn_norm.weight"])
-        gt = h @ W[p + "ffn_gate.weight"].T
-        up = h @ W[p + "ffn_up.weight"].T
-        x = x + (gt / (1 + np.exp(-gt)) * up) @ W[p + "ffn_down.weight"].T
+        gt = mm(h, p + "ffn_gate.weight")
+        up = mm(h, p + "ffn_up.weight")
+        x = x + mm(gt / (1.0 + np.exp(-gt)) * up, p + "ffn_down.weight")
     x = rms(x, W["output_norm.weight"])
-    out_w = W["token_embd.weight"] if tied else W["output.weight"]
-    return x @ out_w.T
+    return mm(x, "token_embd.weight" if tied else "output.weight")
 
 
 def llama_logits(path, tokens, kv_type):
     import llama_cpp
 
     llm = llama_cpp.Llama(
-        model_path=path, n_ctx=64, n_batch=64, n_ubatch=64, logits_all=True,
-        n_threads=2, type_k=kv_type, type_v=kv_type, verbose=False,
+        model_path=path, n_ctx=N_CTX, n_batch=N_CTX, n_ubatch=N_CTX, logits_all=True,
+        n_threads=2, n_threads_batch=2, type_k=kv_type, type_v=kv_type,
+        flash_attn=False, seed=1, verbose=False,
     )
-    llm.eval(tokens)
+    assert llm.n_vocab() == len(llm.scores[0])
+    llm.eval(tokens)  # one batch (n_batch >= n_tokens), positions 0..n-1
+    assert llm.n_tokens == len(tokens)
     out = np.array(llm.scores[: len(tokens)], dtype=np.float32)
     llm.close()
     return out
 
 
 def kl(ref, test):
+    """Mean over positions of KL(softmax(ref) || softmax(test))."""
     def logsm(z):
         z = z - z.max(axis=1, keepdims=True)
         return z - np.log(np.exp(z).sum(axis=1, keepdims=True))
-    lr, lt = logsm(ref), logsm(test.astype(np.float64))
+    lr, lt = logsm(np.asarray(ref, np.float64)), logsm(np.asarray(test, np.float64))
     return float(np.mean(np.sum(np.exp(lr) * (lr - lt), axis=1)))
+
+
+def make_tokens(i, V):
+    rng = np.random.default_rng(2000 + i)
+    tokens = [int(t) for t in rng.integers(0, V, N_TOKENS)]
+    tokens[7] = tokens[3]     # a repeat at a distance
+    tokens[12] = tokens[11]   # an immediate repeat
+    tokens[20] = tokens[3]    # a third occurrence
+    return tokens
 
 
 def main():
     import llama_cpp
 
+    v_llama = md.version("llama_cpp_python")
+    v_gguf = md.version("gguf")
     os.makedirs(OUT, exist_ok=True)
+    for f in (glob.glob(os.path.join(OUT, "*.gguf")) + glob.glob(os.path.join(OUT, "*.f64"))
+              + glob.glob(os.path.join(OUT, "*.f32"))
+              + [os.path.join(OUT, "manifest.txt"), os.path.join(OUT, "README.md")]):
+        if os.path.exists(f):
+            os.remove(f)
+
     lines = [
-        "# NAME N_VOCAB TOKENS -- made by tools/make_fixtures.py with gguf "
-        f"{getattr(gguf, '__version__', '?')} and llama-cpp-python {llama_cpp.__version__}; "
-        "see README.md here",
+        "# NAME N_VOCAB TOKENS (comma-separated ids, evaluated in one batch from position 0). "
+        f"Made by tools/make_fixtures.py with llama-cpp-python {v_llama}, gguf {v_gguf}, "
+        f"numpy {np.__version__}: NAME.gguf seeded random weights, NAME.ref.f64 float64 logits "
+        "(n_tokens x n_vocab, LE), NAME.llama-kvf32.f32 / NAME.llama-kvf16.f32 llama.cpp logits "
+        "with F32 / F16 KV cache (float32, n_tokens x n_vocab, LE). See README.md here.",
     ]
     table = []
+    bad = []
     for i, spec in enumerate(MODELS):
-        name, V = spec[0], spec[7]
+        name, dim, L, H, KV, hd, ffn, V, tied, base, eps, t = spec
+        assert H % KV == 0 and dim % 32 == 0 and ffn % 32 == 0 and hd % 32 == 0
         path = os.path.join(OUT, name + ".gguf")
         write_model(path, spec, seed=1000 + i)
-        rng = np.random.default_rng(2000 + i)
-        tokens = [int(t) for t in rng.integers(0, V, N_TOKENS)]
-        tokens[7] = tokens[3]  # a repeated token
-        ref = reference(load_f64(path), spec, tokens)
+        tokens = make_tokens(i, V)
+        W = load_f64(path)
+        ref = reference(W, spec, tokens)
         ref.astype("<f8").tofile(os.path.join(OUT, name + ".ref.f64"))
-        row = [name]
+        top2 = np.sort(ref, axis=1)[:, -2:]
+        margin = float(np.min(top2[:, 1] - top2[:, 0]))
+        row = {"margin": margin, "std": float(ref.std(axis=1).mean())}
         for tag, kvt in (("f32", 0), ("f16", 1)):
             ll = llama_logits(path, tokens, kvt)
+            assert ll.shape == (N_TOKENS, V) and np.all(np.isfinite(ll))
             ll.astype("<f4").tofile(os.path.join(OUT, f"{name}.llama-kv{tag}.f32"))
+            emu = reference(W, spec, tokens, act=rounder(t), kv=to_f16 if tag == "f16" else ident)
             agree = int((ll.argmax(1) == ref.argmax(1)).sum())
-            row += [kl(ref, ll), agree]
+            row[tag] = (kl(ref, ll), agree, kl(emu, ll))
+            if agree != N_TOKENS or row[tag][2] > 1e-7 or row[tag][0] > 1e-2:
+                bad.append(f"{name} kv{tag}: {row[tag]}")
         table.append((spec, row))
         lines.append(f"{name} {V} {','.join(map(str, tokens))}")
-        print(f"{name}: KL llama kvf32 {row[1]:.3e} (argmax {row[2]}/{N_TOKENS}), "
-              f"kvf16 {row[3]:.3e} (argmax {row[4]}/{N_TOKENS})", flush=True)
+        print(f"{name}: KL(f64||llama) kvf32 {row['f32'][0]:.3e} kvf16 {row['f16'][0]:.3e}; "
+              f"argmax {row['f32'][1]}/{N_TOKENS} {row['f16'][1]}/{N_TOKENS}; "
+              f"KL(emulated||llama) {row['f32'][2]:.1e} {row['f16'][2]:.1e}; "
+              f"min top-2 gap {margin:.3f}, logit std {row['std']:.2f}", flush=True)
+    if bad:
+        sys.exit("llama.cpp disagrees with the reference:\n" + "\n".join(bad))
+
     with open(os.path.join(OUT, "manifest.txt"), "w") as f:
         f.write("\n".join(lines) + "\n")
+    size = lambda n: os.path.getsize(os.path.join(OUT, n))  # noqa: E731
     with open(os.path.join(OUT, "README.md"), "w") as f:
-        f.write("# Parity fixtures\n\nMade by `python3 tools/make_fixtures.py` "
-                f"(gguf, numpy, llama-cpp-python {llama_cpp.__version__}); checked by "
-                "`tests/parity.rs`. Seeded random weights, so they carry no licence "
-                "beyond the project's.\n\n"
-                "| model | dim | layers | heads | kv heads | head_dim | ffn | vocab | tied | rope base | eps | type "
-                "| llama.cpp KL (KV f32) | llama.cpp KL (KV f16) |\n"
-                "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n")
+        f.write(f"""# Parity fixtures
+
+Regenerate (deletes and rewrites everything here): `python3 tools/make_fixtures.py`
+(needs `pip install numpy gguf llama-cpp-python`; see tools/README.md for how
+llama-cpp-python is built). Made with llama-cpp-python {v_llama}, gguf {v_gguf},
+numpy {np.__version__}; checked by `tests/parity.rs`. Seeded random weights, so
+they carry no licence beyond the project's.
+
+Per model `NAME`:
+
+- `NAME.gguf`: `general.architecture = llama`, seeded random weights (embeddings
+  N(0,1), or N(0, 4/dim) when tied; matrices N(0, ~1/fan_in); norm weights
+  1 + 0.1 N(0,1)). 1-D norm tensors are F32, every 2-D tensor (token_embd and
+  output included) is in the model's type. A SentencePiece-style vocabulary
+  (`tokenizer.ggml.model = llama`, `<unk>`, `<s>`, `</s>`, `<tN>`) is there
+  only because llama.cpp will not load a model without one.
+- `NAME.ref.f64`: float64 logits, n_tokens x n_vocab, little-endian, from an
+  independent numpy forward pass over the dequantized weights of the file
+  (rope: adjacent pairs (2i, 2i+1) of each head rotated by
+  pos * base^(-2i/head_dim), llama.cpp's LLAMA_ROPE_TYPE_NORM).
+- `NAME.llama-kvf32.f32`, `NAME.llama-kvf16.f32`: llama.cpp's logits (float32,
+  n_tokens x n_vocab, little-endian) with an F32 and an F16 KV cache, all
+  {N_TOKENS} tokens in one batch from position 0, 2 threads, no flash attention.
+- `manifest.txt`: `NAME N_VOCAB TOKENS` per model.
+
+"kl" in a name: head_dim != dim / heads, so the file has
+`llama.attention.key_length` / `value_length`.
+
+| model | layout | dim | layers | heads | kv heads | head_dim | ffn | vocab | tied | rope base | rms eps | type | gguf bytes |
+| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |
+""")
         for spec, row in table:
             name, dim, L, H, KV, hd, ffn, V, tied, base, eps, t = spec
-            f.write(f"| {name} | {dim} | {L} | {H} | {KV} | {hd} | {ffn} | {V} | {'yes' if tied else 'no'} "
-                    f"| {base:g} | {eps:g} | {t.name} | {row[1]:.3e} | {row[3]:.3e} |\n")
-        f.write(f"\n{N_TOKENS} positions per model, all in one batch from position 0. KL is the mean over "
-                "positions of KL(softmax(float64) || softmax(llama.cpp)).\n")
+            f.write(f"| {name} | {layout(H, KV)} | {dim} | {L} | {H} | {KV} | {hd} | {ffn} | {V} "
+                    f"| {'yes' if tied else 'no'} | {base:g} | {eps:g} | {t.name} | {size(name + '.gguf')} |\n")
+        f.write("""
+## llama.cpp against float64
+
+KL is the mean over positions of KL(softmax(float64) || softmax(llama.cpp)).
+"emulated" is the same against a float64 pass that applies llama.cpp's own
+roundings (every weight-matmul input rounded to F16 / BF16 / Q8_0 blocks for
+F16 / BF16 / Q8_0 weights; with the F16 cache also Q, K, V and the softmax
+probabilities rounded to F16): near zero, so llama.cpp's distance from float64
+comes from those roundings, and the files and the reference are right.
+Argmax: positions where llama.cpp's argmax equals the float64 one.
+
+| model | KL, KV F32 | KL, KV F16 | argmax F32 / F16 | emulated KL, KV F32 | emulated KL, KV F16 | min top-2 gap (f64) |
+| --- | --- | --- | --- | --- | --- | --- |
+""")
+        for spec, row in table:
+            a, b = row["f32"], row["f16"]
+            f.write(f"| {spec[0]} | {a[0]:.3e} | {b[0]:.3e} | {a[1]}/{N_TOKENS} / {b[1]}/{N_TOKENS} "
+                    f"| {a[2]:.1e} | {b[2]:.1e} | {row['margin']:.3f} |\n")
+    total = sum(os.path.getsize(p) for p in glob.glob(os.path.join(OUT, "*")))
+    print(f"wrote {len(MODELS)} models to {OUT}, {total} bytes")
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()
