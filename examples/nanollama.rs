@@ -19,6 +19,7 @@ use std::process::ExitCode;
 
 const USAGE: &str = "usage: nanollama info MODEL.gguf
        nanollama logits MODEL.gguf --tokens 1,2,3 [--threads N] [--kv f32|f16] --out FILE
+       nanollama generate [MODEL.gguf] [--prompt TEXT] [-n N] [--threads N] [--ctx N] [SAMPLER OPTIONS]
        nanollama tokenize MODEL.gguf [--no-bos] [--special] [--time] [--file PATH | [--] TEXT]
        nanollama detokenize MODEL.gguf ID...
        nanollama sample --logits FILE --n-vocab N [SAMPLER OPTIONS] [--history 1,2,3]
@@ -43,6 +44,7 @@ fn main() -> ExitCode {
         Some("logits") => logits(&args[1..]),
         Some("sample") => sample(&args[1..]),
         Some("tokenize") => tokenize(&args[1..]),
+        Some("generate") => generate(&args[1..]),
         Some("detokenize") => detokenize(&args[1..]),
         Some("-h" | "--help" | "help") => {
             println!("{USAGE}");
@@ -405,7 +407,9 @@ fn tokenize(args: &[String]) -> Result<(), Fail> {
     let scratch_len =
         Vocab::scratch_size(t.len()).ok_or_else(|| Fail("text too long".into(), 1))?;
     let mut scratch = AlignedBuf::new(scratch_len);
-    let mut out = vec![0u32; t.len() + 2];
+    // One token per byte plus BOS and a SentencePiece prefix (up to 3 byte
+    // tokens) always suffices.
+    let mut out = vec![0u32; t.len() + 4];
     let mut needed = 0;
     let start = std::time::Instant::now();
     let n = v
@@ -455,5 +459,146 @@ fn detokenize(args: &[String]) -> Result<(), Fail> {
     std::io::stdout()
         .write_all(&out)
         .map_err(|e| Fail(e.to_string(), 1))?;
+    Ok(())
+}
+
+/// The model that ships in the repository, used when none is named.
+const SHIPPED_MODEL: &str = "models/kjv-llama.gguf";
+
+/// Generates text from a prompt, streaming it as tokens arrive; prints the
+/// prompt and generation speeds on stderr at the end.
+fn generate(args: &[String]) -> Result<(), Fail> {
+    let mut p = SamplerParams::default();
+    let (mut path, mut prompt, mut n_gen, mut threads, mut n_ctx) =
+        (None, String::new(), 128usize, 1usize, 0u32);
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        if !a.starts_with('-') {
+            if path.is_some() {
+                return Err(usage(&format!("unexpected argument '{a}'")));
+            }
+            path = Some(a.clone());
+            continue;
+        }
+        let v = it
+            .next()
+            .ok_or_else(|| usage(&format!("{a} needs a value")))?;
+        match a.as_str() {
+            "--prompt" | "-p" => prompt = v.clone(),
+            "-n" | "--n-predict" => n_gen = parse(a, v)?,
+            "--threads" | "-t" => {
+                threads = parse(a, v)?;
+                if threads == 0 {
+                    return Err(usage("bad --threads '0'"));
+                }
+            }
+            "--ctx" => n_ctx = parse(a, v)?,
+            _ if sampler_option(&mut p, a, v)? => {}
+            _ => return Err(usage(&format!("unknown option '{a}'"))),
+        }
+    }
+    let path = path.unwrap_or_else(|| SHIPPED_MODEL.to_string());
+    let file = open(&path)?;
+    let bytes = file.bytes();
+    let mut model_mem = AlignedBuf::new(0);
+    let model = load(&path, bytes, &mut model_mem)?;
+    let mut vocab_mem = AlignedBuf::new(0);
+    let vocab = load_vocab(&path, bytes, &mut vocab_mem)?;
+    let fail = |e: nanollama::Error| Fail(e.to_string(), 1);
+
+    let text = prompt.as_bytes();
+    let mut scratch = AlignedBuf::new(Vocab::scratch_size(text.len()).unwrap_or(0));
+    let mut toks = vec![0u32; text.len() + 2];
+    let mut needed = 0;
+    let bos = vocab.add_bos();
+    let sc = scratch.as_mut_slice();
+    let n = match vocab.tokenize(text, bos, false, sc, &mut toks, &mut needed) {
+        Err(nanollama::Error::BufferTooSmall) => {
+            toks.resize(needed, 0);
+            vocab.tokenize(text, bos, false, sc, &mut toks, &mut needed)
+        }
+        r => r,
+    }
+    .map_err(fail)?;
+    toks.truncate(n);
+    if toks.is_empty() {
+        toks.push(vocab.bos());
+    }
+    let train_ctx = model.config().n_ctx_train as u32;
+    let n_ctx = if n_ctx == 0 { train_ctx } else { n_ctx };
+    if toks.len() >= n_ctx as usize {
+        return Err(Fail(
+            format!(
+                "the prompt ({} tokens) does not fit the context ({n_ctx})",
+                toks.len()
+            ),
+            1,
+        ));
+    }
+    let params = ContextParams {
+        n_ctx,
+        n_batch: toks.len() as u32,
+        kv_type: KvType::F16,
+        logits_all: false,
+    };
+    let mut ctx_mem = AlignedBuf::new(Context::size(&model, &params).map_err(fail)?);
+    let mut ctx = Context::init(&model, &params, ctx_mem.as_mut_slice()).map_err(fail)?;
+    let n_vocab = model.config().n_vocab;
+    let mut s_mem = AlignedBuf::new(Sampler::size(n_vocab, &p, 0).map_err(fail)?);
+    let mut sampler = Sampler::init(n_vocab, &p, &[], s_mem.as_mut_slice()).map_err(fail)?;
+    let par = pool_or_inline(threads);
+
+    let mut out = std::io::stdout().lock();
+    let mut dec = nanollama::tokenizer::StreamDecoder::new();
+    let mut buf = [0u8; 300];
+    // Echo the prompt as the model reads it.
+    for &t in &toks {
+        let k = dec
+            .push(&vocab, t, false, &mut buf, &mut needed)
+            .map_err(fail)?;
+        out.write_all(&buf[..k])
+            .map_err(|e| Fail(e.to_string(), 1))?;
+    }
+    let t0 = std::time::Instant::now();
+    ctx.decode(&toks, par.as_ref()).map_err(fail)?;
+    let prompt_secs = t0.elapsed().as_secs_f64();
+    for &t in &toks {
+        sampler.accept(t).map_err(fail)?;
+    }
+    let t1 = std::time::Instant::now();
+    let mut generated = 0usize;
+    while generated < n_gen && ctx.pos() < ctx.n_ctx() {
+        let t = sampler.sample(ctx.last_logits()).map_err(fail)?;
+        sampler.accept(t).map_err(fail)?;
+        generated += 1;
+        if t == vocab.eos() {
+            break;
+        }
+        let k = dec
+            .push(&vocab, t, false, &mut buf, &mut needed)
+            .map_err(fail)?;
+        out.write_all(&buf[..k])
+            .and_then(|_| out.flush())
+            .map_err(|e| Fail(e.to_string(), 1))?;
+        if ctx.pos() == ctx.n_ctx() {
+            break;
+        }
+        ctx.decode(&[t], par.as_ref()).map_err(fail)?;
+    }
+    let k = dec.flush(&mut buf, &mut needed).map_err(fail)?;
+    out.write_all(&buf[..k])
+        .map_err(|e| Fail(e.to_string(), 1))?;
+    let gen_secs = t1.elapsed().as_secs_f64();
+    drop(out);
+    println!();
+    std::io::stdout()
+        .flush()
+        .map_err(|e| Fail(e.to_string(), 1))?;
+    eprintln!(
+        "prompt: {} tokens, {:.1} tok/s; generation: {generated} tokens, {:.1} tok/s",
+        toks.len(),
+        toks.len() as f64 / prompt_secs,
+        generated as f64 / gen_secs
+    );
     Ok(())
 }

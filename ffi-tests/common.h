@@ -49,14 +49,19 @@ static inline uint8_t *read_file(const char *path, size_t *len) {
     return buf;
 }
 
-/* n bytes (rounded up to 64) aligned to 64, zeroed. */
-static inline void *alloc64(size_t n) {
+/* n bytes (rounded up to 64) aligned to 64, every byte set to `fill`. */
+static inline void *alloc64_filled(size_t n, int fill) {
     size_t r = (n + 63) / 64 * 64;
     void *p = aligned_alloc(64, r ? r : 64);
     CHECK(p != NULL);
-    memset(p, 0, r ? r : 64);
+    memset(p, fill, r ? r : 64);
     return p;
 }
+
+/* n bytes (rounded up to 64) aligned to 64, filled with 0xFF (a NaN in every
+ * float lane), as uninitialized host memory may be: the library must not
+ * read what it has not written. */
+static inline void *alloc64(size_t n) { return alloc64_filled(n, 0xFF); }
 
 typedef struct {
     uint8_t *file;

@@ -222,3 +222,35 @@ fn tokenize_and_detokenize() {
     );
     assert_refused(&nanollama(&["tokenize", v]), "no text");
 }
+
+#[test]
+fn generate_streams_text_and_reports_speed() {
+    let (p, _) = model_file("gen.gguf", ty::F32);
+    // The test model has no vocabulary: generate needs one.
+    let o = nanollama(&["generate", p.to_str().unwrap(), "-n", "4"]);
+    let err = assert_refused(&o, "no vocabulary");
+    assert!(err.contains("tokenizer"), "{err}");
+    let model =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/parity/mha-hd64-f32.gguf");
+    let run = |seed: &str| {
+        let o = nanollama(&[
+            "generate",
+            model.to_str().unwrap(),
+            "-p",
+            "<t3>",
+            "-n",
+            "12",
+            "--seed",
+            seed,
+        ]);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let err = String::from_utf8_lossy(&o.stderr).into_owned();
+        assert!(err.contains("generation: 12 tokens"), "{err}");
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    let a = run("1");
+    // Twelve tokens were drawn; one may be the end token, which is not shown.
+    assert!((11..=12).contains(&a.matches("<t").count()), "{a}");
+    assert_eq!(a, run("1"));
+    assert_ne!(a, run("2"));
+}
