@@ -19,7 +19,7 @@ use std::process::ExitCode;
 
 const USAGE: &str = "usage: nanollama info MODEL.gguf
        nanollama logits MODEL.gguf --tokens 1,2,3 [--threads N] [--kv f32|f16] --out FILE
-       nanollama generate [MODEL.gguf] [--prompt TEXT] [-n N] [--threads N] [--ctx N] [SAMPLER OPTIONS]
+       nanollama generate [MODEL.gguf] [--prompt TEXT] [-n N] [--threads N] [--ctx N] [--ids] [SAMPLER OPTIONS]
        nanollama tokenize MODEL.gguf [--no-bos] [--special] [--time] [--file PATH | [--] TEXT]
        nanollama detokenize MODEL.gguf ID...
        nanollama sample --logits FILE --n-vocab N [SAMPLER OPTIONS] [--history 1,2,3]
@@ -471,8 +471,13 @@ fn generate(args: &[String]) -> Result<(), Fail> {
     let mut p = SamplerParams::default();
     let (mut path, mut prompt, mut n_gen, mut threads, mut n_ctx) =
         (None, String::new(), 128usize, 1usize, 0u32);
+    let mut print_ids = false;
     let mut it = args.iter();
     while let Some(a) = it.next() {
+        if a == "--ids" {
+            print_ids = true;
+            continue;
+        }
         if !a.starts_with('-') {
             if path.is_some() {
                 return Err(usage(&format!("unexpected argument '{a}'")));
@@ -552,7 +557,7 @@ fn generate(args: &[String]) -> Result<(), Fail> {
     let mut dec = nanollama::tokenizer::StreamDecoder::new();
     let mut buf = [0u8; 300];
     // Echo the prompt as the model reads it.
-    for &t in &toks {
+    for &t in toks.iter().filter(|_| !print_ids) {
         let k = dec
             .push(&vocab, t, false, &mut buf, &mut needed)
             .map_err(fail)?;
