@@ -34,6 +34,30 @@
 
 #define CHECK_OK(call) CHECK_STATUS(call, NANOLLAMA_STATUS_OK)
 
+/* Largest |a[i] - b[i]| relative to max(1, |b[i]|); NaN counts as a
+ * difference of infinity. */
+static inline double max_rel_diff(const float *a, const float *b, size_t n) {
+    double worst = 0.0;
+    for (size_t i = 0; i < n; i++) {
+        double x = a[i], y = b[i];
+        double scale = y < 0 ? -y : y;
+        if (scale < 1.0) scale = 1.0;
+        double d = (x > y ? x - y : y - x) / scale;
+        if (!(d <= worst)) worst = (d == d) ? d : 1e300;
+    }
+    return worst;
+}
+
+#define CHECK_CLOSE(a, b, n, tol)                                        \
+    do {                                                                 \
+        double d_ = max_rel_diff((a), (b), (n));                         \
+        if (!(d_ <= (tol))) {                                            \
+            fprintf(stderr, "%s:%d: %s vs %s differ by %g (> %g)\n",     \
+                    __FILE__, __LINE__, #a, #b, d_, (double)(tol));      \
+            exit(1);                                                     \
+        }                                                                \
+    } while (0)
+
 static inline uint8_t *read_file(const char *path, size_t *len) {
     FILE *f = fopen(path, "rb");
     CHECK(f != NULL);
@@ -41,7 +65,9 @@ static inline uint8_t *read_file(const char *path, size_t *len) {
     long n = ftell(f);
     CHECK(n >= 0);
     CHECK(fseek(f, 0, SEEK_SET) == 0);
-    uint8_t *buf = malloc((size_t)n + 1);
+    /* Exactly n bytes (1 for an empty file): under AddressSanitizer a read
+     * past the end of the file is a heap-buffer-overflow. */
+    uint8_t *buf = malloc(n > 0 ? (size_t)n : 1);
     CHECK(buf != NULL);
     CHECK(fread(buf, 1, (size_t)n, f) == (size_t)n);
     fclose(f);

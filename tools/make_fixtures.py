@@ -23,13 +23,21 @@ For every model the script writes
 and one line `NAME N_VOCAB TOKENS` in manifest.txt. tests/parity.rs checks
 that nanollama is at least as close to the float64 logits as llama.cpp.
 
-As a check of the file and of the reference, the script also runs the float64
-pass with llama.cpp's own roundings emulated (the input of every weight matmul
-rounded to the weight type's "vec_dot" type: F16 for F16 weights, BF16 for
-BF16, Q8_0 blocks for Q8_0; with an F16 KV cache also K, V, Q and the softmax
-probabilities rounded to F16). llama.cpp's KL to that emulation must be tiny
-(~1e-9 or less); the script stops if it is not, or if llama.cpp's argmax
-differs from the float64 one.
+Checks (the script stops if one fails): llama.cpp's argmax equals the float64
+one at every position; with F32 weights and an F32 KV cache llama.cpp's KL to
+float64 is below 1e-9 (only float32 arithmetic differs); otherwise below 1e-2.
+And, as a check of the quantized files and of the reference, the float64 pass
+is run again with llama.cpp's own roundings emulated (the input of every weight
+matmul rounded to the weight type's vec_dot type: F16 for F16 weights, BF16 for
+BF16, Q8_0 blocks for Q8_0; with an F16 KV cache also Q, K, V and the softmax
+probabilities rounded to F16): llama.cpp's KL to that must be no larger than
+to plain float64. It is usually far smaller (down to ~1e-14); what is left
+comes from single roundings that land on the other side of a rounding
+boundary because llama.cpp's float32 input differs from float64 in the last
+bits (one flipped element of a K row moves every later position).
+
+Token sequences are drawn so that every float64 argmax is clear (top-2 gap of
+at least MIN_GAP where a redraw can get it; see make_tokens).
 """
 import glob
 import importlib.metadata as md
@@ -94,12 +102,13 @@ def write_model(path, spec, seed):
         w.add_uint32("llama.attention.key_length", hd)
         w.add_uint32("llama.attention.value_length", hd)
     # llama.cpp will not load a model without a vocabulary; a SentencePiece
-    # ("llama") one with <unk>, <s>, </s> and plain pieces is enough.
-    toks = [b"<unk>", b"<s>", b"</s>"] + [f"<t{i}>".encode() for i in range(3, V)]
+    # ("llama") one with <unk>, <s>, </s>, the byte piece <0x0A> (without it
+    # llama.cpp warns that it has no newline token) and plain pieces is enough.
+    toks = [b"<unk>", b"<s>", b"</s>", b"<0x0A>"] + [f"<t{i}>".encode() for i in range(4, V)]
     w.add_tokenizer_model("llama")
     w.add_token_list(toks)
-    w.add_token_scores([0.0] + [0.0, 0.0] + [-float(i) for i in range(3, V)])
-    w.add_token_types([2, 3, 3] + [1] * (V - 3))  # unknown, control, control, normal
+    w.add_token_scores([0.0] * 4 + [-float(i) for i in range(4, V)])
+    w.add_token_types([2, 3, 3, 6] + [1] * (V - 4))  # unknown, control x2, byte, normal
     w.add_bos_token_id(1)
     w.add_eos_token_id(2)
     w.add_unk_token_id(0)
@@ -374,9 +383,16 @@ KL is the mean over positions of KL(softmax(float64) || softmax(llama.cpp)).
 "emulated" is the same against a float64 pass that applies llama.cpp's own
 roundings (every weight-matmul input rounded to F16 / BF16 / Q8_0 blocks for
 F16 / BF16 / Q8_0 weights; with the F16 cache also Q, K, V and the softmax
-probabilities rounded to F16): near zero, so llama.cpp's distance from float64
-comes from those roundings, and the files and the reference are right.
-Argmax: positions where llama.cpp's argmax equals the float64 one.
+probabilities rounded to F16). It is far below the plain KL, down to float32
+noise (~1e-13) where no rounding flips: so llama.cpp's distance from float64
+comes from those roundings, and the files and the reference agree. What is
+left is single roundings that fall the other way because llama.cpp's float32
+value differs from float64 in the last bits (checked with llama.cpp's eval
+callback: one flipped F16 element of one K row moves every later position).
+An implementation with exactly llama.cpp's roundings can therefore still land
+a little above or below llama.cpp's KL (by up to ~1e-5 for Q8_0 weights).
+Argmax: positions where llama.cpp's argmax equals the float64 one. Gap: the
+least top-2 gap of the float64 logits over the positions.
 
 | model | KL, KV F32 | KL, KV F16 | argmax F32 / F16 | emulated KL, KV F32 | emulated KL, KV F16 | min top-2 gap (f64) |
 | --- | --- | --- | --- | --- | --- | --- |
