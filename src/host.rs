@@ -142,9 +142,14 @@ struct Shared {
 }
 
 /// A fixed set of worker threads; `run` also works on the calling thread.
+/// Several threads may share one pool: their `run` calls take turns.
 pub struct ThreadPool {
     shared: Arc<Shared>,
     workers: Vec<JoinHandle<()>>,
+    /// Held for the whole of a `run`: one job at a time, because the
+    /// workers and the job slot serve one job (and the job's lifetime is
+    /// erased on the promise that `run` outlives it).
+    turn: Mutex<()>,
 }
 
 impl ThreadPool {
@@ -169,7 +174,11 @@ impl ThreadPool {
                 std::thread::spawn(move || worker(&s))
             })
             .collect();
-        Self { shared, workers }
+        Self {
+            shared,
+            workers,
+            turn: Mutex::new(()),
+        }
     }
 }
 
@@ -219,6 +228,7 @@ impl Parallel for ThreadPool {
             }
             return;
         }
+        let _turn = self.turn.lock().unwrap_or_else(|e| e.into_inner());
         let s = &*self.shared;
         let ptr: *const Task =
             // SAFETY: lifetime erasure only; workers use the pointer until they
