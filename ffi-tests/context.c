@@ -8,7 +8,8 @@
 #define N_VOCAB 100
 #define N_CTX_TRAIN 64
 /* Batch against token by token, and other runs that may take a different
- * order of arithmetic: the brief's 1e-4, relative to max(1, |logit|). */
+ * order of arithmetic: 1e-4, relative to max(1, |logit|). Runs that must
+ * not differ at all are compared with memcmp. */
 #define TOL 1e-4
 
 static const float *logits_of(const nanollama_context *ctx, size_t want_rows) {
@@ -72,6 +73,14 @@ static void bad_setup(const nanollama_model *m) {
         CHECK_STATUS(nanollama_context_size(m, &bad[i], &out), NANOLLAMA_STATUS_INVALID_ARGUMENT);
         CHECK_STATUS(nanollama_context_init(m, &bad[i], mem, need, &ctx), NANOLLAMA_STATUS_INVALID_ARGUMENT);
     }
+    /* A context too large to describe: refused, not overflowed. */
+    nanollama_context_params huge = p;
+    huge.n_ctx = UINT32_MAX;
+    CHECK_STATUS(nanollama_context_size(m, &huge, &out), NANOLLAMA_STATUS_INVALID_ARGUMENT);
+    CHECK_STATUS(nanollama_context_init(m, &huge, mem, need, &ctx), NANOLLAMA_STATUS_INVALID_ARGUMENT);
+    huge.n_batch = UINT32_MAX;
+    huge.logits_all = 1;
+    CHECK_STATUS(nanollama_context_size(m, &huge, &out), NANOLLAMA_STATUS_INVALID_ARGUMENT);
     CHECK(out == 7);
     CHECK_STATUS(nanollama_context_init(NULL, &p, mem, need, &ctx), NANOLLAMA_STATUS_NULL_POINTER);
     CHECK_STATUS(nanollama_context_init(m, NULL, mem, need, &ctx), NANOLLAMA_STATUS_NULL_POINTER);
@@ -266,6 +275,22 @@ static void shared_model(const nanollama_model *m) {
     free(m1);
 }
 
+/* n_batch above n_ctx: a batch filling the context works; one more token
+ * is refused (too large or past n_ctx) and changes nothing. */
+static void batch_above_ctx(const nanollama_model *m) {
+    nanollama_context_params p = params(8, 100, NANOLLAMA_KV_TYPE_F16, 1);
+    void *mem = NULL;
+    nanollama_context *ctx = new_context(m, &p, &mem);
+    nanollama_status s = nanollama_context_decode(ctx, TOKS, 9);
+    CHECK(s == NANOLLAMA_STATUS_BATCH_TOO_LARGE || s == NANOLLAMA_STATUS_CONTEXT_FULL);
+    CHECK(pos_of(ctx) == 0);
+    logits_of(ctx, 0);
+    CHECK_OK(nanollama_context_decode(ctx, TOKS, 8));
+    CHECK(pos_of(ctx) == 8);
+    logits_of(ctx, 8);
+    free(mem);
+}
+
 /* n_ctx 0 is the model's training length and n_batch 0 is min(512, n_ctx). */
 static void default_lengths(const nanollama_model *m) {
     nanollama_context_params p;
@@ -297,6 +322,7 @@ int main(int argc, char **argv) {
     all_rows(lm.model);
     shared_model(lm.model);
     default_lengths(lm.model);
+    batch_above_ctx(lm.model);
 
     free_model(&lm);
     printf("context: ok\n");

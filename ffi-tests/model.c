@@ -185,6 +185,47 @@ static void valid_model(const char *path) {
     free(file);
 }
 
+/* The last logits of three tokens, decoded by a fresh context. */
+static void three_tokens(const nanollama_model *m, float out[VOCAB]) {
+    nanollama_context_params p;
+    nanollama_context_params_default(&p);
+    p.n_ctx = 4;
+    void *mem = NULL;
+    nanollama_context *ctx = new_context(m, &p, &mem);
+    const int32_t toks[] = {1, 50, 99};
+    CHECK_OK(nanollama_context_decode(ctx, toks, 3));
+    const float *l = NULL;
+    size_t rows = 0;
+    CHECK_OK(nanollama_context_logits(ctx, &l, &rows));
+    CHECK(rows == 1);
+    memcpy(out, l, VOCAB * sizeof *out);
+    free(mem);
+}
+
+/* The GGUF bytes need no alignment (an `xxd -i` array has none) and may be
+ * followed by other bytes: the same model, the same logits. Each copy ends
+ * where its allocation ends, for AddressSanitizer. */
+static void anywhere(const uint8_t *file, size_t len, const float want[VOCAB]) {
+    for (size_t shift = 1; shift < 8; shift++) {
+        for (size_t extra = 0; extra <= 100; extra += 100) {
+            uint8_t *buf = malloc(shift + len + extra);
+            CHECK(buf != NULL);
+            memset(buf, 0x5A, shift + len + extra);
+            memcpy(buf + shift, file, len);
+            size_t need = 0;
+            CHECK_OK(nanollama_model_size(buf + shift, len + extra, &need));
+            void *mem = alloc64(need);
+            const nanollama_model *m = NULL;
+            CHECK_OK(nanollama_model_init(buf + shift, len + extra, mem, need, &m));
+            float got[VOCAB];
+            three_tokens(m, got);
+            CHECK(memcmp(got, want, sizeof got) == 0);
+            free(mem);
+            free(buf);
+        }
+    }
+}
+
 /* tiny-TT-what.gguf: loads, and its info names type TT. */
 static void typed_model(const char *path) {
     unsigned type = 0;
@@ -193,6 +234,9 @@ static void typed_model(const char *path) {
     nanollama_model_info info;
     CHECK_OK(nanollama_model_get_info(lm.model, &info));
     check_info(&info, type);
+    float want[VOCAB];
+    three_tokens(lm.model, want);
+    anywhere(lm.file, lm.file_len, want);
     free_model(&lm);
 }
 
