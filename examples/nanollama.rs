@@ -502,7 +502,18 @@ fn generate(args: &[String]) -> Result<(), Fail> {
             _ => return Err(usage(&format!("unknown option '{a}'"))),
         }
     }
-    let path = path.unwrap_or_else(|| SHIPPED_MODEL.to_string());
+    let path = path.unwrap_or_else(|| {
+        // From the repository root, or wherever the binary was built from.
+        let here = Path::new(SHIPPED_MODEL);
+        let built = Path::new(env!("CARGO_MANIFEST_DIR")).join(SHIPPED_MODEL);
+        if here.exists() || !built.exists() {
+            here.to_path_buf()
+        } else {
+            built
+        }
+        .to_string_lossy()
+        .into_owned()
+    });
     let file = open(&path)?;
     let bytes = file.bytes();
     let mut model_mem = AlignedBuf::new(0);
@@ -579,12 +590,22 @@ fn generate(args: &[String]) -> Result<(), Fail> {
         if t == vocab.eos() {
             break;
         }
-        let k = dec
-            .push(&vocab, t, false, &mut buf, &mut needed)
-            .map_err(fail)?;
-        out.write_all(&buf[..k])
-            .and_then(|_| out.flush())
-            .map_err(|e| Fail(e.to_string(), 1))?;
+        if print_ids {
+            write!(out, "{t} ").map_err(|e| Fail(e.to_string(), 1))?;
+        } else {
+            // A new verse starts with BOS in the training text: show it as a
+            // line break.
+            let k = if t == vocab.bos() {
+                buf[0] = b'\n';
+                1
+            } else {
+                dec.push(&vocab, t, false, &mut buf, &mut needed)
+                    .map_err(fail)?
+            };
+            out.write_all(&buf[..k])
+                .and_then(|_| out.flush())
+                .map_err(|e| Fail(e.to_string(), 1))?;
+        }
         if ctx.pos() == ctx.n_ctx() {
             break;
         }

@@ -254,3 +254,26 @@ fn generate_streams_text_and_reports_speed() {
     assert_eq!(a, run("1"));
     assert_ne!(a, run("2"));
 }
+
+#[test]
+fn generate_with_the_shipped_model() {
+    // No model argument: the model in models/ is used.
+    let run = || {
+        let o = nanollama(&[
+            "generate",
+            "--prompt",
+            "And it came to pass",
+            "-n",
+            "16",
+            "--seed",
+            "7",
+        ]);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        assert!(String::from_utf8_lossy(&o.stderr).contains("tok/s"));
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    let a = run();
+    assert!(a.starts_with(" And it came to pass"), "{a}");
+    assert!(a.len() > "And it came to pass".len() + 16, "{a}");
+    assert_eq!(a, run());
+}

@@ -15,7 +15,7 @@ model = sys.argv[1] if len(sys.argv) > 1 else os.path.join(ROOT, "models", "kjv-
 prompt = sys.argv[2] if len(sys.argv) > 2 else "And it came to pass"
 n = int(sys.argv[3]) if len(sys.argv) > 3 else 200
 
-llm = llama_cpp.Llama(model_path=model, n_ctx=256, n_batch=256, logits_all=False, verbose=False, n_threads=2)
+llm = llama_cpp.Llama(model_path=model, n_ctx=256, n_batch=256, logits_all=True, verbose=False, n_threads=2)
 toks = llm.tokenize(prompt.encode(), add_bos=True)
 llm.eval(toks)
 ref = []
