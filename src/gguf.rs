@@ -19,6 +19,12 @@ use crate::error::{Error, Result};
 pub const DEFAULT_ALIGNMENT: u64 = 32;
 /// The most dimensions a tensor may have.
 pub const MAX_DIMS: usize = 4;
+/// The most metadata entries a file may have (real files have under 100);
+/// keys are checked for duplicates against each other.
+pub const MAX_KV: usize = 512;
+/// The most tensors a file may have (real LLaMA files have a few hundred to
+/// about 1200); names are checked for duplicates against each other.
+pub const MAX_TENSORS: usize = 8192;
 
 /// A metadata value type id.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -499,13 +505,22 @@ impl<'a> Gguf<'a> {
         }
         let n_tensors = c.u64()?;
         let n_kv = c.u64()?;
-        if n_kv > (c.remaining() / MIN_KV_BYTES) as u64 {
+        if n_kv > (c.remaining() / MIN_KV_BYTES) as u64 || n_kv > MAX_KV as u64 {
             return Err(Error::CountTooLarge);
         }
         let kv_start = c.pos;
         let mut alignment = DEFAULT_ALIGNMENT;
-        for _ in 0..n_kv {
+        // Where each key lies, to refuse duplicates (as ggml does).
+        let mut keys = [(0u32, 0u32); MAX_KV];
+        for i in 0..n_kv as usize {
+            let key_at = c.pos + 8;
             let key = c.string()?;
+            for &(o, l) in &keys[..i] {
+                if bytes.get(o as usize..(o + l) as usize) == Some(key) {
+                    return Err(Error::BadMetadata);
+                }
+            }
+            keys[i] = (key_at as u32, key.len() as u32);
             let t = ValueType::from_u32(c.u32()?)?;
             let v = read_value(&mut c, t)?;
             if core::str::from_utf8(key).is_err() {
@@ -521,7 +536,7 @@ impl<'a> Gguf<'a> {
                 }
             }
         }
-        if n_tensors > (c.remaining() / MIN_TENSOR_BYTES) as u64 {
+        if n_tensors > (c.remaining() / MIN_TENSOR_BYTES) as u64 || n_tensors > MAX_TENSORS as u64 {
             return Err(Error::CountTooLarge);
         }
         let tensors_start = c.pos;
@@ -547,11 +562,23 @@ impl<'a> Gguf<'a> {
             buf: bytes,
             pos: tensors_start,
         };
-        for _ in 0..n_tensors {
+        for i in 0..n_tensors {
             let r = read_tensor_record(&mut c, alignment)?;
             let end = r.offset.checked_add(r.size).ok_or(Error::TensorPastEnd)?;
             if end > data_len {
                 return Err(Error::TensorPastEnd);
+            }
+            // Tensor names are unique (GGUF requires it; ggml checks it).
+            let mut earlier = Cursor {
+                buf: bytes,
+                pos: tensors_start,
+            };
+            for _ in 0..i {
+                if earlier.string()? == r.name {
+                    return Err(Error::DuplicateTensor);
+                }
+                let n_dims = earlier.u32()? as usize;
+                earlier.take(n_dims * 8 + 12)?;
             }
         }
         // data_start <= bytes.len() whenever a tensor exists (checked above);

@@ -137,10 +137,13 @@ impl Config {
                 return Err(bad);
             }
         }
-        if let Some(Value::Array(a)) = g.get("tokenizer.ggml.tokens") {
-            if a.len() != n_vocab {
-                return Err(bad);
+        match g.get("tokenizer.ggml.tokens") {
+            None => {}
+            Some(Value::Array(a)) if a.elem_type() == crate::gguf::ValueType::String => {
+                let agrees = a.len() == n_vocab;
+                agrees.then_some(()).ok_or(bad)?;
             }
+            Some(_) => return Err(Error::BadMetadata),
         }
         Ok(Config {
             dim,
@@ -320,11 +323,12 @@ impl<'a> Model<'a> {
                     let Some((layer, kind)) = parse_block_name(name) else {
                         continue;
                     };
-                    let Some(rec) = layers.get_mut(layer) else {
-                        continue;
-                    };
                     let Some(k) = LAYER_TENSORS.iter().position(|n| n.as_bytes() == kind) else {
                         continue;
+                    };
+                    // A block past block_count means the count is wrong.
+                    let Some(rec) = layers.get_mut(layer) else {
+                        return Err(Error::BadHyperparameters);
                     };
                     let (rows, cols) = layer_shape(&c, k);
                     if TensorRecord::from_words(&rec[k]).present != 0 {
