@@ -520,7 +520,11 @@ impl<'a> Vocab<'a> {
             };
             ns += 1;
         }
-        let mut q = Heap { h: heap, n: 0 };
+        let mut q = Heap {
+            h: heap,
+            n: 0,
+            before: by_score,
+        };
         for i in 1..ns {
             self.try_bigram(esc, syms, &mut q, i - 1, i);
         }
@@ -642,8 +646,12 @@ impl<'a> Vocab<'a> {
         if ns > 0 {
             syms[ns - 1][3] = NONE;
         }
-        let mut q = RankHeap { h: heap, n: 0 };
-        let push = |q: &mut RankHeap<'_>, syms: &[[u32; 4]], l: usize, r: usize| {
+        let mut q = Heap {
+            h: heap,
+            n: 0,
+            before: by_rank,
+        };
+        let push = |q: &mut Heap<'_>, syms: &[[u32; 4]], l: usize, r: usize| {
             if let Some((rank, _)) = self.merge_of(syms[l][2], syms[r][2]) {
                 q.push([l as u32, r as u32, rank, syms[l][1] + syms[r][1]]);
             }
@@ -848,61 +856,6 @@ fn utf8_encode(cp: u32, out: &mut [u8; 4]) -> usize {
     }
 }
 
-/// Min-heap of bigrams `[left, right, rank, size]`: lowest rank first, then
-/// leftmost.
-struct RankHeap<'h> {
-    h: &'h mut [[u32; 4]],
-    n: usize,
-}
-
-impl RankHeap<'_> {
-    fn before(a: &[u32; 4], b: &[u32; 4]) -> bool {
-        a[2] < b[2] || (a[2] == b[2] && a[0] < b[0])
-    }
-    fn push(&mut self, e: [u32; 4]) {
-        if self.n == self.h.len() {
-            return;
-        }
-        let mut i = self.n;
-        self.h[i] = e;
-        self.n += 1;
-        while i > 0 {
-            let p = (i - 1) / 2;
-            if Self::before(&self.h[i], &self.h[p]) {
-                self.h.swap(i, p);
-                i = p;
-            } else {
-                break;
-            }
-        }
-    }
-    fn pop(&mut self) -> Option<[u32; 4]> {
-        if self.n == 0 {
-            return None;
-        }
-        let top = self.h[0];
-        self.n -= 1;
-        self.h[0] = self.h[self.n];
-        let mut i = 0;
-        loop {
-            let (l, r) = (2 * i + 1, 2 * i + 2);
-            let mut m = i;
-            if l < self.n && Self::before(&self.h[l], &self.h[m]) {
-                m = l;
-            }
-            if r < self.n && Self::before(&self.h[r], &self.h[m]) {
-                m = r;
-            }
-            if m == i {
-                break;
-            }
-            self.h.swap(i, m);
-            i = m;
-        }
-        Some(top)
-    }
-}
-
 struct Writer<'o> {
     out: &'o mut [u32],
     n: usize,
@@ -917,18 +870,27 @@ impl Writer<'_> {
     }
 }
 
-/// Max-heap of bigrams `[left, right, score bits, size]`: highest score
-/// first, then leftmost.
+/// A binary heap of bigrams `[left, right, key, size]` in caller scratch,
+/// ordered by `before` (SentencePiece: highest score first; BPE: lowest rank
+/// first; then leftmost).
 struct Heap<'h> {
     h: &'h mut [[u32; 4]],
     n: usize,
+    before: fn(&[u32; 4], &[u32; 4]) -> bool,
+}
+
+/// SentencePiece order: higher score (f32 bits) first, then leftmost.
+fn by_score(a: &[u32; 4], b: &[u32; 4]) -> bool {
+    let (sa, sb) = (f32::from_bits(a[2]), f32::from_bits(b[2]));
+    sa > sb || (sa == sb && a[0] < b[0])
+}
+
+/// BPE order: lower merge rank first, then leftmost.
+fn by_rank(a: &[u32; 4], b: &[u32; 4]) -> bool {
+    a[2] < b[2] || (a[2] == b[2] && a[0] < b[0])
 }
 
 impl Heap<'_> {
-    fn before(a: &[u32; 4], b: &[u32; 4]) -> bool {
-        let (sa, sb) = (f32::from_bits(a[2]), f32::from_bits(b[2]));
-        sa > sb || (sa == sb && a[0] < b[0])
-    }
     fn push(&mut self, e: [u32; 4]) {
         if self.n == self.h.len() {
             return; // cannot happen: at most 3 pushes per symbol
@@ -938,7 +900,7 @@ impl Heap<'_> {
         self.n += 1;
         while i > 0 {
             let p = (i - 1) / 2;
-            if Self::before(&self.h[i], &self.h[p]) {
+            if (self.before)(&self.h[i], &self.h[p]) {
                 self.h.swap(i, p);
                 i = p;
             } else {
@@ -957,10 +919,10 @@ impl Heap<'_> {
         loop {
             let (l, r) = (2 * i + 1, 2 * i + 2);
             let mut m = i;
-            if l < self.n && Self::before(&self.h[l], &self.h[m]) {
+            if l < self.n && (self.before)(&self.h[l], &self.h[m]) {
                 m = l;
             }
-            if r < self.n && Self::before(&self.h[r], &self.h[m]) {
+            if r < self.n && (self.before)(&self.h[r], &self.h[m]) {
                 m = r;
             }
             if m == i {
