@@ -511,16 +511,19 @@ impl<'a> Gguf<'a> {
         let kv_start = c.pos;
         let mut alignment = DEFAULT_ALIGNMENT;
         // Where each key lies, to refuse duplicates (as ggml does).
-        let mut keys = [(0u32, 0u32); MAX_KV];
+        let mut key_at = [0u64; MAX_KV];
+        let mut key_len = [0u32; MAX_KV];
         for i in 0..n_kv as usize {
-            let key_at = c.pos + 8;
+            let at = c.pos + 8;
             let key = c.string()?;
-            for &(o, l) in &keys[..i] {
-                if bytes.get(o as usize..(o + l) as usize) == Some(key) {
+            for (&o, &l) in key_at[..i].iter().zip(&key_len[..i]) {
+                let (o, l) = (o as usize, l as usize);
+                if bytes.get(o..o.saturating_add(l)) == Some(key) {
                     return Err(Error::BadMetadata);
                 }
             }
-            keys[i] = (key_at as u32, key.len() as u32);
+            key_at[i] = at as u64;
+            key_len[i] = u32::try_from(key.len()).map_err(|_| Error::BadMetadata)?;
             let t = ValueType::from_u32(c.u32()?)?;
             let v = read_value(&mut c, t)?;
             if core::str::from_utf8(key).is_err() {

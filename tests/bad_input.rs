@@ -3,8 +3,8 @@
 //!
 //! Each lie is a named case built from a valid tiny model, by `GgufBuilder` or
 //! by byte surgery. Cases are grouped by theme; a group reports every case that
-//! went wrong, not only the first. Lies that the library accepts today but
-//! should refuse are separate tests marked `FINDING`.
+//! went wrong, not only the first. Lies that this suite found accepted (and
+//! that were then refused in 939d36b) are separate `formerly_accepted_*` tests.
 mod common;
 use common::*;
 use nanollama::gguf::Gguf;
@@ -340,7 +340,7 @@ fn bad_magic_and_versions() {
         Stage::Parse,
         Error::BadMagic,
     );
-    let mut f = good.clone();
+    let mut f = good;
     f[..4].copy_from_slice(b"FUGG");
     l.check("magic byte-swapped", &f, Stage::Parse, Error::BadMagic);
     for v in [0u32, 1, 4, 0x0300_0000, u32::MAX] {
@@ -423,7 +423,7 @@ fn string_lengths_past_the_end() {
     // A string inside an array.
     let v = base_with_vocab().build();
     let at = find(&v, &gguf_string(b"t0"));
-    let mut f = v.clone();
+    let mut f = v;
     put_u64(&mut f, at, u64::MAX / 2);
     l.check("array string", &f, Stage::Parse, Error::StringPastEnd);
     // A tensor name.
@@ -508,7 +508,7 @@ fn bad_dimensions() {
     let good = base().build();
     let name = b"token_embd.weight";
     let at = find(&good, &gguf_string(name)) + 8 + name.len();
-    let mut f = good.clone();
+    let mut f = good;
     f[at..at + 4].copy_from_slice(&u32::MAX.to_le_bytes());
     l.check("n_dims 2^32-1", &f, Stage::Parse, Error::BadDimensions);
     // Q8_0 rows must be whole blocks of 32.
@@ -1001,13 +1001,12 @@ fn unsupported_tensor_types() {
 }
 
 // ---------------------------------------------------------------------------
-// Lies accepted today. Each test states what should happen; they fail until
-// the library refuses the lie.
+// Lies that were accepted before 939d36b. Each test states what must happen.
 
-/// Found by this suite and fixed (src/gguf.rs, `Gguf::parse`): a metadata key that appears twice is
-/// accepted; `Gguf::get` then returns the first value while the
-/// `general.alignment` handling in `parse` keeps the last, so two readers of
-/// one file can disagree. ggml's `gguf_init_from_file` refuses duplicate keys.
+/// Found by this suite (src/gguf.rs, `Gguf::parse`): a metadata key given
+/// twice was accepted; `Gguf::get` returned the first value while `parse` kept
+/// the last `general.alignment`, so two readers of one file could disagree.
+/// ggml's `gguf_init_from_file` refuses duplicate keys.
 #[test]
 fn formerly_accepted_duplicate_metadata_key_is_refused() {
     let mut l = Lies::default();
@@ -1040,10 +1039,10 @@ fn formerly_accepted_duplicate_metadata_key_is_refused() {
     l.finish();
 }
 
-/// Found by this suite and fixed (src/model.rs, `Model::init`): `blk.N.*` tensors with N at or above
-/// `block_count` are skipped, so a file that says `block_count = 1` but holds
-/// two blocks loads and silently runs a one-block model. llama.cpp refuses it
-/// ("wrong number of tensors").
+/// Found by this suite (src/model.rs, `Model::init`): `blk.N.*` tensors with
+/// N at or above `block_count` were skipped, so a file saying
+/// `block_count = 1` but holding two blocks loaded and silently ran a
+/// one-block model. llama.cpp refuses it ("wrong number of tensors").
 #[test]
 fn formerly_accepted_blocks_beyond_block_count_are_refused() {
     let mut l = Lies::default();
@@ -1058,10 +1057,10 @@ fn formerly_accepted_blocks_beyond_block_count_are_refused() {
     l.finish();
 }
 
-/// Found by this suite and fixed (src/gguf.rs, `Gguf::parse`): two tensors with the same name are
-/// refused only when the model uses that name; a duplicate of any other
-/// tensor (here `rope_freqs.weight`) is accepted. GGUF requires unique tensor
-/// names and ggml refuses duplicates.
+/// Found by this suite (src/gguf.rs, `Gguf::parse`): two tensors of one name
+/// were refused only when the model used that name; a duplicate of any other
+/// tensor (here `rope_freqs.weight`) was accepted. GGUF requires unique
+/// tensor names and ggml refuses duplicates.
 #[test]
 fn formerly_accepted_duplicate_unused_tensor_is_refused() {
     let mut l = Lies::default();
@@ -1077,9 +1076,10 @@ fn formerly_accepted_duplicate_unused_tensor_is_refused() {
     l.finish();
 }
 
-/// Found by this suite and fixed (src/model.rs, `Config::from_gguf`): `tokenizer.ggml.tokens` is
-/// checked against the embedding only when it is an array; as a string (or an
-/// array of numbers) it is ignored rather than refused as a wrong type.
+/// Found by this suite (src/model.rs, `Config::from_gguf`):
+/// `tokenizer.ggml.tokens` was checked against the embedding only when it was
+/// an array; as a string (or an array of numbers) it was ignored rather than
+/// refused as a value of the wrong type.
 #[test]
 fn formerly_accepted_tokens_of_the_wrong_type_are_refused() {
     let mut l = Lies::default();
@@ -1296,4 +1296,88 @@ fn bad_decodes_and_truncates_change_nothing() {
             assert_eq!(bits(ctx.logits()), reference.1, "after truncate(0)");
         });
     }
+}
+
+// ---------------------------------------------------------------------------
+// Offsets past 4 GiB
+
+/// A sparse GGUF file a little over 4 GiB: a string value of almost 4 GiB,
+/// then one U8 entry per key of `keys`, the first key's bytes starting at
+/// `key_at`. Only the pages holding the keys are ever touched, so the file
+/// costs no memory and no disk.
+fn sparse_file_with_keys_at(name: &str, key_at: u64, keys: &[&[u8]]) -> std::path::PathBuf {
+    use std::io::{Seek, SeekFrom, Write};
+    let path = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(name);
+    let value_len = key_at - 8 - (24 + 8 + 3 + 4 + 8);
+    let mut head = b"GGUF".to_vec();
+    head.extend_from_slice(&3u32.to_le_bytes());
+    head.extend_from_slice(&0u64.to_le_bytes()); // tensors
+    head.extend_from_slice(&(1 + keys.len() as u64).to_le_bytes());
+    head.extend_from_slice(&gguf_string(b"x.a"));
+    head.extend_from_slice(&vt::STRING.to_le_bytes());
+    head.extend_from_slice(&value_len.to_le_bytes());
+    let mut tail = Vec::new();
+    for key in keys {
+        tail.extend_from_slice(&gguf_string(key));
+        tail.extend_from_slice(&vt::U8.to_le_bytes());
+        tail.push(1);
+    }
+    let mut f = std::fs::File::create(&path).unwrap();
+    f.write_all(&head).unwrap();
+    f.seek(SeekFrom::Start(head.len() as u64 + value_len))
+        .unwrap();
+    f.write_all(&tail).unwrap();
+    assert_eq!(f.metadata().unwrap().len(), key_at - 8 + tail.len() as u64);
+    path
+}
+
+const SPARSE_FILES: [&str; 2] = ["keys-near-4gib.gguf", "duplicate-past-4gib.gguf"];
+
+/// The child half of [`keys_past_4_gib`].
+#[test]
+#[ignore = "run in a child process by keys_past_4_gib"]
+fn keys_past_4_gib_child() {
+    let parse = |path: &std::path::Path| {
+        let file = nanollama::host::FileBytes::open(path).unwrap();
+        Gguf::parse(file.bytes()).map(|g| g.n_kv())
+    };
+    // Distinct keys, the first starting 2 bytes before 2^32: valid.
+    let p = sparse_file_with_keys_at(SPARSE_FILES[0], (1 << 32) - 2, &[b"x.b", b"x.c"]);
+    assert_eq!(parse(&p), Ok(3), "distinct keys near 4 GiB");
+    // The same key twice, both past 4 GiB: refused like any duplicate.
+    let p = sparse_file_with_keys_at(SPARSE_FILES[1], (1 << 32) + 64, &[b"x.b", b"x.b"]);
+    assert_eq!(
+        parse(&p),
+        Err(Error::BadMetadata),
+        "duplicate key past 4 GiB"
+    );
+}
+
+/// Found by this suite and fixed (src/gguf.rs, `Gguf::parse`, the duplicate-key check added in
+/// 939d36b): each key's offset and length are kept as `u32`, and `o + l` is
+/// a `u32` sum. In a file whose metadata passes 2^32 bytes (one huge string
+/// value is enough) the sum overflows: "attempt to add with overflow" at
+/// gguf.rs:519, a panic (an abort in the library) in a debug build. In
+/// release the offsets are silently truncated, so keys are compared with the
+/// wrong bytes and a duplicate past 4 GiB is accepted. Fix: keep `usize`
+/// offsets (or re-walk the keys from `kv_start` with a `Cursor`, as the
+/// duplicate-tensor check does).
+/// Runs in a child process so that a panic fails this test only.
+#[cfg(all(unix, target_pointer_width = "64"))]
+#[test]
+fn keys_past_4_gib() {
+    let o = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "keys_past_4_gib_child", "--ignored"])
+        .output()
+        .unwrap();
+    for f in SPARSE_FILES {
+        let _ = std::fs::remove_file(std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(f));
+    }
+    assert!(
+        o.status.success(),
+        "child: {:?}\n{}{}",
+        o.status,
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
 }

@@ -1,7 +1,8 @@
-//! The command-line example: `info` and `logits` on good and bad input.
+//! The command-line example: `info` and `logits` on good and bad input
+//! (exit codes: 0 success, 1 a file or model error, 2 a usage error).
 mod common;
 use common::*;
-use nanollama::{Context, ContextParams, Inline, KvType, Model};
+use nanollama::{Context, ContextParams, Error, Inline, KvType, Model};
 use std::path::PathBuf;
 use std::process::{Command, Output};
 
@@ -43,18 +44,49 @@ fn model_file(name: &str, t: u32) -> (PathBuf, Vec<u8>) {
 
 #[test]
 fn info_prints_hyperparameters_and_tensors() {
-    let (p, _) = model_file("info.gguf", ty::Q8_0);
-    let o = nanollama(&["info", p.to_str().unwrap()]);
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let out = String::from_utf8_lossy(&o.stdout);
-    for want in [
-        "blk.1.ffn_down.weight",
-        "Q8_0",
-        "dim 64  layers 2  heads 4  kv_heads 2",
-        "vocab 100",
-        "llama.context_length = 64",
+    for (name, t, tied) in [
+        ("info-q8_0.gguf", ty::Q8_0, false),
+        ("info-bf16-tied.gguf", ty::BF16, true),
     ] {
-        assert!(out.contains(want), "missing {want:?} in\n{out}");
+        let c = TinyConfig {
+            tied,
+            ..TinyConfig::default()
+        };
+        let b = tiny_builder(&c, t, 4);
+        let p = tmp(name);
+        std::fs::write(&p, b.build()).unwrap();
+        let o = nanollama(&["info", p.to_str().unwrap()]);
+        assert_eq!(o.status.code(), Some(0), "{name}: {:?}", o.status);
+        assert!(
+            o.stderr.is_empty(),
+            "{}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        let out = String::from_utf8_lossy(&o.stdout);
+        for want in [
+            "dim 64  layers 2  heads 4  kv_heads 2",
+            "vocab 100",
+            "llama.context_length = 64",
+            &format!("{} tensors", b.tensors.len()),
+        ] {
+            assert!(out.contains(want), "{name}: missing {want:?} in\n{out}");
+        }
+        assert_eq!(out.contains("(tied to token_embd)"), tied, "{out}");
+        // Every tensor is listed once, with its type on the same line.
+        for spec in &b.tensors {
+            let ty_name = nanollama::gguf::GgmlType(spec.ty).name();
+            let lines: Vec<&str> = out
+                .lines()
+                .filter(|l| l.split_whitespace().next() == Some(spec.name.as_str()))
+                .collect();
+            assert_eq!(lines.len(), 1, "{name}: {} in\n{out}", spec.name);
+            assert!(
+                lines[0].split_whitespace().nth(1) == Some(ty_name),
+                "{name}: {} should be {ty_name}: {}",
+                spec.name,
+                lines[0]
+            );
+        }
     }
 }
 
@@ -64,6 +96,7 @@ fn logits_match_the_library_bit_for_bit() {
     let tokens = [7u32, 3, 99, 0, 12];
     let mut mm = AlignedBuf::new(Model::size(&bytes).unwrap());
     let m = Model::init(&bytes, mm.as_mut_slice()).unwrap();
+    let n_vocab = m.config().n_vocab;
     for (kv, kv_name) in [(KvType::F32, "f32"), (KvType::F16, "f16")] {
         let params = ContextParams {
             n_ctx: 5,
@@ -75,9 +108,9 @@ fn logits_match_the_library_bit_for_bit() {
         let mut ctx = Context::init(&m, &params, cm.as_mut_slice()).unwrap();
         ctx.decode(&tokens, &Inline).unwrap();
         let want: Vec<u8> = ctx.logits().iter().flat_map(|v| v.to_le_bytes()).collect();
-        assert_eq!(want.len(), 5 * 100 * 4);
-        for threads in ["1", "2"] {
+        for threads in ["1", "2", "3"] {
             let out = tmp(&format!("logits-{kv_name}-{threads}.f32"));
+            let _ = std::fs::remove_file(&out);
             let o = nanollama(&[
                 "logits",
                 p.to_str().unwrap(),
@@ -90,85 +123,212 @@ fn logits_match_the_library_bit_for_bit() {
                 "--out",
                 out.to_str().unwrap(),
             ]);
-            assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
             assert_eq!(
-                std::fs::read(&out).unwrap(),
-                want,
-                "kv {kv_name}, {threads} threads"
+                o.status.code(),
+                Some(0),
+                "{}",
+                String::from_utf8_lossy(&o.stderr)
+            );
+            let got = std::fs::read(&out).unwrap();
+            // n_tokens x n_vocab little-endian f32s, nothing else.
+            assert_eq!(got.len(), tokens.len() * n_vocab * 4);
+            assert!(
+                got == want,
+                "kv {kv_name}, {threads} threads: not bit-identical"
             );
         }
     }
+    // The default KV type is f32, and one token gives one row.
+    let out = tmp("logits-default.f32");
+    let o = nanollama(&[
+        "logits",
+        p.to_str().unwrap(),
+        "--tokens",
+        "7",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(0));
+    let params = ContextParams {
+        n_ctx: 1,
+        n_batch: 1,
+        kv_type: KvType::F32,
+        logits_all: true,
+    };
+    let mut cm = AlignedBuf::new(Context::size(&m, &params).unwrap());
+    let mut ctx = Context::init(&m, &params, cm.as_mut_slice()).unwrap();
+    ctx.decode(&[7], &Inline).unwrap();
+    let want: Vec<u8> = ctx.logits().iter().flat_map(|v| v.to_le_bytes()).collect();
+    assert!(std::fs::read(&out).unwrap() == want);
+}
+
+/// Hostile model files, each with the error the library gives for it.
+fn hostile_files(bytes: &[u8]) -> Vec<(&'static str, Vec<u8>, Error)> {
+    let base = || tiny_builder(&TinyConfig::default(), ty::F32, 4);
+    let mut bad = vec![
+        ("empty", vec![], Error::Truncated),
+        ("inside-magic", bytes[..2].to_vec(), Error::Truncated),
+        (
+            "truncated-data",
+            bytes[..bytes.len() / 3].to_vec(),
+            Error::TensorPastEnd,
+        ),
+        ("header-only", bytes[..30].to_vec(), Error::CountTooLarge),
+    ];
+    let mut b = bytes.to_vec();
+    b[0] = b'g';
+    bad.push(("magic", b, Error::BadMagic));
+    let mut b = bytes.to_vec();
+    b[4] = 1;
+    bad.push(("version-1", b, Error::UnsupportedVersion));
+    let mut b = bytes.to_vec();
+    b[8..16].copy_from_slice(&u64::MAX.to_le_bytes());
+    bad.push(("tensor-count", b, Error::CountTooLarge));
+    let mut b = bytes.to_vec();
+    b[24..32].copy_from_slice(&u64::MAX.to_le_bytes());
+    bad.push(("key-length", b, Error::StringPastEnd));
+    let mut g = base();
+    g.tensors[3].ty = 77;
+    bad.push(("tensor-type", g.build(), Error::UnknownType));
+    let mut g = base();
+    g.tensors[0].dims = vec![1 << 40, 1 << 40];
+    bad.push(("dims", g.build(), Error::BadDimensions));
+    bad.push((
+        "offset",
+        base().build_with(|i, o| if i == 5 { o + (1 << 30) } else { o }),
+        Error::TensorPastEnd,
+    ));
+    let mut g = base();
+    g.alignment = 48;
+    g.kv_u32("general.alignment", 48);
+    bad.push(("alignment", g.build(), Error::DataMisaligned));
+    let mut g = base();
+    g.kv_raw("x.b", vt::BOOL, vec![2]);
+    bad.push(("bool-2", g.build(), Error::BadMetadata));
+    let mut g = base();
+    g.kv_str("general.architecture", "mamba");
+    bad.push(("arch", g.build(), Error::UnsupportedArchitecture));
+    let mut g = base();
+    g.remove_kv("llama.block_count");
+    bad.push(("no-block-count", g.build(), Error::MissingKey));
+    let mut g = base();
+    g.kv_u32("llama.attention.head_count_kv", 3);
+    bad.push(("kv-heads", g.build(), Error::BadHyperparameters));
+    let mut g = base();
+    g.tensors.retain(|t| t.name != "output_norm.weight");
+    bad.push(("no-output-norm", g.build(), Error::MissingTensor));
+    let mut g = base();
+    g.tensors[3].dims.swap(0, 1); // blk.0.attn_k transposed
+    bad.push(("shape", g.build(), Error::TensorShape));
+    let mut g = base();
+    let dup = g.tensors[4].clone();
+    g.tensors.push(dup);
+    bad.push(("duplicate", g.build(), Error::DuplicateTensor));
+    let mut g = base();
+    let t = &mut g.tensors[5];
+    t.ty = ty::Q4_0;
+    t.data = vec![0; (t.dims[0] * t.dims[1]) as usize / 32 * 18];
+    bad.push(("q4_0", g.build(), Error::UnsupportedTensorType));
+    bad
 }
 
 #[test]
 fn bad_files_and_arguments_exit_nonzero_with_a_message() {
     let (good, bytes) = model_file("good.gguf", ty::F32);
     let good = good.to_str().unwrap().to_string();
-    let mut bad: Vec<(String, Vec<u8>)> = vec![
-        ("empty".into(), vec![]),
-        ("truncated".into(), bytes[..bytes.len() / 3].to_vec()),
-        ("header-only".into(), bytes[..30].to_vec()),
-    ];
-    let mut b = bytes.clone();
-    b[0] = b'g';
-    bad.push(("magic".into(), b));
-    let mut b = bytes.clone();
-    b[8..16].copy_from_slice(&u64::MAX.to_le_bytes());
-    bad.push(("count".into(), b));
-    let base = || tiny_builder(&TinyConfig::default(), ty::F32, 4);
-    let mut g = base();
-    g.tensors[3].ty = 77;
-    bad.push(("type".into(), g.build()));
-    let mut g = base();
-    g.kv_u32("llama.attention.head_count_kv", 3);
-    bad.push(("kv-heads".into(), g.build()));
-    let mut g = base();
-    g.tensors.retain(|t| t.name != "output_norm.weight");
-    bad.push(("no-output-norm".into(), g.build()));
-    let mut g = base();
-    g.tensors[0].dims = vec![1 << 40, 1 << 40];
-    bad.push(("dims".into(), g.build()));
-    bad.push((
-        "offset".into(),
-        base().build_with(|i, o| if i == 5 { o + (1 << 30) } else { o }),
-    ));
-    let mut g = base();
-    g.kv_str("general.architecture", "mamba");
-    bad.push(("arch".into(), g.build()));
-    let mut g = base();
-    g.alignment = 48;
-    g.kv_u32("general.alignment", 48);
-    bad.push(("alignment".into(), g.build()));
-    for (name, b) in &bad {
-        let p = tmp(&format!("bad-{name}.gguf"));
-        std::fs::write(&p, b).unwrap();
-        let p = p.to_str().unwrap();
-        assert_refused(&nanollama(&["info", p]), name);
-        let out = tmp("never.f32");
-        let o = nanollama(&[
-            "logits",
-            p,
-            "--tokens",
-            "1,2",
-            "--out",
-            out.to_str().unwrap(),
-        ]);
-        assert_refused(&o, name);
-    }
-    let out = tmp("x.f32");
+    let out = tmp("never.f32");
     let out = out.to_str().unwrap();
-    let cases: Vec<(Vec<&str>, &str)> = vec![
-        (vec!["info", "/nonexistent/model.gguf"], "No such file"),
+    for (name, b, want) in hostile_files(&bytes) {
+        // The library gives the error that the program should report.
+        assert_eq!(
+            Model::size(&b).err().or_else(|| {
+                let mut mem = AlignedBuf::new(Model::size(&b).unwrap());
+                Model::init(&b, mem.as_mut_slice()).err()
+            }),
+            Some(want),
+            "{name}"
+        );
+        let p = tmp(&format!("bad-{name}.gguf"));
+        std::fs::write(&p, &b).unwrap();
+        let p = p.to_str().unwrap();
+        let _ = std::fs::remove_file(out);
+        for args in [
+            vec!["info", p],
+            vec!["logits", p, "--tokens", "1,2", "--out", out],
+        ] {
+            let o = nanollama(&args);
+            let err = assert_refused(&o, name);
+            assert_eq!(o.status.code(), Some(1), "{name}: {err}");
+            assert!(
+                err.contains(p) && err.contains(want.message()),
+                "{name}: {err}"
+            );
+        }
+        assert!(!std::path::Path::new(out).exists(), "{name}: wrote --out");
+    }
+    // A directory and a missing file are refused by the OS: code 1.
+    let dir = tmp("a-directory");
+    std::fs::create_dir_all(&dir).unwrap();
+    let dir = dir.to_str().unwrap();
+    // Bad arguments: code 2 (usage), or 1 when the model refuses them.
+    let cases: Vec<(Vec<&str>, i32, &str)> = vec![
+        (vec!["info", "/nonexistent/model.gguf"], 1, "No such file"),
+        (
+            vec![
+                "logits",
+                "/nonexistent/model.gguf",
+                "--tokens",
+                "1",
+                "--out",
+                out,
+            ],
+            1,
+            "No such file",
+        ),
+        (vec!["info", dir], 1, "directory"),
         (
             vec!["logits", &good, "--tokens", "1,x", "--out", out],
+            2,
             "bad --tokens",
         ),
         (
+            vec!["logits", &good, "--tokens", "", "--out", out],
+            2,
+            "bad --tokens",
+        ),
+        (
+            vec!["logits", &good, "--tokens", "1,,2", "--out", out],
+            2,
+            "bad --tokens",
+        ),
+        (
+            vec!["logits", &good, "--tokens", "-1", "--out", out],
+            2,
+            "bad --tokens",
+        ),
+        (
+            vec!["logits", &good, "--tokens", "4294967296", "--out", out],
+            2,
+            "bad --tokens",
+        ),
+        (
+            vec!["logits", &good, "--out", out, "--tokens"],
+            2,
+            "--tokens needs a value",
+        ),
+        (
             vec!["logits", &good, "--tokens", "1,100", "--out", out],
-            "token id outside the vocabulary",
+            1,
+            Error::TokenOutOfRange.message(),
+        ),
+        (
+            vec!["logits", &good, "--tokens", "4294967295", "--out", out],
+            1,
+            Error::TokenOutOfRange.message(),
         ),
         (
             vec!["logits", &good, "--tokens", "1", "--kv", "q4", "--out", out],
+            2,
             "bad --kv",
         ),
         (
@@ -182,15 +342,46 @@ fn bad_files_and_arguments_exit_nonzero_with_a_message() {
                 "--out",
                 out,
             ],
+            2,
             "bad --threads",
         ),
-        (vec!["logits", &good, "--tokens", "1"], "needs --out"),
-        (vec!["frobnicate"], "unknown subcommand"),
-        (vec![], "missing subcommand"),
+        (
+            vec![
+                "logits",
+                &good,
+                "--tokens",
+                "1",
+                "--threads",
+                "x",
+                "--out",
+                out,
+            ],
+            2,
+            "bad --threads",
+        ),
+        (vec!["logits", &good, "--tokens", "1"], 2, "needs --out"),
+        (
+            vec!["logits", "--tokens", "1", "--out", out],
+            2,
+            "needs MODEL",
+        ),
+        (
+            vec!["logits", &good, "--tokens", "1", "--bogus", "--out", out],
+            2,
+            "unknown option",
+        ),
+        (vec!["info"], 2, "info takes one MODEL"),
+        (vec!["info", &good, &good], 2, "info takes one MODEL"),
+        (vec!["frobnicate"], 2, "unknown subcommand"),
+        (vec![], 2, "missing subcommand"),
     ];
-    for (args, msg) in cases {
-        let err = assert_refused(&nanollama(&args), msg);
+    for (args, code, msg) in cases {
+        let _ = std::fs::remove_file(out);
+        let o = nanollama(&args);
+        let err = assert_refused(&o, msg);
+        assert_eq!(o.status.code(), Some(code), "{args:?}: {err}");
         assert!(err.contains(msg), "{args:?}: {err}");
+        assert!(!std::path::Path::new(out).exists(), "{args:?}: wrote --out");
     }
 }
 
