@@ -493,19 +493,13 @@ impl<'a> Vocab<'a> {
             }
         }
         let esc = &esc[..n];
-        let sym_bytes = round_up(cap * 16).ok_or(Error::InvalidArgument)?;
-        let (sym_mem, heap_mem) = rest.split_at_mut(sym_bytes);
-        let syms: &mut [[u32; 4]] = bytemuck::try_cast_slice_mut(&mut sym_mem[..cap * 16])
-            .map_err(|_| Error::Misaligned)?;
-        let heap: &mut [[u32; 4]] = bytemuck::try_cast_slice_mut(&mut heap_mem[..cap * 48])
-            .map_err(|_| Error::Misaligned)?;
+        let (syms, heap) = symbols_and_heap(rest, cap)?;
         // Symbols: [start, len, prev, next] (NONE for none), one per UTF-8
         // character (a stray byte is its own symbol).
         let mut ns = 0;
         let mut off = 0;
         while off < esc.len() {
-            const LEN: [usize; 16] = [1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 3, 4];
-            let len = LEN[(esc[off] >> 4) as usize].min(esc.len() - off);
+            let len = symbol_len(esc[off]).min(esc.len() - off);
             syms[ns] = [
                 off as u32,
                 len as u32,
@@ -575,12 +569,7 @@ impl<'a> Vocab<'a> {
             bytemuck::try_cast_slice_mut(cp_bytes).map_err(|_| Error::Misaligned)?;
         let n_cp = utf8_decode(text, cps);
         let cps = &cps[..n_cp];
-        let sym_bytes = round_up(cap * 16).ok_or(Error::InvalidArgument)?;
-        let (sym_mem, heap_mem) = rest.split_at_mut(sym_bytes);
-        let syms: &mut [[u32; 4]] = bytemuck::try_cast_slice_mut(&mut sym_mem[..cap * 16])
-            .map_err(|_| Error::Misaligned)?;
-        let heap: &mut [[u32; 4]] = bytemuck::try_cast_slice_mut(&mut heap_mem[..cap * 48])
-            .map_err(|_| Error::Misaligned)?;
+        let (syms, heap) = symbols_and_heap(rest, cap)?;
         let mut pos = 0;
         while pos < cps.len() {
             let end = crate::pretokenize::llama3_next(cps, pos);
@@ -635,8 +624,7 @@ impl<'a> Vocab<'a> {
         let mut ns = 0;
         let mut off = 0;
         while off < word.len() {
-            const LEN: [usize; 16] = [1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 3, 4];
-            let len = LEN[(word[off] >> 4) as usize].min(word.len() - off);
+            let len = symbol_len(word[off]).min(word.len() - off);
             let id = self.lookup(&word[off..off + len]).unwrap_or(NONE);
             syms[ns] = [off as u32, len as u32, id, ns as u32 + 1];
             off += len;
@@ -754,6 +742,29 @@ impl<'a> Vocab<'a> {
             }
         }
     }
+}
+
+/// Bytes in the merge symbol that starts with byte `b`: the length its high
+/// nibble announces, as llama.cpp reads it (a stray continuation byte is one
+/// symbol; 0xF8-0xFF claim four).
+fn symbol_len(b: u8) -> usize {
+    const LEN: [usize; 16] = [1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 3, 4];
+    LEN[(b >> 4) as usize]
+}
+
+/// A symbol or a bigram: four words whose meaning each encoder documents.
+type Entry = [u32; 4];
+
+/// The symbol table (16 bytes each, `cap` of them) and the bigram heap (3
+/// entries per symbol) carved from the scratch after the text area.
+fn symbols_and_heap(rest: &mut [u8], cap: usize) -> Result<(&mut [Entry], &mut [Entry])> {
+    let sym_bytes = round_up(cap * 16).ok_or(Error::InvalidArgument)?;
+    let (sym_mem, heap_mem) = rest.split_at_mut(sym_bytes);
+    let syms =
+        bytemuck::try_cast_slice_mut(&mut sym_mem[..cap * 16]).map_err(|_| Error::Misaligned)?;
+    let heap =
+        bytemuck::try_cast_slice_mut(&mut heap_mem[..cap * 48]).map_err(|_| Error::Misaligned)?;
+    Ok((syms, heap))
 }
 
 /// GPT-2's byte-to-character map: printable Latin-1 bytes stand for
