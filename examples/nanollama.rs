@@ -3,7 +3,7 @@
 //! ```text
 //! cargo run --release --example nanollama -- info MODEL.gguf
 //! cargo run --release --example nanollama -- logits MODEL.gguf --tokens 1,2,3 \
-//!     [--threads N] [--kv f32|f16] --out FILE
+//!     [--threads N] [--kv f32|f16] [--f32-act] --out FILE
 //! ```
 //!
 //! Exits 0 on success; otherwise prints one line naming the problem to stderr
@@ -18,8 +18,9 @@ use std::path::Path;
 use std::process::ExitCode;
 
 const USAGE: &str = "usage: nanollama info MODEL.gguf
-       nanollama logits MODEL.gguf --tokens 1,2,3 [--threads N] [--kv f32|f16] --out FILE
-       nanollama generate [MODEL.gguf] [--prompt TEXT] [-n N] [--threads N] [--ctx N] [--ids] [SAMPLER OPTIONS]
+       nanollama logits MODEL.gguf --tokens 1,2,3 [--threads N] [--kv f32|f16] [--f32-act] --out FILE
+       nanollama generate [MODEL.gguf] [--prompt TEXT] [-n N] [--threads N] [--ctx N] [--kv f32|f16]
+                 [--f32-act] [--ids] [SAMPLER OPTIONS]
        nanollama tokenize MODEL.gguf [--no-bos] [--special] [--time] [--file PATH | [--] TEXT]
        nanollama detokenize MODEL.gguf ID...
        nanollama sample --logits FILE --n-vocab N [SAMPLER OPTIONS] [--history 1,2,3]
@@ -148,12 +149,21 @@ fn info(args: &[String]) -> Result<(), Fail> {
     Ok(())
 }
 
+fn kv_type(v: &str) -> Result<KvType, Fail> {
+    match v {
+        "f32" => Ok(KvType::F32),
+        "f16" => Ok(KvType::F16),
+        other => Err(usage(&format!("bad --kv '{other}' (f32 or f16)"))),
+    }
+}
+
 fn logits(args: &[String]) -> Result<(), Fail> {
     let mut path = None;
     let mut tokens: Option<Vec<u32>> = None;
     let mut threads = 1usize;
     let mut kv = KvType::F32;
     let mut out = None;
+    let mut f32_act = false;
     let mut it = args.iter();
     while let Some(a) = it.next() {
         let mut val = |name: &str| {
@@ -176,14 +186,9 @@ fn logits(args: &[String]) -> Result<(), Fail> {
                     .filter(|&n| n >= 1)
                     .ok_or_else(|| usage(&format!("bad --threads '{v}'")))?;
             }
-            "--kv" => {
-                kv = match val("--kv")?.as_str() {
-                    "f32" => KvType::F32,
-                    "f16" => KvType::F16,
-                    other => return Err(usage(&format!("bad --kv '{other}' (f32 or f16)"))),
-                }
-            }
+            "--kv" => kv = kv_type(&val("--kv")?)?,
             "--out" => out = Some(val("--out")?),
+            "--f32-act" => f32_act = true,
             s if s.starts_with('-') => return Err(usage(&format!("unknown option '{s}'"))),
             s if path.is_none() => path = Some(s.to_string()),
             s => return Err(usage(&format!("unexpected argument '{s}'"))),
@@ -203,6 +208,7 @@ fn logits(args: &[String]) -> Result<(), Fail> {
         n_batch: tokens.len() as u32,
         kv_type: kv,
         logits_all: true,
+        f32_activations: f32_act,
     };
     let fail = |e: nanollama::Error| Fail(e.to_string(), 1);
     let need = Context::size(&model, &params).map_err(fail)?;
@@ -472,10 +478,15 @@ fn generate(args: &[String]) -> Result<(), Fail> {
     let (mut path, mut prompt, mut n_gen, mut threads, mut n_ctx) =
         (None, String::new(), 128usize, 1usize, 0u32);
     let mut print_ids = false;
+    let (mut f32_act, mut kv) = (false, KvType::F16);
     let mut it = args.iter();
     while let Some(a) = it.next() {
         if a == "--ids" {
             print_ids = true;
+            continue;
+        }
+        if a == "--f32-act" {
+            f32_act = true;
             continue;
         }
         if !a.starts_with('-') {
@@ -498,6 +509,7 @@ fn generate(args: &[String]) -> Result<(), Fail> {
                 }
             }
             "--ctx" => n_ctx = parse(a, v)?,
+            "--kv" => kv = kv_type(v)?,
             _ if sampler_option(&mut p, a, v)? => {}
             _ => return Err(usage(&format!("unknown option '{a}'"))),
         }
@@ -554,8 +566,9 @@ fn generate(args: &[String]) -> Result<(), Fail> {
     let params = ContextParams {
         n_ctx,
         n_batch: toks.len() as u32,
-        kv_type: KvType::F16,
+        kv_type: kv,
         logits_all: false,
+        f32_activations: f32_act,
     };
     let mut ctx_mem = AlignedBuf::new(Context::size(&model, &params).map_err(fail)?);
     let mut ctx = Context::init(&model, &params, ctx_mem.as_mut_slice()).map_err(fail)?;

@@ -87,6 +87,12 @@ typedef enum {
   NANOLLAMA_STATUS_NO_CANDIDATES = 25,
   // The file has no vocabulary, or one of a kind this build cannot encode.
   NANOLLAMA_STATUS_UNSUPPORTED_TOKENIZER = 26,
+  // A saved state is for another model, or for settings this context or
+  // sampler cannot hold (KV type, vocabulary, position past n_ctx, longer
+  // penalty history).
+  NANOLLAMA_STATUS_STATE_MISMATCH = 27,
+  // A saved state is truncated, corrupted, or not a state of this kind.
+  NANOLLAMA_STATUS_STATE_CORRUPT = 28,
 } nanollama_status;
 
 // Element type of the KV cache (`nanollama_context_params.kv_type`).
@@ -158,6 +164,10 @@ typedef struct {
   uint64_t n_params;
   // Bytes of those tensors.
   uint64_t weight_bytes;
+  // Identity of the model that saved states carry (see
+  // `nanollama_context_state_save`): a hash of the hyper-parameters and
+  // of samples of every tensor.
+  uint64_t fingerprint;
 } nanollama_model_info;
 
 // A task the library hands to the host: run `fn(task_data, i)`.
@@ -182,6 +192,10 @@ typedef struct {
   uint32_t kv_type;
   // 1: keep the logits of every token of a batch; 0: only of the last.
   uint32_t logits_all;
+  // 1: keep matrix-product inputs in f32 (slower, closer to exact). 0 (the
+  // default): convert them as llama.cpp does (Q8_0 blocks for Q8_0
+  // weights, f16 for F16, bf16 for BF16), so results match llama.cpp's.
+  uint32_t f32_activations;
   // The host's parallel-for, or NULL to run every task on the calling thread.
   nanollama_parallel_for_fn parallel_for;
   // Passed to `parallel_for` as `user_data`.
@@ -430,6 +444,77 @@ NANOLLAMA_API nanollama_status nanollama_sampler_accept(nanollama_sampler *sampl
 // # Safety
 // `sampler` a valid handle used by no other thread now.
 NANOLLAMA_API nanollama_status nanollama_sampler_reset(nanollama_sampler *sampler);
+
+// Bytes `nanollama_context_state_save` needs now (it grows with the
+// position), written to `*out_size`.
+//
+// # Safety
+// `ctx` a valid handle; `out_size` writable.
+NANOLLAMA_API
+nanollama_status nanollama_context_state_size(const nanollama_context *ctx,
+                                              size_t *out_size);
+
+// Saves the conversation (the keys and values of every filled position and
+// the last logits, with the model's fingerprint and a checksum) into
+// `buf[0..len]` (any alignment) and writes the bytes used to
+// `*out_written`. BUFFER_TOO_SMALL when `len` is below
+// `nanollama_context_state_size`.
+//
+// # Safety
+// `ctx` a valid handle; `buf` writable for `len` bytes; `out_written`
+// writable.
+NANOLLAMA_API
+nanollama_status nanollama_context_state_save(const nanollama_context *ctx,
+                                              void *buf,
+                                              size_t len,
+                                              size_t *out_written);
+
+// Replaces the conversation with a saved one (`buf[0..len]` exactly as
+// saved, possibly by another process). STATE_MISMATCH when it was saved from
+// another model, with another KV type, or does not fit n_ctx; STATE_CORRUPT
+// when it is damaged or truncated. On error the context is unchanged.
+//
+// # Safety
+// `ctx` a valid handle used by no other thread now; `buf` readable for
+// `len` bytes.
+NANOLLAMA_API
+nanollama_status nanollama_context_state_load(nanollama_context *ctx,
+                                              const void *buf,
+                                              size_t len);
+
+// Bytes `nanollama_sampler_state_save` needs now, written to `*out_size`.
+//
+// # Safety
+// `sampler` a valid handle; `out_size` writable.
+NANOLLAMA_API
+nanollama_status nanollama_sampler_state_size(const nanollama_sampler *sampler,
+                                              size_t *out_size);
+
+// Saves the sampler's state (random generator, mirostat mu, penalty
+// history; not its settings) into `buf[0..len]` and writes the bytes used to
+// `*out_written`.
+//
+// # Safety
+// `sampler` a valid handle; `buf` writable for `len` bytes; `out_written`
+// writable.
+NANOLLAMA_API
+nanollama_status nanollama_sampler_state_save(const nanollama_sampler *sampler,
+                                              void *buf,
+                                              size_t len,
+                                              size_t *out_written);
+
+// Restores a saved sampler state into a sampler created with the same
+// settings. STATE_MISMATCH for another vocabulary size or a history longer
+// than this sampler's penalty window; STATE_CORRUPT when damaged. On error
+// the sampler is unchanged.
+//
+// # Safety
+// `sampler` a valid handle used by no other thread now; `buf` readable for
+// `len` bytes.
+NANOLLAMA_API
+nanollama_status nanollama_sampler_state_load(nanollama_sampler *sampler,
+                                              const void *buf,
+                                              size_t len);
 
 // Bytes of memory `nanollama_vocab_init` needs for this file.
 //

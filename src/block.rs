@@ -42,6 +42,18 @@ pub struct Scratch<'a> {
     pub rope: &'a mut [f32],
     /// Logits, `n_outputs × n_vocab`.
     pub logits: &'a mut [f32],
+    /// Matrix-product inputs converted to the weights' input form (see
+    /// `quant::ActType`); empty when inputs stay f32.
+    pub act: &'a mut [u8],
+}
+
+/// The conversion scratch, if inputs are converted.
+fn act(a: &mut [u8]) -> Option<&mut [u8]> {
+    if a.is_empty() {
+        None
+    } else {
+        Some(a)
+    }
 }
 
 /// One decode step: which tokens, where, and which logits to keep.
@@ -88,25 +100,26 @@ pub fn forward(
         let w = |k| model.layer_matrix(l, k);
         // Attention: x += Wo · attn(rmsnorm(x)).
         norm_rows(s.xb, s.x, n, dim, w(slot::ATTN_NORM).data, c.rms_eps);
-        matmul(par, &w(slot::ATTN_Q), s.xb, n, s.q);
-        matmul(par, &w(slot::ATTN_K), s.xb, n, s.k);
-        matmul(par, &w(slot::ATTN_V), s.xb, n, s.v);
+        matmul(par, &w(slot::ATTN_Q), s.xb, n, s.q, act(s.act));
+        matmul(par, &w(slot::ATTN_K), s.xb, n, s.k, act(s.act));
+        matmul(par, &w(slot::ATTN_V), s.xb, n, s.v, act(s.act));
         for b in 0..n {
             let cs = &s.rope[b * c.rope_dim..(b + 1) * c.rope_dim];
             rope(&mut s.q[b * q_dim..(b + 1) * q_dim], c.head_dim, cs);
             rope(&mut s.k[b * kv_dim..(b + 1) * kv_dim], c.head_dim, cs);
         }
         store_kv(kv, l, n_ctx, kv_dim, pos0, n, s.k, s.v);
-        attention(c, kv, l, n_ctx, pos0, n, s.q, s.att, s.xb, par);
-        matmul(par, &w(slot::ATTN_OUTPUT), s.xb, n, s.xb2);
+        let round = !s.act.is_empty();
+        attention(c, kv, l, n_ctx, pos0, n, s.q, s.att, s.xb, round, par);
+        matmul(par, &w(slot::ATTN_OUTPUT), s.xb, n, s.xb2, act(s.act));
         add(&mut s.x[..n * dim], &s.xb2[..n * dim]);
 
         // Feed-forward: x += Wdown · (silu(Wgate · h) * (Wup · h)), h = rmsnorm(x).
         norm_rows(s.xb, s.x, n, dim, w(slot::FFN_NORM).data, c.rms_eps);
-        matmul(par, &w(slot::FFN_GATE), s.xb, n, s.hb);
-        matmul(par, &w(slot::FFN_UP), s.xb, n, s.hb2);
+        matmul(par, &w(slot::FFN_GATE), s.xb, n, s.hb, act(s.act));
+        matmul(par, &w(slot::FFN_UP), s.xb, n, s.hb2, act(s.act));
         swiglu(&mut s.hb[..n * c.ffn_dim], &s.hb2[..n * c.ffn_dim]);
-        matmul(par, &w(slot::FFN_DOWN), s.hb, n, s.xb2);
+        matmul(par, &w(slot::FFN_DOWN), s.hb, n, s.xb2, act(s.act));
         add(&mut s.x[..n * dim], &s.xb2[..n * dim]);
     }
 
@@ -121,7 +134,7 @@ pub fn forward(
         );
         rmsnorm(o, x, norm, c.rms_eps);
     }
-    matmul(par, &model.output(), s.xb, n_out, s.logits);
+    matmul(par, &model.output(), s.xb, n_out, s.logits, act(s.act));
 }
 
 /// RMSNorm of each of the `n` rows of `x` (`dim` wide) into `out`.
@@ -169,7 +182,9 @@ fn store_kv(
 }
 
 /// Causal attention of the batch's queries over the cache of layer `l`, one
-/// task per query head, writing `out` (`n × q_dim`).
+/// task per query head, writing `out` (`n × q_dim`). With `round` and an F16
+/// cache, queries and attention weights are rounded to f16 before they meet
+/// the f16 keys and values, as in llama.cpp's matrix products.
 #[allow(clippy::too_many_arguments)]
 fn attention(
     c: &Config,
@@ -181,6 +196,7 @@ fn attention(
     q: &[f32],
     att: &mut [f32],
     out: &mut [f32],
+    round: bool,
     par: &dyn Parallel,
 ) {
     let (hd, q_dim, kv_dim) = (c.head_dim, c.q_dim(), c.kv_dim());
@@ -219,16 +235,24 @@ fn attention(
                 }
                 KvCache::F16 { k, v } => {
                     let (k, v) = (&k[layer.clone()], &v[layer.clone()]);
+                    let r = |x: f32| {
+                        if round {
+                            f16::from_f32(x).to_f32()
+                        } else {
+                            x
+                        }
+                    };
                     for (t, s) in sc.iter_mut().enumerate() {
                         let kt = &k[t * kv_dim + kvh * hd..][..hd];
                         let mut acc = 0f32;
                         for (a, &b) in qh.iter().zip(kt) {
-                            acc += a * f16::from_bits(b).to_f32();
+                            acc += r(*a) * f16::from_bits(b).to_f32();
                         }
                         *s = acc * scale;
                     }
                     softmax(sc);
                     for (t, &p) in sc.iter().enumerate() {
+                        let p = r(p);
                         let vt = &v[t * kv_dim + kvh * hd..][..hd];
                         for (o, &x) in o.iter_mut().zip(vt) {
                             *o += p * f16::from_bits(x).to_f32();

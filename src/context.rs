@@ -8,6 +8,8 @@ use crate::block::{forward, Batch, KvCache, Scratch};
 use crate::error::{Error, Result};
 use crate::model::{Config, Model, ALIGN};
 use crate::parallel::Parallel;
+use crate::quant::ACT_MAX_BYTES;
+use crate::state::{self, Reader, Writer};
 
 /// Element type of the KV cache.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -41,6 +43,11 @@ pub struct ContextParams {
     /// Keep the logits of every token of a batch (`n_batch` rows of memory),
     /// not only of the last.
     pub logits_all: bool,
+    /// Keep the inputs of matrix products in f32 (slower; closer to exact
+    /// arithmetic). By default they are converted to the form the weights
+    /// meet them in llama.cpp (Q8_0 blocks for Q8_0 weights, f16 for F16,
+    /// bf16 for BF16), which computes what llama.cpp computes.
+    pub f32_activations: bool,
 }
 
 impl Default for ContextParams {
@@ -50,6 +57,7 @@ impl Default for ContextParams {
             n_batch: 0,
             kv_type: KvType::F16,
             logits_all: false,
+            f32_activations: false,
         }
     }
 }
@@ -74,6 +82,8 @@ struct Layout {
     att: usize,
     rope: usize,
     logits: usize,
+    /// Bytes of converted matrix-product inputs.
+    act: usize,
 }
 
 fn round_up(bytes: usize) -> Option<usize> {
@@ -112,11 +122,17 @@ impl Layout {
             att: m(c.n_heads, n_ctx)?,
             rope: m(n_batch, c.rope_dim)?,
             logits: m(n_outputs, c.n_vocab)?,
+            act: if p.f32_activations {
+                0
+            } else {
+                let cols = c.dim.max(c.q_dim()).max(c.ffn_dim);
+                m(m(n_batch, cols)?, ACT_MAX_BYTES)?
+            },
         })
     }
 
     /// Bytes of each region, in carving order.
-    fn regions(&self) -> [usize; 13] {
+    fn regions(&self) -> [usize; 14] {
         let kvb = self.kv_elems.saturating_mul(self.kv_type.bytes());
         let f = |n: usize| n.saturating_mul(4);
         [
@@ -133,6 +149,7 @@ impl Layout {
             f(self.att),
             f(self.rope),
             f(self.logits),
+            self.act,
         ]
     }
 
@@ -224,6 +241,7 @@ impl<'m> Context<'m> {
             att: c.f32s(lay.att)?,
             rope: c.f32s(lay.rope)?,
             logits: c.f32s(lay.logits)?,
+            act: c.bytes(lay.act)?,
         };
         Ok(Context {
             model,
@@ -324,4 +342,136 @@ impl<'m> Context<'m> {
         self.pos = 0;
         self.n_outputs = 0;
     }
+
+    /// Bytes [`Context::save_state`] writes now: a header, the keys and
+    /// values of the `pos` filled positions, and the logits of the last
+    /// decode. Grows with `pos`.
+    pub fn state_size(&self) -> usize {
+        let c = self.model.config();
+        let kv = 2 * c.n_layers * self.pos * c.kv_dim() * self.kv_type.bytes();
+        STATE_HEADER + kv + self.n_outputs * c.n_vocab * 4 + state::CHECKSUM_BYTES
+    }
+
+    /// Writes the conversation into `out` (at least [`Context::state_size`]
+    /// bytes; any alignment) and returns the bytes written. The format:
+    ///
+    /// ```text
+    /// b"NLCX", version u32, model fingerprint u64, kv_type u32, n_layers u32,
+    /// kv_dim u32, n_vocab u32, pos u32, n_outputs u32,
+    /// per layer: keys of positions 0..pos; per layer: values of 0..pos
+    /// (f32 or f16 bits, little-endian), logits n_outputs × n_vocab f32,
+    /// checksum u64
+    /// ```
+    pub fn save_state(&self, out: &mut [u8]) -> Result<usize> {
+        let need = self.state_size();
+        if out.len() < need {
+            return Err(Error::BufferTooSmall);
+        }
+        let c = self.model.config();
+        let mut w = Writer::new(&mut out[..need]);
+        w.bytes(CONTEXT_MAGIC);
+        w.u32(state::VERSION);
+        w.u64(self.model.fingerprint());
+        w.u32(self.kv_type as u32);
+        for v in [c.n_layers, c.kv_dim(), c.n_vocab, self.pos, self.n_outputs] {
+            w.u32(v as u32);
+        }
+        let row = c.kv_dim();
+        let filled = |l: usize| l * self.n_ctx * row..(l * self.n_ctx + self.pos) * row;
+        match &self.kv {
+            KvCache::F32 { k, v } => {
+                for cache in [&**k, &**v] {
+                    for l in 0..c.n_layers {
+                        for x in &cache[filled(l)] {
+                            w.f32(*x);
+                        }
+                    }
+                }
+            }
+            KvCache::F16 { k, v } => {
+                for cache in [&**k, &**v] {
+                    for l in 0..c.n_layers {
+                        for x in &cache[filled(l)] {
+                            w.bytes(&x.to_le_bytes());
+                        }
+                    }
+                }
+            }
+        }
+        for x in self.logits() {
+            w.f32(*x);
+        }
+        Ok(w.finish())
+    }
+
+    /// Replaces the conversation with a state from [`Context::save_state`]
+    /// (`state` exactly as written). The state must come from the same model
+    /// (fingerprint) with the same KV type, and fit this context's `n_ctx`;
+    /// a state with the logits of a whole batch loaded into a context that
+    /// keeps only the last keeps the last row. Everything is checked first:
+    /// on error ([`Error::StateCorrupt`], [`Error::StateMismatch`]) the
+    /// context is unchanged.
+    pub fn load_state(&mut self, state: &[u8]) -> Result<()> {
+        let mut r = Reader::open(state, CONTEXT_MAGIC)?;
+        let c = self.model.config();
+        let fingerprint = r.u64()?;
+        let kv_type = r.u32()?;
+        let (n_layers, kv_dim, n_vocab) = (r.u32()?, r.u32()?, r.u32()?);
+        let (pos, n_outputs) = (r.u32()? as usize, r.u32()? as usize);
+        if fingerprint != self.model.fingerprint()
+            || kv_type != self.kv_type as u32
+            || n_layers as usize != c.n_layers
+            || kv_dim as usize != c.kv_dim()
+            || n_vocab as usize != c.n_vocab
+            || pos > self.n_ctx
+            || n_outputs > pos
+        {
+            return Err(Error::StateMismatch);
+        }
+        let row = c.kv_dim();
+        let kv_bytes = 2 * c.n_layers * pos * row * self.kv_type.bytes();
+        if r.remaining() != kv_bytes + n_outputs * c.n_vocab * 4 {
+            return Err(Error::StateCorrupt);
+        }
+        // Checked: from here on nothing can fail.
+        let n_ctx = self.n_ctx;
+        let filled = |l: usize| l * n_ctx * row..(l * n_ctx + pos) * row;
+        let le32 = |b: &[u8]| f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+        match &mut self.kv {
+            KvCache::F32 { k, v } => {
+                for cache in [k, v] {
+                    for l in 0..c.n_layers {
+                        let src = r.bytes(pos * row * 4)?;
+                        for (d, s) in cache[filled(l)].iter_mut().zip(src.chunks_exact(4)) {
+                            *d = le32(s);
+                        }
+                    }
+                }
+            }
+            KvCache::F16 { k, v } => {
+                for cache in [k, v] {
+                    for l in 0..c.n_layers {
+                        let src = r.bytes(pos * row * 2)?;
+                        for (d, s) in cache[filled(l)].iter_mut().zip(src.chunks_exact(2)) {
+                            *d = u16::from_le_bytes([s[0], s[1]]);
+                        }
+                    }
+                }
+            }
+        }
+        let cap = self.s.logits.len() / c.n_vocab;
+        let keep = n_outputs.min(cap);
+        r.bytes((n_outputs - keep) * c.n_vocab * 4)?;
+        let src = r.bytes(keep * c.n_vocab * 4)?;
+        for (d, s) in self.s.logits.iter_mut().zip(src.chunks_exact(4)) {
+            *d = le32(s);
+        }
+        self.pos = pos;
+        self.n_outputs = keep;
+        Ok(())
+    }
 }
+
+const CONTEXT_MAGIC: &[u8; 4] = b"NLCX";
+/// Magic, version, fingerprint and six u32 fields.
+const STATE_HEADER: usize = 4 + 4 + 8 + 6 * 4;

@@ -62,6 +62,12 @@ pub enum Error {
     NoCandidates = 25,
     /// The file has no vocabulary, or one of a kind this build cannot encode.
     UnsupportedTokenizer = 26,
+    /// A saved state was written for another model, or for settings this
+    /// context or sampler cannot hold (KV type, vocabulary, a position past
+    /// `n_ctx`, a longer penalty history).
+    StateMismatch = 27,
+    /// A saved state is truncated, corrupted, or not a state of this kind.
+    StateCorrupt = 28,
 }
 
 /// The crate's result type.
@@ -102,11 +108,13 @@ impl Error {
             Error::BatchTooLarge => c"batch larger than n_batch",
             Error::NoCandidates => c"no token has a finite logit",
             Error::UnsupportedTokenizer => c"missing or unsupported tokenizer",
+            Error::StateMismatch => c"saved state is for another model or incompatible settings",
+            Error::StateCorrupt => c"saved state truncated or corrupted",
         }
     }
 
     /// Every error, in code order (for tests and tools).
-    pub const ALL: [Error; 25] = [
+    pub const ALL: [Error; 27] = [
         Error::InvalidArgument,
         Error::BufferTooSmall,
         Error::Misaligned,
@@ -132,6 +140,8 @@ impl Error {
         Error::BatchTooLarge,
         Error::NoCandidates,
         Error::UnsupportedTokenizer,
+        Error::StateMismatch,
+        Error::StateCorrupt,
     ];
 }
 

@@ -80,6 +80,12 @@ pub enum nanollama_status {
     NoCandidates = 25,
     /// The file has no vocabulary, or one of a kind this build cannot encode.
     UnsupportedTokenizer = 26,
+    /// A saved state is for another model, or for settings this context or
+    /// sampler cannot hold (KV type, vocabulary, position past n_ctx, longer
+    /// penalty history).
+    StateMismatch = 27,
+    /// A saved state is truncated, corrupted, or not a state of this kind.
+    StateCorrupt = 28,
 }
 
 impl From<Error> for nanollama_status {
@@ -111,6 +117,8 @@ impl From<Error> for nanollama_status {
             Error::BatchTooLarge => S::BatchTooLarge,
             Error::NoCandidates => S::NoCandidates,
             Error::UnsupportedTokenizer => S::UnsupportedTokenizer,
+            Error::StateMismatch => S::StateMismatch,
+            Error::StateCorrupt => S::StateCorrupt,
         }
     }
 }
@@ -188,6 +196,10 @@ pub struct nanollama_context_params {
     pub kv_type: u32,
     /// 1: keep the logits of every token of a batch; 0: only of the last.
     pub logits_all: u32,
+    /// 1: keep matrix-product inputs in f32 (slower, closer to exact). 0 (the
+    /// default): convert them as llama.cpp does (Q8_0 blocks for Q8_0
+    /// weights, f16 for F16, bf16 for BF16), so results match llama.cpp's.
+    pub f32_activations: u32,
     /// The host's parallel-for, or NULL to run every task on the calling thread.
     pub parallel_for: nanollama_parallel_for_fn,
     /// Passed to `parallel_for` as `user_data`.
@@ -226,6 +238,10 @@ pub struct nanollama_model_info {
     pub n_params: u64,
     /// Bytes of those tensors.
     pub weight_bytes: u64,
+    /// Identity of the model that saved states carry (see
+    /// `nanollama_context_state_save`): a hash of the hyper-parameters and
+    /// of samples of every tensor.
+    pub fingerprint: u64,
 }
 
 /// The context handle as laid out at the start of the caller's memory.
@@ -440,6 +456,7 @@ pub unsafe extern "C" fn nanollama_model_get_info(
         weight_types: i.weight_types,
         n_params: i.n_params,
         weight_bytes: i.weight_bytes,
+        fingerprint: m.fingerprint(),
     };
     // SAFETY: non-NULL (checked), writable (contract).
     unsafe { out.write(info) };
@@ -463,6 +480,7 @@ pub unsafe extern "C" fn nanollama_context_params_default(out: *mut nanollama_co
         n_batch: d.n_batch,
         kv_type: d.kv_type as u32,
         logits_all: d.logits_all as u32,
+        f32_activations: d.f32_activations as u32,
         parallel_for: None,
         parallel_user_data: core::ptr::null_mut(),
         n_threads: 1,
@@ -495,12 +513,18 @@ unsafe fn params(
         1 => true,
         _ => return Err(nanollama_status::InvalidArgument),
     };
+    let f32_activations = match p.f32_activations {
+        0 => false,
+        1 => true,
+        _ => return Err(nanollama_status::InvalidArgument),
+    };
     Ok((
         ContextParams {
             n_ctx: p.n_ctx,
             n_batch: p.n_batch,
             kv_type,
             logits_all,
+            f32_activations,
         },
         HostParallel {
             f: p.parallel_for,
@@ -925,6 +949,18 @@ unsafe fn sampler_mut<'a>(
     Ok(unsafe { &mut *(s as *mut Sampler<'static>) })
 }
 
+/// # Safety
+/// `s` NULL or a handle from `nanollama_sampler_init`.
+unsafe fn sampler_ref<'a>(
+    s: *const nanollama_sampler,
+) -> Result<&'a Sampler<'static>, nanollama_status> {
+    if s.is_null() {
+        return Err(nanollama_status::NullPointer);
+    }
+    // SAFETY: as in `sampler_mut`.
+    Ok(unsafe { &*(s as *const Sampler<'static>) })
+}
+
 /// Applies the chain to `logits[0..n_logits]` (n_logits must equal the
 /// sampler's n_vocab) and writes the drawn token to `*out_token`. Does not
 /// accept it: call `nanollama_sampler_accept` with the token you keep.
@@ -986,6 +1022,159 @@ pub unsafe extern "C" fn nanollama_sampler_reset(
     let s = try_status!(unsafe { sampler_mut(sampler) });
     s.reset();
     nanollama_status::Ok
+}
+
+/// Writes a state through `save` into the caller's `buf[0..len]` and its
+/// length to `*out_written`.
+///
+/// # Safety
+/// `buf` NULL or writable for `len` bytes; `out_written` NULL or writable.
+unsafe fn save_state(
+    buf: *mut c_void,
+    len: usize,
+    out_written: *mut usize,
+    save: impl FnOnce(&mut [u8]) -> crate::Result<usize>,
+) -> nanollama_status {
+    if buf.is_null() || out_written.is_null() {
+        return nanollama_status::NullPointer;
+    }
+    if len > isize::MAX as usize {
+        return nanollama_status::InvalidArgument;
+    }
+    // SAFETY: non-NULL (checked), writable for `len` bytes (contract).
+    let out = unsafe { core::slice::from_raw_parts_mut(buf as *mut u8, len) };
+    let n = try_status!(save(out));
+    // SAFETY: non-NULL (checked), writable (contract).
+    unsafe { out_written.write(n) };
+    nanollama_status::Ok
+}
+
+/// Writes `n` to `*out` (NULL_POINTER when `out` is NULL).
+///
+/// # Safety
+/// `out` NULL or writable.
+unsafe fn write_size(out: *mut usize, n: usize) -> nanollama_status {
+    if out.is_null() {
+        return nanollama_status::NullPointer;
+    }
+    // SAFETY: non-NULL (checked), writable (contract).
+    unsafe { out.write(n) };
+    nanollama_status::Ok
+}
+
+/// Bytes `nanollama_context_state_save` needs now (it grows with the
+/// position), written to `*out_size`.
+///
+/// # Safety
+/// `ctx` a valid handle; `out_size` writable.
+#[no_mangle]
+pub unsafe extern "C" fn nanollama_context_state_size(
+    ctx: *const nanollama_context,
+    out_size: *mut usize,
+) -> nanollama_status {
+    // SAFETY: caller's contract.
+    let h = try_status!(unsafe { ctx_ref(ctx) });
+    // SAFETY: caller's contract.
+    unsafe { write_size(out_size, h.ctx.state_size()) }
+}
+
+/// Saves the conversation (the keys and values of every filled position and
+/// the last logits, with the model's fingerprint and a checksum) into
+/// `buf[0..len]` (any alignment) and writes the bytes used to
+/// `*out_written`. BUFFER_TOO_SMALL when `len` is below
+/// `nanollama_context_state_size`.
+///
+/// # Safety
+/// `ctx` a valid handle; `buf` writable for `len` bytes; `out_written`
+/// writable.
+#[no_mangle]
+pub unsafe extern "C" fn nanollama_context_state_save(
+    ctx: *const nanollama_context,
+    buf: *mut c_void,
+    len: usize,
+    out_written: *mut usize,
+) -> nanollama_status {
+    // SAFETY: caller's contract.
+    let h = try_status!(unsafe { ctx_ref(ctx) });
+    // SAFETY: caller's contract.
+    unsafe { save_state(buf, len, out_written, |out| h.ctx.save_state(out)) }
+}
+
+/// Replaces the conversation with a saved one (`buf[0..len]` exactly as
+/// saved, possibly by another process). STATE_MISMATCH when it was saved from
+/// another model, with another KV type, or does not fit n_ctx; STATE_CORRUPT
+/// when it is damaged or truncated. On error the context is unchanged.
+///
+/// # Safety
+/// `ctx` a valid handle used by no other thread now; `buf` readable for
+/// `len` bytes.
+#[no_mangle]
+pub unsafe extern "C" fn nanollama_context_state_load(
+    ctx: *mut nanollama_context,
+    buf: *const c_void,
+    len: usize,
+) -> nanollama_status {
+    // SAFETY: caller's contract.
+    let h = try_status!(unsafe { ctx_mut(ctx) });
+    // SAFETY: caller's contract.
+    let b = try_status!(unsafe { bytes(buf as *const u8, len) });
+    status(h.ctx.load_state(b))
+}
+
+/// Bytes `nanollama_sampler_state_save` needs now, written to `*out_size`.
+///
+/// # Safety
+/// `sampler` a valid handle; `out_size` writable.
+#[no_mangle]
+pub unsafe extern "C" fn nanollama_sampler_state_size(
+    sampler: *const nanollama_sampler,
+    out_size: *mut usize,
+) -> nanollama_status {
+    // SAFETY: caller's contract.
+    let s = try_status!(unsafe { sampler_ref(sampler) });
+    // SAFETY: caller's contract.
+    unsafe { write_size(out_size, s.state_size()) }
+}
+
+/// Saves the sampler's state (random generator, mirostat mu, penalty
+/// history; not its settings) into `buf[0..len]` and writes the bytes used to
+/// `*out_written`.
+///
+/// # Safety
+/// `sampler` a valid handle; `buf` writable for `len` bytes; `out_written`
+/// writable.
+#[no_mangle]
+pub unsafe extern "C" fn nanollama_sampler_state_save(
+    sampler: *const nanollama_sampler,
+    buf: *mut c_void,
+    len: usize,
+    out_written: *mut usize,
+) -> nanollama_status {
+    // SAFETY: caller's contract.
+    let s = try_status!(unsafe { sampler_ref(sampler) });
+    // SAFETY: caller's contract.
+    unsafe { save_state(buf, len, out_written, |out| s.save_state(out)) }
+}
+
+/// Restores a saved sampler state into a sampler created with the same
+/// settings. STATE_MISMATCH for another vocabulary size or a history longer
+/// than this sampler's penalty window; STATE_CORRUPT when damaged. On error
+/// the sampler is unchanged.
+///
+/// # Safety
+/// `sampler` a valid handle used by no other thread now; `buf` readable for
+/// `len` bytes.
+#[no_mangle]
+pub unsafe extern "C" fn nanollama_sampler_state_load(
+    sampler: *mut nanollama_sampler,
+    buf: *const c_void,
+    len: usize,
+) -> nanollama_status {
+    // SAFETY: caller's contract.
+    let s = try_status!(unsafe { sampler_mut(sampler) });
+    // SAFETY: caller's contract.
+    let b = try_status!(unsafe { bytes(buf as *const u8, len) });
+    status(s.load_state(b))
 }
 
 /// A vocabulary (opaque): the tokenizer of a GGUF file. Read-only after

@@ -10,12 +10,34 @@ use crate::quant;
 const MIN_ROWS_PER_TASK: usize = 16;
 
 /// `out[b][r] = dot(w.row(r), x[b])` for each of the `n_tok` rows of `x`
-/// (`n_tok × w.cols`), writing `out` (`n_tok × w.rows`). Split by weight rows
-/// so that each weight row is read once per batch; every output element is one
-/// scalar dot product, so the result does not depend on the split.
-pub fn matmul(par: &dyn Parallel, w: &Matrix<'_>, x: &[f32], n_tok: usize, out: &mut [f32]) {
+/// (`n_tok × w.cols`), writing `out` (`n_tok × w.rows`). With `act`, the
+/// inputs are first converted to the weights' [`quant::ActType`] in that
+/// scratch (as llama.cpp computes); without, they meet the weights as f32.
+/// Split by weight rows so that each weight row is read once per batch; every
+/// output element is one scalar dot product, so the result does not depend on
+/// the split.
+pub fn matmul(
+    par: &dyn Parallel,
+    w: &Matrix<'_>,
+    x: &[f32],
+    n_tok: usize,
+    out: &mut [f32],
+    act: Option<&mut [u8]>,
+) {
     let (rows, cols) = (w.rows, w.cols);
     let x = &x[..n_tok * cols];
+    let at = w.ty.act_type();
+    let act = match act {
+        Some(buf) if at != quant::ActType::F32 => {
+            let rb = at.row_bytes(cols);
+            let buf = &mut buf[..n_tok * rb];
+            for (o, xb) in buf.chunks_exact_mut(rb).zip(x.chunks_exact(cols)) {
+                quant::quantize_act(at, xb, o);
+            }
+            Some((&*buf, rb))
+        }
+        _ => None,
+    };
     let out = &mut out[..n_tok * rows];
     let (n_tasks, per) = split(par, rows, MIN_ROWS_PER_TASK, MIN_ROWS_PER_TASK);
     let shared = DisjointMut::new(out);
@@ -23,14 +45,24 @@ pub fn matmul(par: &dyn Parallel, w: &Matrix<'_>, x: &[f32], n_tok: usize, out: 
         let r0 = t * per;
         let r1 = (r0 + per).min(rows);
         for b in 0..n_tok {
-            let xb = &x[b * cols..(b + 1) * cols];
             // SAFETY: task t alone owns rows r0..r1 of every token's output
             // row; the ranges of different tasks and tokens are disjoint, and
             // this view is dropped before the next is taken.
             #[allow(unsafe_code)]
             let o = unsafe { shared.range(b * rows + r0..b * rows + r1) };
-            for (r, o) in (r0..r1).zip(o.iter_mut()) {
-                *o = quant::dot(w.ty, w.row(r), xb);
+            match act {
+                Some((a, rb)) => {
+                    let xa = &a[b * rb..(b + 1) * rb];
+                    for (r, o) in (r0..r1).zip(o.iter_mut()) {
+                        *o = quant::dot_act(w.ty, w.row(r), xa, cols);
+                    }
+                }
+                None => {
+                    let xb = &x[b * cols..(b + 1) * cols];
+                    for (r, o) in (r0..r1).zip(o.iter_mut()) {
+                        *o = quant::dot(w.ty, w.row(r), xb);
+                    }
+                }
             }
         }
     });

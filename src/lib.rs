@@ -31,6 +31,7 @@ pub mod parallel;
 pub mod pretokenize;
 pub mod quant;
 pub mod sampler;
+pub mod state;
 pub mod tokenizer;
 #[rustfmt::skip]
 mod unicode_tables;

@@ -415,6 +415,57 @@ impl<'a> Model<'a> {
         }
     }
 
+    /// A 64-bit identity of the model, used to refuse saved states of another
+    /// model: the hash of the hyper-parameters and, for every tensor the model
+    /// reads, its type, size and 64 bytes each from the start, the middle and
+    /// the end of its data (a fine-tune of the same architecture differs
+    /// there). Costs a few hundred bytes of reading per tensor.
+    pub fn fingerprint(&self) -> u64 {
+        use crate::state::{hash, HASH_SEED};
+        let c = &self.config;
+        let mut h = HASH_SEED;
+        for v in [
+            c.dim,
+            c.n_layers,
+            c.n_heads,
+            c.n_kv_heads,
+            c.head_dim,
+            c.ffn_dim,
+            c.n_vocab,
+            c.n_ctx_train,
+            c.rope_dim,
+            c.rope_base.to_bits() as usize,
+            c.rms_eps.to_bits() as usize,
+            self.tied_output as usize,
+        ] {
+            h = hash(h, &(v as u64).to_le_bytes());
+        }
+        let mut add = |r: &TensorRecord| {
+            h = hash(h, &(r.ty as u64).to_le_bytes());
+            h = hash(h, &r.len.to_le_bytes());
+            let start = r.offset as usize;
+            let data = self.bytes.get(start..start + r.len as usize).unwrap_or(&[]);
+            const S: usize = 64;
+            if data.len() <= 3 * S {
+                h = hash(h, data);
+            } else {
+                let mid = data.len() / 2;
+                h = hash(h, &data[..S]);
+                h = hash(h, &data[mid..mid + S]);
+                h = hash(h, &data[data.len() - S..]);
+            }
+        };
+        add(&self.token_embd);
+        add(&self.output_norm);
+        add(&self.output);
+        for l in self.layers {
+            for r in l.iter() {
+                add(&TensorRecord::from_words(r));
+            }
+        }
+        h
+    }
+
     fn matrix(&self, r: &TensorRecord, rows: usize, cols: usize) -> Matrix<'a> {
         let ty = ty_of(r);
         let start = r.offset as usize;

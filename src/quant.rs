@@ -122,24 +122,7 @@ const LANES: usize = 8;
 
 #[inline(always)]
 fn lanes_dot(x: &[f32], n: usize, w: impl Fn(usize) -> f32) -> f32 {
-    let mut acc = [0f32; LANES];
-    let full = n / LANES * LANES;
-    let mut i = 0;
-    while i < full {
-        for (l, a) in acc.iter_mut().enumerate() {
-            *a += w(i + l) * x[i + l];
-        }
-        i += LANES;
-    }
-    let mut tail = 0f32;
-    for (j, xj) in x.iter().enumerate().take(n).skip(full) {
-        tail += w(j) * xj;
-    }
-    let mut s = 0f32;
-    for a in acc {
-        s += a;
-    }
-    s + tail
+    lanes_dot2(n, |i| w(i) * x[i])
 }
 
 /// Dot product of one stored row with `x` (f32 activations), the row holding
@@ -172,6 +155,152 @@ pub fn dot(t: WeightType, row: &[u8], x: &[f32]) -> f32 {
             sum
         }
     }
+}
+
+/// The form a matrix product's f32 inputs take before they meet the weights
+/// of a given type, as llama.cpp does it (its "vec_dot_type"): F16 and BF16
+/// weights meet inputs rounded to their own type, Q8_0 weights meet inputs
+/// quantized to Q8_0 blocks (an integer dot product per block). F32 weights
+/// meet the f32 inputs as they are.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ActType {
+    F32,
+    F16,
+    BF16,
+    Q8_0,
+}
+
+/// Most bytes one converted input element takes, over every [`ActType`] but
+/// `F32` (which is not converted).
+pub const ACT_MAX_BYTES: usize = 2;
+
+impl WeightType {
+    /// The form inputs take to meet weights of this type.
+    pub fn act_type(self) -> ActType {
+        match self {
+            Self::F32 => ActType::F32,
+            Self::F16 => ActType::F16,
+            Self::BF16 => ActType::BF16,
+            Self::Q8_0 => ActType::Q8_0,
+        }
+    }
+}
+
+impl ActType {
+    /// Bytes of `n` converted inputs (`n` a multiple of the block length of
+    /// the weights that ask for this form).
+    pub fn row_bytes(self, n: usize) -> usize {
+        match self {
+            Self::F32 => n * 4,
+            Self::F16 | Self::BF16 => n * 2,
+            Self::Q8_0 => n / QK8_0 * Q8_0_BYTES,
+        }
+    }
+}
+
+/// f32 to bf16 bits, rounding to nearest even (NaN stays NaN).
+#[inline(always)]
+fn bf16_bits(v: f32) -> u16 {
+    let u = v.to_bits();
+    if v.is_nan() {
+        return ((u >> 16) | 0x40) as u16;
+    }
+    ((u + (0x7fff + ((u >> 16) & 1))) >> 16) as u16
+}
+
+/// Writes `x` in the form `t` into `out` (at least `t.row_bytes(x.len())`
+/// bytes). Q8_0: per block of 32, `d = max|x| / 127` stored as f16 and
+/// `q = round_half_even(x * 127 / max|x|)`, the rounding llama.cpp's x86 and
+/// Arm kernels use.
+pub fn quantize_act(t: ActType, x: &[f32], out: &mut [u8]) {
+    match t {
+        ActType::F32 => {
+            for (o, v) in out.chunks_exact_mut(4).zip(x) {
+                o.copy_from_slice(&v.to_le_bytes());
+            }
+        }
+        ActType::F16 => {
+            for (o, v) in out.chunks_exact_mut(2).zip(x) {
+                o.copy_from_slice(&f16::from_f32(*v).to_bits().to_le_bytes());
+            }
+        }
+        ActType::BF16 => {
+            for (o, v) in out.chunks_exact_mut(2).zip(x) {
+                o.copy_from_slice(&bf16_bits(*v).to_le_bytes());
+            }
+        }
+        ActType::Q8_0 => {
+            for (o, xb) in out.chunks_exact_mut(Q8_0_BYTES).zip(x.chunks_exact(QK8_0)) {
+                let amax = xb.iter().fold(0f32, |m, v| m.max(v.abs()));
+                let d = amax / 127.0;
+                let id = if amax != 0.0 { 127.0 / amax } else { 0.0 };
+                o[..2].copy_from_slice(&f16::from_f32(d).to_bits().to_le_bytes());
+                for (q, v) in o[2..].iter_mut().zip(xb) {
+                    *q = libm::rintf(v * id).clamp(-127.0, 127.0) as i8 as u8;
+                }
+            }
+        }
+    }
+}
+
+/// Dot product of one stored row of `n` weights of type `t` with `n` inputs
+/// already in the form `t.act_type()` (see [`quantize_act`]). Scalar
+/// reference implementation.
+pub fn dot_act(t: WeightType, row: &[u8], xa: &[u8], n: usize) -> f32 {
+    match t {
+        WeightType::F32 => {
+            let (row, xa) = (&row[..n * 4], &xa[..n * 4]);
+            lanes_dot2(n, |i| le_f32(&row[i * 4..]) * le_f32(&xa[i * 4..]))
+        }
+        WeightType::F16 => {
+            let (row, xa) = (&row[..n * 2], &xa[..n * 2]);
+            lanes_dot2(n, |i| le_f16(&row[i * 2..]) * le_f16(&xa[i * 2..]))
+        }
+        WeightType::BF16 => {
+            let (row, xa) = (&row[..n * 2], &xa[..n * 2]);
+            lanes_dot2(n, |i| le_bf16(&row[i * 2..]) * le_bf16(&xa[i * 2..]))
+        }
+        WeightType::Q8_0 => {
+            let nb = n / QK8_0;
+            let (row, xa) = (&row[..nb * Q8_0_BYTES], &xa[..nb * Q8_0_BYTES]);
+            let mut sum = 0f32;
+            for (w, x) in row
+                .chunks_exact(Q8_0_BYTES)
+                .zip(xa.chunks_exact(Q8_0_BYTES))
+            {
+                let sumi: i32 = w[2..]
+                    .iter()
+                    .zip(&x[2..])
+                    .map(|(&a, &b)| (a as i8 as i32) * (b as i8 as i32))
+                    .sum();
+                sum += sumi as f32 * (le_f16(w) * le_f16(x));
+            }
+            sum
+        }
+    }
+}
+
+/// Sum of `n` products in the lane order of [`lanes_dot`].
+#[inline(always)]
+fn lanes_dot2(n: usize, prod: impl Fn(usize) -> f32) -> f32 {
+    let mut acc = [0f32; LANES];
+    let full = n / LANES * LANES;
+    let mut i = 0;
+    while i < full {
+        for (l, a) in acc.iter_mut().enumerate() {
+            *a += prod(i + l);
+        }
+        i += LANES;
+    }
+    let mut tail = 0f32;
+    for j in full..n {
+        tail += prod(j);
+    }
+    let mut s = 0f32;
+    for a in acc {
+        s += a;
+    }
+    s + tail
 }
 
 #[cfg(test)]
@@ -268,5 +397,89 @@ mod tests {
             let got = dot(WeightType::F32, &fb, &x[..n]) as f64;
             assert!((got - want).abs() <= 1e-5, "n={n} {got} {want}");
         }
+    }
+
+    #[test]
+    fn q8_0_inputs_round_half_to_even_and_dot_exactly() {
+        // amax 127 makes the scale 1: the quants are the inputs rounded,
+        // halves to even (2.5 -> 2, 3.5 -> 4, -2.5 -> -2).
+        let mut x = [0f32; 32];
+        x[0] = 127.0;
+        x[1] = 2.5;
+        x[2] = 3.5;
+        x[3] = -2.5;
+        x[4] = -126.4;
+        x[5] = 0.49;
+        let mut a = [0u8; 34];
+        quantize_act(ActType::Q8_0, &x, &mut a);
+        assert_eq!(le_f16(&a), 1.0);
+        let q: Vec<i8> = a[2..8].iter().map(|&b| b as i8).collect();
+        assert_eq!(q, [127, 2, 4, -2, -126, 0]);
+        // All zeros: scale 0, quants 0.
+        quantize_act(ActType::Q8_0, &[0.0; 32], &mut a);
+        assert!(a.iter().all(|&b| b == 0));
+
+        // dot_act equals the integer dot product times both scales.
+        let mut state = 99u32;
+        let mut rnd = || {
+            state = state.wrapping_mul(1664525).wrapping_add(1013904223);
+            (state >> 8) as f32 / (1u32 << 24) as f32 - 0.5
+        };
+        let mut w = [0u8; 2 * 34];
+        for b in 0..2 {
+            let mut qs = [0i8; 32];
+            for q in qs.iter_mut() {
+                *q = (rnd() * 254.0) as i8;
+            }
+            w[b * 34..b * 34 + 34].copy_from_slice(&q8_block(0.25 + b as f32, &qs));
+        }
+        let xs: Vec<f32> = (0..64).map(|_| rnd() * 3.0).collect();
+        let mut xa = [0u8; 2 * 34];
+        quantize_act(ActType::Q8_0, &xs, &mut xa);
+        let mut want = 0f64;
+        for b in 0..2 {
+            let (wb, xb) = (&w[b * 34..b * 34 + 34], &xa[b * 34..b * 34 + 34]);
+            let sumi: i64 = (0..32)
+                .map(|i| wb[2 + i] as i8 as i64 * xb[2 + i] as i8 as i64)
+                .sum();
+            want += sumi as f64 * le_f16(wb) as f64 * le_f16(xb) as f64;
+        }
+        let got = dot_act(WeightType::Q8_0, &w, &xa, 64) as f64;
+        assert!(
+            (got - want).abs() <= 1e-6 * want.abs().max(1.0),
+            "{got} {want}"
+        );
+        // And it approximates the f32 dot within the quantization error.
+        let exact = dot(WeightType::Q8_0, &w, &xs) as f64;
+        assert!(
+            (got - exact).abs() < 0.02 * exact.abs().max(1.0),
+            "{got} {exact}"
+        );
+    }
+
+    #[test]
+    fn f16_and_bf16_inputs_are_rounded_to_nearest_even() {
+        let x = [1.0f32 + 1.0 / 2048.0, 1.0 + 3.0 / 2048.0, -65504.0, 1e-8];
+        let mut a = [0u8; 8];
+        quantize_act(ActType::F16, &x, &mut a);
+        let back: Vec<f32> = a.chunks_exact(2).map(le_f16).collect();
+        assert_eq!(back, [1.0, 1.0 + 2.0 / 1024.0, -65504.0, 0.0]);
+        let y = [1.0f32 + 1.0 / 256.0, 1.0 + 3.0 / 256.0, f32::NAN, -0.0];
+        quantize_act(ActType::BF16, &y, &mut a);
+        let back: Vec<f32> = a.chunks_exact(2).map(le_bf16).collect();
+        assert_eq!(back[..2], [1.0, 1.0 + 2.0 / 128.0]);
+        assert!(back[2].is_nan());
+        assert_eq!(back[3].to_bits(), (-0.0f32).to_bits());
+        // dot_act on converted inputs equals dot on the rounded values.
+        let w: Vec<u8> = [0.5f32, -2.0, 0.0, 4.0]
+            .iter()
+            .flat_map(|v| f16::from_f32(*v).to_bits().to_le_bytes())
+            .collect();
+        quantize_act(ActType::F16, &x, &mut a);
+        let rounded: Vec<f32> = a.chunks_exact(2).map(le_f16).collect();
+        assert_eq!(
+            dot_act(WeightType::F16, &w, &a, 4),
+            dot(WeightType::F16, &w, &rounded)
+        );
     }
 }

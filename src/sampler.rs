@@ -202,6 +202,8 @@ impl Rng {
     }
 }
 
+const SAMPLER_MAGIC: &[u8; 4] = b"NLSM";
+
 /// A sampler in caller memory: candidate scratch for the vocabulary, the
 /// logit biases, and a ring of the last accepted tokens.
 pub struct Sampler<'a> {
@@ -359,6 +361,80 @@ impl<'a> Sampler<'a> {
             self.hist_next = (self.hist_next + 1) % cap;
             self.hist_len = (self.hist_len + 1).min(cap);
         }
+        Ok(())
+    }
+
+    /// Bytes [`Sampler::save_state`] writes now.
+    pub fn state_size(&self) -> usize {
+        4 + 4 + 4 + 4 + 8 + 4 + 4 + 4 * self.hist_len + crate::state::CHECKSUM_BYTES
+    }
+
+    /// Writes what the sampler has learned since `init` or `reset` into `out`
+    /// (at least [`Sampler::state_size`] bytes) and returns the bytes
+    /// written: the random generator, mirostat's running `mu` and the
+    /// penalty history. The settings are not saved: the host creates the
+    /// sampler with its settings, then loads the state. Format:
+    ///
+    /// ```text
+    /// b"NLSM", version u32, n_vocab u32, penalty window u32, generator u64,
+    /// mu f32, history length u32, history (oldest first) u32..., checksum u64
+    /// ```
+    pub fn save_state(&self, out: &mut [u8]) -> Result<usize> {
+        let need = self.state_size();
+        if out.len() < need {
+            return Err(Error::BufferTooSmall);
+        }
+        let mut w = crate::state::Writer::new(&mut out[..need]);
+        w.bytes(SAMPLER_MAGIC);
+        w.u32(crate::state::VERSION);
+        w.u32(self.n_vocab as u32);
+        w.u32(self.hist.len() as u32);
+        w.u64(self.rng.0);
+        w.f32(self.mu);
+        w.u32(self.hist_len as u32);
+        for t in self.history() {
+            w.u32(t);
+        }
+        Ok(w.finish())
+    }
+
+    /// Restores a state from [`Sampler::save_state`] (`state` exactly as
+    /// written). Refused with [`Error::StateMismatch`] when it was written for
+    /// another vocabulary size or holds more history than this sampler's
+    /// penalty window, [`Error::StateCorrupt`] when damaged; on error the
+    /// sampler is unchanged.
+    pub fn load_state(&mut self, state: &[u8]) -> Result<()> {
+        let mut r = crate::state::Reader::open(state, SAMPLER_MAGIC)?;
+        let n_vocab = r.u32()? as usize;
+        let _window = r.u32()?;
+        let rng = r.u64()?;
+        let mu = r.f32()?;
+        let n = r.u32()? as usize;
+        if n_vocab != self.n_vocab || n > self.hist.len() {
+            return Err(Error::StateMismatch);
+        }
+        if r.remaining() != n * 4 || !mu.is_finite() {
+            return Err(Error::StateCorrupt);
+        }
+        let toks = r.bytes(n * 4)?;
+        let tok = |i: usize| {
+            let b = &toks[i * 4..i * 4 + 4];
+            u32::from_le_bytes([b[0], b[1], b[2], b[3]])
+        };
+        if (0..n).any(|i| tok(i) as usize >= n_vocab) {
+            return Err(Error::StateCorrupt);
+        }
+        for i in 0..n {
+            self.hist[i] = tok(i);
+        }
+        self.hist_len = n;
+        self.hist_next = if self.hist.is_empty() {
+            0
+        } else {
+            n % self.hist.len()
+        };
+        self.rng = Rng(rng);
+        self.mu = mu;
         Ok(())
     }
 

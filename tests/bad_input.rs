@@ -1142,6 +1142,7 @@ fn context_buffers_too_small_or_misaligned() {
             n_batch: 8,
             kv_type: KvType::F32,
             logits_all: true,
+            ..ContextParams::default()
         },
     ] {
         let need = Context::size(&model, &p).unwrap();
@@ -1209,6 +1210,7 @@ fn with_context(logits_all: bool, f: impl FnOnce(&mut Context<'_>, u32)) {
         n_batch: 4,
         kv_type: KvType::F32,
         logits_all,
+        ..ContextParams::default()
     };
     let mut cm = AlignedBuf::new(Context::size(&model, &p).unwrap());
     let mut ctx = Context::init(&model, &p, cm.as_mut_slice()).unwrap();

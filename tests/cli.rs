@@ -103,6 +103,7 @@ fn logits_match_the_library_bit_for_bit() {
             n_batch: 5,
             kv_type: kv,
             logits_all: true,
+            ..ContextParams::default()
         };
         let mut cm = AlignedBuf::new(Context::size(&m, &params).unwrap());
         let mut ctx = Context::init(&m, &params, cm.as_mut_slice()).unwrap();
@@ -154,6 +155,7 @@ fn logits_match_the_library_bit_for_bit() {
         n_batch: 1,
         kv_type: KvType::F32,
         logits_all: true,
+        ..ContextParams::default()
     };
     let mut cm = AlignedBuf::new(Context::size(&m, &params).unwrap());
     let mut ctx = Context::init(&m, &params, cm.as_mut_slice()).unwrap();

@@ -39,6 +39,7 @@ fn params(kv: KvType, all: bool) -> ContextParams {
         n_batch: 16,
         kv_type: kv,
         logits_all: all,
+        ..ContextParams::default()
     }
 }
 
@@ -602,6 +603,7 @@ fn context_sizes() {
             n_batch,
             kv_type,
             logits_all,
+            ..ContextParams::default()
         };
         Context::size(&m, &p).unwrap()
     };

@@ -504,6 +504,7 @@ fn c_example_argmax_matches_rust() {
         n_batch: tokens.len() as u32,
         kv_type: KvType::F16,
         logits_all: true,
+        ..ContextParams::default()
     };
     let mut cm = AlignedBuf::new(Context::size(&model, &p).unwrap());
     let mut ctx = Context::init(&model, &p, cm.as_mut_slice()).unwrap();
