@@ -618,10 +618,6 @@ nanollama_status nanollama_detokenizer_flush(nanollama_detokenizer *d,
                                              size_t capacity,
                                              size_t *out_len);
 
-extern void *mmap(void *addr, size_t len, int prot, int flags, int fd, long off);
-
-extern int munmap(void *addr, size_t len);
-
 #ifdef __cplusplus
 }  // extern "C"
 #endif  // __cplusplus
