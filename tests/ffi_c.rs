@@ -1024,3 +1024,165 @@ fn allocator_scan_catches_allocating_code() {
         "_ZN4core5alloc6layout6Layout5array17h0123456789abcdefE"
     ));
 }
+
+/// The model that ships in the repository.
+fn shipped_model() -> PathBuf {
+    root().join("models/kjv-llama.gguf")
+}
+
+fn args(words: &[&str]) -> Vec<PathBuf> {
+    words.iter().map(PathBuf::from).collect()
+}
+
+/// Sampling with a temperature and penalties, so that both the random
+/// generator and the penalty history matter.
+const SAMPLING: [&str; 6] = ["--seed", "5", "--temp", "0.9", "--repeat-penalty", "1.2"];
+
+fn generate_c(prompt: &str, n: usize, threads: usize, sampling: &[&str]) -> String {
+    let exe = example("generate");
+    let m = shipped_model();
+    let (n, t) = (n.to_string(), threads.to_string());
+    let mut a = args(&["-m", m.to_str().unwrap(), "-p", prompt, "-n", &n, "-t", &t]);
+    a.extend(args(sampling));
+    run(&exe, &a)
+}
+
+#[test]
+fn c_example_generate_matches_the_cli_with_any_thread_count() {
+    let one = generate_c("And it came to pass", 40, 1, &SAMPLING);
+    assert!(one.starts_with(" And it came to pass"), "{one:?}");
+    assert!(one.len() > 100, "{one:?}");
+    for t in [2, 3] {
+        assert_eq!(
+            generate_c("And it came to pass", 40, t, &SAMPLING),
+            one,
+            "{t} threads"
+        );
+    }
+    // The Rust example program, same flags: same text.
+    let m = shipped_model();
+    let mut cli = vec![
+        "generate",
+        m.to_str().unwrap(),
+        "-p",
+        "And it came to pass",
+        "-n",
+        "40",
+    ];
+    cli.extend(SAMPLING);
+    let o = Command::new(cli_exe()).args(&cli).output().unwrap();
+    assert!(o.status.success());
+    assert_eq!(String::from_utf8_lossy(&o.stdout), one);
+    // Another seed writes another text (the flags reach the sampler).
+    let mut other = SAMPLING;
+    other[1] = "6";
+    assert_ne!(generate_c("And it came to pass", 40, 1, &other), one);
+}
+
+#[test]
+fn c_example_characters_each_write_what_they_would_alone() {
+    let exe = example("characters");
+    let m = shipped_model();
+    let mut a = args(&["-m", m.to_str().unwrap(), "-n", "24"]);
+    a.extend(args(&SAMPLING));
+    let out = run(&exe, &a);
+    let lines: Vec<&str> = out.lines().collect();
+    // Each character's line is "Name: text", the text possibly running over
+    // several lines (a BOS starts a new verse): split on the names.
+    let names = ["Prophet", "King", "Scribe", "Shepherd"];
+    let prompts = [
+        "Thus saith the LORD",
+        "And the king said",
+        "In the beginning",
+        "The LORD is my shepherd",
+    ];
+    let mut texts = vec![String::new(); 4];
+    let mut cur = None;
+    for l in &lines {
+        if let Some(i) = names.iter().position(|n| l.starts_with(&format!("{n}:"))) {
+            cur = Some(i);
+            texts[i] = l[names[i].len() + 1..].to_string();
+        } else {
+            let i = cur.expect("text before the first name");
+            texts[i].push('\n');
+            texts[i].push_str(l);
+        }
+    }
+    for (i, text) in texts.iter().enumerate() {
+        let seed = (5 + i).to_string();
+        let mut s = SAMPLING;
+        s[1] = &seed;
+        let alone = generate_c(prompts[i], 24, 1, &s);
+        assert_eq!(format!("{text}\n"), alone, "{}", names[i]);
+    }
+    assert!(texts.iter().all(|t| t.len() > 40), "{texts:?}");
+}
+
+#[test]
+fn c_example_save_restore_continues_in_a_fresh_process() {
+    let exe = example("save_restore");
+    let m = shipped_model();
+    let m = m.to_str().unwrap();
+    let sav = tmp().join(format!("game-{}.sav", std::process::id()));
+    let sav_s = sav.to_str().unwrap();
+    let mut a = args(&[
+        "-m",
+        m,
+        "save",
+        sav_s,
+        "-p",
+        "And it came to pass",
+        "-n",
+        "20",
+    ]);
+    a.extend(args(&SAMPLING));
+    let first = run(&exe, &a);
+    let mut b = args(&["-m", m, "resume", sav_s, "-n", "25"]);
+    b.extend(args(&SAMPLING));
+    let second = run(&exe, &b);
+    let whole = generate_c("And it came to pass", 45, 1, &SAMPLING);
+    assert_eq!(format!("{first}{second}"), whole);
+    // Resuming again gives the same text: loading does not consume the file.
+    assert_eq!(run(&exe, &b), second);
+
+    // Refusals, each with its status message and exit status 1.
+    let refused = |model: &str, file: &Path, want: &str| {
+        let asan = std::env::var("ASAN_OPTIONS").unwrap_or_default();
+        let mut cmd = Command::new(&exe);
+        cmd.args(["-m", model, "resume"])
+            .arg(file)
+            .args(["-n", "5"])
+            .args(SAMPLING)
+            .env("ASAN_OPTIONS", format!("{asan}:detect_leaks=0"));
+        let o = exec(cmd);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(1), "{err}");
+        assert!(err.contains(want), "{err:?} lacks {want:?}");
+    };
+    let bytes = std::fs::read(&sav).unwrap();
+    // A byte of the context state's KV rows flipped.
+    let mut bad = bytes.clone();
+    bad[8 + 8 + 100] ^= 0x20;
+    let bad_path = write(&format!("bad-{}.sav", std::process::id()), &bad);
+    refused(m, &bad_path, nanollama::Error::StateCorrupt.message());
+    // The same file under another model: the shipped one with its last
+    // weight changed, as a fine-tune of the same shape would be.
+    let mut tuned = std::fs::read(shipped_model()).unwrap();
+    *tuned.last_mut().unwrap() ^= 0x01;
+    let tuned = write(&format!("tuned-{}.gguf", std::process::id()), &tuned);
+    refused(
+        tuned.to_str().unwrap(),
+        &sav,
+        nanollama::Error::StateMismatch.message(),
+    );
+    std::fs::remove_file(&tuned).ok();
+    // A sampler with a shorter penalty window cannot hold the history.
+    let mut cmd = Command::new(&exe);
+    let asan = std::env::var("ASAN_OPTIONS").unwrap_or_default();
+    cmd.args(["-m", m, "resume", sav_s, "-n", "5", "--penalty-last-n", "4"])
+        .env("ASAN_OPTIONS", format!("{asan}:detect_leaks=0"));
+    let o = exec(cmd);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("nanollama_sampler_state_load"));
+    std::fs::remove_file(&sav).ok();
+}

@@ -1,0 +1,142 @@
+/* cc -std=c11 -O2 -Iinclude examples/characters.c target/release/libnanollama.a -lpthread -lm -o characters
+ *
+ * Several conversations over one model, as a game has characters: each
+ * character has its own context and sampler in the host's memory (a few
+ * hundred kilobytes each with the shipped model), the model's weights are
+ * mapped once and shared, and the host advances the characters in turn, one
+ * token each, as a game would in its frame loop. Each character writes
+ * exactly what it would write alone (same prompt, same seed).
+ *     $ ./characters [-m MODEL] [-n TOKENS] [sampler flags]
+ * Every character draws with --seed plus its number. Prints one line per
+ * character: "name: text".
+ */
+#include "host.h"
+
+#define N_CHARACTERS 4
+
+typedef struct {
+    const char *name, *prompt;
+    void *ctx_mem, *sampler_mem;
+    nanollama_context *ctx;
+    nanollama_sampler *sampler;
+    nanollama_detokenizer detok;
+    char text[8192];
+    size_t len;
+    int n_gen, done;
+} character;
+
+int main(int argc, char **argv) {
+    const char *model_path = "models/kjv-llama.gguf";
+    int n_predict = 48;
+    nanollama_sampler_params sp;
+    nanollama_sampler_params_default(&sp);
+    for (int i = 1; i < argc; i++) {
+        if (sampler_flag(argc, argv, &i, &sp)) continue;
+        if (i + 1 < argc && !strcmp(argv[i], "-m")) model_path = argv[++i];
+        else if (i + 1 < argc && !strcmp(argv[i], "-n")) n_predict = atoi(argv[++i]);
+        else {
+            fprintf(stderr, "usage: %s [-m MODEL] [-n TOKENS] [sampler flags]\n", argv[0]);
+            return 2;
+        }
+    }
+    character cast[N_CHARACTERS] = {
+        {.name = "Prophet", .prompt = "Thus saith the LORD"},
+        {.name = "King", .prompt = "And the king said"},
+        {.name = "Scribe", .prompt = "In the beginning"},
+        {.name = "Shepherd", .prompt = "The LORD is my shepherd"},
+    };
+
+    mapped_file file = map_file(model_path);
+    size_t size;
+    CHECK_OK(nanollama_model_size(file.bytes, file.len, &size));
+    void *model_mem = alloc64(size);
+    const nanollama_model *model;
+    CHECK_OK(nanollama_model_init(file.bytes, file.len, model_mem, size, &model));
+    CHECK_OK(nanollama_vocab_size(file.bytes, file.len, &size));
+    void *vocab_mem = alloc64(size);
+    const nanollama_vocab *vocab;
+    CHECK_OK(nanollama_vocab_init(file.bytes, file.len, vocab_mem, size, &vocab));
+    nanollama_model_info mi;
+    CHECK_OK(nanollama_model_get_info(model, &mi));
+    nanollama_vocab_info vi;
+    CHECK_OK(nanollama_vocab_get_info(vocab, &vi));
+
+    /* One context and one sampler per character; each reads its prompt. */
+    uint64_t seed = sp.seed;
+    for (int c = 0; c < N_CHARACTERS; c++) {
+        character *ch = &cast[c];
+        int32_t tokens[256];
+        size_t n_prompt = 0, text_len = strlen(ch->prompt);
+        size_t scratch_len = nanollama_tokenize_scratch_size(text_len);
+        void *scratch = alloc64(scratch_len);
+        CHECK_OK(nanollama_tokenize(vocab, (const uint8_t *)ch->prompt, text_len,
+                                    vi.add_bos ? NANOLLAMA_TOKENIZE_FLAGS_ADD_BOS : 0, scratch,
+                                    scratch_len, tokens, 256, &n_prompt));
+        free(scratch);
+
+        nanollama_context_params cp;
+        nanollama_context_params_default(&cp);
+        cp.n_ctx = mi.n_ctx_train;
+        cp.n_batch = (uint32_t)n_prompt;
+        CHECK_OK(nanollama_context_size(model, &cp, &size));
+        ch->ctx_mem = alloc64(size);
+        CHECK_OK(nanollama_context_init(model, &cp, ch->ctx_mem, size, &ch->ctx));
+        sp.seed = seed + (uint64_t)c;
+        CHECK_OK(nanollama_sampler_size(mi.n_vocab, &sp, &size));
+        ch->sampler_mem = alloc64(size);
+        CHECK_OK(nanollama_sampler_init(mi.n_vocab, &sp, ch->sampler_mem, size, &ch->sampler));
+
+        nanollama_detokenizer_init(&ch->detok);
+        for (size_t i = 0; i < n_prompt; i++) {
+            size_t n;
+            CHECK_OK(nanollama_detokenizer_push(&ch->detok, vocab, tokens[i],
+                                                (uint8_t *)ch->text + ch->len, 300, &n));
+            ch->len += n;
+            CHECK_OK(nanollama_sampler_accept(ch->sampler, tokens[i]));
+        }
+        CHECK_OK(nanollama_context_decode(ch->ctx, tokens, n_prompt));
+    }
+
+    /* The frame loop: every character still talking says one more token. */
+    for (int talking = N_CHARACTERS; talking > 0;) {
+        talking = 0;
+        for (int c = 0; c < N_CHARACTERS; c++) {
+            character *ch = &cast[c];
+            if (ch->done) continue;
+            const float *logits;
+            size_t rows;
+            int32_t tok;
+            uint32_t pos;
+            CHECK_OK(nanollama_context_logits(ch->ctx, &logits, &rows));
+            CHECK_OK(nanollama_sampler_sample(ch->sampler, logits, mi.n_vocab, &tok));
+            CHECK_OK(nanollama_sampler_accept(ch->sampler, tok));
+            ch->n_gen++;
+            CHECK_OK(nanollama_context_pos(ch->ctx, &pos));
+            if ((uint32_t)tok == vi.eos || ch->len + 300 > sizeof ch->text) {
+                ch->done = 1;
+                continue;
+            }
+            ch->len += token_text(vocab, &vi, &ch->detok, tok, (uint8_t *)ch->text + ch->len);
+            if (ch->n_gen == n_predict || pos == mi.n_ctx_train) {
+                ch->done = 1;
+                continue;
+            }
+            CHECK_OK(nanollama_context_decode(ch->ctx, &tok, 1));
+            talking++;
+        }
+    }
+
+    for (int c = 0; c < N_CHARACTERS; c++) {
+        character *ch = &cast[c];
+        size_t n;
+        CHECK_OK(nanollama_detokenizer_flush(&ch->detok, (uint8_t *)ch->text + ch->len, 4, &n));
+        ch->len += n;
+        printf("%s:%.*s\n", ch->name, (int)ch->len, ch->text);
+        free(ch->ctx_mem);
+        free(ch->sampler_mem);
+    }
+    free(vocab_mem);
+    free(model_mem);
+    unmap_file(file);
+    return 0;
+}
