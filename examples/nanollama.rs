@@ -39,6 +39,17 @@ fn usage(msg: &str) -> Fail {
 }
 
 fn main() -> ExitCode {
+    // Die quietly on a closed pipe (`nanollama info M | head`), as Unix tools
+    // do, instead of panicking in println!.
+    #[cfg(unix)]
+    {
+        extern "C" {
+            fn signal(sig: i32, handler: usize) -> usize;
+        }
+        // SAFETY: restores the default action of SIGPIPE (13) before any
+        // thread starts; no handler code is involved.
+        unsafe { signal(13, 0) };
+    }
     let args: Vec<String> = std::env::args().skip(1).collect();
     let r = match args.first().map(String::as_str) {
         Some("info") => info(&args[1..]),
@@ -146,6 +157,23 @@ fn info(args: &[String]) -> Result<(), Fail> {
             ""
         }
     );
+    // What a host allocates for a conversation with the default settings
+    // over the whole training context.
+    let ctx = Context::size(&m, &ContextParams::default()).map_err(|e| Fail(e.to_string(), 1))?;
+    let one = ContextParams {
+        n_batch: 1,
+        ..ContextParams::default()
+    };
+    let ctx1 = Context::size(&m, &one).map_err(|e| Fail(e.to_string(), 1))?;
+    let smp = Sampler::size(c.n_vocab, &SamplerParams::default(), 0)
+        .map_err(|e| Fail(e.to_string(), 1))?;
+    println!(
+        "memory: model table {} bytes; context (n_ctx {}, F16 KV) {ctx} bytes \
+         ({ctx1} with n_batch 1); sampler {smp} bytes",
+        Model::size(bytes).unwrap_or(0),
+        c.n_ctx_train
+    );
+    println!("fingerprint: {:016x}", m.fingerprint());
     Ok(())
 }
 

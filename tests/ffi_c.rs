@@ -1186,3 +1186,54 @@ fn c_example_save_restore_continues_in_a_fresh_process() {
     assert!(String::from_utf8_lossy(&o.stderr).contains("nanollama_sampler_state_load"));
     std::fs::remove_file(&sav).ok();
 }
+
+/// The C quick start in README.md compiles without a warning and, given a
+/// main that reads the shipped model, writes text.
+#[test]
+fn readme_quick_start_runs() {
+    let readme = std::fs::read_to_string(root().join("README.md")).unwrap();
+    let start = readme
+        .find("## C quick start")
+        .expect("quick start section");
+    let block = &readme[start..];
+    let code_start = block.find("```c\n").unwrap() + 5;
+    let code = &block[code_start..code_start + block[code_start..].find("```").unwrap()];
+    assert!(
+        code.lines().count() <= 40,
+        "the quick start grew past 40 lines"
+    );
+    let main = r#"
+int main(int argc, char **argv) {
+    (void)argc;
+    FILE *f = fopen(argv[1], "rb");
+    if (!f) return 2;
+    static uint8_t buf[8 << 20];
+    size_t len = fread(buf, 1, sizeof buf, f);
+    fclose(f);
+    const int32_t prompt[] = {1, 282, 361, 429, 295, 536}; /* <s> And it came to pass */
+    return generate(buf, len, prompt, 6);
+}
+"#;
+    let src = write("quick_start.c", format!("{code}{main}").as_bytes());
+    let mut cmd = Command::new(cc());
+    cmd.arg("-std=c11")
+        .args(STRICT)
+        .args(["-O1"])
+        .args(sanitizer_flags())
+        .arg("-I")
+        .arg(root().join("include"))
+        .arg(&src)
+        .arg(staticlib())
+        .args(["-lm", "-lpthread"]);
+    let exe = build(cmd, &tmp().join("quick_start"));
+    let asan = std::env::var("ASAN_OPTIONS").unwrap_or_default();
+    let mut run_cmd = Command::new(&exe);
+    // The snippet leaves its memory to the host ("free when done").
+    run_cmd
+        .arg(shipped_model())
+        .env("ASAN_OPTIONS", format!("{asan}:detect_leaks=0"));
+    let o = exec(run_cmd);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(text.split_whitespace().count() >= 10, "{text:?}");
+}
