@@ -19,6 +19,7 @@
 )]
 
 pub mod block;
+pub mod blocks;
 pub mod context;
 pub mod error;
 pub mod ffi;

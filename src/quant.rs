@@ -10,7 +10,11 @@
 //!   bits of an f32.
 //! - `Q8_0`: blocks of 32 weights, 34 bytes: an f16 scale `d`, then 32 `i8`
 //!   quants `q`; weight = `d * q`.
+//! - Q4_0, Q4_1, Q5_0, Q5_1 (blocks of 32) and the K-quants Q2_K, Q3_K,
+//!   Q4_K, Q5_K, Q6_K (blocks of 256): layouts and kernels in
+//!   [`crate::qblocks`].
 
+use crate::blocks as qb;
 use crate::gguf::GgmlType;
 use half::f16;
 
@@ -18,12 +22,25 @@ use half::f16;
 /// adds a variant, a layout above, and arms in [`dequantize_row`] and [`dot`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u32)]
+#[allow(non_camel_case_types)] // ggml's names
 pub enum WeightType {
     F32 = 0,
     F16 = 1,
+    Q4_0 = 2,
+    Q4_1 = 3,
+    Q5_0 = 6,
+    Q5_1 = 7,
     Q8_0 = 8,
+    Q2_K = 10,
+    Q3_K = 11,
+    Q4_K = 12,
+    Q5_K = 13,
+    Q6_K = 14,
     BF16 = 30,
 }
+
+/// Dequantizes one block into its weights.
+type BlockDequant = fn(&[u8], &mut [f32]);
 
 /// Weights per Q8_0 block.
 pub const QK8_0: usize = 32;
@@ -36,7 +53,16 @@ impl WeightType {
         Some(match t {
             GgmlType::F32 => Self::F32,
             GgmlType::F16 => Self::F16,
+            GgmlType::Q4_0 => Self::Q4_0,
+            GgmlType::Q4_1 => Self::Q4_1,
+            GgmlType::Q5_0 => Self::Q5_0,
+            GgmlType::Q5_1 => Self::Q5_1,
             GgmlType::Q8_0 => Self::Q8_0,
+            GgmlType::Q2_K => Self::Q2_K,
+            GgmlType::Q3_K => Self::Q3_K,
+            GgmlType::Q4_K => Self::Q4_K,
+            GgmlType::Q5_K => Self::Q5_K,
+            GgmlType::Q6_K => Self::Q6_K,
             GgmlType::BF16 => Self::BF16,
             _ => return None,
         })
@@ -49,7 +75,8 @@ impl WeightType {
     pub fn block_len(self) -> usize {
         match self {
             Self::F32 | Self::F16 | Self::BF16 => 1,
-            Self::Q8_0 => QK8_0,
+            Self::Q4_0 | Self::Q4_1 | Self::Q5_0 | Self::Q5_1 | Self::Q8_0 => QK8_0,
+            Self::Q2_K | Self::Q3_K | Self::Q4_K | Self::Q5_K | Self::Q6_K => qb::QK_K,
         }
     }
     /// Bytes per block.
@@ -57,8 +84,33 @@ impl WeightType {
         match self {
             Self::F32 => 4,
             Self::F16 | Self::BF16 => 2,
+            Self::Q4_0 => qb::Q4_0_BYTES,
+            Self::Q4_1 => qb::Q4_1_BYTES,
+            Self::Q5_0 => qb::Q5_0_BYTES,
+            Self::Q5_1 => qb::Q5_1_BYTES,
             Self::Q8_0 => Q8_0_BYTES,
+            Self::Q2_K => qb::Q2_K_BYTES,
+            Self::Q3_K => qb::Q3_K_BYTES,
+            Self::Q4_K => qb::Q4_K_BYTES,
+            Self::Q5_K => qb::Q5_K_BYTES,
+            Self::Q6_K => qb::Q6_K_BYTES,
         }
+    }
+    /// The block dequantizer of a block type (`None` for F32, F16, BF16).
+    fn block_dequant(self) -> Option<BlockDequant> {
+        Some(match self {
+            Self::F32 | Self::F16 | Self::BF16 => return None,
+            Self::Q8_0 => dequant_q8_0,
+            Self::Q4_0 => qb::dequant_q4_0,
+            Self::Q4_1 => qb::dequant_q4_1,
+            Self::Q5_0 => qb::dequant_q5_0,
+            Self::Q5_1 => qb::dequant_q5_1,
+            Self::Q2_K => qb::dequant_q2_k,
+            Self::Q3_K => qb::dequant_q3_k,
+            Self::Q4_K => qb::dequant_q4_k,
+            Self::Q5_K => qb::dequant_q5_k,
+            Self::Q6_K => qb::dequant_q6_k,
+        })
     }
     /// Bytes of a row of `n` weights (`n` a multiple of [`Self::block_len`]).
     pub fn row_bytes(self, n: usize) -> Option<usize> {
@@ -102,17 +154,22 @@ pub fn dequantize_row(t: WeightType, row: &[u8], out: &mut [f32]) {
                 *o = le_bf16(b);
             }
         }
-        WeightType::Q8_0 => {
+        _ => {
+            let Some(deq) = t.block_dequant() else { return };
             for (o, blk) in out
-                .chunks_exact_mut(QK8_0)
-                .zip(row.chunks_exact(Q8_0_BYTES))
+                .chunks_exact_mut(t.block_len())
+                .zip(row.chunks_exact(t.block_bytes()))
             {
-                let d = le_f16(blk);
-                for (o, &q) in o.iter_mut().zip(&blk[2..]) {
-                    *o = d * (q as i8) as f32;
-                }
+                deq(blk, o);
             }
         }
+    }
+}
+
+fn dequant_q8_0(blk: &[u8], out: &mut [f32]) {
+    let d = le_f16(blk);
+    for (o, &q) in out.iter_mut().zip(&blk[2..]) {
+        *o = d * (q as i8) as f32;
     }
 }
 
@@ -154,6 +211,20 @@ pub fn dot(t: WeightType, row: &[u8], x: &[f32]) -> f32 {
             }
             sum
         }
+        _ => {
+            // Each block dequantized on the stack, then an f32 dot product.
+            let Some(deq) = t.block_dequant() else {
+                return 0.0;
+            };
+            let (bl, bb) = (t.block_len(), t.block_bytes());
+            let mut w = [0f32; qb::QK_K];
+            let mut sum = 0f32;
+            for (blk, xb) in row[..n / bl * bb].chunks_exact(bb).zip(x.chunks_exact(bl)) {
+                deq(blk, &mut w[..bl]);
+                sum += lanes_dot(xb, bl, |i| w[i]);
+            }
+            sum
+        }
     }
 }
 
@@ -163,11 +234,16 @@ pub fn dot(t: WeightType, row: &[u8], x: &[f32]) -> f32 {
 /// quantized to Q8_0 blocks (an integer dot product per block). F32 weights
 /// meet the f32 inputs as they are.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[allow(non_camel_case_types)] // ggml's names
 pub enum ActType {
     F32,
     F16,
     BF16,
     Q8_0,
+    /// Q8_0 with each block's `d * sum(q)` (for Q4_1 and Q5_1).
+    Q8_1,
+    /// Blocks of 256 with an f32 scale and sums of 16 (for the K-quants).
+    Q8_K,
 }
 
 /// Most bytes one converted input element takes, over every [`ActType`] but
@@ -181,7 +257,9 @@ impl WeightType {
             Self::F32 => ActType::F32,
             Self::F16 => ActType::F16,
             Self::BF16 => ActType::BF16,
-            Self::Q8_0 => ActType::Q8_0,
+            Self::Q8_0 | Self::Q4_0 | Self::Q5_0 => ActType::Q8_0,
+            Self::Q4_1 | Self::Q5_1 => ActType::Q8_1,
+            Self::Q2_K | Self::Q3_K | Self::Q4_K | Self::Q5_K | Self::Q6_K => ActType::Q8_K,
         }
     }
 }
@@ -194,6 +272,8 @@ impl ActType {
             Self::F32 => n * 4,
             Self::F16 | Self::BF16 => n * 2,
             Self::Q8_0 => n / QK8_0 * Q8_0_BYTES,
+            Self::Q8_1 => n / qb::QK * qb::Q8_1_BYTES,
+            Self::Q8_K => n / qb::QK_K * qb::Q8_K_BYTES,
         }
     }
 }
@@ -231,7 +311,15 @@ pub fn quantize_act(t: ActType, x: &[f32], out: &mut [u8]) {
         }
         ActType::Q8_0 => {
             for (o, xb) in out.chunks_exact_mut(Q8_0_BYTES).zip(x.chunks_exact(QK8_0)) {
-                let amax = xb.iter().fold(0f32, |m, v| m.max(v.abs()));
+                // NaN propagates (f32::max would drop it): a NaN input makes
+                // the block's scale NaN, so the product is NaN, not garbage.
+                let amax = xb.iter().fold(0f32, |m, v| {
+                    if v.is_nan() || m.is_nan() {
+                        f32::NAN
+                    } else {
+                        m.max(v.abs())
+                    }
+                });
                 let d = amax / 127.0;
                 let id = if amax != 0.0 { 127.0 / amax } else { 0.0 };
                 o[..2].copy_from_slice(&f16::from_f32(d).to_bits().to_le_bytes());
@@ -240,6 +328,8 @@ pub fn quantize_act(t: ActType, x: &[f32], out: &mut [u8]) {
                 }
             }
         }
+        ActType::Q8_1 => qb::quantize_q8_1(x, out),
+        ActType::Q8_K => qb::quantize_q8_k(x, out),
     }
 }
 
@@ -277,6 +367,15 @@ pub fn dot_act(t: WeightType, row: &[u8], xa: &[u8], n: usize) -> f32 {
             }
             sum
         }
+        WeightType::Q4_0 => qb::dot_q4_0_q8_0(row, xa, n),
+        WeightType::Q4_1 => qb::dot_q4_1_q8_1(row, xa, n),
+        WeightType::Q5_0 => qb::dot_q5_0_q8_0(row, xa, n),
+        WeightType::Q5_1 => qb::dot_q5_1_q8_1(row, xa, n),
+        WeightType::Q2_K => qb::dot_q2_k_q8_k(row, xa, n),
+        WeightType::Q3_K => qb::dot_q3_k_q8_k(row, xa, n),
+        WeightType::Q4_K => qb::dot_q4_k_q8_k(row, xa, n),
+        WeightType::Q5_K => qb::dot_q5_k_q8_k(row, xa, n),
+        WeightType::Q6_K => qb::dot_q6_k_q8_k(row, xa, n),
     }
 }
 

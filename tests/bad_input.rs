@@ -960,12 +960,12 @@ fn duplicate_tensors() {
 #[test]
 fn unsupported_tensor_types() {
     let mut l = Lies::default();
-    // Q4_0: valid GGUF (blocks of 32 in 18 bytes), not implemented here.
+    // IQ4_NL: valid GGUF (blocks of 32 in 18 bytes), not implemented here.
     for name in ["blk.0.attn_v.weight", "token_embd.weight", "output.weight"] {
         l.check(
-            &format!("{name} as Q4_0"),
+            &format!("{name} as IQ4_NL"),
             &with_tensor(name, |t| {
-                t.ty = ty::Q4_0;
+                t.ty = ty::IQ4_NL;
                 t.data = vec![0; (t.dims[0] * t.dims[1]) as usize / 32 * 18];
             }),
             Stage::Init,

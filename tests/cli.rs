@@ -228,9 +228,9 @@ fn hostile_files(bytes: &[u8]) -> Vec<(&'static str, Vec<u8>, Error)> {
     bad.push(("duplicate", g.build(), Error::DuplicateTensor));
     let mut g = base();
     let t = &mut g.tensors[5];
-    t.ty = ty::Q4_0;
+    t.ty = ty::IQ4_NL;
     t.data = vec![0; (t.dims[0] * t.dims[1]) as usize / 32 * 18];
-    bad.push(("q4_0", g.build(), Error::UnsupportedTensorType));
+    bad.push(("iq4_nl", g.build(), Error::UnsupportedTensorType));
     bad
 }
 

@@ -315,9 +315,9 @@ fn hostile_files() -> &'static [PathBuf] {
         // 16 UNSUPPORTED_TENSOR_TYPE
         let mut g = base();
         let i = tensor(&g, "blk.0.attn_q.weight");
-        g.tensors[i].ty = ty::Q4_0;
+        g.tensors[i].ty = ty::IQ4_NL;
         g.tensors[i].data = vec![0; 64 * 64 / 32 * 18];
-        add(16, "q4_0-weight", g.build());
+        add(16, "iq4_nl-weight", g.build());
         let mut g = base();
         let i = tensor(&g, "blk.1.ffn_norm.weight");
         g.tensors[i].ty = ty::F16;

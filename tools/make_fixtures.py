@@ -67,6 +67,21 @@ MODELS = [
     ("mqa-hd64-q8_0",          256, 2, 4, 1,  64, 256, 384, False,  10000.0, 1e-5, Q.Q8_0),
     ("gqa4-hd128-kl-q8_0",     128, 1, 8, 2, 128, 256, 256, False, 500000.0, 1e-6, Q.Q8_0),
     ("mha-hd64-tied-q8_0",     256, 1, 4, 4,  64, 128, 320, True,   10000.0, 1e-6, Q.Q8_0),
+    # Files quantized by llama.cpp's own quantizer (llama_model_quantize) from
+    # a seeded random F32 model, one per file type people download: the type
+    # is a llama.cpp ftype name, and the quantizer picks the tensor types
+    # (Q4_K_M mixes Q4_K and Q6_K, a "Q4_0" file has a Q6_K output, tensors
+    # whose rows are not whole 256-blocks fall back to other types).
+    ("gqa4-q4_0",              256, 1, 8, 2,  32, 256, 256, False,  10000.0, 1e-5, "Q4_0"),
+    ("mqa-q4_1",               256, 1, 4, 1,  64, 256, 256, False,  10000.0, 1e-5, "Q4_1"),
+    ("gqa2-q5_0",              256, 1, 4, 2,  64, 256, 256, True,   10000.0, 1e-6, "Q5_0"),
+    ("mha-q5_1",               256, 1, 4, 4,  64, 256, 256, False, 500000.0, 1e-5, "Q5_1"),
+    ("gqa2-q2_k",              256, 1, 4, 2,  64, 256, 256, False,  10000.0, 1e-5, "Q2_K"),
+    ("mqa-q3_k_m",             256, 1, 4, 1,  64, 256, 256, False,  10000.0, 1e-5, "Q3_K_M"),
+    ("gqa4-q4_k_m",            256, 1, 8, 2,  32, 256, 256, False,  10000.0, 1e-6, "Q4_K_M"),
+    ("mha-q5_k_m",             256, 1, 2, 2, 128, 256, 256, True,  500000.0, 1e-5, "Q5_K_M"),
+    ("gqa2-q6_k",              256, 1, 4, 2,  64, 256, 256, False,  10000.0, 1e-5, "Q6_K"),
+    ("gqa2-llq8_0",            256, 1, 4, 2,  64, 256, 256, False,  10000.0, 1e-5, "Q8_0"),
 ]
 
 
@@ -83,8 +98,28 @@ def quantize(a, t):
     return gguf.quants.quantize(a, t)  # raw bytes (uint8) for BF16 and Q8_0
 
 
+FTYPES = {"Q4_0": 2, "Q4_1": 3, "Q8_0": 7, "Q5_0": 8, "Q5_1": 9, "Q2_K": 10, "Q3_K_M": 12,
+          "Q4_K_M": 15, "Q5_K_M": 17, "Q6_K": 18}
+
+
+def quantize_with_llama_cpp(src, dst, ftype):
+    import llama_cpp
+
+    p = llama_cpp.llama_model_quantize_default_params()
+    p.ftype = FTYPES[ftype]
+    p.nthread = 2
+    rc = llama_cpp.llama_model_quantize(src.encode(), dst.encode(), p)
+    assert rc == 0, f"llama_model_quantize {ftype} failed ({rc})"
+
+
 def write_model(path, spec, seed):
     name, dim, L, H, KV, hd, ffn, V, tied, base, eps, t = spec
+    if isinstance(t, str):  # llama.cpp quantizes an F32 model
+        src = path + ".f32.tmp"
+        write_model(src, spec[:-1] + (Q.F32,), seed)
+        quantize_with_llama_cpp(src, path, t)
+        os.remove(src)
+        return
     rng = np.random.default_rng(seed)
     w = gguf.GGUFWriter(path, "llama")  # general.architecture = llama
     w.add_name(name)
@@ -148,13 +183,21 @@ def write_model(path, spec, seed):
 
 
 def load_f64(path):
-    """Every tensor of the file, dequantized to float64, numpy (rows, cols)."""
+    """Every tensor of the file, dequantized to float64, numpy (rows, cols),
+    and every tensor's type."""
     r = gguf.GGUFReader(path)
-    out = {}
+    out, types, mins = {}, {}, {}
     for t in r.tensors:
         a = gguf.quants.dequantize(t.data, t.tensor_type).astype(np.float64)
         shape = tuple(int(d) for d in reversed(t.shape.tolist()))
         out[t.name] = a.reshape(shape)
+        types[t.name] = Q(int(t.tensor_type))
+        if types[t.name] in (Q.Q4_1, Q.Q5_1):  # keep each block's minimum m
+            bs = 20 if types[t.name] == Q.Q4_1 else 24
+            raw = np.ascontiguousarray(np.asarray(t.data, dtype=np.uint8)).reshape(-1, bs)
+            mins[t.name] = raw[:, 2:4].copy().view(np.float16).astype(np.float64).reshape(shape[0], -1)
+    out["types"] = types
+    out["mins"] = mins
     return out
 
 
@@ -166,26 +209,78 @@ def to_f16(x):
     return x.astype(np.float32).astype(np.float16).astype(np.float64)
 
 
+def q8_k(x):
+    """llama.cpp's Q8_K activation rounding (blocks of 256: the element of
+    largest magnitude maps to -127 (sic: iscale = -127 / max keeps its sign),
+    d = 1 / iscale stored as f32)."""
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    b = x.reshape(-1, 256)
+    idx = np.abs(b).argmax(axis=1)
+    mx = b[np.arange(len(b)), idx][:, None]
+    safe = np.where(mx == 0, np.float32(1), mx)
+    iscale = np.where(mx == 0, np.float32(0), np.float32(-127.0) / safe).astype(np.float32)
+    q = np.minimum(np.rint(iscale * b), 127)
+    d = np.where(iscale == 0, np.float32(0), np.float32(1) / np.where(iscale == 0, 1, iscale))
+    return (q * d.astype(np.float32)).astype(np.float64).reshape(x.shape)
+
+
 def rounder(t):
-    """llama.cpp's rounding of a matmul input for weights of type t."""
+    """llama.cpp's rounding of a matmul input for weights of type t: the
+    input takes the weights' vec_dot type (F16, BF16, Q8_0 blocks for
+    Q8_0/Q4_0/Q5_0, Q8_1 (the same rounding as Q8_0) for Q4_1/Q5_1, Q8_K for
+    the K-quants)."""
     if t == Q.F32:
         return ident
     if t == Q.F16:
         return to_f16
+    if t in (Q.Q2_K, Q.Q3_K, Q.Q4_K, Q.Q5_K, Q.Q6_K):
+        return q8_k
+    vt = Q.Q8_0 if t in (Q.Q8_0, Q.Q4_0, Q.Q5_0, Q.Q4_1, Q.Q5_1) else t
 
     def r(x):
         x32 = np.ascontiguousarray(x, dtype=np.float32)
-        return gguf.quants.dequantize(gguf.quants.quantize(x32, t), t).astype(np.float64)
+        return gguf.quants.dequantize(gguf.quants.quantize(x32, vt), vt).astype(np.float64)
     return r
 
 
-def reference(W, spec, tokens, act=ident, kv=ident):
+def q8_1_parts(x):
+    """llama.cpp's Q8_1 blocks of x (x86 rounding, as Q8_0's): the rounded
+    values d16 * q, the stored sums s = f16(d32 * sum(q)) (d32 = max|x| / 127
+    before its own rounding to f16), and d16 * sum(q)."""
+    x32 = np.ascontiguousarray(x, dtype=np.float32)
+    b = x32.reshape(*x32.shape[:-1], -1, 32)
+    amax = np.abs(b).max(axis=-1)
+    d32 = (amax / np.float32(127)).astype(np.float32)
+    iscale = np.where(amax != 0, np.float32(127) / np.where(amax != 0, amax, 1), 0).astype(np.float32)
+    q = np.rint(b * iscale[..., None])
+    d16 = d32.astype(np.float16).astype(np.float64)
+    sq = q.sum(axis=-1)
+    s = (d32 * sq.astype(np.float32)).astype(np.float32).astype(np.float16).astype(np.float64)
+    return (q * d16[..., None]).reshape(x.shape), s, d16 * sq
+
+
+def per_tensor(W):
+    """Each weight matmul with llama.cpp's rounding of its input for the
+    weight's own type. Q4_1 and Q5_1 weights w = d * q + m meet Q8_1 blocks,
+    whose minimum term uses the block's stored sum s instead of the sum of
+    its rounded values."""
+    def product(x, wname):
+        t = W["types"][wname]
+        if t in (Q.Q4_1, Q.Q5_1):
+            xr, s, dsq = q8_1_parts(x)
+            return xr @ W[wname].T + (s - dsq) @ W["mins"][wname].T
+        return rounder(t)(x) @ W[wname].T
+    return product
+
+
+def reference(W, spec, tokens, act=None, kv=ident):
     """The LLaMA forward pass in float64 (llama.cpp's rope convention for GGUF
     llama weights, LLAMA_ROPE_TYPE_NORM: within each head, adjacent pairs
     (2i, 2i+1) rotate by pos * base^(-2i/head_dim)).
 
-    act and kv are identities for the reference; rounder(type) and to_f16
-    emulate llama.cpp's roundings (weight-matmul inputs, F16 KV cache)."""
+    act (None: plain products) and kv (identity) for the reference; per_tensor(W)
+    and to_f16 emulate llama.cpp's roundings (weight-matmul inputs, F16 KV
+    cache)."""
     name, dim, L, H, KV, hd, ffn, V, tied, base, eps, t = spec
     n = len(tokens)
 
@@ -193,7 +288,7 @@ def reference(W, spec, tokens, act=ident, kv=ident):
         return x / np.sqrt(np.mean(x * x, axis=-1, keepdims=True) + eps) * w
 
     def mm(x, wname):  # x @ W^T, W numpy (n_out, n_in)
-        return act(x) @ W[wname].T
+        return act(x, wname) if act else x @ W[wname].T
 
     pos = np.arange(n, dtype=np.float64)
     freqs = base ** (-np.arange(0, hd, 2, dtype=np.float64) / hd)
@@ -308,6 +403,7 @@ def main():
     for i, spec in enumerate(MODELS):
         name, dim, L, H, KV, hd, ffn, V, tied, base, eps, t = spec
         assert H % KV == 0 and dim % 32 == 0 and ffn % 32 == 0 and hd % 32 == 0
+        assert isinstance(t, str) or t in (Q.F32, Q.F16, Q.BF16, Q.Q8_0)
         path = os.path.join(OUT, name + ".gguf")
         write_model(path, spec, seed=1000 + i)
         W = load_f64(path)
@@ -317,11 +413,18 @@ def main():
         top2 = np.sort(ref, axis=1)[:, -2:]
         margin = float(np.min(top2[:, 1] - top2[:, 0]))
         row = {"margin": margin, "std": float(ref.std(axis=1).mean())}
+        counts = {}
+        for wt in W["types"].values():
+            if wt != Q.F32 or t == Q.F32:  # norms are always F32
+                counts[wt.name] = counts.get(wt.name, 0) + 1
+        row["types"] = (t if isinstance(t, str) else t.name) + (
+            " (" + ", ".join(f"{k} x{v}" for k, v in sorted(counts.items())) + ")"
+            if isinstance(t, str) else "")
         for tag, kvt in (("f32", 0), ("f16", 1)):
             ll = llama_logits(path, tokens, kvt)
             assert ll.shape == (N_TOKENS, V) and np.all(np.isfinite(ll))
             ll.astype("<f4").tofile(os.path.join(OUT, f"{name}.llama-kv{tag}.f32"))
-            emu = reference(W, spec, tokens, act=rounder(t), kv=to_f16 if tag == "f16" else ident)
+            emu = reference(W, spec, tokens, act=per_tensor(W), kv=to_f16 if tag == "f16" else ident)
             agree = int((ll.argmax(1) == ref.argmax(1)).sum())
             row[tag] = (kl(ref, ll), agree, kl(emu, ll))
             exact = t == Q.F32 and tag == "f32"  # no rounding but float32's
@@ -369,13 +472,13 @@ Per model `NAME`:
 "kl" in a name: head_dim != dim / heads, so the file has
 `llama.attention.key_length` / `value_length`.
 
-| model | layout | dim | layers | heads | kv heads | head_dim | ffn | vocab | tied | rope base | rms eps | type | gguf bytes |
+| model | layout | dim | layers | heads | kv heads | head_dim | ffn | vocab | tied | rope base | rms eps | type (tensors per type) | gguf bytes |
 | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |
 """)
         for spec, row in table:
             name, dim, L, H, KV, hd, ffn, V, tied, base, eps, t = spec
             f.write(f"| {name} | {layout(H, KV)} | {dim} | {L} | {H} | {KV} | {hd} | {ffn} | {V} "
-                    f"| {'yes' if tied else 'no'} | {base:g} | {eps:g} | {t.name} | {size(name + '.gguf')} |\n")
+                    f"| {'yes' if tied else 'no'} | {base:g} | {eps:g} | {row['types']} | {size(name + '.gguf')} |\n")
         f.write("""
 ## llama.cpp against float64
 

@@ -26,6 +26,8 @@ pub mod ty {
     pub const F32: u32 = 0;
     pub const F16: u32 = 1;
     pub const Q4_0: u32 = 2;
+    /// Blocks of 32 in 18 bytes, like Q4_0; not implemented by nanollama.
+    pub const IQ4_NL: u32 = 20;
     pub const Q8_0: u32 = 8;
     pub const BF16: u32 = 30;
 }

@@ -1,0 +1,146 @@
+//! A quantized weight with a NaN or infinite block scale, in files made by
+//! llama.cpp's quantizer: nanollama loads it (it does not scan gigabytes of
+//! weights at load), nothing panics or reads out of bounds, and the damage
+//! shows where it belongs: a bad scale in a layer makes every logit NaN and
+//! the sampler reports NO_CANDIDATES; a NaN scale in one row of the output
+//! matrix makes that token's logit NaN, and the sampler never draws it; an
+//! infinite one makes it infinite (or NaN where infinities of both signs
+//! meet), and a +inf logit takes every draw, by the sampler's documented
+//! rule for +inf: the damage stays in that token.
+mod common;
+use common::AlignedBuf;
+use nanollama::{
+    Context, ContextParams, Error, Gguf, Inline, Model, Sampler, SamplerParams, WeightType,
+};
+use std::path::Path;
+
+/// Byte offset of the f16 `d` in a block of each quantized type.
+fn d_offset(t: WeightType) -> usize {
+    match t {
+        WeightType::Q2_K => 80,
+        WeightType::Q3_K => 108,
+        WeightType::Q6_K => 208,
+        _ => 0,
+    }
+}
+
+/// The file with the f16 `d` of block `block` of `tensor` set to `bits`.
+fn patched(file: &str, tensor: &str, block: usize, bits: u16) -> (Vec<u8>, WeightType) {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data/parity")
+        .join(file);
+    let mut bytes = std::fs::read(path).unwrap();
+    let g = Gguf::parse(&bytes).unwrap();
+    let t = g.tensor(tensor).unwrap();
+    let ty = WeightType::from_ggml(t.ty).unwrap();
+    assert_ne!(ty.block_len(), 1, "{tensor} is not quantized");
+    let at = t.offset + block * ty.block_bytes() + d_offset(ty);
+    bytes[at..at + 2].copy_from_slice(&bits.to_le_bytes());
+    (bytes, ty)
+}
+
+/// Logits of the last of a few tokens, in both input modes.
+fn logits(bytes: &[u8], f32_activations: bool) -> Vec<f32> {
+    let mut mm = AlignedBuf::new(Model::size(bytes).unwrap());
+    let model = Model::init(bytes, mm.as_mut_slice()).unwrap();
+    let p = ContextParams {
+        n_ctx: 8,
+        f32_activations,
+        ..ContextParams::default()
+    };
+    let mut cm = AlignedBuf::new(Context::size(&model, &p).unwrap());
+    let mut ctx = Context::init(&model, &p, cm.as_mut_slice()).unwrap();
+    ctx.decode(&[1, 5, 9, 200], &Inline).unwrap();
+    ctx.last_logits().to_vec()
+}
+
+fn sample(logits: &[f32]) -> Result<u32, Error> {
+    let p = SamplerParams {
+        temp: 1.0,
+        top_k: 0,
+        ..SamplerParams::default()
+    };
+    let mut m = AlignedBuf::new(Sampler::size(logits.len(), &p, 0).unwrap());
+    let mut s = Sampler::init(logits.len(), &p, &[], m.as_mut_slice()).unwrap();
+    s.sample(logits)
+}
+
+const NAN: u16 = 0x7e00;
+const INF: u16 = 0x7c00;
+const NEG_INF: u16 = 0xfc00;
+
+#[test]
+fn bad_scale_in_a_layer_makes_every_logit_nan() {
+    for (file, tensor) in [
+        ("gqa4-q4_k_m.gguf", "blk.0.attn_q.weight"),
+        ("gqa2-q5_0.gguf", "blk.0.ffn_down.weight"),
+        ("gqa2-q2_k.gguf", "blk.0.ffn_gate.weight"),
+        ("mqa-q4_1.gguf", "blk.0.attn_v.weight"),
+    ] {
+        for bits in [NAN, INF, NEG_INF] {
+            let (bytes, ty) = patched(file, tensor, 0, bits);
+            for exact in [false, true] {
+                let l = logits(&bytes, exact);
+                assert!(
+                    l.iter().all(|v| v.is_nan()),
+                    "{file} {tensor} ({ty:?}) d={bits:#x} exact={exact}: {:?}",
+                    &l[..4]
+                );
+                assert_eq!(sample(&l), Err(Error::NoCandidates));
+            }
+        }
+    }
+}
+
+#[test]
+fn bad_scale_in_an_output_row_spoils_only_that_token() {
+    let file = "gqa2-q6_k.gguf";
+    let clean = logits(
+        &std::fs::read(
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("tests/data/parity")
+                .join(file),
+        )
+        .unwrap(),
+        false,
+    );
+    assert!(clean.iter().all(|v| v.is_finite()));
+    // Row 7 of a 256-wide output matrix is block 7 for every type here.
+    let row = 7;
+    let mut seen = Vec::new();
+    for bits in [NAN, INF, NEG_INF] {
+        let (bytes, ty) = patched(file, "output.weight", row, bits);
+        for exact in [false, true] {
+            let l = logits(&bytes, exact);
+            for (i, v) in l.iter().enumerate() {
+                if i == row {
+                    assert!(!v.is_finite(), "{ty:?}: token {row} = {v}");
+                } else {
+                    assert!(v.is_finite(), "{ty:?}: token {i} = {v}");
+                }
+            }
+            let v = l[row];
+            seen.push(v);
+            for seed in 0..50 {
+                let p = SamplerParams {
+                    seed,
+                    temp: 2.0,
+                    top_k: 0,
+                    ..SamplerParams::default()
+                };
+                let mut m = AlignedBuf::new(Sampler::size(l.len(), &p, 0).unwrap());
+                let mut s = Sampler::init(l.len(), &p, &[], m.as_mut_slice()).unwrap();
+                let t = s.sample(&l).unwrap() as usize;
+                if v == f32::INFINITY {
+                    assert_eq!(t, row, "seed {seed}");
+                } else {
+                    assert_ne!(t, row, "seed {seed} ({v})");
+                }
+            }
+        }
+    }
+    // The NaN scale gave a NaN logit, and at least one infinite scale gave
+    // +inf or -inf (so both branches above ran).
+    assert!(seen[0].is_nan() && seen[1].is_nan());
+    assert!(seen[2..].iter().any(|v| v.is_infinite()), "{seen:?}");
+}
