@@ -2,12 +2,24 @@
 """Trains the small LLaMA model that ships in models/: a SentencePiece BPE
 vocabulary and a LLaMA-architecture transformer on the King James Bible
 (public domain; Debian's bible-kjv package prints it), written as GGUF
-(Q8_0, tokenizer.ggml.model = llama) that llama.cpp loads too.
+(F16 by default, or Q8_0; tokenizer.ggml.model = llama) that llama.cpp loads
+too.
 
 Run:   apt-get install bible-kjv && pip install torch sentencepiece gguf numpy
-       python3 tools/train_model.py [--minutes M]
-Framework: PyTorch on the CPU (2 threads). Deterministic seeds; the script
-prints the validation loss and how long it took.
+       python3 tools/train_model.py [--steps N] [--type f16|q8_0]
+Framework: PyTorch on the CPU (2 threads). Seeds and the learning-rate
+schedule are fixed by the step count (not by the clock), so a run is
+repeatable; the script prints the validation loss and how long it took, and
+keeps the float weights in /tmp/kjv-train/model.pt (--from-checkpoint writes
+the GGUF again from them without training).
+
+F16 is the default because the greedy text must match llama.cpp's token for
+token: llama.cpp quantizes matrix-product inputs to Q8_0 for Q8_0 weights
+with its own SIMD rounding, and a last-bit difference upstream can move an
+input across a rounding boundary (a step of 1/127 of its block's maximum),
+which moves near-tied logits by up to ~0.05. With F16 weights the same
+effect is a step of 2^-11 of one value, too small to reorder the greedy
+choices of 200 tokens (tools/compare_greedy.py).
 """
 import argparse
 import math
@@ -29,6 +41,7 @@ WORK = "/tmp/kjv-train"
 
 DIM, LAYERS, HEADS, KV_HEADS, FFN, VOCAB, CTX = 192, 4, 6, 2, 512, 2048, 256
 EPS, ROPE_BASE = 1e-5, 10000.0
+STEPS = 1500
 
 
 def corpus():
@@ -111,7 +124,7 @@ class Model(nn.Module):
         return self.out(self.norm(x))
 
 
-def write_gguf(model, sp, path):
+def write_gguf(model, sp, path, wtype):
     w = gguf.GGUFWriter(path, "llama")
     w.add_name("kjv-llama")
     w.add_uint32("llama.embedding_length", DIM)
@@ -141,8 +154,11 @@ def write_gguf(model, sp, path):
     sd = {k: v.detach().float().numpy() for k, v in model.state_dict().items()}
 
     def q8(name, a):
-        w.add_tensor(name, gguf.quants.quantize(a, gguf.GGMLQuantizationType.Q8_0),
-                     raw_dtype=gguf.GGMLQuantizationType.Q8_0)
+        if wtype == "f16":
+            w.add_tensor(name, a.astype(np.float16))
+        else:
+            w.add_tensor(name, gguf.quants.quantize(a, gguf.GGMLQuantizationType.Q8_0),
+                         raw_dtype=gguf.GGMLQuantizationType.Q8_0)
 
     q8("token_embd.weight", sd["embd.weight"])
     for i in range(LAYERS):
@@ -166,7 +182,10 @@ def write_gguf(model, sp, path):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--minutes", type=float, default=25.0, help="training time budget")
+    ap.add_argument("--steps", type=int, default=STEPS, help="optimizer steps")
+    ap.add_argument("--type", choices=["f16", "q8_0"], default="f16", help="matrix weight type")
+    ap.add_argument("--from-checkpoint", action="store_true",
+                    help="write the GGUF from /tmp/kjv-train/model.pt without training")
     args = ap.parse_args()
     torch.manual_seed(0)
     torch.set_num_threads(2)
@@ -214,17 +233,17 @@ def main():
         model.train()
         return sum(losses) / len(losses)
 
-    budget = args.minutes * 60
+    ckpt = os.path.join(WORK, "model.pt")
+    if args.from_checkpoint:
+        model.load_state_dict(torch.load(ckpt))
+        vl = val_loss()
+        write_gguf(model, sp, OUT, args.type)
+        print(f"validation loss {vl:.3f}; wrote {OUT} ({os.path.getsize(OUT)} bytes)")
+        return
     t0 = time.time()
-    step = 0
-    est_steps = None
-    while True:
-        elapsed = time.time() - t0
-        if elapsed > budget:
-            break
-        if step == 20:
-            est_steps = int(budget / (elapsed / 20))
-        total = est_steps or 10_000
+    total = args.steps
+    best = None
+    for step in range(total):
         lr = 2e-3 * min(1.0, (step + 1) / 50) * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, step / total))))
         for pg in opt.param_groups:
             pg["lr"] = lr
@@ -236,10 +255,20 @@ def main():
         opt.step()
         if step % 50 == 0:
             print(f"step {step} loss {loss.item():.3f} lr {lr:.2e} ({time.time() - t0:.0f} s)", flush=True)
-        step += 1
-    vl = val_loss()
+        if (step + 1) % 100 == 0 or step + 1 == total:
+            # Early stopping: the corpus is small (600k tokens) and a long run
+            # memorizes it, so keep the weights of the best validation loss.
+            vl = val_loss()
+            print(f"step {step + 1} validation loss {vl:.3f}", flush=True)
+            if best is None or vl < best[0]:
+                best = (vl, step + 1, {k: v.clone() for k, v in model.state_dict().items()})
+    step = total
+    vl, best_step, state = best
+    model.load_state_dict(state)
+    print(f"best validation loss {vl:.3f} at step {best_step}", flush=True)
+    torch.save(model.state_dict(), ckpt)
     os.makedirs(os.path.dirname(OUT), exist_ok=True)
-    write_gguf(model, sp, OUT)
+    write_gguf(model, sp, OUT, args.type)
     took = time.time() - t_start
     print(f"done: {step} steps of {B}x{T} tokens, validation loss {vl:.3f} (perplexity {math.exp(vl):.1f}), "
           f"{took / 60:.1f} min in all; wrote {OUT} ({os.path.getsize(OUT)} bytes)", flush=True)
