@@ -14,7 +14,7 @@
 //! K-quants: super-blocks of 256 weights in sub-blocks of 16 or 32, each
 //! with an integer scale (and for some a minimum) relative to the f16
 //! super-block scales `d` and `dmin`. Every format is decoded here into the
-//! same form, [`Decoded`]: 256 small integer quants, a scale and a minimum
+//! same form, `Decoded`: 256 small integer quants, a scale and a minimum
 //! per sub-block, so that weight `i` is `d * scale[s] * q[i] - dmin *
 //! min[s]` with `s = i / sub`. One dequantizer and one dot product then serve
 //! all five:
@@ -34,7 +34,7 @@
 //! bytes holds weight `l` (low nibble) and `32 + l` (high nibble).
 //!
 //! Activations: `Q8_1` (36 bytes per 32: d f16, s f16 = d * sum(q), q i8) and
-//! `Q8_K` (292 bytes per 256: d f32, q i8 [256], sums of each 16 q as i16).
+//! `Q8_K` (292 bytes per 256: d f32, q i8 ×256, sums of each 16 q as i16).
 
 use half::f16;
 

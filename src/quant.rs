@@ -12,7 +12,7 @@
 //!   quants `q`; weight = `d * q`.
 //! - Q4_0, Q4_1, Q5_0, Q5_1 (blocks of 32) and the K-quants Q2_K, Q3_K,
 //!   Q4_K, Q5_K, Q6_K (blocks of 256): layouts and kernels in
-//!   [`crate::qblocks`].
+//!   [`crate::blocks`].
 
 use crate::blocks as qb;
 use crate::gguf::GgmlType;
