@@ -18,6 +18,7 @@ use std::path::Path;
 use std::process::ExitCode;
 
 const USAGE: &str = "usage: nanollama info MODEL.gguf
+       nanollama bench MODEL.gguf [--pp 128] [--tg 64] [--threads N] [--reps R] [--f32-act]
        nanollama logits MODEL.gguf --tokens 1,2,3 [--threads N] [--kv f32|f16] [--f32-act] --out FILE
        nanollama generate [MODEL.gguf] [--prompt TEXT] [-n N] [--threads N] [--ctx N] [--kv f32|f16]
                  [--f32-act] [--ids] [SAMPLER OPTIONS]
@@ -58,6 +59,7 @@ fn main() -> ExitCode {
         Some("tokenize") => tokenize(&args[1..]),
         Some("generate") => generate(&args[1..]),
         Some("detokenize") => detokenize(&args[1..]),
+        Some("bench") => bench(&args[1..]),
         Some("-h" | "--help" | "help") => {
             println!("{USAGE}");
             Ok(())
@@ -667,5 +669,96 @@ fn generate(args: &[String]) -> Result<(), Fail> {
         toks.len() as f64 / prompt_secs,
         generated as f64 / gen_secs
     );
+    Ok(())
+}
+
+/// `bench`: speed as llama.cpp's llama-bench measures it. pp: a prompt of
+/// `pp` tokens in one batch into an empty context; tg: `tg` tokens decoded
+/// one at a time into an empty context. Token ids are seeded and spread over
+/// the vocabulary. Each is run `reps` times after one warm-up; the median
+/// is printed.
+fn bench(args: &[String]) -> Result<(), Fail> {
+    let (mut path, mut pp, mut tg, mut threads, mut reps) =
+        (None, 128usize, 64usize, 1usize, 5usize);
+    let mut f32_act = false;
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        if a == "--f32-act" {
+            f32_act = true;
+            continue;
+        }
+        if !a.starts_with('-') {
+            if path.is_some() {
+                return Err(usage(&format!("unexpected argument '{a}'")));
+            }
+            path = Some(a.clone());
+            continue;
+        }
+        let v = it
+            .next()
+            .ok_or_else(|| usage(&format!("{a} needs a value")))?;
+        match a.as_str() {
+            "--pp" => pp = parse(a, v)?,
+            "--tg" => tg = parse(a, v)?,
+            "--threads" | "-t" => threads = parse(a, v)?,
+            "--reps" | "-r" => reps = parse(a, v)?,
+            _ => return Err(usage(&format!("unknown option '{a}'"))),
+        }
+    }
+    if threads == 0 || reps == 0 || (pp == 0 && tg == 0) {
+        return Err(usage(
+            "--threads, --reps and one of --pp/--tg must be positive",
+        ));
+    }
+    let path = path.ok_or_else(|| usage("bench needs MODEL.gguf"))?;
+    let file = open(&path)?;
+    let mut model_mem = AlignedBuf::new(0);
+    let model = load(&path, file.bytes(), &mut model_mem)?;
+    let fail = |e: nanollama::Error| Fail(e.to_string(), 1);
+    let n_vocab = model.config().n_vocab as u64;
+    let params = ContextParams {
+        n_ctx: pp.max(tg).max(1) as u32,
+        n_batch: pp.max(1) as u32,
+        kv_type: KvType::F16,
+        logits_all: false,
+        f32_activations: f32_act,
+    };
+    let mut mem = AlignedBuf::new(Context::size(&model, &params).map_err(fail)?);
+    let mut ctx = Context::init(&model, &params, mem.as_mut_slice()).map_err(fail)?;
+    let par = pool_or_inline(threads);
+    let mut rng = nanollama::sampler::Rng(42);
+    let tokens: Vec<u32> = (0..pp.max(tg))
+        .map(|_| (rng.next_u64() % n_vocab) as u32)
+        .collect();
+    let median = |mut v: Vec<f64>| {
+        v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+        v[v.len() / 2]
+    };
+    if pp > 0 {
+        let mut rates = Vec::new();
+        for r in 0..=reps {
+            ctx.reset();
+            let t = std::time::Instant::now();
+            ctx.decode(&tokens[..pp], par.as_ref()).map_err(fail)?;
+            if r > 0 {
+                rates.push(pp as f64 / t.elapsed().as_secs_f64());
+            }
+        }
+        println!("pp{pp}: {:.2} tok/s", median(rates));
+    }
+    if tg > 0 {
+        let mut rates = Vec::new();
+        for r in 0..=reps {
+            ctx.reset();
+            let t = std::time::Instant::now();
+            for tok in &tokens[..tg] {
+                ctx.decode(&[*tok], par.as_ref()).map_err(fail)?;
+            }
+            if r > 0 {
+                rates.push(tg as f64 / t.elapsed().as_secs_f64());
+            }
+        }
+        println!("tg{tg}: {:.2} tok/s", median(rates));
+    }
     Ok(())
 }

@@ -234,7 +234,7 @@ fn decode_q3_k(b: &[u8]) -> Decoded {
 /// The 6-bit scale and minimum of sub-block `s` of Q4_K/Q5_K: sub-blocks
 /// 0..4 in the low 6 bits of bytes 0..4 and 4..8; 4..8 in the nibbles of
 /// bytes 8..12 with their top two bits in the top bits of bytes 0..8.
-fn scale_min_k4(sc: &[u8], s: usize) -> (i16, i16) {
+pub(crate) fn scale_min_k4(sc: &[u8], s: usize) -> (i16, i16) {
     if s < 4 {
         ((sc[s] & 63) as i16, (sc[s + 4] & 63) as i16)
     } else {

@@ -41,29 +41,37 @@ pub fn matmul(
     let out = &mut out[..n_tok * rows];
     let (n_tasks, per) = split(par, rows, MIN_ROWS_PER_TASK, MIN_ROWS_PER_TASK);
     let shared = DisjointMut::new(out);
+    // Rows in tiles of about 16 KB of weights: a tile stays in cache while
+    // every token of the batch passes over it.
+    let tile = (16 * 1024 / w.row_bytes.max(1)).clamp(1, 64);
     par.run(n_tasks, &|t| {
         let r0 = t * per;
         let r1 = (r0 + per).min(rows);
-        for b in 0..n_tok {
-            // SAFETY: task t alone owns rows r0..r1 of every token's output
-            // row; the ranges of different tasks and tokens are disjoint, and
-            // this view is dropped before the next is taken.
-            #[allow(unsafe_code)]
-            let o = unsafe { shared.range(b * rows + r0..b * rows + r1) };
-            match act {
-                Some((a, rb)) => {
-                    let xa = &a[b * rb..(b + 1) * rb];
-                    for (r, o) in (r0..r1).zip(o.iter_mut()) {
-                        *o = quant::dot_act(w.ty, w.row(r), xa, cols);
+        let mut t0 = r0;
+        while t0 < r1 {
+            let t1 = (t0 + tile).min(r1);
+            for b in 0..n_tok {
+                // SAFETY: task t alone owns rows r0..r1 of every token's
+                // output row; the ranges of different tasks and tokens are
+                // disjoint, and this view is dropped before the next is taken.
+                #[allow(unsafe_code)]
+                let o = unsafe { shared.range(b * rows + t0..b * rows + t1) };
+                match act {
+                    Some((a, rb)) => {
+                        let xa = &a[b * rb..(b + 1) * rb];
+                        for (r, o) in (t0..t1).zip(o.iter_mut()) {
+                            *o = quant::dot_act(w.ty, w.row(r), xa, cols);
+                        }
                     }
-                }
-                None => {
-                    let xb = &x[b * cols..(b + 1) * cols];
-                    for (r, o) in (r0..r1).zip(o.iter_mut()) {
-                        *o = quant::dot(w.ty, w.row(r), xb);
+                    None => {
+                        let xb = &x[b * cols..(b + 1) * cols];
+                        for (r, o) in (t0..t1).zip(o.iter_mut()) {
+                            *o = quant::dot(w.ty, w.row(r), xb);
+                        }
                     }
                 }
             }
+            t0 = t1;
         }
     });
 }

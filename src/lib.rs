@@ -32,6 +32,7 @@ pub mod parallel;
 pub mod pretokenize;
 pub mod quant;
 pub mod sampler;
+pub mod simd;
 pub mod state;
 pub mod tokenizer;
 #[rustfmt::skip]

@@ -186,6 +186,11 @@ fn lanes_dot(x: &[f32], n: usize, w: impl Fn(usize) -> f32) -> f32 {
 /// `x.len()` weights of type `t`. Scalar reference implementation.
 pub fn dot(t: WeightType, row: &[u8], x: &[f32]) -> f32 {
     let n = x.len();
+    if t == WeightType::F32 {
+        if let Some(v) = crate::simd::dot_act(t, row, bytemuck::cast_slice(x), n) {
+            return v;
+        }
+    }
     match t {
         WeightType::F32 => {
             let row = &row[..n * 4];
@@ -337,6 +342,14 @@ pub fn quantize_act(t: ActType, x: &[f32], out: &mut [u8]) {
 /// already in the form `t.act_type()` (see [`quantize_act`]). Scalar
 /// reference implementation.
 pub fn dot_act(t: WeightType, row: &[u8], xa: &[u8], n: usize) -> f32 {
+    if let Some(v) = crate::simd::dot_act(t, row, xa, n) {
+        return v;
+    }
+    dot_act_scalar(t, row, xa, n)
+}
+
+/// The scalar reference of [`dot_act`].
+pub fn dot_act_scalar(t: WeightType, row: &[u8], xa: &[u8], n: usize) -> f32 {
     match t {
         WeightType::F32 => {
             let (row, xa) = (&row[..n * 4], &xa[..n * 4]);

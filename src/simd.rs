@@ -1,0 +1,476 @@
+//! Fast kernels, chosen once at run time. On x86-64 the CPU is asked
+//! (`cpuid`, and `xgetbv` for the OS's AVX state) whether it has AVX2, FMA
+//! and F16C; without std there is no `is_x86_feature_detected!`, so this is
+//! done by hand. Everything else runs the scalar reference kernels of
+//! `quant`, which the fast ones are tested against.
+//!
+//! [`force_scalar`] switches the fast kernels off (tests, and hosts that
+//! want the reference arithmetic).
+
+use core::sync::atomic::{AtomicU8, Ordering};
+
+/// 0: not probed yet; 1: scalar; 2: AVX2 + FMA + F16C.
+static LEVEL: AtomicU8 = AtomicU8::new(0);
+const SCALAR: u8 = 1;
+const AVX2: u8 = 2;
+
+/// Which kernels run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Level {
+    Scalar,
+    Avx2,
+}
+
+fn probe() -> u8 {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use core::arch::x86_64::__cpuid_count;
+        let leaf0 = __cpuid_count(0, 0);
+        if leaf0.eax < 7 {
+            return SCALAR;
+        }
+        let (l1, l7) = (__cpuid_count(1, 0), __cpuid_count(7, 0));
+        let fma = l1.ecx & (1 << 12) != 0;
+        let osxsave = l1.ecx & (1 << 27) != 0;
+        let avx = l1.ecx & (1 << 28) != 0;
+        let f16c = l1.ecx & (1 << 29) != 0;
+        let avx2 = l7.ebx & (1 << 5) != 0;
+        if !(fma && osxsave && avx && f16c && avx2) {
+            return SCALAR;
+        }
+        // The OS saves the YMM registers (XCR0 bits 1 and 2).
+        // SAFETY: xgetbv is available when OSXSAVE is set (checked).
+        #[allow(unsafe_code)]
+        let xcr0 = unsafe { xgetbv0() };
+        if xcr0 & 6 != 6 {
+            return SCALAR;
+        }
+        AVX2
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        SCALAR
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "xsave")]
+#[allow(unsafe_code)]
+fn xgetbv0() -> u64 {
+    // SAFETY: reading XCR0 has no side effect; xsave is enabled here.
+    unsafe { core::arch::x86_64::_xgetbv(0) }
+}
+
+/// The kernels in use (probing the CPU on first call).
+#[inline]
+pub fn level() -> Level {
+    let mut l = LEVEL.load(Ordering::Relaxed);
+    if l == 0 {
+        l = probe();
+        // A concurrent `force_scalar` wins over the probe.
+        let _ = LEVEL.compare_exchange(0, l, Ordering::Relaxed, Ordering::Relaxed);
+        l = LEVEL.load(Ordering::Relaxed);
+    }
+    if l == AVX2 {
+        Level::Avx2
+    } else {
+        Level::Scalar
+    }
+}
+
+/// Use the scalar reference kernels from now on (`true`), or whatever the
+/// CPU supports (`false`). Meant for tests and benchmarks; changing it while
+/// another thread decodes gives that decode a mix of both (each result is
+/// still correct to rounding).
+pub fn force_scalar(scalar: bool) {
+    LEVEL.store(if scalar { SCALAR } else { probe() }, Ordering::Relaxed);
+}
+
+/// A fast dot-product kernel: needs the CPU features of its level.
+type Kernel = unsafe fn(&[u8], &[u8], usize) -> f32;
+
+/// The AVX2 kernel for weights of type `t`, if there is one.
+fn avx2_kernel(t: crate::quant::WeightType) -> Option<Kernel> {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use crate::quant::WeightType as W;
+        Some(match t {
+            W::Q8_0 => x86::dot_q8_0,
+            W::Q4_0 => x86::dot_q4_0,
+            W::F16 => x86::dot_f16,
+            W::F32 => x86::dot_f32,
+            W::Q4_K => x86::dot_q4_k,
+            W::Q6_K => x86::dot_q6_k,
+            _ => return None,
+        })
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = t;
+        None
+    }
+}
+
+/// `Some(dot)` when a fast kernel exists for weights of type `t` meeting
+/// inputs in their converted form (see `quant::dot_act`).
+#[inline]
+#[allow(unsafe_code)]
+pub fn dot_act(t: crate::quant::WeightType, row: &[u8], xa: &[u8], n: usize) -> Option<f32> {
+    if level() != Level::Avx2 {
+        return None;
+    }
+    let f = avx2_kernel(t)?;
+    // SAFETY: AVX2 kernels need AVX2, FMA and F16C, which are present (the
+    // level is Avx2 only when the probe found them).
+    Some(unsafe { f(row, xa, n) })
+}
+
+#[cfg(target_arch = "x86_64")]
+#[allow(unsafe_code)]
+mod x86 {
+    //! AVX2 + FMA + F16C kernels. They are safe `#[target_feature]`
+    //! functions: calling one is only allowed where the features are known
+    //! present (`super::dot_act` checks). The only unsafe operations are the
+    //! unaligned loads, each from a slice whose length was checked by
+    //! indexing just before.
+    use core::arch::x86_64::*;
+
+    #[target_feature(enable = "avx2,fma,f16c")]
+    fn load256(b: &[u8]) -> __m256i {
+        let b = &b[..32];
+        // SAFETY: 32 readable bytes (checked above); loadu has no alignment need.
+        unsafe { _mm256_loadu_si256(b.as_ptr().cast()) }
+    }
+
+    #[target_feature(enable = "avx2,fma,f16c")]
+    fn load128(b: &[u8]) -> __m128i {
+        let b = &b[..16];
+        // SAFETY: 16 readable bytes (checked above).
+        unsafe { _mm_loadu_si128(b.as_ptr().cast()) }
+    }
+
+    #[target_feature(enable = "avx2,fma,f16c")]
+    fn load_f32x8(b: &[u8]) -> __m256 {
+        let b = &b[..32];
+        // SAFETY: 32 readable bytes (checked above).
+        unsafe { _mm256_loadu_ps(b.as_ptr().cast()) }
+    }
+
+    #[target_feature(enable = "avx2,fma,f16c")]
+    fn hsum(v: __m256) -> f32 {
+        let lo = _mm256_castps256_ps128(v);
+        let hi = _mm256_extractf128_ps(v, 1);
+        let s = _mm_add_ps(lo, hi);
+        let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+        let s = _mm_add_ss(s, _mm_movehdup_ps(s));
+        _mm_cvtss_f32(s)
+    }
+
+    #[inline(always)]
+    fn f16(b: &[u8]) -> f32 {
+        half::f16::from_bits(u16::from_le_bytes([b[0], b[1]])).to_f32()
+    }
+
+    /// Signed bytes `w` times signed bytes `a`, summed in groups of four
+    /// into 8 i32 lanes, as f32 (|w| * sign(a, w) keeps maddubs exact: no
+    /// pair sum of two 127 * 127 products overflows i16).
+    #[target_feature(enable = "avx2,fma,f16c")]
+    fn dot_i8(w: __m256i, a: __m256i) -> __m256 {
+        let ax = _mm256_sign_epi8(w, w);
+        let sy = _mm256_sign_epi8(a, w);
+        let p16 = _mm256_maddubs_epi16(ax, sy);
+        let p32 = _mm256_madd_epi16(p16, _mm256_set1_epi16(1));
+        _mm256_cvtepi32_ps(p32)
+    }
+
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub fn dot_q8_0(w: &[u8], a: &[u8], n: usize) -> f32 {
+        let nb = n / 32;
+        let (w, a) = (&w[..nb * 34], &a[..nb * 34]);
+        let mut acc = _mm256_setzero_ps();
+        for (wb, ab) in w.chunks_exact(34).zip(a.chunks_exact(34)) {
+            let d = _mm256_set1_ps(f16(wb) * f16(ab));
+            acc = _mm256_fmadd_ps(d, dot_i8(load256(&wb[2..]), load256(&ab[2..])), acc);
+        }
+        hsum(acc)
+    }
+
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub fn dot_q4_0(w: &[u8], a: &[u8], n: usize) -> f32 {
+        let nb = n / 32;
+        let (w, a) = (&w[..nb * 18], &a[..nb * 34]);
+        let mut acc = _mm256_setzero_ps();
+        let low = _mm_set1_epi8(0x0f);
+        for (wb, ab) in w.chunks_exact(18).zip(a.chunks_exact(34)) {
+            let d = _mm256_set1_ps(f16(wb) * f16(ab));
+            let q = load128(&wb[2..]);
+            let lo = _mm_and_si128(q, low);
+            let hi = _mm_and_si128(_mm_srli_epi16(q, 4), low);
+            let qw = _mm256_sub_epi8(_mm256_set_m128i(hi, lo), _mm256_set1_epi8(8));
+            acc = _mm256_fmadd_ps(d, dot_i8(qw, load256(&ab[2..])), acc);
+        }
+        hsum(acc)
+    }
+
+    /// 16 lanes in one pass over the row (two 8-lane accumulators side by
+    /// side), summed as a 512-bit reduction would: the order llama.cpp's
+    /// F16 matrix product uses on AVX-512 machines, so that the f16-rounded
+    /// inputs downstream round the same way as often as possible.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub fn dot_f16(w: &[u8], a: &[u8], n: usize) -> f32 {
+        let (w, a) = (&w[..n * 2], &a[..n * 2]);
+        let (mut lo, mut hi) = (_mm256_setzero_ps(), _mm256_setzero_ps());
+        let full = n / 16 * 16;
+        for (wc, ac) in w[..full * 2]
+            .chunks_exact(32)
+            .zip(a[..full * 2].chunks_exact(32))
+        {
+            lo = _mm256_fmadd_ps(
+                _mm256_cvtph_ps(load128(wc)),
+                _mm256_cvtph_ps(load128(ac)),
+                lo,
+            );
+            hi = _mm256_fmadd_ps(
+                _mm256_cvtph_ps(load128(&wc[16..])),
+                _mm256_cvtph_ps(load128(&ac[16..])),
+                hi,
+            );
+        }
+        let mut sum = hsum(_mm256_add_ps(lo, hi));
+        for j in full..n {
+            sum += f16(&w[2 * j..]) * f16(&a[2 * j..]);
+        }
+        sum
+    }
+
+    /// Q8_K activation block: scale, 256 quants, 16 sums of 16.
+    #[inline(always)]
+    fn q8k(a: &[u8]) -> (f32, &[u8], impl Fn(usize) -> i32 + '_) {
+        let d = f32::from_le_bytes([a[0], a[1], a[2], a[3]]);
+        let bsum = move |g: usize| i16::from_le_bytes([a[260 + 2 * g], a[261 + 2 * g]]) as i32;
+        (d, &a[4..260], bsum)
+    }
+
+    #[target_feature(enable = "avx2,fma,f16c")]
+    fn hsum_i32(v: __m256i) -> i32 {
+        let s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+        let s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0b01_00_11_10));
+        let s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0b10_11_00_01));
+        _mm_cvtsi128_si32(s)
+    }
+
+    /// Q4_K × Q8_K: per quarter of 64, the low nibbles (sub-block 2c) and
+    /// high nibbles (2c + 1) against their 32 activations, each product
+    /// pair weighted by its sub-block's 6-bit scale in the i16 → i32 step;
+    /// the minimums meet the activation sums.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub fn dot_q4_k(w: &[u8], a: &[u8], n: usize) -> f32 {
+        let nb = n / 256;
+        let (w, a) = (&w[..nb * 144], &a[..nb * 292]);
+        let mask = _mm256_set1_epi8(0x0f);
+        let mut acc = _mm256_setzero_ps();
+        let mut acc_min = 0f32;
+        for (wb, ab) in w.chunks_exact(144).zip(a.chunks_exact(292)) {
+            let (d, dmin) = (f16(wb), f16(&wb[2..]));
+            let sc = &wb[4..16];
+            let (da, qa, bsum) = q8k(ab);
+            let mut sums = _mm256_setzero_si256();
+            let mut mins = 0i32;
+            for c in 0..4 {
+                let (s0, m0) = crate::blocks::scale_min_k4(sc, 2 * c);
+                let (s1, m1) = crate::blocks::scale_min_k4(sc, 2 * c + 1);
+                mins += m0 as i32 * (bsum(4 * c) + bsum(4 * c + 1));
+                mins += m1 as i32 * (bsum(4 * c + 2) + bsum(4 * c + 3));
+                let q = load256(&wb[16 + 32 * c..]);
+                let lo = _mm256_and_si256(q, mask);
+                let hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), mask);
+                let p0 = _mm256_maddubs_epi16(lo, load256(&qa[64 * c..]));
+                let p1 = _mm256_maddubs_epi16(hi, load256(&qa[64 * c + 32..]));
+                sums = _mm256_add_epi32(sums, _mm256_madd_epi16(p0, _mm256_set1_epi16(s0)));
+                sums = _mm256_add_epi32(sums, _mm256_madd_epi16(p1, _mm256_set1_epi16(s1)));
+            }
+            acc = _mm256_fmadd_ps(_mm256_set1_ps(d * da), _mm256_cvtepi32_ps(sums), acc);
+            acc_min += dmin * da * mins as f32;
+        }
+        hsum(acc) - acc_min
+    }
+
+    /// Q6_K × Q8_K: the 6-bit quants (0..63) rebuilt per quarter from the
+    /// low nibbles and the 2-bit high parts, multiplied as unsigned, scaled
+    /// per sub-block of 16 in the i16 → i32 step; the offset of 32 meets the
+    /// activation sums.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub fn dot_q6_k(w: &[u8], a: &[u8], n: usize) -> f32 {
+        let nb = n / 256;
+        let (w, a) = (&w[..nb * 210], &a[..nb * 292]);
+        let m4 = _mm256_set1_epi8(0x0f);
+        let m2 = _mm256_set1_epi8(0x03);
+        let mut sum = 0f32;
+        for (wb, ab) in w.chunks_exact(210).zip(a.chunks_exact(292)) {
+            let d = f16(&wb[208..]);
+            let sc = &wb[192..208];
+            let (da, qa, bsum) = q8k(ab);
+            let mut sums = _mm256_setzero_si256();
+            let mut offset = 0i32;
+            for (g, &s) in sc.iter().enumerate() {
+                offset += s as i8 as i32 * bsum(g);
+            }
+            for h in 0..2 {
+                let ql0 = load256(&wb[64 * h..]);
+                let ql1 = load256(&wb[64 * h + 32..]);
+                let qh = load256(&wb[128 + 32 * h..]);
+                let high = |shift: i32| {
+                    let v = match shift {
+                        0 => qh,
+                        2 => _mm256_srli_epi16(qh, 2),
+                        4 => _mm256_srli_epi16(qh, 4),
+                        _ => _mm256_srli_epi16(qh, 6),
+                    };
+                    _mm256_slli_epi16(_mm256_and_si256(v, m2), 4)
+                };
+                let quarters = [
+                    _mm256_or_si256(_mm256_and_si256(ql0, m4), high(0)),
+                    _mm256_or_si256(_mm256_and_si256(ql1, m4), high(2)),
+                    _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql0, 4), m4), high(4)),
+                    _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql1, 4), m4), high(6)),
+                ];
+                for (c, q) in quarters.into_iter().enumerate() {
+                    let sub = 8 * h + 2 * c;
+                    let p = _mm256_maddubs_epi16(q, load256(&qa[128 * h + 32 * c..]));
+                    // Lanes 0-7 hold elements 0..16 (sub-block `sub`), 8-15
+                    // elements 16..32 (`sub + 1`).
+                    let scales = _mm256_set_m128i(
+                        _mm_set1_epi16(sc[sub + 1] as i8 as i16),
+                        _mm_set1_epi16(sc[sub] as i8 as i16),
+                    );
+                    sums = _mm256_add_epi32(sums, _mm256_madd_epi16(p, scales));
+                }
+            }
+            let total = hsum_i32(sums) - 32 * offset;
+            sum += d * da * total as f32;
+        }
+        sum
+    }
+
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub fn dot_f32(w: &[u8], a: &[u8], n: usize) -> f32 {
+        let (w, a) = (&w[..n * 4], &a[..n * 4]);
+        let mut acc = [_mm256_setzero_ps(); 4];
+        let full = n / 32 * 32;
+        for (wc, ac) in w[..full * 4]
+            .chunks_exact(128)
+            .zip(a[..full * 4].chunks_exact(128))
+        {
+            for (k, acc) in acc.iter_mut().enumerate() {
+                let x = load_f32x8(&wc[32 * k..]);
+                let y = load_f32x8(&ac[32 * k..]);
+                *acc = _mm256_fmadd_ps(x, y, *acc);
+            }
+        }
+        let s = _mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3]));
+        let mut sum = hsum(s);
+        let le = |b: &[u8], j: usize| {
+            f32::from_le_bytes([b[4 * j], b[4 * j + 1], b[4 * j + 2], b[4 * j + 3]])
+        };
+        for j in full..n {
+            sum += le(w, j) * le(a, j);
+        }
+        sum
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::quant::{dot_act_scalar, quantize_act, WeightType as W};
+
+    struct Rng(u64);
+    impl Rng {
+        fn f(&mut self) -> f32 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            (self.0 >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0
+        }
+    }
+
+    /// Rows of each type with a fast kernel, of odd lengths, at unaligned
+    /// offsets: the fast kernel equals the scalar reference to rounding.
+    #[test]
+    fn fast_kernels_match_the_scalar_reference() {
+        if probe() != AVX2 {
+            // Nothing to compare on this CPU; say so rather than pass silently.
+            std::println!("no fast kernels on this CPU: scalar only");
+            return;
+        }
+        let mut rng = Rng(99);
+        let mut checked = 0;
+        for t in [W::Q8_0, W::Q4_0, W::F16, W::F32, W::Q4_K, W::Q6_K] {
+            for n_blocks in [1usize, 2, 3, 5, 7, 33] {
+                let n = n_blocks * t.block_len().max(32) + if t.block_len() == 1 { 5 } else { 0 };
+                // Weights: quantize random values into the type's blocks.
+                let x: std::vec::Vec<f32> = (0..n).map(|_| rng.f() * 2.0).collect();
+                let wv: std::vec::Vec<f32> = (0..n).map(|_| rng.f()).collect();
+                let at = t.act_type();
+                let wbytes = match t {
+                    W::Q4_0 | W::Q4_K | W::Q6_K => {
+                        // Random quant bits, finite scales (d, and dmin for
+                        // Q4_K) at their offsets.
+                        let bb = t.block_bytes();
+                        let mut b = std::vec![0u8; n / t.block_len() * bb];
+                        for v in b.iter_mut() {
+                            *v = (rng.f().abs() * 255.0) as u8;
+                        }
+                        let offs: &[usize] = match t {
+                            W::Q6_K => &[208],
+                            W::Q4_K => &[0, 2],
+                            _ => &[0],
+                        };
+                        for blk in b.chunks_exact_mut(bb) {
+                            for &o in offs {
+                                let d = half::f16::from_f32(0.01 + rng.f().abs());
+                                blk[o..o + 2].copy_from_slice(&d.to_bits().to_le_bytes());
+                            }
+                        }
+                        b
+                    }
+                    _ => {
+                        let mut b = std::vec![0u8; at.row_bytes(n)];
+                        quantize_act(at, &wv, &mut b);
+                        b
+                    }
+                };
+                let mut xa = std::vec![0u8; at.row_bytes(n)];
+                quantize_act(at, &x, &mut xa);
+                for off in 0..3 {
+                    let mut wbuf = std::vec![0u8; wbytes.len() + off];
+                    wbuf[off..].copy_from_slice(&wbytes);
+                    let mut abuf = std::vec![0u8; xa.len() + off];
+                    abuf[off..].copy_from_slice(&xa);
+                    let k = avx2_kernel(t).unwrap();
+                    // SAFETY: the probe found AVX2, FMA and F16C.
+                    #[allow(unsafe_code)]
+                    let fast = unsafe { k(&wbuf[off..], &abuf[off..], n) };
+                    let slow = dot_act_scalar(t, &wbuf[off..], &abuf[off..], n);
+                    let tol = 1e-5 * (n as f32).sqrt() * slow.abs().max(1.0);
+                    assert!(
+                        (fast - slow).abs() <= tol,
+                        "{t:?} n={n} off={off}: {fast} vs {slow}"
+                    );
+                    checked += 1;
+                }
+            }
+        }
+        assert_eq!(checked, 6 * 6 * 3);
+    }
+
+    #[test]
+    fn scalar_can_be_forced() {
+        let before = level();
+        force_scalar(true);
+        assert_eq!(level(), Level::Scalar);
+        assert_eq!(dot_act(W::Q8_0, &[0; 34], &[0; 34], 32), None);
+        force_scalar(false);
+        assert_eq!(level(), before);
+    }
+}
