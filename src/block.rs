@@ -242,17 +242,38 @@ fn attention(
                             x
                         }
                     };
+                    // The query rounded to f16 once (llama.cpp's form), for
+                    // the fast f16 dot product.
+                    let mut q16 = [0u16; 256];
+                    let fast = round && hd <= q16.len();
+                    if fast {
+                        for (d, &a) in q16.iter_mut().zip(qh) {
+                            *d = f16::from_f32(a).to_bits();
+                        }
+                    }
                     for (t, s) in sc.iter_mut().enumerate() {
                         let kt = &k[t * kv_dim + kvh * hd..][..hd];
-                        let mut acc = 0f32;
-                        for (a, &b) in qh.iter().zip(kt) {
-                            acc += r(*a) * f16::from_bits(b).to_f32();
-                        }
+                        let simd = if fast {
+                            crate::simd::dot_f16_bits(kt, &q16[..hd])
+                        } else {
+                            None
+                        };
+                        let acc = simd.unwrap_or_else(|| {
+                            let mut acc = 0f32;
+                            for (a, &b) in qh.iter().zip(kt) {
+                                acc += r(*a) * f16::from_bits(b).to_f32();
+                            }
+                            acc
+                        });
                         *s = acc * scale;
                     }
                     softmax(sc);
                     for (t, &p) in sc.iter().enumerate() {
                         let p = r(p);
+                        let vt = &v[t * kv_dim + kvh * hd..][..hd];
+                        if crate::simd::axpy_f16(o, p, vt) {
+                            continue;
+                        }
                         let vt = &v[t * kv_dim + kvh * hd..][..hd];
                         for (o, &x) in o.iter_mut().zip(vt) {
                             *o += p * f16::from_bits(x).to_f32();

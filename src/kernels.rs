@@ -50,7 +50,35 @@ pub fn matmul(
         let mut t0 = r0;
         while t0 < r1 {
             let t1 = (t0 + tile).min(r1);
-            for b in 0..n_tok {
+            let mut b = 0;
+            // Four tokens at a time where a four-row kernel exists: each
+            // weight block is loaded once for all four (same bits as one by
+            // one).
+            if let Some((a, rb)) = act {
+                while b + 4 <= n_tok && crate::simd::has_four_row(w.ty) {
+                    let xa: [&[u8]; 4] =
+                        core::array::from_fn(|k| &a[(b + k) * rb..(b + k + 1) * rb]);
+                    // SAFETY: task t alone owns rows r0..r1 of every token's
+                    // output row; these four views are of different tokens'
+                    // rows, disjoint, and dropped before the next are taken.
+                    #[allow(unsafe_code)]
+                    let mut o: [&mut [f32]; 4] = core::array::from_fn(|k| unsafe {
+                        shared.range((b + k) * rows + t0..(b + k) * rows + t1)
+                    });
+                    for (i, r) in (t0..t1).enumerate() {
+                        let row = w.row(r);
+                        // (Scalar if the fast kernels were switched off since.)
+                        let v = crate::simd::dot_act4(w.ty, row, xa, cols).unwrap_or_else(|| {
+                            core::array::from_fn(|k| quant::dot_act(w.ty, row, xa[k], cols))
+                        });
+                        for (o, v) in o.iter_mut().zip(v) {
+                            o[i] = v;
+                        }
+                    }
+                    b += 4;
+                }
+            }
+            for b in b..n_tok {
                 // SAFETY: task t alone owns rows r0..r1 of every token's
                 // output row; the ranges of different tasks and tokens are
                 // disjoint, and this view is dropped before the next is taken.

@@ -111,6 +111,88 @@ fn avx2_kernel(t: crate::quant::WeightType) -> Option<Kernel> {
     }
 }
 
+/// A kernel for four activation rows at once (each weight block loaded and
+/// unpacked once); every result is bit-identical to the one-row kernel's.
+type Kernel4 = unsafe fn(&[u8], [&[u8]; 4], usize) -> [f32; 4];
+
+fn avx2_kernel4(t: crate::quant::WeightType) -> Option<Kernel4> {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use crate::quant::WeightType as W;
+        Some(match t {
+            W::Q8_0 => x86::dot4_q8_0,
+            W::Q4_0 => x86::dot4_q4_0,
+            W::F16 => x86::dot4_f16,
+            _ => return None,
+        })
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = t;
+        None
+    }
+}
+
+/// Whether [`dot_act4`] has a kernel for weights of type `t` now.
+#[inline]
+pub fn has_four_row(t: crate::quant::WeightType) -> bool {
+    level() == Level::Avx2 && avx2_kernel4(t).is_some()
+}
+
+/// Four dot products of one weight row with four converted activation
+/// rows, when a fast kernel exists; bit-identical to four [`dot_act`] calls.
+#[inline]
+#[allow(unsafe_code)]
+pub fn dot_act4(
+    t: crate::quant::WeightType,
+    row: &[u8],
+    xa: [&[u8]; 4],
+    n: usize,
+) -> Option<[f32; 4]> {
+    if level() != Level::Avx2 {
+        return None;
+    }
+    let f = avx2_kernel4(t)?;
+    // SAFETY: as in `dot_act`.
+    Some(unsafe { f(row, xa, n) })
+}
+
+/// Dot product of two rows of f16 bits (a key row and a query rounded to
+/// f16), with the F16 weight kernel's order; `None` without fast kernels.
+#[inline]
+#[allow(unsafe_code)]
+pub fn dot_f16_bits(a: &[u16], b: &[u16]) -> Option<f32> {
+    if level() != Level::Avx2 || a.len() != b.len() {
+        return None;
+    }
+    #[cfg(target_arch = "x86_64")]
+    {
+        // SAFETY: AVX2, FMA and F16C are present (level checked).
+        Some(unsafe { x86::dot_f16(bytemuck::cast_slice(a), bytemuck::cast_slice(b), a.len()) })
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    None
+}
+
+/// `o += p * v` for a row `v` of f16 bits; false (nothing done) without
+/// fast kernels. Each element's arithmetic is the scalar one (one multiply
+/// and one add, both rounded), so the result is bit-identical to it.
+#[inline]
+#[allow(unsafe_code)]
+pub fn axpy_f16(o: &mut [f32], p: f32, v: &[u16]) -> bool {
+    if level() != Level::Avx2 || o.len() != v.len() {
+        return false;
+    }
+    #[cfg(target_arch = "x86_64")]
+    {
+        // SAFETY: AVX2, FMA and F16C are present (level checked).
+        unsafe { x86::axpy_f16(o, p, bytemuck::cast_slice(v)) };
+        true
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    false
+}
+
 /// `Some(dot)` when a fast kernel exists for weights of type `t` meeting
 /// inputs in their converted form (see `quant::dot_act`).
 #[inline]
@@ -241,6 +323,96 @@ mod x86 {
             sum += f16(&w[2 * j..]) * f16(&a[2 * j..]);
         }
         sum
+    }
+
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub fn dot4_q8_0(w: &[u8], a: [&[u8]; 4], n: usize) -> [f32; 4] {
+        let nb = n / 32;
+        let w = &w[..nb * 34];
+        let a = a.map(|a| &a[..nb * 34]);
+        let mut acc = [_mm256_setzero_ps(); 4];
+        for (i, wb) in w.chunks_exact(34).enumerate() {
+            let qw = load256(&wb[2..]);
+            let dw = f16(wb);
+            for (acc, a) in acc.iter_mut().zip(a) {
+                let ab = &a[34 * i..34 * i + 34];
+                let d = _mm256_set1_ps(dw * f16(ab));
+                *acc = _mm256_fmadd_ps(d, dot_i8(qw, load256(&ab[2..])), *acc);
+            }
+        }
+        acc.map(|v| hsum(v))
+    }
+
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub fn dot4_q4_0(w: &[u8], a: [&[u8]; 4], n: usize) -> [f32; 4] {
+        let nb = n / 32;
+        let w = &w[..nb * 18];
+        let a = a.map(|a| &a[..nb * 34]);
+        let low = _mm_set1_epi8(0x0f);
+        let mut acc = [_mm256_setzero_ps(); 4];
+        for (i, wb) in w.chunks_exact(18).enumerate() {
+            let q = load128(&wb[2..]);
+            let lo = _mm_and_si128(q, low);
+            let hi = _mm_and_si128(_mm_srli_epi16(q, 4), low);
+            let qw = _mm256_sub_epi8(_mm256_set_m128i(hi, lo), _mm256_set1_epi8(8));
+            let dw = f16(wb);
+            for (acc, a) in acc.iter_mut().zip(a) {
+                let ab = &a[34 * i..34 * i + 34];
+                let d = _mm256_set1_ps(dw * f16(ab));
+                *acc = _mm256_fmadd_ps(d, dot_i8(qw, load256(&ab[2..])), *acc);
+            }
+        }
+        acc.map(|v| hsum(v))
+    }
+
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub fn dot4_f16(w: &[u8], a: [&[u8]; 4], n: usize) -> [f32; 4] {
+        let w = &w[..n * 2];
+        let a = a.map(|a| &a[..n * 2]);
+        let mut lo = [_mm256_setzero_ps(); 4];
+        let mut hi = [_mm256_setzero_ps(); 4];
+        let full = n / 16 * 16;
+        for (i, wc) in w[..full * 2].chunks_exact(32).enumerate() {
+            let wl = _mm256_cvtph_ps(load128(wc));
+            let wh = _mm256_cvtph_ps(load128(&wc[16..]));
+            for k in 0..4 {
+                let ac = &a[k][32 * i..32 * i + 32];
+                lo[k] = _mm256_fmadd_ps(wl, _mm256_cvtph_ps(load128(ac)), lo[k]);
+                hi[k] = _mm256_fmadd_ps(wh, _mm256_cvtph_ps(load128(&ac[16..])), hi[k]);
+            }
+        }
+        let mut out = [0f32; 4];
+        for k in 0..4 {
+            let mut sum = hsum(_mm256_add_ps(lo[k], hi[k]));
+            for j in full..n {
+                sum += f16(&w[2 * j..]) * f16(&a[k][2 * j..]);
+            }
+            out[k] = sum;
+        }
+        out
+    }
+
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub fn axpy_f16(o: &mut [f32], p: f32, v: &[u8]) {
+        let n = o.len();
+        let full = n / 8 * 8;
+        let pv = _mm256_set1_ps(p);
+        for (oc, vc) in o[..full]
+            .chunks_exact_mut(8)
+            .zip(v[..full * 2].chunks_exact(16))
+        {
+            let ob = &mut oc[..8];
+            // SAFETY: 8 readable floats (the chunk).
+            let cur = unsafe { _mm256_loadu_ps(ob.as_ptr()) };
+            let x = _mm256_cvtph_ps(load128(vc));
+            // Multiply then add (two roundings), as the scalar `o += p * x`.
+            let r = _mm256_add_ps(cur, _mm256_mul_ps(pv, x));
+            // SAFETY: 8 writable floats (the chunk).
+            unsafe { _mm256_storeu_ps(ob.as_mut_ptr(), r) };
+        }
+        for j in full..n {
+            o[j] += p * f16(&v[2 * j..]);
+        }
     }
 
     /// Q8_K activation block: scale, 256 quants, 16 sums of 16.
@@ -462,6 +634,51 @@ mod tests {
             }
         }
         assert_eq!(checked, 6 * 6 * 3);
+    }
+
+    /// The four-row kernels give exactly the one-row kernel's bits.
+    #[test]
+    fn four_row_kernels_equal_one_row_kernels() {
+        if probe() != AVX2 {
+            std::println!("no fast kernels on this CPU: scalar only");
+            return;
+        }
+        let mut rng = Rng(5);
+        for t in [W::Q8_0, W::Q4_0, W::F16] {
+            let n = 7 * 32 + if t == W::F16 { 5 } else { 0 };
+            let at = t.act_type();
+            let wv: std::vec::Vec<f32> = (0..n).map(|_| rng.f()).collect();
+            let mut w = std::vec![0u8; at.row_bytes(n)];
+            quantize_act(at, &wv, &mut w);
+            if t == W::Q4_0 {
+                w = std::vec![0u8; n / 32 * 18];
+                for (i, v) in w.iter_mut().enumerate() {
+                    *v = if i % 18 == 1 {
+                        0x3c
+                    } else {
+                        (rng.f().abs() * 255.0) as u8
+                    };
+                }
+            }
+            let rows: std::vec::Vec<std::vec::Vec<u8>> = (0..4)
+                .map(|_| {
+                    let x: std::vec::Vec<f32> = (0..n).map(|_| rng.f() * 3.0).collect();
+                    let mut xa = std::vec![0u8; at.row_bytes(n)];
+                    quantize_act(at, &x, &mut xa);
+                    xa
+                })
+                .collect();
+            let (k1, k4) = (avx2_kernel(t).unwrap(), avx2_kernel4(t).unwrap());
+            #[allow(unsafe_code)]
+            // SAFETY: the probe found AVX2, FMA and F16C.
+            let four = unsafe { k4(&w, [&rows[0], &rows[1], &rows[2], &rows[3]], n) };
+            for (k, r) in rows.iter().enumerate() {
+                #[allow(unsafe_code)]
+                // SAFETY: as above.
+                let one = unsafe { k1(&w, r, n) };
+                assert_eq!(four[k].to_bits(), one.to_bits(), "{t:?} row {k}");
+            }
+        }
     }
 
     #[test]
