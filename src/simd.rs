@@ -248,9 +248,12 @@ mod x86 {
         _mm_cvtss_f32(s)
     }
 
-    #[inline(always)]
+    /// An f16 scale read from bytes, converted by F16C (the software
+    /// conversion costs more than the block's integer work).
+    #[target_feature(enable = "avx2,fma,f16c")]
     fn f16(b: &[u8]) -> f32 {
-        half::f16::from_bits(u16::from_le_bytes([b[0], b[1]])).to_f32()
+        let bits = u16::from_le_bytes([b[0], b[1]]);
+        _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(bits as i32)))
     }
 
     /// Signed bytes `w` times signed bytes `a`, summed in groups of four
