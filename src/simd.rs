@@ -272,29 +272,32 @@ mod x86 {
     pub fn dot_q8_0(w: &[u8], a: &[u8], n: usize) -> f32 {
         let nb = n / 32;
         let (w, a) = (&w[..nb * 34], &a[..nb * 34]);
-        let mut acc = _mm256_setzero_ps();
-        for (wb, ab) in w.chunks_exact(34).zip(a.chunks_exact(34)) {
+        // Two accumulators (even and odd blocks) so that consecutive
+        // blocks' multiply-adds do not wait for each other.
+        let mut acc = [_mm256_setzero_ps(); 2];
+        for (i, (wb, ab)) in w.chunks_exact(34).zip(a.chunks_exact(34)).enumerate() {
             let d = _mm256_set1_ps(f16(wb) * f16(ab));
-            acc = _mm256_fmadd_ps(d, dot_i8(load256(&wb[2..]), load256(&ab[2..])), acc);
+            let p = dot_i8(load256(&wb[2..]), load256(&ab[2..]));
+            acc[i & 1] = _mm256_fmadd_ps(d, p, acc[i & 1]);
         }
-        hsum(acc)
+        hsum(_mm256_add_ps(acc[0], acc[1]))
     }
 
     #[target_feature(enable = "avx2,fma,f16c")]
     pub fn dot_q4_0(w: &[u8], a: &[u8], n: usize) -> f32 {
         let nb = n / 32;
         let (w, a) = (&w[..nb * 18], &a[..nb * 34]);
-        let mut acc = _mm256_setzero_ps();
+        let mut acc = [_mm256_setzero_ps(); 2];
         let low = _mm_set1_epi8(0x0f);
-        for (wb, ab) in w.chunks_exact(18).zip(a.chunks_exact(34)) {
+        for (i, (wb, ab)) in w.chunks_exact(18).zip(a.chunks_exact(34)).enumerate() {
             let d = _mm256_set1_ps(f16(wb) * f16(ab));
             let q = load128(&wb[2..]);
             let lo = _mm_and_si128(q, low);
             let hi = _mm_and_si128(_mm_srli_epi16(q, 4), low);
             let qw = _mm256_sub_epi8(_mm256_set_m128i(hi, lo), _mm256_set1_epi8(8));
-            acc = _mm256_fmadd_ps(d, dot_i8(qw, load256(&ab[2..])), acc);
+            acc[i & 1] = _mm256_fmadd_ps(d, dot_i8(qw, load256(&ab[2..])), acc[i & 1]);
         }
-        hsum(acc)
+        hsum(_mm256_add_ps(acc[0], acc[1]))
     }
 
     /// 16 lanes in one pass over the row (two 8-lane accumulators side by
@@ -333,17 +336,17 @@ mod x86 {
         let nb = n / 32;
         let w = &w[..nb * 34];
         let a = a.map(|a| &a[..nb * 34]);
-        let mut acc = [_mm256_setzero_ps(); 4];
+        let mut acc = [[_mm256_setzero_ps(); 2]; 4];
         for (i, wb) in w.chunks_exact(34).enumerate() {
             let qw = load256(&wb[2..]);
             let dw = f16(wb);
             for (acc, a) in acc.iter_mut().zip(a) {
                 let ab = &a[34 * i..34 * i + 34];
                 let d = _mm256_set1_ps(dw * f16(ab));
-                *acc = _mm256_fmadd_ps(d, dot_i8(qw, load256(&ab[2..])), *acc);
+                acc[i & 1] = _mm256_fmadd_ps(d, dot_i8(qw, load256(&ab[2..])), acc[i & 1]);
             }
         }
-        acc.map(|v| hsum(v))
+        acc.map(|v| hsum(_mm256_add_ps(v[0], v[1])))
     }
 
     #[target_feature(enable = "avx2,fma,f16c")]
@@ -352,7 +355,7 @@ mod x86 {
         let w = &w[..nb * 18];
         let a = a.map(|a| &a[..nb * 34]);
         let low = _mm_set1_epi8(0x0f);
-        let mut acc = [_mm256_setzero_ps(); 4];
+        let mut acc = [[_mm256_setzero_ps(); 2]; 4];
         for (i, wb) in w.chunks_exact(18).enumerate() {
             let q = load128(&wb[2..]);
             let lo = _mm_and_si128(q, low);
@@ -362,10 +365,10 @@ mod x86 {
             for (acc, a) in acc.iter_mut().zip(a) {
                 let ab = &a[34 * i..34 * i + 34];
                 let d = _mm256_set1_ps(dw * f16(ab));
-                *acc = _mm256_fmadd_ps(d, dot_i8(qw, load256(&ab[2..])), *acc);
+                acc[i & 1] = _mm256_fmadd_ps(d, dot_i8(qw, load256(&ab[2..])), acc[i & 1]);
             }
         }
-        acc.map(|v| hsum(v))
+        acc.map(|v| hsum(_mm256_add_ps(v[0], v[1])))
     }
 
     #[target_feature(enable = "avx2,fma,f16c")]
