@@ -46,33 +46,19 @@ int main(int argc, char **argv) {
         {.name = "Shepherd", .prompt = "The LORD is my shepherd"},
     };
 
-    mapped_file file = map_file(model_path);
+    host_model hm = host_model_load(model_path);
+    const nanollama_model *model = hm.model;
+    const nanollama_vocab *vocab = hm.vocab;
+    const nanollama_model_info mi = hm.info;
+    const nanollama_vocab_info vi = hm.vocab_info;
     size_t size;
-    CHECK_OK(nanollama_model_size(file.bytes, file.len, &size));
-    void *model_mem = alloc64(size);
-    const nanollama_model *model;
-    CHECK_OK(nanollama_model_init(file.bytes, file.len, model_mem, size, &model));
-    CHECK_OK(nanollama_vocab_size(file.bytes, file.len, &size));
-    void *vocab_mem = alloc64(size);
-    const nanollama_vocab *vocab;
-    CHECK_OK(nanollama_vocab_init(file.bytes, file.len, vocab_mem, size, &vocab));
-    nanollama_model_info mi;
-    CHECK_OK(nanollama_model_get_info(model, &mi));
-    nanollama_vocab_info vi;
-    CHECK_OK(nanollama_vocab_get_info(vocab, &vi));
 
     /* One context and one sampler per character; each reads its prompt. */
     uint64_t seed = sp.seed;
     for (int c = 0; c < N_CHARACTERS; c++) {
         character *ch = &cast[c];
         int32_t tokens[256];
-        size_t n_prompt = 0, text_len = strlen(ch->prompt);
-        size_t scratch_len = nanollama_tokenize_scratch_size(text_len);
-        void *scratch = alloc64(scratch_len);
-        CHECK_OK(nanollama_tokenize(vocab, (const uint8_t *)ch->prompt, text_len,
-                                    vi.add_bos ? NANOLLAMA_TOKENIZE_FLAGS_ADD_BOS : 0, scratch,
-                                    scratch_len, tokens, 256, &n_prompt));
-        free(scratch);
+        size_t n_prompt = host_tokenize(&hm, ch->prompt, tokens, 256);
 
         nanollama_context_params cp;
         nanollama_context_params_default(&cp);
@@ -135,8 +121,6 @@ int main(int argc, char **argv) {
         free(ch->ctx_mem);
         free(ch->sampler_mem);
     }
-    free(vocab_mem);
-    free(model_mem);
-    unmap_file(file);
+    host_model_free(&hm);
     return 0;
 }

@@ -40,31 +40,17 @@ int main(int argc, char **argv) {
     }
 
     /* The model and its vocabulary, both reading the mapped file in place. */
-    mapped_file file = map_file(model_path);
+    host_model hm = host_model_load(model_path);
+    const nanollama_model *model = hm.model;
+    const nanollama_vocab *vocab = hm.vocab;
+    const nanollama_model_info mi = hm.info;
+    const nanollama_vocab_info vi = hm.vocab_info;
     size_t size;
-    CHECK_OK(nanollama_model_size(file.bytes, file.len, &size));
-    void *model_mem = alloc64(size);
-    const nanollama_model *model;
-    CHECK_OK(nanollama_model_init(file.bytes, file.len, model_mem, size, &model));
-    CHECK_OK(nanollama_vocab_size(file.bytes, file.len, &size));
-    void *vocab_mem = alloc64(size);
-    const nanollama_vocab *vocab;
-    CHECK_OK(nanollama_vocab_init(file.bytes, file.len, vocab_mem, size, &vocab));
-    nanollama_model_info mi;
-    CHECK_OK(nanollama_model_get_info(model, &mi));
-    nanollama_vocab_info vi;
-    CHECK_OK(nanollama_vocab_get_info(vocab, &vi));
 
     /* The prompt as tokens (BOS first when the file asks for it). */
-    size_t text_len = strlen(prompt), n_prompt = 0;
-    size_t scratch_len = nanollama_tokenize_scratch_size(text_len);
-    void *scratch = alloc64(scratch_len);
-    int32_t *tokens = malloc((text_len + 2) * sizeof *tokens);
-    CHECK_OK(nanollama_tokenize(vocab, (const uint8_t *)prompt, text_len,
-                                vi.add_bos ? NANOLLAMA_TOKENIZE_FLAGS_ADD_BOS : 0, scratch,
-                                scratch_len, tokens, text_len + 2, &n_prompt));
-    free(scratch);
-    if (n_prompt == 0) tokens[n_prompt++] = (int32_t)vi.bos;
+    size_t cap = strlen(prompt) + 2;
+    int32_t *tokens = malloc(cap * sizeof *tokens);
+    size_t n_prompt = host_tokenize(&hm, prompt, tokens, cap);
 
     /* A context for the whole training window, the prompt in one batch, and
      * the host's threads if asked for. */
@@ -135,8 +121,6 @@ int main(int argc, char **argv) {
     free(sampler_mem);
     free(ctx_mem);
     free(tokens);
-    free(vocab_mem);
-    free(model_mem);
-    unmap_file(file);
+    host_model_free(&hm);
     return 0;
 }

@@ -75,6 +75,54 @@ static inline void unmap_file(mapped_file f) {
     if (f.len > 0) munmap((void *)f.bytes, f.len);
 }
 
+/* A model and its vocabulary, both reading the mapped file in place, with
+ * their descriptions. */
+typedef struct {
+    mapped_file file;
+    void *model_mem, *vocab_mem;
+    const nanollama_model *model;
+    const nanollama_vocab *vocab;
+    nanollama_model_info info;
+    nanollama_vocab_info vocab_info;
+} host_model;
+
+static inline host_model host_model_load(const char *path) {
+    host_model m;
+    size_t size;
+    m.file = map_file(path);
+    CHECK_OK(nanollama_model_size(m.file.bytes, m.file.len, &size));
+    m.model_mem = alloc64(size);
+    CHECK_OK(nanollama_model_init(m.file.bytes, m.file.len, m.model_mem, size, &m.model));
+    CHECK_OK(nanollama_vocab_size(m.file.bytes, m.file.len, &size));
+    m.vocab_mem = alloc64(size);
+    CHECK_OK(nanollama_vocab_init(m.file.bytes, m.file.len, m.vocab_mem, size, &m.vocab));
+    CHECK_OK(nanollama_model_get_info(m.model, &m.info));
+    CHECK_OK(nanollama_vocab_get_info(m.vocab, &m.vocab_info));
+    return m;
+}
+
+/* Frees what host_model_load allocated (every context of the model first). */
+static inline void host_model_free(host_model *m) {
+    free(m->vocab_mem);
+    free(m->model_mem);
+    unmap_file(m->file);
+}
+
+/* `text` as tokens (BOS first when the file asks for it; BOS alone for an
+ * empty text) into tokens[0..cap]; returns the count. */
+static inline size_t host_tokenize(const host_model *m, const char *text, int32_t *tokens,
+                                   size_t cap) {
+    size_t len = strlen(text), n = 0;
+    size_t scratch_len = nanollama_tokenize_scratch_size(len);
+    void *scratch = alloc64(scratch_len);
+    uint32_t flags = m->vocab_info.add_bos ? NANOLLAMA_TOKENIZE_FLAGS_ADD_BOS : 0;
+    CHECK_OK(nanollama_tokenize(m->vocab, (const uint8_t *)text, len, flags, scratch, scratch_len,
+                                tokens, cap, &n));
+    free(scratch);
+    if (n == 0 && cap > 0) tokens[n++] = (int32_t)m->vocab_info.bos;
+    return n;
+}
+
 /* A fixed pool of worker threads. parallel_for posts a job (a task function
  * and a count), everyone including the calling thread takes task indices
  * from an atomic counter, and it returns when all tasks have run. One job at
