@@ -1,3 +1,6 @@
+//! Files made by llama.cpp's quantizer (tests/data/parity/): batch splits,
+//! and damaged block scales.
+//!
 //! A quantized weight with a NaN or infinite block scale, in files made by
 //! llama.cpp's quantizer: nanollama loads it (it does not scan gigabytes of
 //! weights at load), nothing panics or reads out of bounds, and the damage
@@ -143,4 +146,46 @@ fn bad_scale_in_an_output_row_spoils_only_that_token() {
     // +inf or -inf (so both branches above ran).
     assert!(seen[0].is_nan() && seen[1].is_nan());
     assert!(seen[2..].iter().any(|v| v.is_infinite()), "{seen:?}");
+}
+
+/// On the llama.cpp-quantized files (fast kernels where the CPU has them),
+/// a prompt fed in one batch, in uneven batches, or token by token gives
+/// bit-identical last logits: every output is one dot product whatever the
+/// batch (the four-token kernels equal the one-token ones bit for bit).
+#[test]
+fn batch_splits_give_identical_logits_on_quantized_files() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/parity");
+    let tokens: Vec<u32> = (0..13).map(|i| (i * 37 + 5) % 256).collect();
+    for file in [
+        "gqa4-q4_0.gguf",
+        "gqa4-q4_k_m.gguf",
+        "gqa2-llq8_0.gguf",
+        "mqa-q4_1.gguf",
+    ] {
+        let bytes = std::fs::read(dir.join(file)).unwrap();
+        let mut mm = AlignedBuf::new(Model::size(&bytes).unwrap());
+        let model = Model::init(&bytes, mm.as_mut_slice()).unwrap();
+        let p = ContextParams {
+            n_ctx: 16,
+            ..ContextParams::default()
+        };
+        let run = |cuts: &[usize]| {
+            let mut cm = AlignedBuf::new(Context::size(&model, &p).unwrap());
+            let mut ctx = Context::init(&model, &p, cm.as_mut_slice()).unwrap();
+            let mut at = 0;
+            for &c in cuts.iter().chain([tokens.len()].iter()) {
+                if c > at {
+                    ctx.decode(&tokens[at..c], &Inline).unwrap();
+                    at = c;
+                }
+            }
+            ctx.last_logits()
+                .iter()
+                .map(|v| v.to_bits())
+                .collect::<Vec<_>>()
+        };
+        let whole = run(&[]);
+        assert_eq!(run(&[5, 6, 11]), whole, "{file}");
+        assert_eq!(run(&(1..13).collect::<Vec<_>>()), whole, "{file}");
+    }
 }
