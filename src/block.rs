@@ -274,7 +274,6 @@ fn attention(
                         if crate::simd::axpy_f16(o, p, vt) {
                             continue;
                         }
-                        let vt = &v[t * kv_dim + kvh * hd..][..hd];
                         for (o, &x) in o.iter_mut().zip(vt) {
                             *o += p * f16::from_bits(x).to_f32();
                         }

@@ -372,20 +372,27 @@ fn amax(x: &[f32]) -> f32 {
     })
 }
 
-/// Q8_1 blocks of `x` (length a multiple of 32): as llama.cpp's x86 and Arm
-/// kernels, `q = round_half_even(x * 127 / max|x|)`, `d = max|x| / 127` as
-/// f16, and `s = d * sum(q)` (with the unrounded `d`) as f16.
+/// Quantizes one block of 32 inputs as llama.cpp's x86 and Arm kernels do
+/// for Q8_0 and Q8_1: `q = round_half_even(x * 127 / max|x|)` into `q` (32
+/// bytes). Returns the unrounded scale `d = max|x| / 127` (NaN if an input
+/// is NaN) and the sum of the quants.
+pub(crate) fn quantize_block_q8(xb: &[f32], q: &mut [u8]) -> (f32, i32) {
+    let am = amax(xb);
+    let id = if am != 0.0 { 127.0 / am } else { 0.0 };
+    let mut sum = 0i32;
+    for (q, v) in q.iter_mut().zip(xb) {
+        let qi = libm::rintf(v * id).clamp(-127.0, 127.0) as i8;
+        sum += qi as i32;
+        *q = qi as u8;
+    }
+    (am / 127.0, sum)
+}
+
+/// Q8_1 blocks of `x` (length a multiple of 32): `quantize_block_q8`'s
+/// quants, `d` as f16, and `s = d * sum(q)` (with the unrounded `d`) as f16.
 pub fn quantize_q8_1(x: &[f32], out: &mut [u8]) {
     for (o, xb) in out.chunks_exact_mut(Q8_1_BYTES).zip(x.chunks_exact(QK)) {
-        let am = amax(xb);
-        let d = am / 127.0;
-        let id = if am != 0.0 { 127.0 / am } else { 0.0 };
-        let mut sum = 0i32;
-        for (q, v) in o[4..].iter_mut().zip(xb) {
-            let qi = libm::rintf(v * id).clamp(-127.0, 127.0) as i8;
-            sum += qi as i32;
-            *q = qi as u8;
-        }
+        let (d, sum) = quantize_block_q8(xb, &mut o[4..]);
         o[..2].copy_from_slice(&f16::from_f32(d).to_bits().to_le_bytes());
         o[2..4].copy_from_slice(&f16::from_f32(d * sum as f32).to_bits().to_le_bytes());
     }
@@ -535,14 +542,7 @@ mod tests {
     }
 
     fn quantize_q8_0(x: &[f32], out: &mut [u8]) {
-        for (o, xb) in out.chunks_exact_mut(Q8_0_BYTES).zip(x.chunks_exact(QK)) {
-            let am = amax(xb);
-            let id = if am != 0.0 { 127.0 / am } else { 0.0 };
-            o[..2].copy_from_slice(&f16::from_f32(am / 127.0).to_bits().to_le_bytes());
-            for (q, v) in o[2..].iter_mut().zip(xb) {
-                *q = libm::rintf(v * id) as i8 as u8;
-            }
-        }
+        crate::quant::quantize_act(crate::quant::ActType::Q8_0, x, out);
     }
 
     type Dot = fn(&[u8], &[u8], usize) -> f32;

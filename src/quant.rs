@@ -295,8 +295,9 @@ fn bf16_bits(v: f32) -> u16 {
 
 /// Writes `x` in the form `t` into `out` (at least `t.row_bytes(x.len())`
 /// bytes). Q8_0: per block of 32, `d = max|x| / 127` stored as f16 and
-/// `q = round_half_even(x * 127 / max|x|)`, the rounding llama.cpp's x86 and
-/// Arm kernels use.
+/// `q = round_half_even(x * 127 / max|x|)` (`blocks::quantize_block_q8`),
+/// the rounding llama.cpp's x86 and Arm kernels use; a NaN input makes the
+/// block's scale NaN, so the product is NaN, not garbage.
 pub fn quantize_act(t: ActType, x: &[f32], out: &mut [u8]) {
     match t {
         ActType::F32 => {
@@ -316,21 +317,8 @@ pub fn quantize_act(t: ActType, x: &[f32], out: &mut [u8]) {
         }
         ActType::Q8_0 => {
             for (o, xb) in out.chunks_exact_mut(Q8_0_BYTES).zip(x.chunks_exact(QK8_0)) {
-                // NaN propagates (f32::max would drop it): a NaN input makes
-                // the block's scale NaN, so the product is NaN, not garbage.
-                let amax = xb.iter().fold(0f32, |m, v| {
-                    if v.is_nan() || m.is_nan() {
-                        f32::NAN
-                    } else {
-                        m.max(v.abs())
-                    }
-                });
-                let d = amax / 127.0;
-                let id = if amax != 0.0 { 127.0 / amax } else { 0.0 };
+                let (d, _) = qb::quantize_block_q8(xb, &mut o[2..]);
                 o[..2].copy_from_slice(&f16::from_f32(d).to_bits().to_le_bytes());
-                for (q, v) in o[2..].iter_mut().zip(xb) {
-                    *q = libm::rintf(v * id).clamp(-127.0, 127.0) as i8 as u8;
-                }
             }
         }
         ActType::Q8_1 => qb::quantize_q8_1(x, out),
