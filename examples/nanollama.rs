@@ -51,6 +51,12 @@ fn main() -> ExitCode {
         // thread starts; no handler code is involved.
         unsafe { signal(13, 0) };
     }
+    // NANOLLAMA_KERNELS=scalar|avx2 caps the kernels (comparisons).
+    match std::env::var("NANOLLAMA_KERNELS").as_deref() {
+        Ok("scalar") => nanollama::simd::limit(nanollama::simd::Level::Scalar),
+        Ok("avx2") => nanollama::simd::limit(nanollama::simd::Level::Avx2),
+        _ => {}
+    }
     let args: Vec<String> = std::env::args().skip(1).collect();
     let r = match args.first().map(String::as_str) {
         Some("info") => info(&args[1..]),

@@ -212,7 +212,7 @@ impl<'m> Context<'m> {
     pub fn init(model: &'m Model<'m>, params: &ContextParams, mem: &'m mut [u8]) -> Result<Self> {
         let lay = Layout::new(model.config(), params)?;
         let need = lay.bytes()?;
-        if (mem.as_ptr() as usize) % ALIGN != 0 {
+        if !(mem.as_ptr() as usize).is_multiple_of(ALIGN) {
             return Err(Error::Misaligned);
         }
         if mem.len() < need {

@@ -325,7 +325,7 @@ unsafe fn memory<'a, T>(
     if mem.is_null() {
         return Err(nanollama_status::NullPointer);
     }
-    if (mem as usize) % ALIGN != 0 {
+    if !(mem as usize).is_multiple_of(ALIGN) {
         return Err(nanollama_status::Misaligned);
     }
     if len < head::<T>() {

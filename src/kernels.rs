@@ -26,6 +26,61 @@ pub fn matmul(
 ) {
     let (rows, cols) = (w.rows, w.cols);
     let x = &x[..n_tok * cols];
+    let mut act = act;
+    if let (Some(wide), Some(buf)) = (crate::simd::wide(w.ty), act.as_deref_mut()) {
+        let rb = wide.row_bytes(cols);
+        if rb * n_tok <= buf.len() {
+            let buf = &mut buf[..n_tok * rb];
+            for (o, xb) in buf.chunks_exact_mut(rb).zip(x.chunks_exact(cols)) {
+                wide.prepare(xb, o);
+            }
+            let buf = &*buf;
+            let out = &mut out[..n_tok * rows];
+            let (n_tasks, per) = split(par, rows, MIN_ROWS_PER_TASK, MIN_ROWS_PER_TASK);
+            let shared = DisjointMut::new(out);
+            let tile = (16 * 1024 / w.row_bytes.max(1)).clamp(4, 64);
+            let cb = wide.c_big();
+            par.run(n_tasks, &|t| {
+                let r0 = t * per;
+                let r1 = (r0 + per).min(rows);
+                // One input: all the task's rows in one pass. A batch: rows
+                // in tiles that stay in cache while the inputs pass.
+                let tile = if n_tok == 1 { r1 - r0 } else { tile };
+                let mut t0 = r0;
+                while t0 < r1 {
+                    let t1 = (t0 + tile).min(r1);
+                    let wb = &w.data[t0 * w.row_bytes..t1 * w.row_bytes];
+                    let mut b = 0;
+                    while b < n_tok {
+                        let c = if b + cb <= n_tok { cb } else { 1 };
+                        let a: [&[u8]; 8] =
+                            core::array::from_fn(|k| &buf[(b + k).min(n_tok - 1) * rb..][..rb]);
+                        // SAFETY: task t alone owns rows r0..r1 of every
+                        // token's output row; these views are of different
+                        // tokens' rows, disjoint, and dropped before the next
+                        // are taken.
+                        let mut o: [&mut [f32]; 8] = core::array::from_fn(|k| {
+                            let tok = b + k;
+                            let range = if k < c {
+                                tok * rows + t0..tok * rows + t1
+                            } else {
+                                0..0
+                            };
+                            #[allow(unsafe_code)]
+                            // SAFETY: see above (an empty view for unused slots).
+                            unsafe {
+                                shared.range(range)
+                            }
+                        });
+                        wide.block(wb, w.row_bytes, &a[..c], cols, &mut o[..c]);
+                        b += c;
+                    }
+                    t0 = t1;
+                }
+            });
+            return;
+        }
+    }
     let at = w.ty.act_type();
     let act = match act {
         Some(buf) if at != quant::ActType::F32 => {

@@ -300,7 +300,7 @@ impl<'a> Model<'a> {
         let g = Gguf::parse(gguf)?;
         let c = Config::from_gguf(&g)?;
         let need = Self::size_for(&c)?;
-        if (mem.as_ptr() as usize) % ALIGN != 0 {
+        if !(mem.as_ptr() as usize).is_multiple_of(ALIGN) {
             return Err(Error::Misaligned);
         }
         let mem = mem.get_mut(..need).ok_or(Error::BufferTooSmall)?;

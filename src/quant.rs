@@ -114,7 +114,7 @@ impl WeightType {
     }
     /// Bytes of a row of `n` weights (`n` a multiple of [`Self::block_len`]).
     pub fn row_bytes(self, n: usize) -> Option<usize> {
-        if n % self.block_len() != 0 {
+        if !n.is_multiple_of(self.block_len()) {
             return None;
         }
         (n / self.block_len()).checked_mul(self.block_bytes())
@@ -251,9 +251,10 @@ pub enum ActType {
     Q8_K,
 }
 
-/// Most bytes one converted input element takes, over every [`ActType`] but
-/// `F32` (which is not converted).
-pub const ACT_MAX_BYTES: usize = 2;
+/// Bytes per input element reserved for converted inputs: the most of any
+/// [`ActType`] but `F32` (2), or of the AVX-512 kernels' wider layouts (f32
+/// for F16 weights, about 3 for Q8_0 and Q4_0; see `simd`).
+pub const ACT_MAX_BYTES: usize = 4;
 
 impl WeightType {
     /// The form inputs take to meet weights of this type.

@@ -302,7 +302,7 @@ impl<'a> Sampler<'a> {
         {
             return Err(Error::InvalidArgument);
         }
-        if (mem.as_ptr() as usize) % ALIGN != 0 {
+        if !(mem.as_ptr() as usize).is_multiple_of(ALIGN) {
             return Err(Error::Misaligned);
         }
         if mem.len() < lay.bytes()? {

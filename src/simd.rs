@@ -9,16 +9,19 @@
 
 use core::sync::atomic::{AtomicU8, Ordering};
 
-/// 0: not probed yet; 1: scalar; 2: AVX2 + FMA + F16C.
+/// 0: not probed yet; 1: scalar; 2: AVX2 + FMA + F16C; 3: also AVX-512
+/// F, BW, VL, VBMI and VNNI.
 static LEVEL: AtomicU8 = AtomicU8::new(0);
 const SCALAR: u8 = 1;
 const AVX2: u8 = 2;
+const AVX512: u8 = 3;
 
-/// Which kernels run.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// Which kernels run (each level includes the ones below).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Level {
     Scalar,
     Avx2,
+    Avx512,
 }
 
 fn probe() -> u8 {
@@ -44,6 +47,16 @@ fn probe() -> u8 {
         let xcr0 = unsafe { xgetbv0() };
         if xcr0 & 6 != 6 {
             return SCALAR;
+        }
+        // AVX-512 F (ebx 16), BW (30), VL (31), VBMI (ecx 1), VNNI (ecx 11),
+        // and the OS saves the opmask and ZMM state (XCR0 bits 5-7).
+        let f = l7.ebx & (1 << 16) != 0;
+        let bw = l7.ebx & (1 << 30) != 0;
+        let vl = l7.ebx & (1 << 31) != 0;
+        let vbmi = l7.ecx & (1 << 1) != 0;
+        let vnni = l7.ecx & (1 << 11) != 0;
+        if f && bw && vl && vbmi && vnni && xcr0 & 0xe0 == 0xe0 {
+            return AVX512;
         }
         AVX2
     }
@@ -71,10 +84,10 @@ pub fn level() -> Level {
         let _ = LEVEL.compare_exchange(0, l, Ordering::Relaxed, Ordering::Relaxed);
         l = LEVEL.load(Ordering::Relaxed);
     }
-    if l == AVX2 {
-        Level::Avx2
-    } else {
-        Level::Scalar
+    match l {
+        AVX512 => Level::Avx512,
+        AVX2 => Level::Avx2,
+        _ => Level::Scalar,
     }
 }
 
@@ -83,7 +96,18 @@ pub fn level() -> Level {
 /// another thread decodes gives that decode a mix of both (each result is
 /// still correct to rounding).
 pub fn force_scalar(scalar: bool) {
-    LEVEL.store(if scalar { SCALAR } else { probe() }, Ordering::Relaxed);
+    limit(if scalar { Level::Scalar } else { Level::Avx512 });
+}
+
+/// Use at most the kernels of level `max` (and at most what the CPU has)
+/// from now on; see [`force_scalar`].
+pub fn limit(max: Level) {
+    let max = match max {
+        Level::Scalar => SCALAR,
+        Level::Avx2 => AVX2,
+        Level::Avx512 => AVX512,
+    };
+    LEVEL.store(probe().min(max), Ordering::Relaxed);
 }
 
 /// A fast dot-product kernel: needs the CPU features of its level.
@@ -136,7 +160,7 @@ fn avx2_kernel4(t: crate::quant::WeightType) -> Option<Kernel4> {
 /// Whether [`dot_act4`] has a kernel for weights of type `t` now.
 #[inline]
 pub fn has_four_row(t: crate::quant::WeightType) -> bool {
-    level() == Level::Avx2 && avx2_kernel4(t).is_some()
+    level() >= Level::Avx2 && avx2_kernel4(t).is_some()
 }
 
 /// Four dot products of one weight row with four converted activation
@@ -149,7 +173,7 @@ pub fn dot_act4(
     xa: [&[u8]; 4],
     n: usize,
 ) -> Option<[f32; 4]> {
-    if level() != Level::Avx2 {
+    if level() < Level::Avx2 {
         return None;
     }
     let f = avx2_kernel4(t)?;
@@ -162,7 +186,7 @@ pub fn dot_act4(
 #[inline]
 #[allow(unsafe_code)]
 pub fn dot_f16_bits(a: &[u16], b: &[u16]) -> Option<f32> {
-    if level() != Level::Avx2 || a.len() != b.len() {
+    if level() < Level::Avx2 || a.len() != b.len() {
         return None;
     }
     #[cfg(target_arch = "x86_64")]
@@ -180,7 +204,7 @@ pub fn dot_f16_bits(a: &[u16], b: &[u16]) -> Option<f32> {
 #[inline]
 #[allow(unsafe_code)]
 pub fn axpy_f16(o: &mut [f32], p: f32, v: &[u16]) -> bool {
-    if level() != Level::Avx2 || o.len() != v.len() {
+    if level() < Level::Avx2 || o.len() != v.len() {
         return false;
     }
     #[cfg(target_arch = "x86_64")]
@@ -198,13 +222,97 @@ pub fn axpy_f16(o: &mut [f32], p: f32, v: &[u16]) -> bool {
 #[inline]
 #[allow(unsafe_code)]
 pub fn dot_act(t: crate::quant::WeightType, row: &[u8], xa: &[u8], n: usize) -> Option<f32> {
-    if level() != Level::Avx2 {
+    if level() < Level::Avx2 {
         return None;
     }
     let f = avx2_kernel(t)?;
     // SAFETY: AVX2 kernels need AVX2, FMA and F16C, which are present (the
     // level is Avx2 only when the probe found them).
     Some(unsafe { f(row, xa, n) })
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx512;
+
+/// The AVX-512 matrix tiles for one weight type, with their input layout.
+/// Exists only when the AVX-512 level is in use.
+pub struct Wide {
+    #[cfg(target_arch = "x86_64")]
+    t: crate::quant::WeightType,
+    #[cfg(target_arch = "x86_64")]
+    k: avx512::Kernels,
+    /// Elsewhere there are none: no value of this type exists.
+    #[cfg(not(target_arch = "x86_64"))]
+    never: core::convert::Infallible,
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+impl Wide {
+    pub fn row_bytes(&self, _: usize) -> usize {
+        match self.never {}
+    }
+    pub fn prepare(&self, _: &[f32], _: &mut [u8]) {
+        match self.never {}
+    }
+    pub fn c_big(&self) -> usize {
+        match self.never {}
+    }
+    pub fn block(&self, _: &[u8], _: usize, _: &[&[u8]], _: usize, _: &mut [&mut [f32]]) {
+        match self.never {}
+    }
+}
+
+/// The AVX-512 tiles for weights of type `t`, if the level is in use and
+/// there are.
+pub fn wide(t: crate::quant::WeightType) -> Option<Wide> {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if level() != Level::Avx512 {
+            return None;
+        }
+        Some(Wide {
+            t,
+            k: avx512::kernels(t)?,
+        })
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = t;
+        None
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+impl Wide {
+    /// Bytes of one prepared input row of `n` values.
+    pub fn row_bytes(&self, n: usize) -> usize {
+        avx512::row_bytes(self.t, n)
+    }
+
+    /// Prepares one input row (`out` of [`Self::row_bytes`]).
+    pub fn prepare(&self, x: &[f32], out: &mut [u8]) {
+        avx512::prepare(self.t, x, out)
+    }
+
+    /// Inputs per call of [`Self::block`] in a batch (else one).
+    pub fn c_big(&self) -> usize {
+        self.k.c_big
+    }
+
+    /// `out[c][r] = dot(row r of w, input c)`, with `w` whole rows of `wrb`
+    /// bytes, and `a` holding one or [`Self::c_big`] prepared inputs of `n`
+    /// values (`out[c]` as long as there are rows). The same bits whatever
+    /// the grouping of rows and inputs.
+    pub fn block(&self, w: &[u8], wrb: usize, a: &[&[u8]], n: usize, out: &mut [&mut [f32]]) {
+        assert!(a.len() == 1 || a.len() == self.k.c_big);
+        assert!(out.len() == a.len() && out.iter().all(|o| o.len() * wrb == w.len()));
+        // SAFETY: `Wide` exists only at the AVX-512 level, whose features
+        // the kernels need.
+        #[allow(unsafe_code)]
+        unsafe {
+            (self.k.block)(w, wrb, a, n, out)
+        }
+    }
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -576,7 +684,7 @@ mod tests {
     /// offsets: the fast kernel equals the scalar reference to rounding.
     #[test]
     fn fast_kernels_match_the_scalar_reference() {
-        if probe() != AVX2 {
+        if probe() < AVX2 {
             // Nothing to compare on this CPU; say so rather than pass silently.
             std::println!("no fast kernels on this CPU: scalar only");
             return;
@@ -645,7 +753,7 @@ mod tests {
     /// The four-row kernels give exactly the one-row kernel's bits.
     #[test]
     fn four_row_kernels_equal_one_row_kernels() {
-        if probe() != AVX2 {
+        if probe() < AVX2 {
             std::println!("no fast kernels on this CPU: scalar only");
             return;
         }
@@ -685,6 +793,112 @@ mod tests {
                 assert_eq!(four[k].to_bits(), one.to_bits(), "{t:?} row {k}");
             }
         }
+    }
+
+    /// Random weight rows of type `t` (`rows` of `n`), as stored.
+    fn random_rows(rng: &mut Rng, t: W, n: usize, rows: usize) -> std::vec::Vec<u8> {
+        let bb = t.block_bytes();
+        let nb = n / t.block_len();
+        let mut b = std::vec![0u8; rows * nb * bb];
+        if t == W::F16 {
+            for c in b.chunks_exact_mut(2) {
+                c.copy_from_slice(&half::f16::from_f32(rng.f()).to_bits().to_le_bytes());
+            }
+            return b;
+        }
+        for v in b.iter_mut() {
+            *v = (rng.f().abs() * 255.0) as u8;
+        }
+        let offs: &[usize] = match t {
+            W::Q6_K => &[208],
+            W::Q4_K => &[0, 2],
+            _ => &[0],
+        };
+        for blk in b.chunks_exact_mut(bb) {
+            for &o in offs {
+                let d = half::f16::from_f32(0.01 + rng.f().abs() * 0.1);
+                blk[o..o + 2].copy_from_slice(&d.to_bits().to_le_bytes());
+            }
+        }
+        b
+    }
+
+    /// The AVX-512 kernels: each result equals the scalar reference to
+    /// rounding (lengths with odd block counts and tails), and a batch of
+    /// rows and inputs gives exactly the bits of one row and one input at a
+    /// time; F16 gives the AVX2 kernel's bits.
+    #[test]
+    fn wide_kernels_match_the_scalar_reference_and_themselves() {
+        if probe() < AVX512 {
+            std::println!("no AVX-512 on this CPU: not compared");
+            return;
+        }
+        let mut rng = Rng(7);
+        let mut checked = 0;
+        for t in [W::Q4_0, W::Q8_0, W::F16, W::Q4_K, W::Q6_K] {
+            let lens: &[usize] = match t {
+                W::Q4_K | W::Q6_K => &[256, 512, 768, 2816],
+                W::F16 => &[16, 21, 32, 77, 2048, 2053],
+                _ => &[32, 64, 96, 160, 2048, 5632],
+            };
+            let wide = wide(t).unwrap();
+            for &n in lens {
+                let rows = 7;
+                let w = random_rows(&mut rng, t, n, rows);
+                let wrb = w.len() / rows;
+                let cb = wide.c_big();
+                let xs: std::vec::Vec<std::vec::Vec<f32>> = (0..cb)
+                    .map(|_| (0..n).map(|_| rng.f() * 2.0).collect())
+                    .collect();
+                let prepared: std::vec::Vec<std::vec::Vec<u8>> = xs
+                    .iter()
+                    .map(|x| {
+                        let mut p = std::vec![0u8; wide.row_bytes(n)];
+                        wide.prepare(x, &mut p);
+                        p
+                    })
+                    .collect();
+                let at = t.act_type();
+                let mut batch: std::vec::Vec<std::vec::Vec<f32>> =
+                    std::vec![std::vec![0f32; rows]; cb];
+                {
+                    let a: std::vec::Vec<&[u8]> = prepared.iter().map(|p| &p[..]).collect();
+                    let mut o: std::vec::Vec<&mut [f32]> =
+                        batch.iter_mut().map(|b| &mut b[..]).collect();
+                    wide.block(&w, wrb, &a, n, &mut o);
+                }
+                for (c, x) in xs.iter().enumerate() {
+                    let mut one = std::vec![0f32; rows];
+                    wide.block(&w, wrb, &[&prepared[c]], n, &mut [&mut one]);
+                    let mut xa = std::vec![0u8; at.row_bytes(n)];
+                    quantize_act(at, x, &mut xa);
+                    for r in 0..rows {
+                        let row = &w[r * wrb..(r + 1) * wrb];
+                        assert_eq!(
+                            one[r].to_bits(),
+                            batch[c][r].to_bits(),
+                            "{t:?} n={n} r={r} c={c}"
+                        );
+                        let slow = dot_act_scalar(t, row, &xa, n);
+                        let tol = 2e-5 * (n as f32).sqrt() * slow.abs().max(1.0);
+                        assert!(
+                            (one[r] - slow).abs() <= tol,
+                            "{t:?} n={n}: {} vs {slow}",
+                            one[r]
+                        );
+                        if t == W::F16 {
+                            let k = avx2_kernel(t).unwrap();
+                            // SAFETY: the probe found AVX-512, so AVX2 too.
+                            #[allow(unsafe_code)]
+                            let v = unsafe { k(row, &xa, n) };
+                            assert_eq!(v.to_bits(), one[r].to_bits());
+                        }
+                        checked += 1;
+                    }
+                }
+            }
+        }
+        assert!(checked > 500, "{checked}");
     }
 
     #[test]

@@ -171,7 +171,7 @@ impl<'a> Vocab<'a> {
         let g = Gguf::parse(gguf)?;
         let m = meta(&g)?;
         let n = m.tokens.len();
-        if (mem.as_ptr() as usize) % ALIGN != 0 {
+        if !(mem.as_ptr() as usize).is_multiple_of(ALIGN) {
             return Err(Error::Misaligned);
         }
         if mem.len() < Self::size(gguf)? {
@@ -408,7 +408,7 @@ impl<'a> Vocab<'a> {
         if scratch.len() < need {
             return Err(Error::BufferTooSmall);
         }
-        if (scratch.as_ptr() as usize) % ALIGN != 0 {
+        if !(scratch.as_ptr() as usize).is_multiple_of(ALIGN) {
             return Err(Error::Misaligned);
         }
         let mut w = Writer { out, n: 0 };
@@ -450,7 +450,7 @@ impl<'a> Vocab<'a> {
         let mut best: Option<(u32, usize)> = None;
         for &id in self.special.iter() {
             let t = self.token_text(id);
-            if !t.is_empty() && s.starts_with(t) && best.map_or(true, |(_, l)| t.len() > l) {
+            if !t.is_empty() && s.starts_with(t) && best.is_none_or(|(_, l)| t.len() > l) {
                 best = Some((id, t.len()));
             }
         }

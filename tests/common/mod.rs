@@ -135,7 +135,7 @@ impl GgufBuilder {
             offsets.push(off);
             off = (off + t.data.len() as u64).div_ceil(a) * a;
         }
-        while f.len() as u64 % a != 0 {
+        while !(f.len() as u64).is_multiple_of(a) {
             f.push(0);
         }
         let base = f.len();

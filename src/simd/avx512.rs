@@ -1,0 +1,608 @@
+//! AVX-512 kernels (F, BW, VL, VBMI, VNNI, with F16C): matrix tiles of `R`
+//! weight rows × `C` input rows, over inputs prepared in a "wide" layout
+//! that suits 512-bit registers (see [`prepare`]). Every output of a tile is
+//! computed in the same order whatever `R` and `C` are, so a batch gives the
+//! bits of token-by-token decoding.
+//!
+//! Integer products use `vpdpbusd` (unsigned × signed bytes summed in fours
+//! into i32) and `vpdpwssd`; byte shuffles use `vpermb`/`vpermt2b`.
+//!
+//! Wide input layouts, per weight type:
+//! - Q4_0, Q8_0: records of 64 inputs (two Q8_0 blocks): 64 quants, 16 i32
+//!   lanes `-k * (sum of 4 quants)` (`k` = 8 for Q4_0's offset, 128 for the
+//!   sign flip of Q8_0 weights), 16 f32 lanes of the blocks' scales (8 each),
+//!   192 bytes; an odd last block is paired with zeros.
+//! - F16: the inputs rounded to f16, stored as f32.
+//! - Q4_K: per 256, the Q8_K quants with sub-blocks of 32 in the order
+//!   0 2 1 3 4 6 5 7 (as a 64-byte load of Q4_K nibbles meets them), the
+//!   eight sums of 32 as i16 and the f32 scale: 276 bytes.
+//! - Q6_K: the standard Q8_K block (f32 scale, 256 quants, 16 sums of 16).
+#![allow(unsafe_code)]
+
+use crate::blocks as qb;
+use crate::quant::WeightType as W;
+use core::arch::x86_64::*;
+use half::f16;
+
+/// A block of rows: `w` holds whole weight rows of `wrb` bytes each, `a`
+/// one or [`Kernels::c_big`] prepared input rows, and `out[c][r]` receives
+/// the dot product of row `r` with input `c`. Needs this module's features.
+pub type Block = unsafe fn(&[u8], usize, &[&[u8]], usize, &mut [&mut [f32]]);
+
+/// The kernels for one weight type.
+pub struct Kernels {
+    /// Inputs per call in a batch.
+    pub c_big: usize,
+    pub block: Block,
+}
+
+macro_rules! block_fn {
+    ($name:ident, $tile:ident, $c:literal) => {
+        /// One input: row after row (one long stream through memory, which
+        /// the hardware prefetcher follows best); several: tiles of four
+        /// rows. Each output has the same bits either way.
+        #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vbmi,avx512vnni,avx2,fma,f16c")]
+        fn $name(w: &[u8], wrb: usize, a: &[&[u8]], n: usize, out: &mut [&mut [f32]]) {
+            let nrows = w.len() / wrb;
+            let mut o = [0f32; 4 * $c];
+            if a.len() != $c {
+                for c in 0..a.len() {
+                    for r in 0..nrows {
+                        $tile::<1, 1>(&[&w[r * wrb..(r + 1) * wrb]], &[a[c]], n, &mut o[..1]);
+                        out[c][r] = o[0];
+                    }
+                }
+                return;
+            }
+            let mut r = 0;
+            while r < nrows {
+                let nr = if r + 4 <= nrows { 4 } else { 1 };
+                let row = |i: usize| &w[(r + i.min(nr - 1)) * wrb..(r + i.min(nr - 1) + 1) * wrb];
+                let ws = [row(0), row(1), row(2), row(3)];
+                if nr == 4 {
+                    $tile::<4, $c>(&ws, a, n, &mut o);
+                } else {
+                    $tile::<1, $c>(&ws[..1], a, n, &mut o[..$c]);
+                }
+                for i in 0..nr {
+                    for (c, out) in out.iter_mut().enumerate() {
+                        out[r + i] = o[i * $c + c];
+                    }
+                }
+                r += nr;
+            }
+        }
+    };
+}
+
+block_fn!(block_q4_0, tile_q4_0, 4);
+block_fn!(block_q8_0, tile_q8_0, 4);
+block_fn!(block_f16, tile_f16, 4);
+block_fn!(block_q4_k, tile_q4_k, 2);
+block_fn!(block_q6_k, tile_q6_k, 2);
+
+/// The wide kernels for weights of type `t`, if there are.
+pub fn kernels(t: W) -> Option<Kernels> {
+    let (c_big, block): (usize, Block) = match t {
+        W::Q4_0 => (4, block_q4_0),
+        W::Q8_0 => (4, block_q8_0),
+        W::F16 => (4, block_f16),
+        W::Q4_K => (2, block_q4_k),
+        W::Q6_K => (2, block_q6_k),
+        _ => return None,
+    };
+    Some(Kernels { c_big, block })
+}
+
+const Q8_REC: usize = 192;
+const Q4K_REC: usize = 276;
+
+/// Bytes of one prepared input row of `n` values for weights of type `t`.
+pub fn row_bytes(t: W, n: usize) -> usize {
+    match t {
+        W::Q4_0 | W::Q8_0 => n.div_ceil(64) * Q8_REC,
+        W::F16 => n * 2,
+        W::Q4_K => n / 256 * Q4K_REC,
+        _ => n / 256 * qb::Q8_K_BYTES,
+    }
+}
+
+/// Converts `x` into the wide layout for weights of type `t` (the values
+/// of `t.act_type()`'s conversion, rearranged).
+pub fn prepare(t: W, x: &[f32], out: &mut [u8]) {
+    match t {
+        W::Q4_0 | W::Q8_0 => {
+            let k = if t == W::Q4_0 { 8 } else { 128 };
+            for (rec, xr) in out.chunks_exact_mut(Q8_REC).zip(x.chunks(64)) {
+                rec.fill(0);
+                for (h, xb) in xr.chunks_exact(32).enumerate() {
+                    let (d, _) = qb::quantize_block_q8(xb, &mut rec[32 * h..32 * h + 32]);
+                    let d = f16::from_f32(d).to_f32().to_le_bytes();
+                    for j in 0..8 {
+                        let o = 128 + 4 * (8 * h + j);
+                        rec[o..o + 4].copy_from_slice(&d);
+                    }
+                }
+                for j in 0..16 {
+                    let s: i32 = rec[4 * j..4 * j + 4].iter().map(|&q| q as i8 as i32).sum();
+                    rec[64 + 4 * j..68 + 4 * j].copy_from_slice(&(-k * s).to_le_bytes());
+                }
+            }
+        }
+        W::F16 => crate::quant::quantize_act(crate::quant::ActType::F16, x, out),
+        W::Q4_K => {
+            let mut blk = [0u8; qb::Q8_K_BYTES];
+            for (rec, xb) in out.chunks_exact_mut(Q4K_REC).zip(x.chunks_exact(256)) {
+                qb::quantize_q8_k(xb, &mut blk);
+                for (slot, sb) in [0usize, 2, 1, 3, 4, 6, 5, 7].into_iter().enumerate() {
+                    rec[32 * slot..32 * slot + 32].copy_from_slice(&blk[4 + 32 * sb..36 + 32 * sb]);
+                }
+                for j in 0..8 {
+                    let g = |i: usize| i16::from_le_bytes([blk[260 + 2 * i], blk[261 + 2 * i]]);
+                    let s = g(2 * j) + g(2 * j + 1);
+                    rec[256 + 2 * j..258 + 2 * j].copy_from_slice(&s.to_le_bytes());
+                }
+                rec[272..276].copy_from_slice(&blk[..4]);
+            }
+        }
+        _ => qb::quantize_q8_k(x, out),
+    }
+}
+
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vbmi,avx512vnni,avx2,fma,f16c")]
+fn load512(b: &[u8]) -> __m512i {
+    let b = &b[..64];
+    // SAFETY: 64 readable bytes (checked above); loadu needs no alignment.
+    unsafe { _mm512_loadu_si512(b.as_ptr().cast()) }
+}
+
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vbmi,avx512vnni,avx2,fma,f16c")]
+fn load256(b: &[u8]) -> __m256i {
+    let b = &b[..32];
+    // SAFETY: 32 readable bytes (checked above).
+    unsafe { _mm256_loadu_si256(b.as_ptr().cast()) }
+}
+
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vbmi,avx512vnni,avx2,fma,f16c")]
+fn load128(b: &[u8]) -> __m128i {
+    let b = &b[..16];
+    // SAFETY: 16 readable bytes (checked above).
+    unsafe { _mm_loadu_si128(b.as_ptr().cast()) }
+}
+
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vbmi,avx512vnni,avx2,fma,f16c")]
+fn loadps(b: &[u8]) -> __m512 {
+    let b = &b[..64];
+    // SAFETY: 64 readable bytes (checked above).
+    unsafe { _mm512_loadu_ps(b.as_ptr().cast()) }
+}
+
+/// Sum of 16 lanes: the two halves added, then the 8-lane sum of the AVX2
+/// kernels (so that F16 results equal theirs bit for bit).
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vbmi,avx512vnni,avx2,fma,f16c")]
+fn hsum(v: __m512) -> f32 {
+    let lo = _mm512_castps512_ps256(v);
+    let hi = _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1));
+    let v = _mm256_add_ps(lo, hi);
+    let lo = _mm256_castps256_ps128(v);
+    let hi = _mm256_extractf128_ps(v, 1);
+    let s = _mm_add_ps(lo, hi);
+    let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    let s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    _mm_cvtss_f32(s)
+}
+
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vbmi,avx512vnni,avx2,fma,f16c")]
+fn hsum8(v: __m256) -> f32 {
+    let lo = _mm256_castps256_ps128(v);
+    let hi = _mm256_extractf128_ps(v, 1);
+    let s = _mm_add_ps(lo, hi);
+    let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    let s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    _mm_cvtss_f32(s)
+}
+
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vbmi,avx512vnni,avx2,fma,f16c")]
+fn hsum128(v: __m128) -> f32 {
+    let s = _mm_add_ps(v, _mm_movehl_ps(v, v));
+    let s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    _mm_cvtss_f32(s)
+}
+
+/// Asks for the cache line `ahead` bytes past `b[off]` (the same place in
+/// the rows of the next tile: weight rows lie one after another, and the
+/// hardware prefetcher does not follow four short streams well). A hint:
+/// it never faults, wherever it points.
+#[inline(always)]
+fn prefetch(b: &[u8], off: usize, ahead: usize) {
+    let p = b.as_ptr().wrapping_add(off).wrapping_add(ahead);
+    // SAFETY: prefetching reads nothing architecturally and cannot fault.
+    unsafe { _mm_prefetch::<_MM_HINT_T0>(p.cast()) };
+}
+
+fn f16_at(b: &[u8], o: usize) -> f32 {
+    f16::from_bits(u16::from_le_bytes([b[o], b[o + 1]])).to_f32()
+}
+
+/// Byte indices as a vector.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vbmi,avx512vnni,avx2,fma,f16c")]
+fn idx(f: impl Fn(usize) -> u8) -> __m512i {
+    let b: [u8; 64] = core::array::from_fn(f);
+    load512(&b)
+}
+
+/// Per block-pair shuffles of Q4_0: the two blocks' 16 quant bytes each
+/// twice (low then high nibbles), and their two scales eight times each.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vbmi,avx512vnni,avx2,fma,f16c")]
+fn q4_0_consts() -> (__m512i, __m512i, __m512i) {
+    let iq = idx(|j| {
+        let s = 2 + 18 * (j / 32) + j % 16;
+        if s < 32 {
+            s as u8
+        } else {
+            (64 + s - 32) as u8
+        }
+    });
+    let id = idx(|j| {
+        if j < 32 {
+            (18 * (j / 16) + j % 2) as u8
+        } else {
+            0
+        }
+    });
+    // Shift counts per 16-bit word: 4 in the second 16 bytes of each 32.
+    let words: [u16; 32] = core::array::from_fn(|w| if (w / 8) % 2 == 1 { 4 } else { 0 });
+    let mut b = [0u8; 64];
+    for (o, w) in b.chunks_exact_mut(2).zip(words) {
+        o.copy_from_slice(&w.to_le_bytes());
+    }
+    (iq, id, load512(&b))
+}
+
+/// Q4_0 block pair (36 bytes): unsigned quants in input order, scales.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vbmi,avx512vnni,avx2,fma,f16c")]
+#[inline]
+fn q4_0_pair(b: &[u8], k: &(__m512i, __m512i, __m512i)) -> (__m512i, __m512) {
+    let b = &b[..36];
+    let z0 = _mm512_zextsi256_si512(load256(b));
+    let tail = u32::from_le_bytes([b[32], b[33], b[34], b[35]]);
+    let z1 = _mm512_castsi128_si512(_mm_cvtsi32_si128(tail as i32));
+    let q = _mm512_permutex2var_epi8(z0, k.0, z1);
+    let q = _mm512_and_si512(_mm512_srlv_epi16(q, k.2), _mm512_set1_epi8(0x0f));
+    let d = _mm512_permutexvar_epi8(k.1, z0);
+    (q, _mm512_cvtph_ps(_mm512_castsi512_si256(d)))
+}
+
+/// `acc += d * (dot(q, a) + corr) * da` for one record of input.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vbmi,avx512vnni,avx2,fma,f16c")]
+#[inline]
+fn q8_rec(acc: __m512, q: __m512i, d: __m512, rec: &[u8]) -> __m512 {
+    let rec = &rec[..Q8_REC];
+    let dot = _mm512_dpbusd_epi32(load512(&rec[64..]), q, load512(rec));
+    let t = _mm512_mul_ps(_mm512_cvtepi32_ps(dot), loadps(&rec[128..]));
+    _mm512_fmadd_ps(d, t, acc)
+}
+
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vbmi,avx512vnni,avx2,fma,f16c")]
+#[inline]
+fn tile_q4_0<const R: usize, const C: usize>(w: &[&[u8]], a: &[&[u8]], n: usize, out: &mut [f32]) {
+    let nb = n / 32;
+    let w: [&[u8]; R] = core::array::from_fn(|r| &w[r][..nb * 18]);
+    let a: [&[u8]; C] = core::array::from_fn(|c| &a[c][..nb.div_ceil(2) * Q8_REC]);
+    let k = q4_0_consts();
+    let mut acc = [[_mm512_setzero_ps(); C]; R];
+    let mut pad = [[0u8; 36]; R];
+    for p in 0..nb.div_ceil(2) {
+        let mut q = [_mm512_setzero_si512(); R];
+        let mut d = [_mm512_setzero_ps(); R];
+        for r in 0..R {
+            if R > 1 && p % 2 == 0 {
+                prefetch(w[r], 36 * p, R * nb * 18);
+            }
+            let b = if 36 * p + 36 <= w[r].len() {
+                &w[r][36 * p..36 * p + 36]
+            } else {
+                // An odd last block, paired with a zero block.
+                pad[r][..18].copy_from_slice(&w[r][36 * p..]);
+                &pad[r][..]
+            };
+            (q[r], d[r]) = q4_0_pair(b, &k);
+        }
+        for c in 0..C {
+            let rec = &a[c][Q8_REC * p..Q8_REC * (p + 1)];
+            for r in 0..R {
+                acc[r][c] = q8_rec(acc[r][c], q[r], d[r], rec);
+            }
+        }
+    }
+    for r in 0..R {
+        for c in 0..C {
+            out[r * C + c] = hsum(acc[r][c]);
+        }
+    }
+}
+
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vbmi,avx512vnni,avx2,fma,f16c")]
+#[inline]
+fn tile_q8_0<const R: usize, const C: usize>(w: &[&[u8]], a: &[&[u8]], n: usize, out: &mut [f32]) {
+    let nb = n / 32;
+    let w: [&[u8]; R] = core::array::from_fn(|r| &w[r][..nb * 34]);
+    let a: [&[u8]; C] = core::array::from_fn(|c| &a[c][..nb.div_ceil(2) * Q8_REC]);
+    let id = idx(|j| {
+        if j < 32 {
+            (34 * (j / 16) + j % 2) as u8
+        } else {
+            0
+        }
+    });
+    let flip = _mm512_set1_epi8(-128);
+    let mut acc = [[_mm512_setzero_ps(); C]; R];
+    let mut pad = [[0u8; 68]; R];
+    for p in 0..nb.div_ceil(2) {
+        let mut q = [_mm512_setzero_si512(); R];
+        let mut d = [_mm512_setzero_ps(); R];
+        for r in 0..R {
+            if R > 1 {
+                prefetch(w[r], 68 * p, R * nb * 34);
+            }
+            let b = if 68 * p + 68 <= w[r].len() {
+                &w[r][68 * p..68 * p + 68]
+            } else {
+                pad[r][..34].copy_from_slice(&w[r][68 * p..]);
+                &pad[r][..]
+            };
+            let lo = _mm512_castsi256_si512(load256(&b[2..]));
+            let qq = _mm512_inserti64x4(lo, load256(&b[36..]), 1);
+            // Signed to unsigned (+128); the record's correction takes it off.
+            q[r] = _mm512_xor_si512(qq, flip);
+            let dd = _mm512_permutexvar_epi8(id, load512(b));
+            d[r] = _mm512_cvtph_ps(_mm512_castsi512_si256(dd));
+        }
+        for c in 0..C {
+            let rec = &a[c][Q8_REC * p..Q8_REC * (p + 1)];
+            for r in 0..R {
+                acc[r][c] = q8_rec(acc[r][c], q[r], d[r], rec);
+            }
+        }
+    }
+    for r in 0..R {
+        for c in 0..C {
+            out[r * C + c] = hsum(acc[r][c]);
+        }
+    }
+}
+
+/// F16 weights against f32 inputs (f16-rounded): 16 lanes in one pass, the
+/// tail (n mod 16) added after the lane sum, as the AVX2 kernel does.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vbmi,avx512vnni,avx2,fma,f16c")]
+#[inline]
+fn tile_f16<const R: usize, const C: usize>(w: &[&[u8]], a: &[&[u8]], n: usize, out: &mut [f32]) {
+    let w: [&[u8]; R] = core::array::from_fn(|r| &w[r][..n * 2]);
+    let a: [&[u8]; C] = core::array::from_fn(|c| &a[c][..n * 2]);
+    let full = n / 16;
+    // Two 8-lane halves per output (the lanes of one 16-lane sum): on
+    // Zen 4, 256-bit operations run at full rate and shorten the chains.
+    let mut lo = [[_mm256_setzero_ps(); C]; R];
+    let mut hi = [[_mm256_setzero_ps(); C]; R];
+    for i in 0..full {
+        if R > 1 && i % 2 == 0 {
+            for wr in w {
+                prefetch(wr, 32 * i, R * n * 2);
+            }
+        }
+        // (Loops, not array::from_fn: closures do not inherit the target
+        // features and would not be inlined.)
+        let mut wl = [_mm256_setzero_ps(); R];
+        let mut wh = [_mm256_setzero_ps(); R];
+        for r in 0..R {
+            // SAFETY: i < full and every row has 2n >= 32 * full bytes
+            // (sliced above): 32 bytes readable from 32 i.
+            let p = unsafe { w[r].as_ptr().add(32 * i) };
+            // SAFETY: as above; loadu needs no alignment.
+            wl[r] = _mm256_cvtph_ps(unsafe { _mm_loadu_si128(p.cast()) });
+            // SAFETY: as above, the second 16 of the 32 bytes.
+            wh[r] = _mm256_cvtph_ps(unsafe { _mm_loadu_si128(p.wrapping_add(16).cast()) });
+        }
+        for c in 0..C {
+            // SAFETY: as for the rows: inputs have 2n bytes too.
+            let p = unsafe { a[c].as_ptr().add(32 * i) };
+            // SAFETY: as above.
+            let al = _mm256_cvtph_ps(unsafe { _mm_loadu_si128(p.cast()) });
+            // SAFETY: as above.
+            let ah = _mm256_cvtph_ps(unsafe { _mm_loadu_si128(p.wrapping_add(16).cast()) });
+            for r in 0..R {
+                lo[r][c] = _mm256_fmadd_ps(wl[r], al, lo[r][c]);
+                hi[r][c] = _mm256_fmadd_ps(wh[r], ah, hi[r][c]);
+            }
+        }
+    }
+    for r in 0..R {
+        for c in 0..C {
+            let mut s = hsum8(_mm256_add_ps(lo[r][c], hi[r][c]));
+            for j in 16 * full..n {
+                s += f16_at(w[r], 2 * j) * f16_at(a[c], 2 * j);
+            }
+            out[r * C + c] = s;
+        }
+    }
+}
+
+/// The eight 6-bit scales and eight minimums of a Q4_K/Q5_K block as the
+/// bytes of two u64 (see `blocks::scale_min_k4`).
+#[inline]
+fn k4_scales(sc: &[u8]) -> (u64, u64) {
+    let u = |i: usize| u32::from_le_bytes([sc[4 * i], sc[4 * i + 1], sc[4 * i + 2], sc[4 * i + 3]]);
+    let (u0, u1, u2) = (u(0), u(1), u(2));
+    let (m1, m2, m3) = (0x3f3f_3f3f, 0x0f0f_0f0f, 0x0303_0303);
+    let s_lo = u0 & m1;
+    let s_hi = (u2 & m2) | (((u0 >> 6) & m3) << 4);
+    let m_lo = u1 & m1;
+    let m_hi = ((u2 >> 4) & m2) | (((u1 >> 6) & m3) << 4);
+    (
+        s_lo as u64 | (s_hi as u64) << 32,
+        m_lo as u64 | (m_hi as u64) << 32,
+    )
+}
+
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vbmi,avx512vnni,avx2,fma,f16c")]
+#[inline]
+fn tile_q4_k<const R: usize, const C: usize>(w: &[&[u8]], a: &[&[u8]], n: usize, out: &mut [f32]) {
+    let nb = n / 256;
+    let w: [&[u8]; R] = core::array::from_fn(|r| &w[r][..nb * 144]);
+    let a: [&[u8]; C] = core::array::from_fn(|c| &a[c][..nb * Q4K_REC]);
+    let m4 = _mm512_set1_epi8(0x0f);
+    // Scale words for the four 64-byte products of a block: low nibbles of
+    // bytes 0..64 are sub-blocks 0 and 2, high ones 1 and 3; then 4..7.
+    let sidx: [__m512i; 4] = core::array::from_fn(|v| {
+        let (h, hi) = (v / 2, v % 2);
+        idx(move |j| {
+            let sb = 4 * h + hi + 2 * (j / 32);
+            if j % 2 == 0 {
+                sb as u8
+            } else {
+                0
+            }
+        })
+    });
+    let even = 0x5555_5555_5555_5555u64;
+    let mut acc = [[_mm512_setzero_ps(); C]; R];
+    let mut accm = [[_mm_setzero_ps(); C]; R];
+    for b in 0..nb {
+        let mut qs = [[_mm512_setzero_si512(); 4]; R];
+        let mut sv = [[_mm512_setzero_si512(); 4]; R];
+        let mut mins = [_mm_setzero_si128(); R];
+        let mut dd = [(0f32, 0f32); R];
+        for r in 0..R {
+            if R > 1 {
+                for o in [0, 64, 128] {
+                    prefetch(w[r], 144 * b + o, R * nb * 144);
+                }
+            }
+            let wb = &w[r][144 * b..144 * b + 144];
+            dd[r] = (f16_at(wb, 0), f16_at(wb, 2));
+            let (s, m) = k4_scales(&wb[4..16]);
+            let sb = _mm512_set1_epi64(s as i64);
+            for v in 0..4 {
+                sv[r][v] = _mm512_maskz_permutexvar_epi8(even, sidx[v], sb);
+            }
+            mins[r] = _mm_cvtepu8_epi16(_mm_cvtsi64_si128(m as i64));
+            for h in 0..2 {
+                let q = load512(&wb[16 + 64 * h..]);
+                qs[r][2 * h] = _mm512_and_si512(q, m4);
+                qs[r][2 * h + 1] = _mm512_and_si512(_mm512_srli_epi16(q, 4), m4);
+            }
+        }
+        for c in 0..C {
+            let rec = &a[c][Q4K_REC * b..Q4K_REC * (b + 1)];
+            let da = f32::from_le_bytes([rec[272], rec[273], rec[274], rec[275]]);
+            let mut av = [_mm512_setzero_si512(); 4];
+            for v in 0..4 {
+                av[v] = load512(&rec[64 * v..]);
+            }
+            let sums = load128(&rec[256..]);
+            for r in 0..R {
+                let mut isum = _mm512_setzero_si512();
+                for v in 0..4 {
+                    let p = _mm512_maddubs_epi16(qs[r][v], av[v]);
+                    isum = _mm512_dpwssd_epi32(isum, p, sv[r][v]);
+                }
+                let f = _mm512_cvtepi32_ps(isum);
+                acc[r][c] = _mm512_fmadd_ps(_mm512_set1_ps(dd[r].0 * da), f, acc[r][c]);
+                let mm = _mm_cvtepi32_ps(_mm_madd_epi16(mins[r], sums));
+                accm[r][c] = _mm_fmadd_ps(_mm_set1_ps(dd[r].1 * da), mm, accm[r][c]);
+            }
+        }
+    }
+    for r in 0..R {
+        for c in 0..C {
+            out[r * C + c] = hsum(acc[r][c]) - hsum128(accm[r][c]);
+        }
+    }
+}
+
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vbmi,avx512vnni,avx2,fma,f16c")]
+#[inline]
+fn tile_q6_k<const R: usize, const C: usize>(w: &[&[u8]], a: &[&[u8]], n: usize, out: &mut [f32]) {
+    let nb = n / 256;
+    let w: [&[u8]; R] = core::array::from_fn(|r| &w[r][..nb * 210]);
+    let a: [&[u8]; C] = core::array::from_fn(|c| &a[c][..nb * qb::Q8_K_BYTES]);
+    let m4 = _mm512_set1_epi8(0x0f);
+    let m30 = _mm512_set1_epi8(0x30);
+    let words = |f: fn(usize) -> u16| {
+        let v: [u16; 32] = core::array::from_fn(f);
+        let mut b = [0u8; 64];
+        for (o, w) in b.chunks_exact_mut(2).zip(v) {
+            o.copy_from_slice(&w.to_le_bytes());
+        }
+        load512(&b)
+    };
+    // High bits: for the low nibbles' 64 quants, bits 0-1 (first 32) and
+    // 2-3 (next 32) of qh moved to bits 4-5; for the high nibbles', 4-5 and
+    // 6-7.
+    let shl = words(|w| if w < 16 { 4 } else { 2 });
+    let shr = words(|w| if w < 16 { 0 } else { 2 });
+    // Scale word index: 16-bit word `w` of the product of quarter `v` has
+    // sub-block 4v + w/8.
+    let sidx: [__m512i; 4] = [
+        words(|w| (w / 8) as u16),
+        words(|w| (4 + w / 8) as u16),
+        words(|w| (8 + w / 8) as u16),
+        words(|w| (12 + w / 8) as u16),
+    ];
+    let mut acc = [[_mm512_setzero_ps(); C]; R];
+    for b in 0..nb {
+        let mut qs = [[_mm512_setzero_si512(); 4]; R];
+        let mut sv = [[_mm512_setzero_si512(); 4]; R];
+        let mut sc16 = [_mm256_setzero_si256(); R];
+        let mut d = [0f32; R];
+        for r in 0..R {
+            if R > 1 {
+                for o in [0, 64, 128, 192] {
+                    prefetch(w[r], 210 * b + o, R * nb * 210);
+                }
+            }
+            let wb = &w[r][210 * b..210 * b + 210];
+            d[r] = f16_at(wb, 208);
+            sc16[r] = _mm256_cvtepi8_epi16(load128(&wb[192..]));
+            let s512 = _mm512_castsi256_si512(sc16[r]);
+            for v in 0..4 {
+                sv[r][v] = _mm512_permutexvar_epi16(sidx[v], s512);
+            }
+            for h in 0..2 {
+                let ql = load512(&wb[64 * h..]);
+                let qh = _mm512_broadcast_i64x4(load256(&wb[128 + 32 * h..]));
+                let hl = _mm512_and_si512(_mm512_sllv_epi16(qh, shl), m30);
+                let hh = _mm512_and_si512(_mm512_srlv_epi16(qh, shr), m30);
+                qs[r][2 * h] = _mm512_or_si512(_mm512_and_si512(ql, m4), hl);
+                qs[r][2 * h + 1] =
+                    _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(ql, 4), m4), hh);
+            }
+        }
+        for c in 0..C {
+            let ab = &a[c][qb::Q8_K_BYTES * b..qb::Q8_K_BYTES * (b + 1)];
+            let da = f32::from_le_bytes([ab[0], ab[1], ab[2], ab[3]]);
+            let mut av = [_mm512_setzero_si512(); 4];
+            for v in 0..4 {
+                av[v] = load512(&ab[4 + 64 * v..]);
+            }
+            let bsums = load256(&ab[260..]);
+            for r in 0..R {
+                // The offset of 32: -32 * sum(scale * sum of 16).
+                let off = _mm256_slli_epi32(_mm256_madd_epi16(sc16[r], bsums), 5);
+                let mut isum =
+                    _mm512_zextsi256_si512(_mm256_sub_epi32(_mm256_setzero_si256(), off));
+                for v in 0..4 {
+                    let p = _mm512_maddubs_epi16(qs[r][v], av[v]);
+                    isum = _mm512_dpwssd_epi32(isum, p, sv[r][v]);
+                }
+                let f = _mm512_cvtepi32_ps(isum);
+                acc[r][c] = _mm512_fmadd_ps(_mm512_set1_ps(d[r] * da), f, acc[r][c]);
+            }
+        }
+    }
+    for r in 0..R {
+        for c in 0..C {
+            out[r * C + c] = hsum(acc[r][c]);
+        }
+    }
+}
