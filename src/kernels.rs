@@ -28,11 +28,12 @@ pub fn matmul(
     let x = &x[..n_tok * cols];
     let mut act = act;
     if let (Some(wide), Some(buf)) = (crate::simd::wide(w.ty), act.as_deref_mut()) {
-        let rb = wide.row_bytes(cols);
+        let batch = n_tok > 1;
+        let rb = wide.row_bytes(cols, batch);
         if rb * n_tok <= buf.len() {
             let buf = &mut buf[..n_tok * rb];
             for (o, xb) in buf.chunks_exact_mut(rb).zip(x.chunks_exact(cols)) {
-                wide.prepare(xb, o);
+                wide.prepare(xb, o, batch);
             }
             let buf = &*buf;
             let out = &mut out[..n_tok * rows];
@@ -72,7 +73,7 @@ pub fn matmul(
                                 shared.range(range)
                             }
                         });
-                        wide.block(wb, w.row_bytes, &a[..c], cols, &mut o[..c]);
+                        wide.block(wb, w.row_bytes, &a[..c], cols, &mut o[..c], batch);
                         b += c;
                     }
                     t0 = t1;

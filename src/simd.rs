@@ -248,16 +248,16 @@ pub struct Wide {
 
 #[cfg(not(target_arch = "x86_64"))]
 impl Wide {
-    pub fn row_bytes(&self, _: usize) -> usize {
+    pub fn row_bytes(&self, _: usize, _: bool) -> usize {
         match self.never {}
     }
-    pub fn prepare(&self, _: &[f32], _: &mut [u8]) {
+    pub fn prepare(&self, _: &[f32], _: &mut [u8], _: bool) {
         match self.never {}
     }
     pub fn c_big(&self) -> usize {
         match self.never {}
     }
-    pub fn block(&self, _: &[u8], _: usize, _: &[&[u8]], _: usize, _: &mut [&mut [f32]]) {
+    pub fn block(&self, _: &[u8], _: usize, _: &[&[u8]], _: usize, _: &mut [&mut [f32]], _: bool) {
         match self.never {}
     }
 }
@@ -284,14 +284,15 @@ pub fn wide(t: crate::quant::WeightType) -> Option<Wide> {
 
 #[cfg(target_arch = "x86_64")]
 impl Wide {
-    /// Bytes of one prepared input row of `n` values.
-    pub fn row_bytes(&self, n: usize) -> usize {
-        avx512::row_bytes(self.t, n)
+    /// Bytes of one prepared input row of `n` values, in a batch (more
+    /// than one input) or not.
+    pub fn row_bytes(&self, n: usize, batch: bool) -> usize {
+        avx512::row_bytes(self.t, n, batch)
     }
 
     /// Prepares one input row (`out` of [`Self::row_bytes`]).
-    pub fn prepare(&self, x: &[f32], out: &mut [u8]) {
-        avx512::prepare(self.t, x, out)
+    pub fn prepare(&self, x: &[f32], out: &mut [u8], batch: bool) {
+        avx512::prepare(self.t, x, out, batch)
     }
 
     /// Inputs per call of [`Self::block`] in a batch (else one).
@@ -303,14 +304,22 @@ impl Wide {
     /// bytes, and `a` holding one or [`Self::c_big`] prepared inputs of `n`
     /// values (`out[c]` as long as there are rows). The same bits whatever
     /// the grouping of rows and inputs.
-    pub fn block(&self, w: &[u8], wrb: usize, a: &[&[u8]], n: usize, out: &mut [&mut [f32]]) {
+    pub fn block(
+        &self,
+        w: &[u8],
+        wrb: usize,
+        a: &[&[u8]],
+        n: usize,
+        out: &mut [&mut [f32]],
+        batch: bool,
+    ) {
         assert!(a.len() == 1 || a.len() == self.k.c_big);
         assert!(out.len() == a.len() && out.iter().all(|o| o.len() * wrb == w.len()));
         // SAFETY: `Wide` exists only at the AVX-512 level, whose features
         // the kernels need.
         #[allow(unsafe_code)]
         unsafe {
-            (self.k.block)(w, wrb, a, n, out)
+            (self.k.block)(w, wrb, a, n, out, batch)
         }
     }
 }
@@ -850,14 +859,16 @@ mod tests {
                 let xs: std::vec::Vec<std::vec::Vec<f32>> = (0..cb)
                     .map(|_| (0..n).map(|_| rng.f() * 2.0).collect())
                     .collect();
-                let prepared: std::vec::Vec<std::vec::Vec<u8>> = xs
-                    .iter()
-                    .map(|x| {
-                        let mut p = std::vec![0u8; wide.row_bytes(n)];
-                        wide.prepare(x, &mut p);
-                        p
-                    })
-                    .collect();
+                let prep = |batch: bool| -> std::vec::Vec<std::vec::Vec<u8>> {
+                    xs.iter()
+                        .map(|x| {
+                            let mut p = std::vec![0u8; wide.row_bytes(n, batch)];
+                            wide.prepare(x, &mut p, batch);
+                            p
+                        })
+                        .collect()
+                };
+                let (prepared, single) = (prep(true), prep(false));
                 let at = t.act_type();
                 let mut batch: std::vec::Vec<std::vec::Vec<f32>> =
                     std::vec![std::vec![0f32; rows]; cb];
@@ -865,11 +876,14 @@ mod tests {
                     let a: std::vec::Vec<&[u8]> = prepared.iter().map(|p| &p[..]).collect();
                     let mut o: std::vec::Vec<&mut [f32]> =
                         batch.iter_mut().map(|b| &mut b[..]).collect();
-                    wide.block(&w, wrb, &a, n, &mut o);
+                    wide.block(&w, wrb, &a, n, &mut o, true);
                 }
                 for (c, x) in xs.iter().enumerate() {
                     let mut one = std::vec![0f32; rows];
-                    wide.block(&w, wrb, &[&prepared[c]], n, &mut [&mut one]);
+                    wide.block(&w, wrb, &[&single[c]], n, &mut [&mut one], false);
+                    // A batch's left-over input (one, batch layout).
+                    let mut left = std::vec![0f32; rows];
+                    wide.block(&w, wrb, &[&prepared[c]], n, &mut [&mut left], true);
                     let mut xa = std::vec![0u8; at.row_bytes(n)];
                     quantize_act(at, x, &mut xa);
                     for r in 0..rows {
@@ -879,6 +893,7 @@ mod tests {
                             batch[c][r].to_bits(),
                             "{t:?} n={n} r={r} c={c}"
                         );
+                        assert_eq!(one[r].to_bits(), left[r].to_bits(), "{t:?} n={n} r={r}");
                         let slow = dot_act_scalar(t, row, &xa, n);
                         let tol = 2e-5 * (n as f32).sqrt() * slow.abs().max(1.0);
                         assert!(

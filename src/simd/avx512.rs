@@ -25,9 +25,10 @@ use core::arch::x86_64::*;
 use half::f16;
 
 /// A block of rows: `w` holds whole weight rows of `wrb` bytes each, `a`
-/// one or [`Kernels::c_big`] prepared input rows, and `out[c][r]` receives
-/// the dot product of row `r` with input `c`. Needs this module's features.
-pub type Block = unsafe fn(&[u8], usize, &[&[u8]], usize, &mut [&mut [f32]]);
+/// one or [`Kernels::c_big`] prepared input rows (prepared for a batch or
+/// not, as the last argument says), and `out[c][r]` receives the dot
+/// product of row `r` with input `c`. Needs this module's features.
+pub type Block = unsafe fn(&[u8], usize, &[&[u8]], usize, &mut [&mut [f32]], bool);
 
 /// The kernels for one weight type.
 pub struct Kernels {
@@ -37,18 +38,24 @@ pub struct Kernels {
 }
 
 macro_rules! block_fn {
-    ($name:ident, $tile:ident, $c:literal) => {
+    ($name:ident, $tile:ident, $tile1:ident, $r:literal, $c:literal) => {
         /// One input: row after row (one long stream through memory, which
-        /// the hardware prefetcher follows best); several: tiles of four
+        /// the hardware prefetcher follows best); several: tiles of `$r`
         /// rows. Each output has the same bits either way.
         #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vbmi,avx512vnni,avx2,fma,f16c")]
-        fn $name(w: &[u8], wrb: usize, a: &[&[u8]], n: usize, out: &mut [&mut [f32]]) {
+        #[allow(clippy::int_plus_one)]
+        fn $name(w: &[u8], wrb: usize, a: &[&[u8]], n: usize, out: &mut [&mut [f32]], batch: bool) {
             let nrows = w.len() / wrb;
-            let mut o = [0f32; 4 * $c];
+            let mut o = [0f32; $r * $c];
             if a.len() != $c {
                 for c in 0..a.len() {
                     for r in 0..nrows {
-                        $tile::<1, 1>(&[&w[r * wrb..(r + 1) * wrb]], &[a[c]], n, &mut o[..1]);
+                        let (w, a) = (&[&w[r * wrb..(r + 1) * wrb]], &[a[c]]);
+                        if batch {
+                            $tile::<1, 1>(w, a, n, &mut o[..1]);
+                        } else {
+                            $tile1::<1, 1>(w, a, n, &mut o[..1]);
+                        }
                         out[c][r] = o[0];
                     }
                 }
@@ -56,11 +63,11 @@ macro_rules! block_fn {
             }
             let mut r = 0;
             while r < nrows {
-                let nr = if r + 4 <= nrows { 4 } else { 1 };
+                let nr = if r + $r <= nrows { $r } else { 1 };
                 let row = |i: usize| &w[(r + i.min(nr - 1)) * wrb..(r + i.min(nr - 1) + 1) * wrb];
                 let ws = [row(0), row(1), row(2), row(3)];
-                if nr == 4 {
-                    $tile::<4, $c>(&ws, a, n, &mut o);
+                if nr == $r {
+                    $tile::<$r, $c>(&ws[..$r], a, n, &mut o);
                 } else {
                     $tile::<1, $c>(&ws[..1], a, n, &mut o[..$c]);
                 }
@@ -75,11 +82,16 @@ macro_rules! block_fn {
     };
 }
 
-block_fn!(block_q4_0, tile_q4_0, 4);
-block_fn!(block_q8_0, tile_q8_0, 4);
-block_fn!(block_f16, tile_f16, 4);
-block_fn!(block_q4_k, tile_q4_k, 2);
-block_fn!(block_q6_k, tile_q6_k, 2);
+// Rows × inputs per tile: the K-quants unpack a block into 8 registers
+// (quants and scales), so they take one row and more inputs.
+// F16 inputs are f32 in a batch (converted once, not per tile) and f16
+// alone (half the bytes to read per row). The second tile is for one input
+// outside a batch.
+block_fn!(block_q4_0, tile_q4_0, tile_q4_0, 4, 4);
+block_fn!(block_q8_0, tile_q8_0, tile_q8_0, 4, 4);
+block_fn!(block_f16, tile_f16_wide, tile_f16, 4, 4);
+block_fn!(block_q4_k, tile_q4_k, tile_q4_k, 1, 8);
+block_fn!(block_q6_k, tile_q6_k, tile_q6_k, 1, 8);
 
 /// The wide kernels for weights of type `t`, if there are.
 pub fn kernels(t: W) -> Option<Kernels> {
@@ -87,8 +99,8 @@ pub fn kernels(t: W) -> Option<Kernels> {
         W::Q4_0 => (4, block_q4_0),
         W::Q8_0 => (4, block_q8_0),
         W::F16 => (4, block_f16),
-        W::Q4_K => (2, block_q4_k),
-        W::Q6_K => (2, block_q6_k),
+        W::Q4_K => (8, block_q4_k),
+        W::Q6_K => (8, block_q6_k),
         _ => return None,
     };
     Some(Kernels { c_big, block })
@@ -98,9 +110,10 @@ const Q8_REC: usize = 192;
 const Q4K_REC: usize = 276;
 
 /// Bytes of one prepared input row of `n` values for weights of type `t`.
-pub fn row_bytes(t: W, n: usize) -> usize {
+pub fn row_bytes(t: W, n: usize, batch: bool) -> usize {
     match t {
         W::Q4_0 | W::Q8_0 => n.div_ceil(64) * Q8_REC,
+        W::F16 if batch => n * 4,
         W::F16 => n * 2,
         W::Q4_K => n / 256 * Q4K_REC,
         _ => n / 256 * qb::Q8_K_BYTES,
@@ -109,7 +122,7 @@ pub fn row_bytes(t: W, n: usize) -> usize {
 
 /// Converts `x` into the wide layout for weights of type `t` (the values
 /// of `t.act_type()`'s conversion, rearranged).
-pub fn prepare(t: W, x: &[f32], out: &mut [u8]) {
+pub fn prepare(t: W, x: &[f32], out: &mut [u8], batch: bool) {
     match t {
         W::Q4_0 | W::Q8_0 => {
             let k = if t == W::Q4_0 { 8 } else { 128 };
@@ -129,7 +142,12 @@ pub fn prepare(t: W, x: &[f32], out: &mut [u8]) {
                 }
             }
         }
-        W::F16 => crate::quant::quantize_act(crate::quant::ActType::F16, x, out),
+        W::F16 if !batch => crate::quant::quantize_act(crate::quant::ActType::F16, x, out),
+        W::F16 => {
+            for (o, v) in out.chunks_exact_mut(4).zip(x) {
+                o.copy_from_slice(&f16::from_f32(*v).to_f32().to_le_bytes());
+            }
+        }
         W::Q4_K => {
             let mut blk = [0u8; qb::Q8_K_BYTES];
             for (rec, xb) in out.chunks_exact_mut(Q4K_REC).zip(x.chunks_exact(256)) {
@@ -168,13 +186,6 @@ fn load128(b: &[u8]) -> __m128i {
     let b = &b[..16];
     // SAFETY: 16 readable bytes (checked above).
     unsafe { _mm_loadu_si128(b.as_ptr().cast()) }
-}
-
-#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vbmi,avx512vnni,avx2,fma,f16c")]
-fn loadps(b: &[u8]) -> __m512 {
-    let b = &b[..64];
-    // SAFETY: 64 readable bytes (checked above).
-    unsafe { _mm512_loadu_ps(b.as_ptr().cast()) }
 }
 
 /// Sum of 16 lanes: the two halves added, then the 8-lane sum of the AVX2
@@ -220,6 +231,10 @@ fn prefetch(b: &[u8], off: usize, ahead: usize) {
     unsafe { _mm_prefetch::<_MM_HINT_T0>(p.cast()) };
 }
 
+fn f32_at(b: &[u8], o: usize) -> f32 {
+    f32::from_le_bytes([b[o], b[o + 1], b[o + 2], b[o + 3]])
+}
+
 fn f16_at(b: &[u8], o: usize) -> f32 {
     f16::from_bits(u16::from_le_bytes([b[o], b[o + 1]])).to_f32()
 }
@@ -259,13 +274,17 @@ fn q4_0_consts() -> (__m512i, __m512i, __m512i) {
     (iq, id, load512(&b))
 }
 
-/// Q4_0 block pair (36 bytes): unsigned quants in input order, scales.
+/// Q4_0 block pair at `p`: unsigned quants in input order, and scales.
+///
+/// # Safety
+/// 36 bytes are readable at `p`.
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vbmi,avx512vnni,avx2,fma,f16c")]
 #[inline]
-fn q4_0_pair(b: &[u8], k: &(__m512i, __m512i, __m512i)) -> (__m512i, __m512) {
-    let b = &b[..36];
-    let z0 = _mm512_zextsi256_si512(load256(b));
-    let tail = u32::from_le_bytes([b[32], b[33], b[34], b[35]]);
+unsafe fn q4_0_pair(p: *const u8, k: &(__m512i, __m512i, __m512i)) -> (__m512i, __m512) {
+    // SAFETY: the first 32 of the 36 bytes.
+    let z0 = _mm512_zextsi256_si512(unsafe { _mm256_loadu_si256(p.cast()) });
+    // SAFETY: bytes 32..36.
+    let tail = unsafe { p.wrapping_add(32).cast::<u32>().read_unaligned() };
     let z1 = _mm512_castsi128_si512(_mm_cvtsi32_si128(tail as i32));
     let q = _mm512_permutex2var_epi8(z0, k.0, z1);
     let q = _mm512_and_si512(_mm512_srlv_epi16(q, k.2), _mm512_set1_epi8(0x0f));
@@ -273,104 +292,112 @@ fn q4_0_pair(b: &[u8], k: &(__m512i, __m512i, __m512i)) -> (__m512i, __m512) {
     (q, _mm512_cvtph_ps(_mm512_castsi512_si256(d)))
 }
 
-/// `acc += d * (dot(q, a) + corr) * da` for one record of input.
+/// Q8_0 block pair at `p`: quants made unsigned (+128; the input record's
+/// correction takes it off), and scales.
+///
+/// # Safety
+/// 68 bytes are readable at `p`.
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vbmi,avx512vnni,avx2,fma,f16c")]
 #[inline]
-fn q8_rec(acc: __m512, q: __m512i, d: __m512, rec: &[u8]) -> __m512 {
-    let rec = &rec[..Q8_REC];
-    let dot = _mm512_dpbusd_epi32(load512(&rec[64..]), q, load512(rec));
-    let t = _mm512_mul_ps(_mm512_cvtepi32_ps(dot), loadps(&rec[128..]));
+unsafe fn q8_0_pair(p: *const u8, id: __m512i) -> (__m512i, __m512) {
+    // SAFETY: bytes 2..34 of the 68.
+    let lo = unsafe { _mm256_loadu_si256(p.wrapping_add(2).cast()) };
+    // SAFETY: bytes 36..68.
+    let hi = unsafe { _mm256_loadu_si256(p.wrapping_add(36).cast()) };
+    let qq = _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1);
+    let q = _mm512_xor_si512(qq, _mm512_set1_epi8(-128));
+    // SAFETY: bytes 0..64.
+    let all = unsafe { _mm512_loadu_si512(p.cast()) };
+    let d = _mm512_permutexvar_epi8(id, all);
+    (q, _mm512_cvtph_ps(_mm512_castsi512_si256(d)))
+}
+
+/// `acc + d * (dot(q, a) + corr) * da` for the input record at `rec`.
+///
+/// # Safety
+/// 192 bytes (a record) are readable at `rec`.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vbmi,avx512vnni,avx2,fma,f16c")]
+#[inline]
+unsafe fn q8_rec(acc: __m512, q: __m512i, d: __m512, rec: *const u8) -> __m512 {
+    // SAFETY: bytes 64..128 of the record.
+    let corr = unsafe { _mm512_loadu_si512(rec.wrapping_add(64).cast()) };
+    // SAFETY: bytes 0..64.
+    let a = unsafe { _mm512_loadu_si512(rec.cast()) };
+    // SAFETY: bytes 128..192.
+    let da = unsafe { _mm512_loadu_ps(rec.wrapping_add(128).cast()) };
+    let dot = _mm512_dpbusd_epi32(corr, q, a);
+    let t = _mm512_mul_ps(_mm512_cvtepi32_ps(dot), da);
     _mm512_fmadd_ps(d, t, acc)
 }
 
-#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vbmi,avx512vnni,avx2,fma,f16c")]
-#[inline]
-fn tile_q4_0<const R: usize, const C: usize>(w: &[&[u8]], a: &[&[u8]], n: usize, out: &mut [f32]) {
-    let nb = n / 32;
-    let w: [&[u8]; R] = core::array::from_fn(|r| &w[r][..nb * 18]);
-    let a: [&[u8]; C] = core::array::from_fn(|c| &a[c][..nb.div_ceil(2) * Q8_REC]);
-    let k = q4_0_consts();
-    let mut acc = [[_mm512_setzero_ps(); C]; R];
-    let mut pad = [[0u8; 36]; R];
-    for p in 0..nb.div_ceil(2) {
-        let mut q = [_mm512_setzero_si512(); R];
-        let mut d = [_mm512_setzero_ps(); R];
-        for r in 0..R {
-            if R > 1 && p % 2 == 0 {
-                prefetch(w[r], 36 * p, R * nb * 18);
+/// The tiles of Q4_0 and Q8_0 (`BB` bytes per block pair, unpacked by
+/// `pair`): an odd last block is paired with a zero block.
+macro_rules! q8_tile {
+    ($name:ident, $bb:literal, $consts:expr, $pair:ident) => {
+        #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vbmi,avx512vnni,avx2,fma,f16c")]
+        #[inline]
+        fn $name<const R: usize, const C: usize>(
+            w: &[&[u8]],
+            a: &[&[u8]],
+            n: usize,
+            out: &mut [f32],
+        ) {
+            let nb = n / 32;
+            let pairs = nb.div_ceil(2);
+            let w: [&[u8]; R] = core::array::from_fn(|r| &w[r][..nb * $bb / 2]);
+            let a: [&[u8]; C] = core::array::from_fn(|c| &a[c][..pairs * Q8_REC]);
+            let k = $consts;
+            let mut pad = [[0u8; $bb]; R];
+            if nb % 2 == 1 {
+                for r in 0..R {
+                    pad[r][..$bb / 2].copy_from_slice(&w[r][(nb - 1) * $bb / 2..]);
+                }
             }
-            let b = if 36 * p + 36 <= w[r].len() {
-                &w[r][36 * p..36 * p + 36]
-            } else {
-                // An odd last block, paired with a zero block.
-                pad[r][..18].copy_from_slice(&w[r][36 * p..]);
-                &pad[r][..]
-            };
-            (q[r], d[r]) = q4_0_pair(b, &k);
-        }
-        for c in 0..C {
-            let rec = &a[c][Q8_REC * p..Q8_REC * (p + 1)];
+            let mut acc = [[_mm512_setzero_ps(); C]; R];
+            for p in 0..pairs {
+                let mut q = [_mm512_setzero_si512(); R];
+                let mut d = [_mm512_setzero_ps(); R];
+                for r in 0..R {
+                    if R > 1 && p % 2 == 0 {
+                        prefetch(w[r], $bb * p, R * nb * $bb / 2);
+                    }
+                    let src = if p < nb / 2 {
+                        w[r].as_ptr().wrapping_add($bb * p)
+                    } else {
+                        pad[r].as_ptr()
+                    };
+                    // SAFETY: a whole pair lies at `src`: p < nb / 2 in the
+                    // row (sliced to nb blocks above), else the padded copy.
+                    (q[r], d[r]) = unsafe { $pair(src, k) };
+                }
+                for c in 0..C {
+                    let rec = a[c].as_ptr().wrapping_add(Q8_REC * p);
+                    for r in 0..R {
+                        // SAFETY: p < pairs, and inputs hold pairs records.
+                        acc[r][c] = unsafe { q8_rec(acc[r][c], q[r], d[r], rec) };
+                    }
+                }
+            }
             for r in 0..R {
-                acc[r][c] = q8_rec(acc[r][c], q[r], d[r], rec);
+                for c in 0..C {
+                    out[r * C + c] = hsum(acc[r][c]);
+                }
             }
         }
-    }
-    for r in 0..R {
-        for c in 0..C {
-            out[r * C + c] = hsum(acc[r][c]);
-        }
-    }
+    };
 }
 
-#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vbmi,avx512vnni,avx2,fma,f16c")]
-#[inline]
-fn tile_q8_0<const R: usize, const C: usize>(w: &[&[u8]], a: &[&[u8]], n: usize, out: &mut [f32]) {
-    let nb = n / 32;
-    let w: [&[u8]; R] = core::array::from_fn(|r| &w[r][..nb * 34]);
-    let a: [&[u8]; C] = core::array::from_fn(|c| &a[c][..nb.div_ceil(2) * Q8_REC]);
-    let id = idx(|j| {
-        if j < 32 {
-            (34 * (j / 16) + j % 2) as u8
-        } else {
-            0
-        }
-    });
-    let flip = _mm512_set1_epi8(-128);
-    let mut acc = [[_mm512_setzero_ps(); C]; R];
-    let mut pad = [[0u8; 68]; R];
-    for p in 0..nb.div_ceil(2) {
-        let mut q = [_mm512_setzero_si512(); R];
-        let mut d = [_mm512_setzero_ps(); R];
-        for r in 0..R {
-            if R > 1 {
-                prefetch(w[r], 68 * p, R * nb * 34);
-            }
-            let b = if 68 * p + 68 <= w[r].len() {
-                &w[r][68 * p..68 * p + 68]
-            } else {
-                pad[r][..34].copy_from_slice(&w[r][68 * p..]);
-                &pad[r][..]
-            };
-            let lo = _mm512_castsi256_si512(load256(&b[2..]));
-            let qq = _mm512_inserti64x4(lo, load256(&b[36..]), 1);
-            // Signed to unsigned (+128); the record's correction takes it off.
-            q[r] = _mm512_xor_si512(qq, flip);
-            let dd = _mm512_permutexvar_epi8(id, load512(b));
-            d[r] = _mm512_cvtph_ps(_mm512_castsi512_si256(dd));
-        }
-        for c in 0..C {
-            let rec = &a[c][Q8_REC * p..Q8_REC * (p + 1)];
-            for r in 0..R {
-                acc[r][c] = q8_rec(acc[r][c], q[r], d[r], rec);
-            }
-        }
-    }
-    for r in 0..R {
-        for c in 0..C {
-            out[r * C + c] = hsum(acc[r][c]);
-        }
-    }
-}
+q8_tile!(tile_q4_0, 36, &q4_0_consts(), q4_0_pair);
+q8_tile!(
+    tile_q8_0,
+    68,
+    idx(|j| if j < 32 {
+        (34 * (j / 16) + j % 2) as u8
+    } else {
+        0
+    }),
+    q8_0_pair
+);
 
 /// F16 weights against f32 inputs (f16-rounded): 16 lanes in one pass, the
 /// tail (n mod 16) added after the lane sum, as the AVX2 kernel does.
@@ -384,6 +411,7 @@ fn tile_f16<const R: usize, const C: usize>(w: &[&[u8]], a: &[&[u8]], n: usize, 
     // Zen 4, 256-bit operations run at full rate and shorten the chains.
     let mut lo = [[_mm256_setzero_ps(); C]; R];
     let mut hi = [[_mm256_setzero_ps(); C]; R];
+    // (Inputs in f16: the one-input layout.)
     for i in 0..full {
         if R > 1 && i % 2 == 0 {
             for wr in w {
@@ -421,6 +449,52 @@ fn tile_f16<const R: usize, const C: usize>(w: &[&[u8]], a: &[&[u8]], n: usize, 
             let mut s = hsum8(_mm256_add_ps(lo[r][c], hi[r][c]));
             for j in 16 * full..n {
                 s += f16_at(w[r], 2 * j) * f16_at(a[c], 2 * j);
+            }
+            out[r * C + c] = s;
+        }
+    }
+}
+
+/// The F16 tile of a batch (inputs in f32): one 16-lane accumulator per
+/// output (the same lanes as the two 8-lane halves of the one-input kernel,
+/// in half the registers).
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vbmi,avx512vnni,avx2,fma,f16c")]
+#[inline]
+fn tile_f16_wide<const R: usize, const C: usize>(
+    w: &[&[u8]],
+    a: &[&[u8]],
+    n: usize,
+    out: &mut [f32],
+) {
+    let w: [&[u8]; R] = core::array::from_fn(|r| &w[r][..n * 2]);
+    let a: [&[u8]; C] = core::array::from_fn(|c| &a[c][..n * 4]);
+    let full = n / 16;
+    let mut acc = [[_mm512_setzero_ps(); C]; R];
+    for i in 0..full {
+        if i % 2 == 0 {
+            for wr in w {
+                prefetch(wr, 32 * i, R * n * 2);
+            }
+        }
+        let mut wv = [_mm512_setzero_ps(); R];
+        for r in 0..R {
+            // SAFETY: i < full and every row has 2n >= 32 * full bytes.
+            let v = unsafe { _mm256_loadu_si256(w[r].as_ptr().wrapping_add(32 * i).cast()) };
+            wv[r] = _mm512_cvtph_ps(v);
+        }
+        for c in 0..C {
+            // SAFETY: as for the rows: inputs have 4n bytes (f32).
+            let av = unsafe { _mm512_loadu_ps(a[c].as_ptr().wrapping_add(64 * i).cast()) };
+            for r in 0..R {
+                acc[r][c] = _mm512_fmadd_ps(wv[r], av, acc[r][c]);
+            }
+        }
+    }
+    for r in 0..R {
+        for c in 0..C {
+            let mut s = hsum(acc[r][c]);
+            for j in 16 * full..n {
+                s += f16_at(w[r], 2 * j) * f32_at(a[c], 4 * j);
             }
             out[r * C + c] = s;
         }
