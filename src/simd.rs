@@ -292,7 +292,12 @@ impl Wide {
 
     /// Prepares one input row (`out` of [`Self::row_bytes`]).
     pub fn prepare(&self, x: &[f32], out: &mut [u8], batch: bool) {
-        avx512::prepare(self.t, x, out, batch)
+        // SAFETY: `Wide` exists only at the AVX-512 level, whose features
+        // `prepare` needs.
+        #[allow(unsafe_code)]
+        unsafe {
+            avx512::prepare(self.t, x, out, batch)
+        }
     }
 
     /// Inputs per call of [`Self::block`] in a batch (else one).
@@ -869,6 +874,30 @@ mod tests {
                         .collect()
                 };
                 let (prepared, single) = (prep(true), prep(false));
+                if t == W::Q6_K {
+                    // Q6_K inputs are standard Q8_K blocks: exactly the
+                    // scalar quantization.
+                    for (x, rec) in xs.iter().zip(&prepared) {
+                        let mut std_q = std::vec![0u8; rec.len()];
+                        quantize_act(t.act_type(), x, &mut std_q);
+                        assert_eq!(&std_q, rec);
+                    }
+                }
+                if matches!(t, W::Q4_0 | W::Q8_0) {
+                    // The records hold exactly the scalar Q8_0 quants and
+                    // scales (f16-rounded), with NaN-free inputs here.
+                    for (x, rec) in xs.iter().zip(&prepared) {
+                        let mut std_q = std::vec![0u8; t.act_type().row_bytes(n)];
+                        quantize_act(t.act_type(), x, &mut std_q);
+                        for (i, blk) in std_q.chunks_exact(34).enumerate() {
+                            let r = &rec[192 * (i / 2)..];
+                            assert_eq!(&blk[2..], &r[32 * (i % 2)..32 * (i % 2) + 32]);
+                            let d = half::f16::from_bits(u16::from_le_bytes([blk[0], blk[1]]));
+                            let o = 128 + 32 * (i % 2);
+                            assert_eq!(d.to_f32().to_le_bytes(), r[o..o + 4]);
+                        }
+                    }
+                }
                 let at = t.act_type();
                 let mut batch: std::vec::Vec<std::vec::Vec<f32>> =
                     std::vec![std::vec![0f32; rows]; cb];

@@ -120,8 +120,85 @@ pub fn row_bytes(t: W, n: usize, batch: bool) -> usize {
     }
 }
 
+/// Q8 quantization of 32 inputs as `blocks::quantize_block_q8` (round half
+/// to even, whatever the MXCSR says): quants into `q`, returns the scale,
+/// or `None` if an input is NaN (the scalar code then propagates it).
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vbmi,avx512vnni,avx2,fma,f16c")]
+fn q8_block(xb: &[f32], q: &mut [u8]) -> Option<f32> {
+    let (xb, q) = (&xb[..32], &mut q[..32]);
+    // SAFETY: 32 readable floats (sliced above).
+    let x0 = unsafe { _mm512_loadu_ps(xb.as_ptr()) };
+    // SAFETY: as above, the second 16.
+    let x1 = unsafe { _mm512_loadu_ps(xb.as_ptr().wrapping_add(16)) };
+    if _mm512_cmp_ps_mask::<_CMP_UNORD_Q>(x0, x1) != 0 {
+        return None;
+    }
+    let am = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(x0), _mm512_abs_ps(x1)));
+    let id = _mm512_set1_ps(if am != 0.0 { 127.0 / am } else { 0.0 });
+    const RN: i32 = _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC;
+    let q0 = _mm512_cvt_roundps_epi32::<RN>(_mm512_mul_ps(x0, id));
+    let q1 = _mm512_cvt_roundps_epi32::<RN>(_mm512_mul_ps(x1, id));
+    let (lo, hi) = (_mm512_set1_epi32(-127), _mm512_set1_epi32(127));
+    let q0 = _mm512_cvtepi32_epi8(_mm512_min_epi32(_mm512_max_epi32(q0, lo), hi));
+    let q1 = _mm512_cvtepi32_epi8(_mm512_min_epi32(_mm512_max_epi32(q1, lo), hi));
+    // SAFETY: 32 writable bytes (sliced above).
+    unsafe { _mm_storeu_si128(q.as_mut_ptr().cast(), q0) };
+    // SAFETY: as above, the second 16.
+    unsafe { _mm_storeu_si128(q.as_mut_ptr().wrapping_add(16).cast(), q1) };
+    Some(am / 127.0)
+}
+
+/// Q8_K quantization of 256 inputs into `out` (a 292-byte block), as
+/// `blocks::quantize_q8_k`; `false` (nothing written) if an input is NaN.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vbmi,avx512vnni,avx2,fma,f16c")]
+#[allow(clippy::needless_range_loop)]
+fn q8_k_block(xb: &[f32], out: &mut [u8]) -> bool {
+    let (xb, out) = (&xb[..256], &mut out[..qb::Q8_K_BYTES]);
+    let mut x = [_mm512_setzero_ps(); 16];
+    let mut am = _mm512_setzero_ps();
+    let mut nan = 0u16;
+    for g in 0..16 {
+        // SAFETY: 16 readable floats at 16 g < 256 (sliced above).
+        x[g] = unsafe { _mm512_loadu_ps(xb.as_ptr().wrapping_add(16 * g)) };
+        nan |= _mm512_cmp_ps_mask::<_CMP_UNORD_Q>(x[g], x[g]);
+        am = _mm512_max_ps(am, _mm512_abs_ps(x[g]));
+    }
+    if nan != 0 {
+        return false;
+    }
+    let am = _mm512_reduce_max_ps(am);
+    // The signed value of the first element of largest magnitude.
+    let mut max = 0f32;
+    for g in 0..16 {
+        let m = _mm512_cmp_ps_mask::<_CMP_EQ_OQ>(_mm512_abs_ps(x[g]), _mm512_set1_ps(am));
+        if m != 0 {
+            max = xb[16 * g + m.trailing_zeros() as usize];
+            break;
+        }
+    }
+    let iscale = if am == 0.0 { 0.0 } else { -127.0 / max };
+    let d = if am == 0.0 { 0.0 } else { 1.0 / iscale };
+    out[..4].copy_from_slice(&d.to_le_bytes());
+    let is = _mm512_set1_ps(iscale);
+    let (lo, hi) = (_mm512_set1_epi32(-128), _mm512_set1_epi32(127));
+    const RN: i32 = _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC;
+    for g in 0..16 {
+        let q = _mm512_cvt_roundps_epi32::<RN>(_mm512_mul_ps(x[g], is));
+        let q = _mm512_min_epi32(_mm512_max_epi32(q, lo), hi);
+        let b = _mm512_cvtepi32_epi8(q);
+        let mut t = [0u8; 16];
+        // SAFETY: 16 writable bytes.
+        unsafe { _mm_storeu_si128(t.as_mut_ptr().cast(), b) };
+        out[4 + 16 * g..20 + 16 * g].copy_from_slice(&t);
+        let sum = _mm512_reduce_add_epi32(q) as i16;
+        out[260 + 2 * g..262 + 2 * g].copy_from_slice(&sum.to_le_bytes());
+    }
+    true
+}
+
 /// Converts `x` into the wide layout for weights of type `t` (the values
 /// of `t.act_type()`'s conversion, rearranged).
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vbmi,avx512vnni,avx2,fma,f16c")]
 pub fn prepare(t: W, x: &[f32], out: &mut [u8], batch: bool) {
     match t {
         W::Q4_0 | W::Q8_0 => {
@@ -129,17 +206,25 @@ pub fn prepare(t: W, x: &[f32], out: &mut [u8], batch: bool) {
             for (rec, xr) in out.chunks_exact_mut(Q8_REC).zip(x.chunks(64)) {
                 rec.fill(0);
                 for (h, xb) in xr.chunks_exact(32).enumerate() {
-                    let (d, _) = qb::quantize_block_q8(xb, &mut rec[32 * h..32 * h + 32]);
+                    let q = &mut rec[32 * h..32 * h + 32];
+                    let d = match q8_block(xb, q) {
+                        Some(d) => d,
+                        None => qb::quantize_block_q8(xb, q).0,
+                    };
                     let d = f16::from_f32(d).to_f32().to_le_bytes();
                     for j in 0..8 {
                         let o = 128 + 4 * (8 * h + j);
                         rec[o..o + 4].copy_from_slice(&d);
                     }
                 }
-                for j in 0..16 {
-                    let s: i32 = rec[4 * j..4 * j + 4].iter().map(|&q| q as i8 as i32).sum();
-                    rec[64 + 4 * j..68 + 4 * j].copy_from_slice(&(-k * s).to_le_bytes());
-                }
+                // -k * (sums of four quants): vpdpbusd of ones and the quants.
+                let qv = load512(rec);
+                let s = _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_set1_epi8(1), qv);
+                let corr = _mm512_mullo_epi32(s, _mm512_set1_epi32(-k));
+                let mut c = [0u8; 64];
+                // SAFETY: 64 writable bytes.
+                unsafe { _mm512_storeu_si512(c.as_mut_ptr().cast(), corr) };
+                rec[64..128].copy_from_slice(&c);
             }
         }
         W::F16 if !batch => crate::quant::quantize_act(crate::quant::ActType::F16, x, out),
@@ -151,7 +236,9 @@ pub fn prepare(t: W, x: &[f32], out: &mut [u8], batch: bool) {
         W::Q4_K => {
             let mut blk = [0u8; qb::Q8_K_BYTES];
             for (rec, xb) in out.chunks_exact_mut(Q4K_REC).zip(x.chunks_exact(256)) {
-                qb::quantize_q8_k(xb, &mut blk);
+                if !q8_k_block(xb, &mut blk) {
+                    qb::quantize_q8_k(xb, &mut blk);
+                }
                 for (slot, sb) in [0usize, 2, 1, 3, 4, 6, 5, 7].into_iter().enumerate() {
                     rec[32 * slot..32 * slot + 32].copy_from_slice(&blk[4 + 32 * sb..36 + 32 * sb]);
                 }
@@ -163,7 +250,16 @@ pub fn prepare(t: W, x: &[f32], out: &mut [u8], batch: bool) {
                 rec[272..276].copy_from_slice(&blk[..4]);
             }
         }
-        _ => qb::quantize_q8_k(x, out),
+        _ => {
+            for (o, xb) in out
+                .chunks_exact_mut(qb::Q8_K_BYTES)
+                .zip(x.chunks_exact(256))
+            {
+                if !q8_k_block(xb, o) {
+                    qb::quantize_q8_k(xb, o);
+                }
+            }
+        }
     }
 }
 
