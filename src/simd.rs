@@ -890,11 +890,17 @@ mod tests {
                         let mut std_q = std::vec![0u8; t.act_type().row_bytes(n)];
                         quantize_act(t.act_type(), x, &mut std_q);
                         for (i, blk) in std_q.chunks_exact(34).enumerate() {
-                            let r = &rec[192 * (i / 2)..];
-                            assert_eq!(&blk[2..], &r[32 * (i % 2)..32 * (i % 2) + 32]);
                             let d = half::f16::from_bits(u16::from_le_bytes([blk[0], blk[1]]));
-                            let o = 128 + 32 * (i % 2);
-                            assert_eq!(d.to_f32().to_le_bytes(), r[o..o + 4]);
+                            let (q, o) = if t == W::Q8_0 {
+                                let (r, h) = (&rec[192 * (i / 2)..], i % 2);
+                                (r[32 * h..32 * h + 32].to_vec(), &r[128 + 32 * h..])
+                            } else {
+                                let (r, k) = (&rec[256 * (i / 4)..], i % 4);
+                                let q = [&r[16 * k..16 * k + 16], &r[64 + 16 * k..80 + 16 * k]];
+                                (q.concat(), &r[192 + 16 * k..])
+                            };
+                            assert_eq!(&blk[2..], &q[..]);
+                            assert_eq!(d.to_f32().to_le_bytes(), o[..4]);
                         }
                     }
                 }

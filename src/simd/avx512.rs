@@ -8,11 +8,16 @@
 //! into i32) and `vpdpwssd`; byte shuffles use `vpermb`/`vpermt2b`.
 //!
 //! Wide input layouts, per weight type:
-//! - Q4_0, Q8_0: records of 64 inputs (two Q8_0 blocks): 64 quants, 16 i32
-//!   lanes `-k * (sum of 4 quants)` (`k` = 8 for Q4_0's offset, 128 for the
-//!   sign flip of Q8_0 weights), 16 f32 lanes of the blocks' scales (8 each),
-//!   192 bytes; an odd last block is paired with zeros.
-//! - F16: the inputs rounded to f16, stored as f32.
+//! - Q8_0: records of 64 inputs (two Q8_0 blocks): 64 quants, 16 i32 lanes
+//!   `-128 * (sum of 4 quants)` (undoing the sign flip of the weights), 16
+//!   f32 lanes of the blocks' scales (8 each): 192 bytes; an odd last block
+//!   is paired with zeros.
+//! - Q4_0: records of 128 inputs (four blocks): the first 16 quants of each
+//!   block, then the last 16 of each (as the low and high nibbles of four
+//!   blocks' bytes lie in one register), 16 i32 lanes `-8 * (sum of the 8
+//!   quants the lane meets)`, 16 f32 lanes of scales (4 each): 256 bytes;
+//!   missing blocks at the end are zeros.
+//! - F16: the inputs rounded to f16; in a batch stored as f32.
 //! - Q4_K: per 256, the Q8_K quants with sub-blocks of 32 in the order
 //!   0 2 1 3 4 6 5 7 (as a 64-byte load of Q4_K nibbles meets them), the
 //!   eight sums of 32 as i16 and the f32 scale: 276 bytes.
@@ -107,12 +112,14 @@ pub fn kernels(t: W) -> Option<Kernels> {
 }
 
 const Q8_REC: usize = 192;
+const Q4_REC: usize = 256;
 const Q4K_REC: usize = 276;
 
 /// Bytes of one prepared input row of `n` values for weights of type `t`.
 pub fn row_bytes(t: W, n: usize, batch: bool) -> usize {
     match t {
-        W::Q4_0 | W::Q8_0 => n.div_ceil(64) * Q8_REC,
+        W::Q4_0 => n.div_ceil(128) * Q4_REC,
+        W::Q8_0 => n.div_ceil(64) * Q8_REC,
         W::F16 if batch => n * 4,
         W::F16 => n * 2,
         W::Q4_K => n / 256 * Q4K_REC,
@@ -201,8 +208,36 @@ fn q8_k_block(xb: &[f32], out: &mut [u8]) -> bool {
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vbmi,avx512vnni,avx2,fma,f16c")]
 pub fn prepare(t: W, x: &[f32], out: &mut [u8], batch: bool) {
     match t {
-        W::Q4_0 | W::Q8_0 => {
-            let k = if t == W::Q4_0 { 8 } else { 128 };
+        W::Q4_0 => {
+            for (rec, xr) in out.chunks_exact_mut(Q4_REC).zip(x.chunks(128)) {
+                rec.fill(0);
+                let mut q = [0u8; 32];
+                for (k, xb) in xr.chunks_exact(32).enumerate() {
+                    let d = match q8_block(xb, &mut q) {
+                        Some(d) => d,
+                        None => qb::quantize_block_q8(xb, &mut q).0,
+                    };
+                    rec[16 * k..16 * k + 16].copy_from_slice(&q[..16]);
+                    rec[64 + 16 * k..80 + 16 * k].copy_from_slice(&q[16..]);
+                    let d = f16::from_f32(d).to_f32().to_le_bytes();
+                    for j in 0..4 {
+                        let o = 192 + 4 * (4 * k + j);
+                        rec[o..o + 4].copy_from_slice(&d);
+                    }
+                }
+                // -8 * (sums of the four low and four high quants per lane).
+                let ones = _mm512_set1_epi8(1);
+                let s = _mm512_dpbusd_epi32(_mm512_setzero_si512(), ones, load512(rec));
+                let s = _mm512_dpbusd_epi32(s, ones, load512(&rec[64..]));
+                let corr = _mm512_mullo_epi32(s, _mm512_set1_epi32(-8));
+                let mut c = [0u8; 64];
+                // SAFETY: 64 writable bytes.
+                unsafe { _mm512_storeu_si512(c.as_mut_ptr().cast(), corr) };
+                rec[128..192].copy_from_slice(&c);
+            }
+        }
+        W::Q8_0 => {
+            let k = 128;
             for (rec, xr) in out.chunks_exact_mut(Q8_REC).zip(x.chunks(64)) {
                 rec.fill(0);
                 for (h, xb) in xr.chunks_exact(32).enumerate() {
@@ -342,50 +377,95 @@ fn idx(f: impl Fn(usize) -> u8) -> __m512i {
     load512(&b)
 }
 
-/// Per block-pair shuffles of Q4_0: the two blocks' 16 quant bytes each
-/// twice (low then high nibbles), and their two scales eight times each.
+/// Four Q4_0 blocks at `p`: low nibbles (first halves of the blocks) and
+/// high nibbles, unsigned, and the scales four lanes each.
+///
+/// # Safety
+/// 72 bytes are readable at `p`.
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vbmi,avx512vnni,avx2,fma,f16c")]
-fn q4_0_consts() -> (__m512i, __m512i, __m512i) {
-    let iq = idx(|j| {
-        let s = 2 + 18 * (j / 32) + j % 16;
-        if s < 32 {
-            s as u8
-        } else {
-            (64 + s - 32) as u8
-        }
-    });
+#[inline]
+unsafe fn q4_0_quad(p: *const u8, id: __m512i) -> (__m512i, __m512i, __m512) {
+    // SAFETY: bytes 2..18 of the 72.
+    let q = _mm512_castsi128_si512(unsafe { _mm_loadu_si128(p.wrapping_add(2).cast()) });
+    // SAFETY: bytes 20..36.
+    let q = _mm512_inserti32x4(q, unsafe { _mm_loadu_si128(p.wrapping_add(20).cast()) }, 1);
+    // SAFETY: bytes 38..54.
+    let q = _mm512_inserti32x4(q, unsafe { _mm_loadu_si128(p.wrapping_add(38).cast()) }, 2);
+    // SAFETY: bytes 56..72.
+    let q = _mm512_inserti32x4(q, unsafe { _mm_loadu_si128(p.wrapping_add(56).cast()) }, 3);
+    let m = _mm512_set1_epi8(0x0f);
+    let lo = _mm512_and_si512(q, m);
+    let hi = _mm512_and_si512(_mm512_srli_epi16(q, 4), m);
+    // SAFETY: bytes 0..64 (the scales at 0, 18, 36, 54).
+    let all = unsafe { _mm512_loadu_si512(p.cast()) };
+    let d = _mm512_permutexvar_epi8(id, all);
+    (lo, hi, _mm512_cvtph_ps(_mm512_castsi512_si256(d)))
+}
+
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vbmi,avx512vnni,avx2,fma,f16c")]
+#[inline]
+fn tile_q4_0<const R: usize, const C: usize>(w: &[&[u8]], a: &[&[u8]], n: usize, out: &mut [f32]) {
+    let nb = n / 32;
+    let quads = nb.div_ceil(4);
+    let w: [&[u8]; R] = core::array::from_fn(|r| &w[r][..nb * 18]);
+    let a: [&[u8]; C] = core::array::from_fn(|c| &a[c][..quads * Q4_REC]);
+    // Scale words: word v is block v / 4's f16 (bytes 18 (v / 4), + 1).
     let id = idx(|j| {
         if j < 32 {
-            (18 * (j / 16) + j % 2) as u8
+            (18 * (j / 8) + j % 2) as u8
         } else {
             0
         }
     });
-    // Shift counts per 16-bit word: 4 in the second 16 bytes of each 32.
-    let words: [u16; 32] = core::array::from_fn(|w| if (w / 8) % 2 == 1 { 4 } else { 0 });
-    let mut b = [0u8; 64];
-    for (o, w) in b.chunks_exact_mut(2).zip(words) {
-        o.copy_from_slice(&w.to_le_bytes());
+    // Missing blocks at the end: zeros (scale 0), as the inputs there.
+    let mut pad = [[0u8; 72]; R];
+    if !nb.is_multiple_of(4) {
+        for r in 0..R {
+            pad[r][..(nb % 4) * 18].copy_from_slice(&w[r][nb / 4 * 72..]);
+        }
     }
-    (iq, id, load512(&b))
-}
-
-/// Q4_0 block pair at `p`: unsigned quants in input order, and scales.
-///
-/// # Safety
-/// 36 bytes are readable at `p`.
-#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vbmi,avx512vnni,avx2,fma,f16c")]
-#[inline]
-unsafe fn q4_0_pair(p: *const u8, k: &(__m512i, __m512i, __m512i)) -> (__m512i, __m512) {
-    // SAFETY: the first 32 of the 36 bytes.
-    let z0 = _mm512_zextsi256_si512(unsafe { _mm256_loadu_si256(p.cast()) });
-    // SAFETY: bytes 32..36.
-    let tail = unsafe { p.wrapping_add(32).cast::<u32>().read_unaligned() };
-    let z1 = _mm512_castsi128_si512(_mm_cvtsi32_si128(tail as i32));
-    let q = _mm512_permutex2var_epi8(z0, k.0, z1);
-    let q = _mm512_and_si512(_mm512_srlv_epi16(q, k.2), _mm512_set1_epi8(0x0f));
-    let d = _mm512_permutexvar_epi8(k.1, z0);
-    (q, _mm512_cvtph_ps(_mm512_castsi512_si256(d)))
+    let mut acc = [[_mm512_setzero_ps(); C]; R];
+    for p in 0..quads {
+        let mut lo = [_mm512_setzero_si512(); R];
+        let mut hi = [_mm512_setzero_si512(); R];
+        let mut d = [_mm512_setzero_ps(); R];
+        for r in 0..R {
+            if R > 1 {
+                prefetch(w[r], 72 * p, R * nb * 18);
+            }
+            let src = if p < nb / 4 {
+                w[r].as_ptr().wrapping_add(72 * p)
+            } else {
+                pad[r].as_ptr()
+            };
+            // SAFETY: four whole blocks at `src`: p < nb / 4 in the row
+            // (sliced to nb blocks above), else the padded copy.
+            (lo[r], hi[r], d[r]) = unsafe { q4_0_quad(src, id) };
+        }
+        for c in 0..C {
+            let rec = a[c].as_ptr().wrapping_add(Q4_REC * p);
+            // SAFETY: p < quads, and inputs hold quads records of 256
+            // bytes: bytes 0..64 of this one.
+            let alo = unsafe { _mm512_loadu_si512(rec.cast()) };
+            // SAFETY: as above, bytes 64..128.
+            let ahi = unsafe { _mm512_loadu_si512(rec.wrapping_add(64).cast()) };
+            // SAFETY: as above, bytes 128..192.
+            let corr = unsafe { _mm512_loadu_si512(rec.wrapping_add(128).cast()) };
+            // SAFETY: as above, bytes 192..256.
+            let da = unsafe { _mm512_loadu_ps(rec.wrapping_add(192).cast()) };
+            for r in 0..R {
+                let dot = _mm512_dpbusd_epi32(corr, lo[r], alo);
+                let dot = _mm512_dpbusd_epi32(dot, hi[r], ahi);
+                let t = _mm512_mul_ps(_mm512_cvtepi32_ps(dot), da);
+                acc[r][c] = _mm512_fmadd_ps(d[r], t, acc[r][c]);
+            }
+        }
+    }
+    for r in 0..R {
+        for c in 0..C {
+            out[r * C + c] = hsum(acc[r][c]);
+        }
+    }
 }
 
 /// Q8_0 block pair at `p`: quants made unsigned (+128; the input record's
@@ -483,7 +563,6 @@ macro_rules! q8_tile {
     };
 }
 
-q8_tile!(tile_q4_0, 36, &q4_0_consts(), q4_0_pair);
 q8_tile!(
     tile_q8_0,
     68,
