@@ -15,6 +15,7 @@ static LEVEL: AtomicU8 = AtomicU8::new(0);
 const SCALAR: u8 = 1;
 const AVX2: u8 = 2;
 const AVX512: u8 = 3;
+const NEON: u8 = 4;
 
 /// Which kernels run (each level includes the ones below).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -22,6 +23,14 @@ pub enum Level {
     Scalar,
     Avx2,
     Avx512,
+    /// AArch64's Advanced SIMD (always present there).
+    Neon,
+}
+
+/// Whether the x86-64 AVX2 kernels (and the ones built on them) run.
+#[inline]
+fn x86_fast() -> bool {
+    matches!(level(), Level::Avx2 | Level::Avx512)
 }
 
 fn probe() -> u8 {
@@ -60,7 +69,11 @@ fn probe() -> u8 {
         }
         AVX2
     }
-    #[cfg(not(target_arch = "x86_64"))]
+    #[cfg(target_arch = "aarch64")]
+    {
+        NEON
+    }
+    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
     {
         SCALAR
     }
@@ -85,6 +98,7 @@ pub fn level() -> Level {
         l = LEVEL.load(Ordering::Relaxed);
     }
     match l {
+        NEON => Level::Neon,
         AVX512 => Level::Avx512,
         AVX2 => Level::Avx2,
         _ => Level::Scalar,
@@ -96,7 +110,7 @@ pub fn level() -> Level {
 /// another thread decodes gives that decode a mix of both (each result is
 /// still correct to rounding).
 pub fn force_scalar(scalar: bool) {
-    limit(if scalar { Level::Scalar } else { Level::Avx512 });
+    limit(if scalar { Level::Scalar } else { Level::Neon });
 }
 
 /// Use at most the kernels of level `max` (and at most what the CPU has)
@@ -106,8 +120,16 @@ pub fn limit(max: Level) {
         Level::Scalar => SCALAR,
         Level::Avx2 => AVX2,
         Level::Avx512 => AVX512,
+        Level::Neon => NEON,
     };
-    LEVEL.store(probe().min(max), Ordering::Relaxed);
+    let p = probe();
+    // NEON is all or nothing; the x86 levels nest.
+    let l = if p == NEON && max != SCALAR {
+        NEON
+    } else {
+        p.min(max)
+    };
+    LEVEL.store(l, Ordering::Relaxed);
 }
 
 /// A fast dot-product kernel: needs the CPU features of its level.
@@ -160,7 +182,7 @@ fn avx2_kernel4(t: crate::quant::WeightType) -> Option<Kernel4> {
 /// Whether [`dot_act4`] has a kernel for weights of type `t` now.
 #[inline]
 pub fn has_four_row(t: crate::quant::WeightType) -> bool {
-    level() >= Level::Avx2 && avx2_kernel4(t).is_some()
+    x86_fast() && avx2_kernel4(t).is_some()
 }
 
 /// Four dot products of one weight row with four converted activation
@@ -173,7 +195,7 @@ pub fn dot_act4(
     xa: [&[u8]; 4],
     n: usize,
 ) -> Option<[f32; 4]> {
-    if level() < Level::Avx2 {
+    if !x86_fast() {
         return None;
     }
     let f = avx2_kernel4(t)?;
@@ -186,7 +208,7 @@ pub fn dot_act4(
 #[inline]
 #[allow(unsafe_code)]
 pub fn dot_f16_bits(a: &[u16], b: &[u16]) -> Option<f32> {
-    if level() < Level::Avx2 || a.len() != b.len() {
+    if !x86_fast() || a.len() != b.len() {
         return None;
     }
     #[cfg(target_arch = "x86_64")]
@@ -204,7 +226,7 @@ pub fn dot_f16_bits(a: &[u16], b: &[u16]) -> Option<f32> {
 #[inline]
 #[allow(unsafe_code)]
 pub fn axpy_f16(o: &mut [f32], p: f32, v: &[u16]) -> bool {
-    if level() < Level::Avx2 || o.len() != v.len() {
+    if !x86_fast() || o.len() != v.len() {
         return false;
     }
     #[cfg(target_arch = "x86_64")]
@@ -214,7 +236,10 @@ pub fn axpy_f16(o: &mut [f32], p: f32, v: &[u16]) -> bool {
         true
     }
     #[cfg(not(target_arch = "x86_64"))]
-    false
+    {
+        let _ = p;
+        false
+    }
 }
 
 /// `Some(dot)` when a fast kernel exists for weights of type `t` meeting
@@ -222,14 +247,42 @@ pub fn axpy_f16(o: &mut [f32], p: f32, v: &[u16]) -> bool {
 #[inline]
 #[allow(unsafe_code)]
 pub fn dot_act(t: crate::quant::WeightType, row: &[u8], xa: &[u8], n: usize) -> Option<f32> {
-    if level() < Level::Avx2 {
-        return None;
-    }
-    let f = avx2_kernel(t)?;
-    // SAFETY: AVX2 kernels need AVX2, FMA and F16C, which are present (the
-    // level is Avx2 only when the probe found them).
+    let f = fast_kernel(t)?;
+    // SAFETY: the kernel of the level in use, whose features the probe
+    // found (AVX2 kernels need AVX2, FMA and F16C; NEON is always there).
     Some(unsafe { f(row, xa, n) })
 }
+
+/// The one-row kernel of the level in use for weights of type `t`.
+fn fast_kernel(t: crate::quant::WeightType) -> Option<Kernel> {
+    match level() {
+        Level::Avx2 | Level::Avx512 => avx2_kernel(t),
+        Level::Neon => neon_kernel(t),
+        Level::Scalar => None,
+    }
+}
+
+/// The NEON kernel for weights of type `t`, if there is one.
+fn neon_kernel(t: crate::quant::WeightType) -> Option<Kernel> {
+    #[cfg(target_arch = "aarch64")]
+    {
+        use crate::quant::WeightType as W;
+        Some(match t {
+            W::Q8_0 => neon::dot_q8_0,
+            W::Q4_0 => neon::dot_q4_0,
+            W::F32 => neon::dot_f32,
+            _ => return None,
+        })
+    }
+    #[cfg(not(target_arch = "aarch64"))]
+    {
+        let _ = t;
+        None
+    }
+}
+
+#[cfg(target_arch = "aarch64")]
+mod neon;
 
 #[cfg(target_arch = "x86_64")]
 mod avx512;
@@ -698,7 +751,7 @@ mod tests {
     /// offsets: the fast kernel equals the scalar reference to rounding.
     #[test]
     fn fast_kernels_match_the_scalar_reference() {
-        if probe() < AVX2 {
+        if probe() == SCALAR {
             // Nothing to compare on this CPU; say so rather than pass silently.
             std::println!("no fast kernels on this CPU: scalar only");
             return;
@@ -747,8 +800,14 @@ mod tests {
                     wbuf[off..].copy_from_slice(&wbytes);
                     let mut abuf = std::vec![0u8; xa.len() + off];
                     abuf[off..].copy_from_slice(&xa);
-                    let k = avx2_kernel(t).unwrap();
-                    // SAFETY: the probe found AVX2, FMA and F16C.
+                    let Some(k) = (if probe() == NEON {
+                        neon_kernel(t)
+                    } else {
+                        avx2_kernel(t)
+                    }) else {
+                        continue;
+                    };
+                    // SAFETY: the probe found the kernel's features.
                     #[allow(unsafe_code)]
                     let fast = unsafe { k(&wbuf[off..], &abuf[off..], n) };
                     let slow = dot_act_scalar(t, &wbuf[off..], &abuf[off..], n);
@@ -761,14 +820,16 @@ mod tests {
                 }
             }
         }
-        assert_eq!(checked, 6 * 6 * 3);
+        let kinds = if probe() == NEON { 3 } else { 6 };
+        assert_eq!(checked, kinds * 6 * 3);
     }
 
     /// The four-row kernels give exactly the one-row kernel's bits.
+    #[cfg(target_arch = "x86_64")]
     #[test]
     fn four_row_kernels_equal_one_row_kernels() {
-        if probe() < AVX2 {
-            std::println!("no fast kernels on this CPU: scalar only");
+        if !matches!(probe(), AVX2 | AVX512) {
+            std::println!("no x86 kernels on this CPU: nothing to compare");
             return;
         }
         let mut rng = Rng(5);
@@ -809,6 +870,7 @@ mod tests {
         }
     }
 
+    #[cfg(target_arch = "x86_64")]
     /// Random weight rows of type `t` (`rows` of `n`), as stored.
     fn random_rows(rng: &mut Rng, t: W, n: usize, rows: usize) -> std::vec::Vec<u8> {
         let bb = t.block_bytes();
@@ -841,9 +903,10 @@ mod tests {
     /// rounding (lengths with odd block counts and tails), and a batch of
     /// rows and inputs gives exactly the bits of one row and one input at a
     /// time; F16 gives the AVX2 kernel's bits.
+    #[cfg(target_arch = "x86_64")]
     #[test]
     fn wide_kernels_match_the_scalar_reference_and_themselves() {
-        if probe() < AVX512 {
+        if probe() != AVX512 {
             std::println!("no AVX-512 on this CPU: not compared");
             return;
         }
