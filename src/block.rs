@@ -7,9 +7,9 @@
 //! read once per batch. The forward pass cannot fail: the context validates
 //! tokens, positions and sizes before calling it.
 
-use crate::kernels::{matmul, rmsnorm, rope, rope_table, softmax, swiglu};
+use crate::kernels::{matmul, matmul_many, rmsnorm, rope, rope_table, softmax, swiglu};
 use crate::model::{slot, Config, Model};
-use crate::parallel::{DisjointMut, Parallel};
+use crate::parallel::{split, DisjointMut, Parallel};
 use crate::quant::dequantize_row;
 use half::f16;
 
@@ -99,10 +99,10 @@ pub fn forward(
     for l in 0..c.n_layers {
         let w = |k| model.layer_matrix(l, k);
         // Attention: x += Wo · attn(rmsnorm(x)).
-        norm_rows(s.xb, s.x, n, dim, w(slot::ATTN_NORM).data, c.rms_eps);
-        matmul(par, &w(slot::ATTN_Q), s.xb, n, s.q, act(s.act));
-        matmul(par, &w(slot::ATTN_K), s.xb, n, s.k, act(s.act));
-        matmul(par, &w(slot::ATTN_V), s.xb, n, s.v, act(s.act));
+        norm_rows(par, s.xb, s.x, n, dim, w(slot::ATTN_NORM).data, c.rms_eps);
+        let (wq, wk, wv) = (w(slot::ATTN_Q), w(slot::ATTN_K), w(slot::ATTN_V));
+        let outs: &mut [&mut [f32]] = &mut [&mut *s.q, &mut *s.k, &mut *s.v];
+        matmul_many(par, &[&wq, &wk, &wv], s.xb, n, outs, act(s.act));
         for b in 0..n {
             let cs = &s.rope[b * c.rope_dim..(b + 1) * c.rope_dim];
             rope(&mut s.q[b * q_dim..(b + 1) * q_dim], c.head_dim, cs);
@@ -115,10 +115,11 @@ pub fn forward(
         add(&mut s.x[..n * dim], &s.xb2[..n * dim]);
 
         // Feed-forward: x += Wdown · (silu(Wgate · h) * (Wup · h)), h = rmsnorm(x).
-        norm_rows(s.xb, s.x, n, dim, w(slot::FFN_NORM).data, c.rms_eps);
-        matmul(par, &w(slot::FFN_GATE), s.xb, n, s.hb, act(s.act));
-        matmul(par, &w(slot::FFN_UP), s.xb, n, s.hb2, act(s.act));
-        swiglu(&mut s.hb[..n * c.ffn_dim], &s.hb2[..n * c.ffn_dim]);
+        norm_rows(par, s.xb, s.x, n, dim, w(slot::FFN_NORM).data, c.rms_eps);
+        let (wg, wu) = (w(slot::FFN_GATE), w(slot::FFN_UP));
+        let outs: &mut [&mut [f32]] = &mut [&mut *s.hb, &mut *s.hb2];
+        matmul_many(par, &[&wg, &wu], s.xb, n, outs, act(s.act));
+        par_swiglu(par, &mut s.hb[..n * c.ffn_dim], &s.hb2[..n * c.ffn_dim]);
         matmul(par, &w(slot::FFN_DOWN), s.hb, n, s.xb2, act(s.act));
         add(&mut s.x[..n * dim], &s.xb2[..n * dim]);
     }
@@ -137,11 +138,46 @@ pub fn forward(
     matmul(par, &model.output(), s.xb, n_out, s.logits, act(s.act));
 }
 
-/// RMSNorm of each of the `n` rows of `x` (`dim` wide) into `out`.
-fn norm_rows(out: &mut [f32], x: &[f32], n: usize, dim: usize, w: &[u8], eps: f32) {
-    for (o, x) in out.chunks_exact_mut(dim).zip(x.chunks_exact(dim)).take(n) {
-        rmsnorm(o, x, w, eps);
-    }
+/// RMSNorm of each of the `n` rows of `x` (`dim` wide) into `out`; a batch
+/// in tasks of whole rows.
+fn norm_rows(
+    par: &dyn Parallel,
+    out: &mut [f32],
+    x: &[f32],
+    n: usize,
+    dim: usize,
+    w: &[u8],
+    eps: f32,
+) {
+    let (n_tasks, per) = split(par, n, 1, 8);
+    let shared = DisjointMut::new(&mut out[..n * dim]);
+    par.run(n_tasks, &|t| {
+        let (b0, b1) = (t * per, ((t + 1) * per).min(n));
+        // SAFETY: task t alone owns rows b0..b1.
+        #[allow(unsafe_code)]
+        let o = unsafe { shared.range(b0 * dim..b1 * dim) };
+        for (o, x) in o
+            .chunks_exact_mut(dim)
+            .zip(x[b0 * dim..b1 * dim].chunks_exact(dim))
+        {
+            rmsnorm(o, x, w, eps);
+        }
+    });
+}
+
+/// `swiglu` over `g` in tasks of whole elements (the same bits: each
+/// element's arithmetic is its own).
+fn par_swiglu(par: &dyn Parallel, g: &mut [f32], u: &[f32]) {
+    let n = g.len();
+    let (n_tasks, per) = split(par, n, 64, 2048);
+    let shared = DisjointMut::new(g);
+    par.run(n_tasks, &|t| {
+        let (i0, i1) = (t * per, ((t + 1) * per).min(n));
+        // SAFETY: task t alone owns elements i0..i1.
+        #[allow(unsafe_code)]
+        let g = unsafe { shared.range(i0..i1) };
+        swiglu(g, &u[i0..i1]);
+    });
 }
 
 fn add(x: &mut [f32], y: &[f32]) {

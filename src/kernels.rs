@@ -27,58 +27,8 @@ pub fn matmul(
     let (rows, cols) = (w.rows, w.cols);
     let x = &x[..n_tok * cols];
     let mut act = act;
-    if let (Some(wide), Some(buf)) = (crate::simd::wide(w.ty), act.as_deref_mut()) {
-        let batch = n_tok > 1;
-        let rb = wide.row_bytes(cols, batch);
-        if rb * n_tok <= buf.len() {
-            let buf = &mut buf[..n_tok * rb];
-            for (o, xb) in buf.chunks_exact_mut(rb).zip(x.chunks_exact(cols)) {
-                wide.prepare(xb, o, batch);
-            }
-            let buf = &*buf;
-            let out = &mut out[..n_tok * rows];
-            let (n_tasks, per) = split(par, rows, MIN_ROWS_PER_TASK, MIN_ROWS_PER_TASK);
-            let shared = DisjointMut::new(out);
-            let tile = (16 * 1024 / w.row_bytes.max(1)).clamp(4, 64);
-            let cb = wide.c_big();
-            par.run(n_tasks, &|t| {
-                let r0 = t * per;
-                let r1 = (r0 + per).min(rows);
-                // One input: all the task's rows in one pass. A batch: rows
-                // in tiles that stay in cache while the inputs pass.
-                let tile = if n_tok == 1 { r1 - r0 } else { tile };
-                let mut t0 = r0;
-                while t0 < r1 {
-                    let t1 = (t0 + tile).min(r1);
-                    let wb = &w.data[t0 * w.row_bytes..t1 * w.row_bytes];
-                    let mut b = 0;
-                    while b < n_tok {
-                        let c = if b + cb <= n_tok { cb } else { 1 };
-                        let a: [&[u8]; 8] =
-                            core::array::from_fn(|k| &buf[(b + k).min(n_tok - 1) * rb..][..rb]);
-                        // SAFETY: task t alone owns rows r0..r1 of every
-                        // token's output row; these views are of different
-                        // tokens' rows, disjoint, and dropped before the next
-                        // are taken.
-                        let mut o: [&mut [f32]; 8] = core::array::from_fn(|k| {
-                            let tok = b + k;
-                            let range = if k < c {
-                                tok * rows + t0..tok * rows + t1
-                            } else {
-                                0..0
-                            };
-                            #[allow(unsafe_code)]
-                            // SAFETY: see above (an empty view for unused slots).
-                            unsafe {
-                                shared.range(range)
-                            }
-                        });
-                        wide.block(wb, w.row_bytes, &a[..c], cols, &mut o[..c], batch);
-                        b += c;
-                    }
-                    t0 = t1;
-                }
-            });
+    if let Some(buf) = act.as_deref_mut() {
+        if wide_matmul(par, &[w], x, n_tok, &mut [out], buf) {
             return;
         }
     }
@@ -158,6 +108,147 @@ pub fn matmul(
             t0 = t1;
         }
     });
+}
+
+/// Several matrix products of the same input (`outs[i] = ws[i] · x`, as
+/// [`matmul`] computes each): with the AVX-512 kernels and matrices of one
+/// type, the input is converted once and all rows run in one round of
+/// tasks (one wait for the host's threads instead of one per matrix).
+pub fn matmul_many(
+    par: &dyn Parallel,
+    ws: &[&Matrix<'_>],
+    x: &[f32],
+    n_tok: usize,
+    outs: &mut [&mut [f32]],
+    act: Option<&mut [u8]>,
+) {
+    let mut act = act;
+    if let Some(buf) = act.as_deref_mut() {
+        if wide_matmul(par, ws, x, n_tok, outs, buf) {
+            return;
+        }
+    }
+    for (w, out) in ws.iter().zip(outs.iter_mut()) {
+        matmul(par, w, x, n_tok, out, act.as_deref_mut());
+    }
+}
+
+/// The AVX-512 path of [`matmul_many`]; false (nothing done) where it does
+/// not apply (another level, mixed types, too small a scratch).
+fn wide_matmul(
+    par: &dyn Parallel,
+    ws: &[&Matrix<'_>],
+    x: &[f32],
+    n_tok: usize,
+    outs: &mut [&mut [f32]],
+    buf: &mut [u8],
+) -> bool {
+    let Some(w0) = ws.first() else {
+        return true;
+    };
+    if ws.iter().any(|w| w.ty != w0.ty || w.cols != w0.cols) || ws.len() > 4 {
+        return false;
+    }
+    let Some(wide) = crate::simd::wide(w0.ty) else {
+        return false;
+    };
+    let cols = w0.cols;
+    let batch = n_tok > 1;
+    let rb = wide.row_bytes(cols, batch);
+    if rb * n_tok > buf.len() {
+        return false;
+    }
+    let x = &x[..n_tok * cols];
+    let buf = &mut buf[..n_tok * rb];
+    // Convert the inputs, in tasks of whole tokens for a batch.
+    if n_tok < 4 {
+        for (o, xb) in buf.chunks_exact_mut(rb).zip(x.chunks_exact(cols)) {
+            wide.prepare(xb, o, batch);
+        }
+    } else {
+        let (n_tasks, per) = split(par, n_tok, 1, 2);
+        let shared = DisjointMut::new(&mut *buf);
+        par.run(n_tasks, &|t| {
+            let (b0, b1) = (t * per, ((t + 1) * per).min(n_tok));
+            // SAFETY: task t alone owns tokens b0..b1 of the scratch.
+            #[allow(unsafe_code)]
+            let o = unsafe { shared.range(b0 * rb..b1 * rb) };
+            for (o, xb) in o
+                .chunks_exact_mut(rb)
+                .zip(x[b0 * cols..b1 * cols].chunks_exact(cols))
+            {
+                wide.prepare(xb, o, batch);
+            }
+        });
+    }
+    let buf = &*buf;
+    // Tasks of each matrix, numbered one after another.
+    let mut plan = [(0usize, 0usize); 4];
+    let mut total = 0;
+    for (p, w) in plan.iter_mut().zip(ws) {
+        let (n_tasks, per) = split(par, w.rows, MIN_ROWS_PER_TASK, MIN_ROWS_PER_TASK);
+        *p = (n_tasks, per);
+        total += n_tasks;
+    }
+    let shared: [DisjointMut<'_, f32>; 4] = {
+        let mut it = outs.iter_mut();
+        core::array::from_fn(|i| match it.next() {
+            Some(o) if i < ws.len() => DisjointMut::new(&mut o[..n_tok * ws[i].rows]),
+            _ => DisjointMut::new(&mut []),
+        })
+    };
+    let cb = wide.c_big();
+    par.run(total, &|t| {
+        let mut t = t;
+        let mut m = 0;
+        while t >= plan[m].0 {
+            t -= plan[m].0;
+            m += 1;
+        }
+        let (w, per, shared) = (ws[m], plan[m].1, &shared[m]);
+        let rows = w.rows;
+        let r0 = t * per;
+        let r1 = (r0 + per).min(rows);
+        // One input: all the task's rows in one pass (one stream through
+        // memory). A batch: rows in tiles that stay in cache while the
+        // inputs pass.
+        let tile = if n_tok == 1 {
+            r1 - r0
+        } else {
+            (16 * 1024 / w.row_bytes.max(1)).clamp(4, 64)
+        };
+        let mut t0 = r0;
+        while t0 < r1 {
+            let t1 = (t0 + tile).min(r1);
+            let wb = &w.data[t0 * w.row_bytes..t1 * w.row_bytes];
+            let mut b = 0;
+            while b < n_tok {
+                let c = if b + cb <= n_tok { cb } else { 1 };
+                let a: [&[u8]; 8] =
+                    core::array::from_fn(|k| &buf[(b + k).min(n_tok - 1) * rb..][..rb]);
+                let mut o: [&mut [f32]; 8] = core::array::from_fn(|k| {
+                    let tok = b + k;
+                    let range = if k < c {
+                        tok * rows + t0..tok * rows + t1
+                    } else {
+                        0..0
+                    };
+                    #[allow(unsafe_code)]
+                    // SAFETY: task t alone owns rows r0..r1 of every token's
+                    // output row of matrix m; these views are of different
+                    // tokens' rows, disjoint, and dropped before the next
+                    // are taken (empty for unused slots).
+                    unsafe {
+                        shared.range(range)
+                    }
+                });
+                wide.block(wb, w.row_bytes, &a[..c], cols, &mut o[..c], batch);
+                b += c;
+            }
+            t0 = t1;
+        }
+    });
+    true
 }
 
 /// `out = x / sqrt(mean(x²) + eps) * w`, with `w` as little-endian f32 bytes.
