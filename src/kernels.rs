@@ -9,6 +9,9 @@ use crate::quant;
 /// cost of a task outweighs its work.
 const MIN_ROWS_PER_TASK: usize = 16;
 
+/// The most inputs a kernel tile takes at once.
+const MAX_C: usize = 12;
+
 /// `out[b][r] = dot(w.row(r), x[b])` for each of the `n_tok` rows of `x`
 /// (`n_tok × w.cols`), writing `out` (`n_tok × w.rows`). With `act`, the
 /// inputs are first converted to the weights' [`quant::ActType`] in that
@@ -215,7 +218,7 @@ fn wide_matmul(
         let tile = if n_tok == 1 {
             r1 - r0
         } else {
-            (16 * 1024 / w.row_bytes.max(1)).clamp(4, 64)
+            (64 * 1024 / w.row_bytes.max(1)).clamp(4, 256)
         };
         let mut t0 = r0;
         while t0 < r1 {
@@ -224,9 +227,9 @@ fn wide_matmul(
             let mut b = 0;
             while b < n_tok {
                 let c = if b + cb <= n_tok { cb } else { 1 };
-                let a: [&[u8]; 8] =
+                let a: [&[u8]; MAX_C] =
                     core::array::from_fn(|k| &buf[(b + k).min(n_tok - 1) * rb..][..rb]);
-                let mut o: [&mut [f32]; 8] = core::array::from_fn(|k| {
+                let mut o: [&mut [f32]; MAX_C] = core::array::from_fn(|k| {
                     let tok = b + k;
                     let range = if k < c {
                         tok * rows + t0..tok * rows + t1

@@ -94,7 +94,7 @@ macro_rules! block_fn {
 // outside a batch.
 block_fn!(block_q4_0, tile_q4_0, tile_q4_0, 4, 4);
 block_fn!(block_q8_0, tile_q8_0, tile_q8_0, 4, 4);
-block_fn!(block_f16, tile_f16_wide, tile_f16, 4, 4);
+block_fn!(block_f16, tile_f16_wide, tile_f16, 4, 6);
 block_fn!(block_q4_k, tile_q4_k, tile_q4_k, 1, 8);
 block_fn!(block_q6_k, tile_q6_k, tile_q6_k, 1, 8);
 
@@ -103,7 +103,7 @@ pub fn kernels(t: W) -> Option<Kernels> {
     let (c_big, block): (usize, Block) = match t {
         W::Q4_0 => (4, block_q4_0),
         W::Q8_0 => (4, block_q8_0),
-        W::F16 => (4, block_f16),
+        W::F16 => (6, block_f16),
         W::Q4_K => (8, block_q4_k),
         W::Q6_K => (8, block_q6_k),
         _ => return None,
