@@ -111,6 +111,71 @@ pub fn kernels(t: W) -> Option<Kernels> {
     Some(Kernels { c_big, block })
 }
 
+/// Shuffle tables, built at compile time (building them per call, through
+/// closures that are not inlined, cost more than a short row's work).
+const Q4_0_SCALES: [u8; 64] = {
+    // Word v: the f16 scale of block v / 4 (bytes 18 (v / 4) and + 1).
+    let mut t = [0u8; 64];
+    let mut j = 0;
+    while j < 32 {
+        t[j] = (18 * (j / 8) + j % 2) as u8;
+        j += 1;
+    }
+    t
+};
+const Q8_0_SCALES: [u8; 64] = {
+    // Word v: the f16 scale of block v / 8 (bytes 34 (v / 8) and + 1).
+    let mut t = [0u8; 64];
+    let mut j = 0;
+    while j < 32 {
+        t[j] = (34 * (j / 16) + j % 2) as u8;
+        j += 1;
+    }
+    t
+};
+const Q4K_SCALES: [[u8; 64]; 4] = {
+    // Scale words for the four 64-byte products of a Q4_K block: the low
+    // nibbles of bytes 0..64 are sub-blocks 0 and 2, the high ones 1 and
+    // 3; then 4..7. Even bytes pick the scale byte, odd bytes are zeroed.
+    let mut t = [[0u8; 64]; 4];
+    let mut v = 0;
+    while v < 4 {
+        let mut j = 0;
+        while j < 64 {
+            t[v][j] = (4 * (v / 2) + v % 2 + 2 * (j / 32)) as u8;
+            j += 2;
+        }
+        v += 1;
+    }
+    t
+};
+/// 32 little-endian 16-bit words as bytes.
+const fn words(f: [u16; 4], per: usize, add: u16) -> [u8; 64] {
+    // Word w = f[w / per] + add (a step function of w).
+    let mut t = [0u8; 64];
+    let mut w = 0;
+    while w < 32 {
+        let v = f[w / per] + add;
+        t[2 * w] = v as u8;
+        t[2 * w + 1] = (v >> 8) as u8;
+        w += 1;
+    }
+    t
+}
+// Q6_K high bits: for the low nibbles' 64 quants, bits 0-1 (first 32) and
+// 2-3 (next 32) of qh moved to bits 4-5; for the high nibbles', 4-5 and
+// 6-7.
+const Q6K_SHL: [u8; 64] = words([4, 4, 2, 2], 8, 0);
+const Q6K_SHR: [u8; 64] = words([0, 0, 2, 2], 8, 0);
+// Scale word index: word `w` of the product of quarter `v` has sub-block
+// 4v + w / 8.
+const Q6K_SCALES: [[u8; 64]; 4] = [
+    words([0, 1, 2, 3], 8, 0),
+    words([0, 1, 2, 3], 8, 4),
+    words([0, 1, 2, 3], 8, 8),
+    words([0, 1, 2, 3], 8, 12),
+];
+
 const Q8_REC: usize = 192;
 const Q4_REC: usize = 256;
 const Q4K_REC: usize = 276;
@@ -366,15 +431,17 @@ fn f32_at(b: &[u8], o: usize) -> f32 {
     f32::from_le_bytes([b[o], b[o + 1], b[o + 2], b[o + 3]])
 }
 
-fn f16_at(b: &[u8], o: usize) -> f32 {
-    f16::from_bits(u16::from_le_bytes([b[o], b[o + 1]])).to_f32()
+/// An f16 scale converted by F16C (the software conversion is a dozen
+/// instructions and branches, per block).
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vbmi,avx512vnni,avx2,fma,f16c")]
+#[inline]
+fn f16c_at(b: &[u8], o: usize) -> f32 {
+    let bits = u16::from_le_bytes([b[o], b[o + 1]]);
+    _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(bits as i32)))
 }
 
-/// Byte indices as a vector.
-#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vbmi,avx512vnni,avx2,fma,f16c")]
-fn idx(f: impl Fn(usize) -> u8) -> __m512i {
-    let b: [u8; 64] = core::array::from_fn(f);
-    load512(&b)
+fn f16_at(b: &[u8], o: usize) -> f32 {
+    f16::from_bits(u16::from_le_bytes([b[o], b[o + 1]])).to_f32()
 }
 
 /// Four Q4_0 blocks at `p`: low nibbles (first halves of the blocks) and
@@ -409,14 +476,7 @@ fn tile_q4_0<const R: usize, const C: usize>(w: &[&[u8]], a: &[&[u8]], n: usize,
     let quads = nb.div_ceil(4);
     let w: [&[u8]; R] = core::array::from_fn(|r| &w[r][..nb * 18]);
     let a: [&[u8]; C] = core::array::from_fn(|c| &a[c][..quads * Q4_REC]);
-    // Scale words: word v is block v / 4's f16 (bytes 18 (v / 4), + 1).
-    let id = idx(|j| {
-        if j < 32 {
-            (18 * (j / 8) + j % 2) as u8
-        } else {
-            0
-        }
-    });
+    let id = load512(&Q4_0_SCALES);
     // Missing blocks at the end: zeros (scale 0), as the inputs there.
     let mut pad = [[0u8; 72]; R];
     if !nb.is_multiple_of(4) {
@@ -563,16 +623,7 @@ macro_rules! q8_tile {
     };
 }
 
-q8_tile!(
-    tile_q8_0,
-    68,
-    idx(|j| if j < 32 {
-        (34 * (j / 16) + j % 2) as u8
-    } else {
-        0
-    }),
-    q8_0_pair
-);
+q8_tile!(tile_q8_0, 68, load512(&Q8_0_SCALES), q8_0_pair);
 
 /// F16 weights against f32 inputs (f16-rounded): 16 lanes in one pass, the
 /// tail (n mod 16) added after the lane sum, as the AVX2 kernel does.
@@ -700,19 +751,12 @@ fn tile_q4_k<const R: usize, const C: usize>(w: &[&[u8]], a: &[&[u8]], n: usize,
     let w: [&[u8]; R] = core::array::from_fn(|r| &w[r][..nb * 144]);
     let a: [&[u8]; C] = core::array::from_fn(|c| &a[c][..nb * Q4K_REC]);
     let m4 = _mm512_set1_epi8(0x0f);
-    // Scale words for the four 64-byte products of a block: low nibbles of
-    // bytes 0..64 are sub-blocks 0 and 2, high ones 1 and 3; then 4..7.
-    let sidx: [__m512i; 4] = core::array::from_fn(|v| {
-        let (h, hi) = (v / 2, v % 2);
-        idx(move |j| {
-            let sb = 4 * h + hi + 2 * (j / 32);
-            if j % 2 == 0 {
-                sb as u8
-            } else {
-                0
-            }
-        })
-    });
+    let sidx = [
+        load512(&Q4K_SCALES[0]),
+        load512(&Q4K_SCALES[1]),
+        load512(&Q4K_SCALES[2]),
+        load512(&Q4K_SCALES[3]),
+    ];
     let even = 0x5555_5555_5555_5555u64;
     let mut acc = [[_mm512_setzero_ps(); C]; R];
     let mut accm = [[_mm_setzero_ps(); C]; R];
@@ -728,7 +772,7 @@ fn tile_q4_k<const R: usize, const C: usize>(w: &[&[u8]], a: &[&[u8]], n: usize,
                 }
             }
             let wb = &w[r][144 * b..144 * b + 144];
-            dd[r] = (f16_at(wb, 0), f16_at(wb, 2));
+            dd[r] = (f16c_at(wb, 0), f16c_at(wb, 2));
             let (s, m) = k4_scales(&wb[4..16]);
             let sb = _mm512_set1_epi64(s as i64);
             for v in 0..4 {
@@ -777,26 +821,12 @@ fn tile_q6_k<const R: usize, const C: usize>(w: &[&[u8]], a: &[&[u8]], n: usize,
     let a: [&[u8]; C] = core::array::from_fn(|c| &a[c][..nb * qb::Q8_K_BYTES]);
     let m4 = _mm512_set1_epi8(0x0f);
     let m30 = _mm512_set1_epi8(0x30);
-    let words = |f: fn(usize) -> u16| {
-        let v: [u16; 32] = core::array::from_fn(f);
-        let mut b = [0u8; 64];
-        for (o, w) in b.chunks_exact_mut(2).zip(v) {
-            o.copy_from_slice(&w.to_le_bytes());
-        }
-        load512(&b)
-    };
-    // High bits: for the low nibbles' 64 quants, bits 0-1 (first 32) and
-    // 2-3 (next 32) of qh moved to bits 4-5; for the high nibbles', 4-5 and
-    // 6-7.
-    let shl = words(|w| if w < 16 { 4 } else { 2 });
-    let shr = words(|w| if w < 16 { 0 } else { 2 });
-    // Scale word index: 16-bit word `w` of the product of quarter `v` has
-    // sub-block 4v + w/8.
-    let sidx: [__m512i; 4] = [
-        words(|w| (w / 8) as u16),
-        words(|w| (4 + w / 8) as u16),
-        words(|w| (8 + w / 8) as u16),
-        words(|w| (12 + w / 8) as u16),
+    let (shl, shr) = (load512(&Q6K_SHL), load512(&Q6K_SHR));
+    let sidx = [
+        load512(&Q6K_SCALES[0]),
+        load512(&Q6K_SCALES[1]),
+        load512(&Q6K_SCALES[2]),
+        load512(&Q6K_SCALES[3]),
     ];
     let mut acc = [[_mm512_setzero_ps(); C]; R];
     for b in 0..nb {
@@ -811,7 +841,7 @@ fn tile_q6_k<const R: usize, const C: usize>(w: &[&[u8]], a: &[&[u8]], n: usize,
                 }
             }
             let wb = &w[r][210 * b..210 * b + 210];
-            d[r] = f16_at(wb, 208);
+            d[r] = f16c_at(wb, 208);
             sc16[r] = _mm256_cvtepi8_epi16(load128(&wb[192..]));
             let s512 = _mm512_castsi256_si512(sc16[r]);
             for v in 0..4 {
