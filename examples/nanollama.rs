@@ -18,7 +18,7 @@ use std::path::Path;
 use std::process::ExitCode;
 
 const USAGE: &str = "usage: nanollama info MODEL.gguf
-       nanollama bench MODEL.gguf [--pp 128] [--tg 64] [--threads N] [--reps R] [--f32-act]
+       nanollama bench MODEL.gguf [--pp 128] [--tg 64] [--threads N] [--reps R] [--f32-act] [--hugepages]
        nanollama logits MODEL.gguf --tokens 1,2,3 [--threads N] [--kv f32|f16] [--f32-act] --out FILE
        nanollama generate [MODEL.gguf] [--prompt TEXT] [-n N] [--threads N] [--ctx N] [--kv f32|f16]
                  [--f32-act] [--ids] [SAMPLER OPTIONS]
@@ -687,10 +687,15 @@ fn bench(args: &[String]) -> Result<(), Fail> {
     let (mut path, mut pp, mut tg, mut threads, mut reps) =
         (None, 128usize, 64usize, 1usize, 5usize);
     let mut f32_act = false;
+    let mut huge = false;
     let mut it = args.iter();
     while let Some(a) = it.next() {
         if a == "--f32-act" {
             f32_act = true;
+            continue;
+        }
+        if a == "--hugepages" {
+            huge = true;
             continue;
         }
         if !a.starts_with('-') {
@@ -717,7 +722,11 @@ fn bench(args: &[String]) -> Result<(), Fail> {
         ));
     }
     let path = path.ok_or_else(|| usage("bench needs MODEL.gguf"))?;
-    let file = open(&path)?;
+    let file = if huge {
+        FileBytes::open_huge(Path::new(&path)).map_err(|e| Fail(format!("{path}: {e}"), 1))?
+    } else {
+        open(&path)?
+    };
     let mut model_mem = AlignedBuf::new(0);
     let model = load(&path, file.bytes(), &mut model_mem)?;
     let fail = |e: nanollama::Error| Fail(e.to_string(), 1);
