@@ -393,14 +393,14 @@ mod x86 {
     use core::arch::x86_64::*;
 
     #[target_feature(enable = "avx2,fma,f16c")]
-    fn load256(b: &[u8]) -> __m256i {
+    pub(super) fn load256(b: &[u8]) -> __m256i {
         let b = &b[..32];
         // SAFETY: 32 readable bytes (checked above); loadu has no alignment need.
         unsafe { _mm256_loadu_si256(b.as_ptr().cast()) }
     }
 
     #[target_feature(enable = "avx2,fma,f16c")]
-    fn load128(b: &[u8]) -> __m128i {
+    pub(super) fn load128(b: &[u8]) -> __m128i {
         let b = &b[..16];
         // SAFETY: 16 readable bytes (checked above).
         unsafe { _mm_loadu_si128(b.as_ptr().cast()) }
@@ -414,7 +414,7 @@ mod x86 {
     }
 
     #[target_feature(enable = "avx2,fma,f16c")]
-    fn hsum(v: __m256) -> f32 {
+    pub(super) fn hsum(v: __m256) -> f32 {
         let lo = _mm256_castps256_ps128(v);
         let hi = _mm256_extractf128_ps(v, 1);
         let s = _mm_add_ps(lo, hi);
@@ -426,7 +426,7 @@ mod x86 {
     /// An f16 scale read from bytes, converted by F16C (the software
     /// conversion costs more than the block's integer work).
     #[target_feature(enable = "avx2,fma,f16c")]
-    fn f16(b: &[u8]) -> f32 {
+    pub(super) fn f16(b: &[u8]) -> f32 {
         let bits = u16::from_le_bytes([b[0], b[1]]);
         _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(bits as i32)))
     }

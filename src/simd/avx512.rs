@@ -24,6 +24,7 @@
 //! - Q6_K: the standard Q8_K block (f32 scale, 256 quants, 16 sums of 16).
 #![allow(unsafe_code)]
 
+use super::x86::{f16 as f16c, hsum as hsum8, load128, load256};
 use crate::blocks as qb;
 use crate::quant::WeightType as W;
 use core::arch::x86_64::*;
@@ -370,43 +371,13 @@ fn load512(b: &[u8]) -> __m512i {
     unsafe { _mm512_loadu_si512(b.as_ptr().cast()) }
 }
 
-#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vbmi,avx512vnni,avx2,fma,f16c")]
-fn load256(b: &[u8]) -> __m256i {
-    let b = &b[..32];
-    // SAFETY: 32 readable bytes (checked above).
-    unsafe { _mm256_loadu_si256(b.as_ptr().cast()) }
-}
-
-#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vbmi,avx512vnni,avx2,fma,f16c")]
-fn load128(b: &[u8]) -> __m128i {
-    let b = &b[..16];
-    // SAFETY: 16 readable bytes (checked above).
-    unsafe { _mm_loadu_si128(b.as_ptr().cast()) }
-}
-
 /// Sum of 16 lanes: the two halves added, then the 8-lane sum of the AVX2
 /// kernels (so that F16 results equal theirs bit for bit).
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vbmi,avx512vnni,avx2,fma,f16c")]
 fn hsum(v: __m512) -> f32 {
     let lo = _mm512_castps512_ps256(v);
     let hi = _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1));
-    let v = _mm256_add_ps(lo, hi);
-    let lo = _mm256_castps256_ps128(v);
-    let hi = _mm256_extractf128_ps(v, 1);
-    let s = _mm_add_ps(lo, hi);
-    let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    let s = _mm_add_ss(s, _mm_movehdup_ps(s));
-    _mm_cvtss_f32(s)
-}
-
-#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vbmi,avx512vnni,avx2,fma,f16c")]
-fn hsum8(v: __m256) -> f32 {
-    let lo = _mm256_castps256_ps128(v);
-    let hi = _mm256_extractf128_ps(v, 1);
-    let s = _mm_add_ps(lo, hi);
-    let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    let s = _mm_add_ss(s, _mm_movehdup_ps(s));
-    _mm_cvtss_f32(s)
+    hsum8(_mm256_add_ps(lo, hi))
 }
 
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vbmi,avx512vnni,avx2,fma,f16c")]
@@ -429,15 +400,6 @@ fn prefetch(b: &[u8], off: usize, ahead: usize) {
 
 fn f32_at(b: &[u8], o: usize) -> f32 {
     f32::from_le_bytes([b[o], b[o + 1], b[o + 2], b[o + 3]])
-}
-
-/// An f16 scale converted by F16C (the software conversion is a dozen
-/// instructions and branches, per block).
-#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vbmi,avx512vnni,avx2,fma,f16c")]
-#[inline]
-fn f16c_at(b: &[u8], o: usize) -> f32 {
-    let bits = u16::from_le_bytes([b[o], b[o + 1]]);
-    _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(bits as i32)))
 }
 
 fn f16_at(b: &[u8], o: usize) -> f32 {
@@ -772,7 +734,7 @@ fn tile_q4_k<const R: usize, const C: usize>(w: &[&[u8]], a: &[&[u8]], n: usize,
                 }
             }
             let wb = &w[r][144 * b..144 * b + 144];
-            dd[r] = (f16c_at(wb, 0), f16c_at(wb, 2));
+            dd[r] = (f16c(wb), f16c(&wb[2..]));
             let (s, m) = k4_scales(&wb[4..16]);
             let sb = _mm512_set1_epi64(s as i64);
             for v in 0..4 {
@@ -841,7 +803,7 @@ fn tile_q6_k<const R: usize, const C: usize>(w: &[&[u8]], a: &[&[u8]], n: usize,
                 }
             }
             let wb = &w[r][210 * b..210 * b + 210];
-            d[r] = f16c_at(wb, 208);
+            d[r] = f16c(&wb[208..]);
             sc16[r] = _mm256_cvtepi8_epi16(load128(&wb[192..]));
             let s512 = _mm512_castsi256_si512(sc16[r]);
             for v in 0..4 {
