@@ -9,7 +9,7 @@
 
 use crate::kernels::{matmul, matmul_many, rmsnorm, rope, rope_table, softmax, swiglu};
 use crate::model::{slot, Config, Model};
-use crate::parallel::{split, DisjointMut, Parallel};
+use crate::parallel::{for_rows, DisjointMut, Parallel};
 use crate::quant::dequantize_row;
 use half::f16;
 
@@ -149,17 +149,8 @@ fn norm_rows(
     w: &[u8],
     eps: f32,
 ) {
-    let (n_tasks, per) = split(par, n, 1, 8);
-    let shared = DisjointMut::new(&mut out[..n * dim]);
-    par.run(n_tasks, &|t| {
-        let (b0, b1) = (t * per, ((t + 1) * per).min(n));
-        // SAFETY: task t alone owns rows b0..b1.
-        #[allow(unsafe_code)]
-        let o = unsafe { shared.range(b0 * dim..b1 * dim) };
-        for (o, x) in o
-            .chunks_exact_mut(dim)
-            .zip(x[b0 * dim..b1 * dim].chunks_exact(dim))
-        {
+    for_rows(par, &mut out[..n * dim], dim, 1, 8, &|b0, o| {
+        for (o, x) in o.chunks_exact_mut(dim).zip(x[b0 * dim..].chunks_exact(dim)) {
             rmsnorm(o, x, w, eps);
         }
     });
@@ -168,15 +159,8 @@ fn norm_rows(
 /// `swiglu` over `g` in tasks of whole elements (the same bits: each
 /// element's arithmetic is its own).
 fn par_swiglu(par: &dyn Parallel, g: &mut [f32], u: &[f32]) {
-    let n = g.len();
-    let (n_tasks, per) = split(par, n, 64, 2048);
-    let shared = DisjointMut::new(g);
-    par.run(n_tasks, &|t| {
-        let (i0, i1) = (t * per, ((t + 1) * per).min(n));
-        // SAFETY: task t alone owns elements i0..i1.
-        #[allow(unsafe_code)]
-        let g = unsafe { shared.range(i0..i1) };
-        swiglu(g, &u[i0..i1]);
+    for_rows(par, g, 1, 64, 2048, &|i0, g| {
+        swiglu(g, &u[i0..i0 + g.len()])
     });
 }
 

@@ -2,7 +2,7 @@
 //! (split into host tasks), RMSNorm, rotary embedding, softmax, SiLU.
 
 use crate::model::Matrix;
-use crate::parallel::{split, DisjointMut, Parallel};
+use crate::parallel::{for_rows, split, DisjointMut, Parallel};
 use crate::quant;
 
 /// Rows of a matrix product handed to one task at the least: below this the
@@ -169,16 +169,10 @@ fn wide_matmul(
             wide.prepare(xb, o, batch);
         }
     } else {
-        let (n_tasks, per) = split(par, n_tok, 1, 2);
-        let shared = DisjointMut::new(&mut *buf);
-        par.run(n_tasks, &|t| {
-            let (b0, b1) = (t * per, ((t + 1) * per).min(n_tok));
-            // SAFETY: task t alone owns tokens b0..b1 of the scratch.
-            #[allow(unsafe_code)]
-            let o = unsafe { shared.range(b0 * rb..b1 * rb) };
+        for_rows(par, buf, rb, 1, 2, &|b0, o| {
             for (o, xb) in o
                 .chunks_exact_mut(rb)
-                .zip(x[b0 * cols..b1 * cols].chunks_exact(cols))
+                .zip(x[b0 * cols..].chunks_exact(cols))
             {
                 wide.prepare(xb, o, batch);
             }

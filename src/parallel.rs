@@ -48,6 +48,30 @@ pub fn split(par: &dyn Parallel, n: usize, quantum: usize, min_items: usize) -> 
     (n.div_ceil(per), per)
 }
 
+/// Runs `f(first_row, rows)` over `out` taken as rows of `width` elements,
+/// in tasks of whole rows split as [`split`] splits them (`quantum`,
+/// `min_rows`): each task gets its own rows, mutably.
+pub fn for_rows<T: Send>(
+    par: &dyn Parallel,
+    out: &mut [T],
+    width: usize,
+    quantum: usize,
+    min_rows: usize,
+    f: &(dyn Fn(usize, &mut [T]) + Sync),
+) {
+    let n = out.len().checked_div(width).unwrap_or(0);
+    let (n_tasks, per) = split(par, n, quantum, min_rows);
+    let shared = DisjointMut::new(&mut out[..n * width]);
+    par.run(n_tasks, &|t| {
+        let (r0, r1) = (t * per, ((t + 1) * per).min(n));
+        // SAFETY: task t alone owns rows r0..r1: the tasks' ranges are
+        // disjoint, and the view is dropped when the task returns.
+        #[allow(unsafe_code)]
+        let rows = unsafe { shared.range(r0 * width..r1 * width) };
+        f(r0, rows);
+    });
+}
+
 /// Lets tasks running at the same time write disjoint parts of one slice.
 ///
 /// This is the crate's one sharing primitive outside the C ABI: the tasks of a
