@@ -13,9 +13,12 @@ no Python per token beyond the call) and `nanollama bench` alternately,
 `--reps` times each, and prints the medians and their ratio as a Markdown
 table. Both measure as llama-bench does: pp = a 128-token prompt in one batch
 into an empty context; tg = 64 tokens decoded one by one into an empty
-context. Also prints the machine's read bandwidth (a numpy probe summing a
-1 GiB array with one thread) and, per model, the bandwidth floor of tg: the
-bytes of weights read per token divided into that bandwidth.
+context. Also prints the machine's read bandwidth per thread count (a numpy
+probe summing a 1 GiB array split over that many threads; numpy releases the
+GIL while it sums) and, per row, the bandwidth floor of tg: the bytes of
+weights read per token divided into the bandwidth at that thread count, with
+both engines' tg as a share of it. An engine at share S cannot be beaten by
+more than 1/S without reading fewer bytes.
 
 The main columns run `nanollama bench` on the file mapped with mmap, as
 llama.cpp maps it (4 KiB pages of the page cache). The last columns run it
@@ -111,13 +114,26 @@ def weight_bytes(path):
     return sum(int(t.n_bytes) for t in r.tensors if t.name != "token_embd.weight")
 
 
-def bandwidth():
+def bandwidth(threads):
+    import threading
     a = np.ones(1 << 27, dtype=np.float64)  # 1 GiB
     a.sum()
+    parts = np.array_split(a, threads)
     best = 0.0
-    for _ in range(5):
+    for _ in range(7):
+        start = threading.Barrier(threads + 1)
+
+        def work(part):
+            start.wait()
+            part.sum()
+
+        ts = [threading.Thread(target=work, args=(p,)) for p in parts]
+        for t in ts:
+            t.start()
         t = time.perf_counter()
-        a.sum()
+        start.wait()
+        for x in ts:
+            x.join()
         best = max(best, a.nbytes / (time.perf_counter() - t))
     return best
 
@@ -191,17 +207,19 @@ def main():
     ap.add_argument("--dir", default="/tmp/nanollama-bench")
     a = ap.parse_args()
     os.makedirs(a.dir, exist_ok=True)
-    bw = bandwidth()
-    print(f"read bandwidth (numpy sum, 1 thread): {bw / 1e9:.1f} GB/s", flush=True)
+    threads = list(map(int, a.threads.split(",")))
+    bw = {th: bandwidth(th) for th in threads}
+    for th in threads:
+        print(f"read bandwidth (numpy sum, {th} thread{'s' if th > 1 else ''}): {bw[th] / 1e9:.1f} GB/s", flush=True)
     print("| model | type | threads | llama.cpp pp128 | nanollama pp128 | ratio | llama.cpp tg64 | nanollama tg64 "
-          "| ratio | tg floor (weights/bandwidth) | nanollama tg / floor "
-          "| nanollama, 2 MiB pages: pp128 | ratio | tg64 | ratio |")
-    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |", flush=True)
+          "| ratio | tg floor (weights/bandwidth) | llama.cpp tg / floor | nanollama tg / floor "
+          "| nanollama, 2 MiB pages: pp128 | ratio | tg64 | ratio | tg / floor |")
+    print("|" + " --- |" * 17, flush=True)
     for s in a.shapes.split(","):
         for t in a.types.split(","):
             path = make_model(a.dir, s, t)
-            floor = bw / weight_bytes(path)
-            for th in map(int, a.threads.split(",")):
+            for th in threads:
+                floor = bw[th] / weight_bytes(path)
                 lpp, ltg, opp, otg, hpp, htg = [], [], [], [], [], []
                 ll = Llama(path, th)
                 ll.pp(16)  # warm-up
@@ -217,8 +235,9 @@ def main():
                 ll.close()
                 m = statistics.median
                 print(f"| {s} | {t} | {th} | {m(lpp):.1f} | {m(opp):.1f} | {m(opp) / m(lpp):.2f} | {m(ltg):.2f} "
-                      f"| {m(otg):.2f} | {m(otg) / m(ltg):.2f} | {floor:.1f} | {m(otg) / floor:.0%} "
-                      f"| {m(hpp):.1f} | {m(hpp) / m(lpp):.2f} | {m(htg):.2f} | {m(htg) / m(ltg):.2f} |", flush=True)
+                      f"| {m(otg):.2f} | {m(otg) / m(ltg):.2f} | {floor:.1f} | {m(ltg) / floor:.0%} | {m(otg) / floor:.0%} "
+                      f"| {m(hpp):.1f} | {m(hpp) / m(lpp):.2f} | {m(htg):.2f} | {m(htg) / m(ltg):.2f} "
+                      f"| {m(htg) / floor:.0%} |", flush=True)
 
 
 if __name__ == "__main__":
