@@ -2,19 +2,54 @@
  * nanollama: a no_std LLaMA inference library over caller-provided memory.
  *
  * Memory: every object lives in memory the caller provides. Ask *_size, give
- * at least that many bytes aligned to 64 to *_init. Nothing is allocated and
- * there is no _free: release the memory when the object is no longer used.
- * The GGUF bytes given to nanollama_model_init are read in place and must
- * outlive the model; a model must outlive every context made from it.
+ * at least that many bytes to *_init. Nothing is allocated and there is no
+ * _free: release the memory when the object is no longer used (no call of
+ * this library may be running on it).
  *
- * Threads: the library starts none. A model is read-only after init and may be
- * shared by any number of contexts on any threads. A context is used by one
- * thread at a time; its decode spreads work over the host's threads through
- * the parallel_for callback in its params (NULL: all on the calling thread).
- * Results do not depend on the number of threads.
+ * Alignment: the memory given to nanollama_model_init, _context_init,
+ * _sampler_init and _vocab_init, and the scratch given to
+ * nanollama_tokenize, must start on a 64-byte boundary (else
+ * NANOLLAMA_STATUS_MISALIGNED). The GGUF bytes, saved states, logits,
+ * token arrays and text need no alignment beyond their C type's (bytes:
+ * none; floats and token ids: 4). A nanollama_detokenizer is a plain
+ * struct the caller holds anywhere.
+ *
+ * Lifetimes (A must outlive B; "outlive" = stay valid and unchanged):
+ *   GGUF bytes given to nanollama_model_init   > the model
+ *   GGUF bytes given to nanollama_vocab_init   > the vocab
+ *   model (and so its memory and GGUF bytes)   > every context made from it
+ *   each object's own memory                   > the object
+ *   the parallel_for callback and its user data > the context (every decode
+ *     calls them)
+ *   the logits pointer of nanollama_context_logits is valid until the next
+ *     decode, truncate, reset or state_load of that context.
+ * Nothing else is kept: params, batches, biases, logits passed in, states
+ * and text are read during the call only, and may be reused or freed when
+ * it returns. Objects hold pointers into their memory and cannot be moved
+ * by copying it: to move a conversation, save its state and load it into a
+ * context made in the new place.
+ *
+ * Threads: the library starts none and has no global state except the
+ * CPU-feature probe, which is race-free (the same answer from any thread).
+ *   - A model and a vocab are read-only after init: any number of threads
+ *     may use one at once (contexts, tokenize, token_to_piece, get_info).
+ *   - A context, a sampler and a detokenizer belong to one thread at a time:
+ *     calls on the same one must not overlap; calls on different ones may
+ *     run concurrently on any threads, over one shared model.
+ *   - nanollama_context_decode spreads its work over the host's threads
+ *     through the parallel_for callback in its params (NULL: all on the
+ *     calling thread). The callback must run every task index in [0, n)
+ *     exactly once, on any threads, in any order, and return only when all
+ *     have finished; tasks of one call touch disjoint memory. Results do not
+ *     depend on the number of threads or the order of the tasks.
+ *   - *_size, *_params_default, nanollama_status_str and
+ *     nanollama_tokenize_scratch_size are pure and may be called anywhere.
  *
  * Errors: every fallible call returns a nanollama_status (0 = OK) and writes
- * results through out-pointers only on success.
+ * results through out-pointers only on success. A refused call leaves every
+ * object it was given as it was. Bad input (a truncated or hostile GGUF
+ * file, a NULL pointer, a short or misaligned buffer, a token id out of
+ * range, a position past the context) gets a status, never a crash.
  */
 
 #ifndef NANOLLAMA_H
@@ -93,6 +128,9 @@ typedef enum {
   NANOLLAMA_STATUS_STATE_MISMATCH = 27,
   // A saved state is truncated, corrupted, or not a state of this kind.
   NANOLLAMA_STATUS_STATE_CORRUPT = 28,
+  // A tensor's data starts before the end of the tensor listed before it
+  // (data must lie in table order, without overlap).
+  NANOLLAMA_STATUS_GGUF_TENSOR_OVERLAP = 29,
 } nanollama_status;
 
 // Element type of the KV cache (`nanollama_context_params.kv_type`).

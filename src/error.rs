@@ -68,6 +68,7 @@ pub enum Error {
     StateMismatch = 27,
     /// A saved state is truncated, corrupted, or not a state of this kind.
     StateCorrupt = 28,
+    TensorOverlap = 29,
 }
 
 /// The crate's result type.
@@ -110,11 +111,12 @@ impl Error {
             Error::UnsupportedTokenizer => c"missing or unsupported tokenizer",
             Error::StateMismatch => c"saved state is for another model or incompatible settings",
             Error::StateCorrupt => c"saved state truncated or corrupted",
+            Error::TensorOverlap => c"tensor data overlaps an earlier tensor's",
         }
     }
 
     /// Every error, in code order (for tests and tools).
-    pub const ALL: [Error; 27] = [
+    pub const ALL: [Error; 28] = [
         Error::InvalidArgument,
         Error::BufferTooSmall,
         Error::Misaligned,
@@ -142,6 +144,7 @@ impl Error {
         Error::UnsupportedTokenizer,
         Error::StateMismatch,
         Error::StateCorrupt,
+        Error::TensorOverlap,
     ];
 }
 

@@ -86,6 +86,9 @@ pub enum nanollama_status {
     StateMismatch = 27,
     /// A saved state is truncated, corrupted, or not a state of this kind.
     StateCorrupt = 28,
+    /// A tensor's data starts before the end of the tensor listed before it
+    /// (data must lie in table order, without overlap).
+    GgufTensorOverlap = 29,
 }
 
 impl From<Error> for nanollama_status {
@@ -119,6 +122,7 @@ impl From<Error> for nanollama_status {
             Error::UnsupportedTokenizer => S::UnsupportedTokenizer,
             Error::StateMismatch => S::StateMismatch,
             Error::StateCorrupt => S::StateCorrupt,
+            Error::TensorOverlap => S::GgufTensorOverlap,
         }
     }
 }

@@ -559,18 +559,26 @@ impl<'a> Gguf<'a> {
         }
         let end_of_table = c.pos as u64;
         let data_start = end_of_table.div_ceil(alignment) * alignment;
-        // Second pass: every tensor's data lies inside the bytes.
+        // Second pass: every tensor's data lies inside the bytes, after the
+        // data of the tensor listed before it (llama.cpp requires exactly
+        // the next aligned offset; gaps are allowed here, overlap is not: two
+        // tensors sharing bytes is a lie about one of them).
         let data_len = (bytes.len() as u64).saturating_sub(data_start);
         let mut c = Cursor {
             buf: bytes,
             pos: tensors_start,
         };
+        let mut prev_end = 0u64;
         for i in 0..n_tensors {
             let r = read_tensor_record(&mut c, alignment)?;
             let end = r.offset.checked_add(r.size).ok_or(Error::TensorPastEnd)?;
             if end > data_len {
                 return Err(Error::TensorPastEnd);
             }
+            if r.offset < prev_end {
+                return Err(Error::TensorOverlap);
+            }
+            prev_end = end;
             // Tensor names are unique (GGUF requires it; ggml checks it).
             let mut earlier = Cursor {
                 buf: bytes,

@@ -364,6 +364,18 @@ fn hostile_files() -> &'static [PathBuf] {
         let dup = g.tensors[0].clone();
         g.tensors.insert(1, dup);
         add(21, "duplicate-embedding", g.build());
+        // 29 GGUF_TENSOR_OVERLAP
+        add(
+            29,
+            "same-offset",
+            base().build_with(|i, off| if i == 3 { 0 } else { off }),
+        );
+        let n = base().tensors.len();
+        add(
+            29,
+            "last-over-previous",
+            base().build_with(|i, off| if i == n - 1 { off - 32 } else { off }),
+        );
         files
     })
 }
@@ -381,9 +393,9 @@ fn c_model_api() {
         hostile_files().len()
     );
     assert!(out.contains(&want), "{out}");
-    // Every file-level status from GGUF_TRUNCATED to DUPLICATE_TENSOR has
-    // a hostile file.
-    for code in 5..=21 {
+    // Every file-level status (GGUF_TRUNCATED to DUPLICATE_TENSOR, and
+    // GGUF_TENSOR_OVERLAP) has a hostile file.
+    for code in (5..=21).chain([29]) {
         let tag = format!("bad-{code:02}-");
         assert!(
             hostile_files().iter().any(|p| p
