@@ -35,6 +35,12 @@ impl AlignedBuf {
     pub fn as_slice(&self) -> &[u8] {
         &self.raw[self.off..self.off + self.len]
     }
+    /// The aligned bytes for the rest of the process (for an object that
+    /// lives as long as the program, such as a model in a `static`).
+    pub fn leak(self) -> &'static mut [u8] {
+        let (off, len) = (self.off, self.len);
+        &mut self.raw.leak()[off..off + len]
+    }
 }
 
 /// The bytes of a file, mapped read-only where the platform allows it (so a

@@ -12,6 +12,9 @@
 //! Defined results for odd input: a NaN logit counts as -infinity; when some
 //! logits are +infinity, those tokens share all the probability equally; when
 //! every logit is NaN or -infinity, `sample` returns [`Error::NoCandidates`].
+//! The same rules hold for values the chain itself makes (a tiny temperature
+//! or a huge bias overflowing to +infinity, penalties making NaN or taking
+//! every token away); penalties leave a -infinity logit alone.
 //! `top_k` larger than the vocabulary keeps everything; `top_p` 0 keeps the
 //! single most likely token; temperature 0 or below is greedy.
 //!
@@ -347,7 +350,7 @@ impl<'a> Sampler<'a> {
         self.hist_len = 0;
         self.hist_next = 0;
         self.rng = Rng(self.params.seed);
-        self.mu = 2.0 * self.params.mirostat_tau;
+        self.mu = finite_mu(2.0 * self.params.mirostat_tau, 0.0);
     }
 
     /// Records `token` as generated (for the penalties).
@@ -483,7 +486,8 @@ impl<'a> Sampler<'a> {
             self.softmax();
             let i = self.draw();
             let surprise = -libm::log2f(self.cand[i].p);
-            self.mu -= self.params.mirostat_eta * (surprise - self.params.mirostat_tau);
+            let mu = self.mu - self.params.mirostat_eta * (surprise - self.params.mirostat_tau);
+            self.mu = finite_mu(mu, self.mu);
             return Ok(self.cand[i].id);
         }
         let i = self.draw();
@@ -547,6 +551,7 @@ impl<'a> Sampler<'a> {
 
     fn apply_chain(&mut self, logits: &[f32]) -> Result<()> {
         self.load(logits)?;
+        let rng = self.rng;
         let order = self.params.order;
         for &stage in &order[..(self.params.n_stages as usize).min(MAX_STAGES)] {
             match stage {
@@ -559,6 +564,15 @@ impl<'a> Sampler<'a> {
                 Stage::Xtc => self.xtc(),
                 Stage::Temperature => self.temperature(),
             }
+        }
+        // Penalties can push every survivor to -infinity: nothing to draw,
+        // and the call changes nothing (XTC's coin is put back).
+        if !self.cand[..self.size]
+            .iter()
+            .any(|c| c.logit > f32::NEG_INFINITY)
+        {
+            self.rng = rng;
+            return Err(Error::NoCandidates);
         }
         Ok(())
     }
@@ -575,6 +589,8 @@ impl<'a> Sampler<'a> {
         for i in 0..self.bias_ids.len() {
             if let Some(j) = self.find(self.bias_ids[i]) {
                 self.cand[j].logit += self.bias_vals[i];
+                // After a sorting stage (a custom order), the order is gone.
+                self.sorted = false;
             }
         }
     }
@@ -599,12 +615,22 @@ impl<'a> Sampler<'a> {
                 .count();
             if let Some(k) = self.find(t) {
                 let c = &mut self.cand[k];
+                // An impossible token stays impossible (a negative or zero
+                // penalty must not turn -infinity into +infinity or NaN).
+                if c.logit == f32::NEG_INFINITY {
+                    continue;
+                }
                 if c.logit <= 0.0 {
                     c.logit *= rep;
                 } else {
                     c.logit /= rep;
                 }
                 c.logit -= count as f32 * freq + pres;
+                // inf - inf (a zero penalty, then an infinite frequency
+                // term): NaN counts as -infinity, as in the input.
+                if c.logit.is_nan() {
+                    c.logit = f32::NEG_INFINITY;
+                }
             }
         }
         self.sorted = false;
@@ -645,6 +671,15 @@ impl<'a> Sampler<'a> {
         }
         let c = &mut self.cand[..self.size];
         let max = c[0].logit;
+        if max == f32::INFINITY {
+            // Logits that became +infinity in the chain (a tiny temperature,
+            // a huge bias) share all the probability, as +infinity inputs do.
+            let n = c.iter().take_while(|x| x.logit == max).count();
+            for (i, x) in c.iter_mut().enumerate() {
+                x.p = if i < n { 1.0 / n as f32 } else { 0.0 };
+            }
+            return;
+        }
         let mut sum = 0f32;
         for x in c.iter_mut() {
             x.p = libm::expf(x.logit - max);
@@ -785,6 +820,17 @@ impl<'a> Sampler<'a> {
         for x in c.iter_mut() {
             x.logit /= t;
         }
+    }
+}
+
+/// Mirostat's `mu` kept finite (extreme tau or eta would overflow it), so
+/// that every state a sampler reaches can be saved and loaded: an overflow
+/// saturates, NaN (inf - inf) keeps the previous value.
+fn finite_mu(mu: f32, previous: f32) -> f32 {
+    if mu.is_nan() {
+        previous
+    } else {
+        mu.clamp(-f32::MAX, f32::MAX)
     }
 }
 

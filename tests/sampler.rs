@@ -283,6 +283,137 @@ fn edge_cases_are_defined() {
     let _ = Stage::from_u8(7).unwrap();
 }
 
+/// Found by fuzzing (fuzz/fuzz_targets/sampler.rs): infinities and NaN made
+/// by the chain itself, not by the input, follow the input's rules.
+#[test]
+fn infinities_made_inside_the_chain_are_defined() {
+    let n = 8;
+    let logits = [0.1, 0.9, 0.3, 2.5, -1.0, 2.5, 0.0, f32::NAN];
+    // A tiny temperature turns the two largest logits into +inf: they share
+    // all the probability (before: NaN probabilities).
+    let p = SamplerParams {
+        temp: 5e-39,
+        top_k: 0,
+        top_p: 1.0,
+        min_p: 0.0,
+        seed: 3,
+        ..SamplerParams::default()
+    };
+    let mut m = sampler_mem(n, &p);
+    let mut s = Sampler::init(n, &p, &[], m.as_mut_slice()).unwrap();
+    let c = s.candidates(&logits).unwrap().to_vec();
+    assert_eq!(c.len(), 2, "{c:?}");
+    assert!(c.iter().all(|c| (c.id == 3 || c.id == 5) && c.p == 0.5));
+    for _ in 0..20 {
+        assert!(matches!(s.sample(&logits), Ok(3 | 5)));
+    }
+    // Penalties leave an impossible (NaN) token impossible, even a negative
+    // or zero repetition penalty; and when they make every survivor
+    // impossible there is nothing to draw, and the call changes nothing.
+    for rep in [-1.0, 0.0] {
+        let p = SamplerParams {
+            penalty_repeat: rep,
+            penalty_freq: 0.0,
+            top_k: 0,
+            top_p: 1.0,
+            min_p: 0.0,
+            seed: 9,
+            ..SamplerParams::default()
+        };
+        let mut m = sampler_mem(n, &p);
+        let mut s = Sampler::init(n, &p, &[], m.as_mut_slice()).unwrap();
+        s.accept(7).unwrap();
+        let c = s.candidates(&logits).unwrap();
+        assert!(
+            c.iter().all(|c| c.id != 7 && c.p.is_finite()),
+            "{rep}: {c:?}"
+        );
+    }
+    let p = SamplerParams {
+        penalty_freq: f32::MAX,
+        xtc_probability: 1.0,
+        xtc_threshold: 0.0,
+        seed: 5,
+        ..SamplerParams::default()
+    };
+    let mut m = sampler_mem(n, &p);
+    let mut s = Sampler::init(n, &p, &[], m.as_mut_slice()).unwrap();
+    let mut m2 = sampler_mem(n, &p);
+    let mut twin = Sampler::init(n, &p, &[], m2.as_mut_slice()).unwrap();
+    for t in [1, 3] {
+        s.accept(t).unwrap();
+        twin.accept(t).unwrap();
+    }
+    // Only tokens 1 and 3 are possible, and the penalty takes both away.
+    let nan = f32::NAN;
+    let only = [f32::NEG_INFINITY, 1.0, nan, 2.0, nan, nan, nan, nan];
+    assert_eq!(s.sample(&only), Err(nanollama::Error::NoCandidates));
+    assert_eq!(
+        s.candidates(&only).err(),
+        Some(nanollama::Error::NoCandidates)
+    );
+    // Same draws afterwards as a twin that never saw the failed calls.
+    for _ in 0..10 {
+        assert_eq!(s.sample(&logits), twin.sample(&logits));
+    }
+}
+
+/// Found by fuzzing: mirostat's mu overflowed with extreme (finite) tau and
+/// eta, and the state the sampler then saved was refused on load.
+#[test]
+fn mirostat_state_with_extreme_settings_round_trips() {
+    let n = 8;
+    let logits = [0.1, 0.9, 0.3, 2.5, -1.0, 2.4, 0.0, 0.2];
+    for (tau, eta) in [(f32::MAX, 1.0), (1.0, f32::MAX), (-f32::MAX, f32::MAX)] {
+        let p = SamplerParams {
+            mirostat: 2,
+            mirostat_tau: tau,
+            mirostat_eta: eta,
+            ..SamplerParams::default()
+        };
+        let mut m = sampler_mem(n, &p);
+        let mut s = Sampler::init(n, &p, &[], m.as_mut_slice()).unwrap();
+        for _ in 0..4 {
+            s.sample(&logits).unwrap();
+            let mut state = vec![0u8; s.state_size()];
+            s.save_state(&mut state).unwrap();
+            let mut m2 = sampler_mem(n, &p);
+            let mut t = Sampler::init(n, &p, &[], m2.as_mut_slice()).unwrap();
+            t.load_state(&state).unwrap();
+            assert_eq!(t.sample(&logits), s.sample(&logits));
+        }
+    }
+}
+
+/// Found by fuzzing: a logit bias after a sorting stage (a custom order)
+/// left the candidates unsorted, so the probabilities' cut-off dropped some.
+#[test]
+fn a_logit_bias_after_a_sort_sorts_again() {
+    let n = 8;
+    let logits = [0.1, 0.9, 0.3, 2.5, -1.0, 2.5, 0.0, f32::NAN];
+    // The biased token moves from first to last; every candidate survives.
+    let mut order = [Stage::Temperature; 16];
+    order[..3].copy_from_slice(&[Stage::TopK, Stage::LogitBias, Stage::TopP]);
+    let p = SamplerParams {
+        top_k: 4,
+        top_p: 0.0,
+        min_keep: 4,
+        order,
+        n_stages: 3,
+        ..SamplerParams::default()
+    };
+    let bias = [nanollama::sampler::LogitBias {
+        token: 3,
+        bias: -10.0,
+    }];
+    let mut m = nanollama::host::AlignedBuf::new(Sampler::size(n, &p, 1).unwrap());
+    let mut s = Sampler::init(n, &p, &bias, m.as_mut_slice()).unwrap();
+    let c = s.candidates(&logits).unwrap();
+    let ids: Vec<u32> = c.iter().map(|c| c.id).collect();
+    assert_eq!(ids, [5, 1, 2, 3], "{c:?}");
+    assert!((c.iter().map(|c| c.p).sum::<f32>() - 1.0).abs() < 1e-6);
+}
+
 #[test]
 fn mirostat_v2_draws_and_adapts() {
     let p = SamplerParams {
