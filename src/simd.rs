@@ -34,7 +34,16 @@ fn x86_fast() -> bool {
 }
 
 fn probe() -> u8 {
-    #[cfg(target_arch = "x86_64")]
+    // Miri runs no cpuid: the kernels are those the build's target features
+    // allow (`RUSTFLAGS="-C target-feature=+avx2,+fma,+f16c"` tries AVX2).
+    #[cfg(all(miri, target_arch = "x86_64"))]
+    {
+        if cfg!(all(target_feature = "avx2", target_feature = "fma", target_feature = "f16c")) {
+            return AVX2;
+        }
+        SCALAR
+    }
+    #[cfg(all(not(miri), target_arch = "x86_64"))]
     {
         use core::arch::x86_64::__cpuid_count;
         let leaf0 = __cpuid_count(0, 0);
