@@ -1,6 +1,8 @@
 //! Context init and decode with arbitrary sizes, positions and token ids on
-//! a tiny model (tests/data/hostile/valid.gguf: dim 8, 2 blocks, 32 tokens,
-//! training context 64). The input picks the context's settings, then runs
+//! tiny models: tests/data/hostile/valid.gguf (F32, dim 8, 2 blocks, 32
+//! tokens, training context 64) and quantized ones from tests/data/parity/
+//! (so that the SIMD kernels of each weight type run under AddressSanitizer).
+//! The first byte picks the model, the next ones the context's settings; then
 //! a program of decodes (ids may be out of range, batches may be too long
 //! or pass the context), truncates, resets and state saves and loads.
 //! A refused call leaves the context exactly as it was.
@@ -10,13 +12,32 @@ use nanollama::host::AlignedBuf;
 use nanollama::{Context, ContextParams, Error, Inline, KvType, Model};
 use std::sync::OnceLock;
 
-static GGUF: &[u8] = include_bytes!("../../tests/data/hostile/valid.gguf");
+macro_rules! parity {
+    ($f:literal) => {
+        include_bytes!(concat!("../../tests/data/parity/", $f))
+    };
+}
 
-fn model() -> &'static Model<'static> {
-    static M: OnceLock<Model<'static>> = OnceLock::new();
+static FILES: [&[u8]; 10] = [
+    include_bytes!("../../tests/data/hostile/valid.gguf"),
+    parity!("gqa4-q4_0.gguf"),
+    parity!("gqa4-q4_k_m.gguf"),
+    parity!("gqa4-hd64-kl-f16.gguf"),
+    parity!("mha-hd64-tied-q8_0.gguf"),
+    parity!("gqa2-q6_k.gguf"),
+    parity!("mqa-q3_k_m.gguf"),
+    parity!("mha-q5_1.gguf"),
+    parity!("gqa2-q5_0.gguf"),
+    parity!("gqa4-hd32-tied-bf16.gguf"),
+];
+
+fn models() -> &'static [Model<'static>] {
+    static M: OnceLock<Vec<Model<'static>>> = OnceLock::new();
     M.get_or_init(|| {
-        let need = Model::size(GGUF).unwrap();
-        Model::init(GGUF, AlignedBuf::new(need).leak()).unwrap()
+        FILES
+            .iter()
+            .map(|f| Model::init(f, AlignedBuf::new(Model::size(f).unwrap()).leak()).unwrap())
+            .collect()
     })
 }
 
@@ -48,8 +69,8 @@ fn snapshot(c: &Context) -> (usize, Vec<u32>) {
 
 /// Memory for a context of these settings, or None when they are refused
 /// (only ever as an invalid argument).
-fn memory(p: &ContextParams) -> Option<AlignedBuf> {
-    match Context::size(model(), p) {
+fn memory(model: &Model, p: &ContextParams) -> Option<AlignedBuf> {
+    match Context::size(model, p) {
         Ok(n) => Some(AlignedBuf::new(n)),
         Err(e) => {
             assert_eq!(e, Error::InvalidArgument);
@@ -60,12 +81,13 @@ fn memory(p: &ContextParams) -> Option<AlignedBuf> {
 
 fuzz_target!(|data: &[u8]| {
     let mut b = Bytes(data);
+    let model = &models()[b.u8().unwrap_or(0) as usize % FILES.len()];
     let p = params(&mut b);
-    let Some(mut mem) = memory(&p) else {
+    let Some(mut mem) = memory(model, &p) else {
         return;
     };
-    let mut ctx = Context::init(model(), &p, mem.as_mut_slice()).unwrap();
-    let n_vocab = model().config().n_vocab as u32;
+    let mut ctx = Context::init(model, &p, mem.as_mut_slice()).unwrap();
+    let n_vocab = model.config().n_vocab as u32;
     let (n_ctx, n_batch) = (ctx.n_ctx(), ctx.n_batch());
     while let Some(op) = b.u8() {
         let before = snapshot(&ctx);
@@ -74,11 +96,13 @@ fuzz_target!(|data: &[u8]| {
                 let n = b.u8().unwrap_or(0) as usize % 40;
                 let toks: Vec<u32> = (0..n)
                     .map(|_| {
-                        let t = b.u8().unwrap_or(0) as u32;
-                        if t >= 250 {
-                            u32::MAX - (t - 250)
-                        } else {
-                            t % (n_vocab + 2)
+                        // Spread over the vocabulary, its last id, the
+                        // first id past it, and ids near u32::MAX.
+                        match b.u8().unwrap_or(0) as u32 {
+                            t @ 250.. => u32::MAX - (t - 250),
+                            249 => n_vocab,
+                            248 => n_vocab - 1,
+                            t => t * n_vocab / 248,
                         }
                     })
                     .collect();
@@ -121,8 +145,8 @@ fuzz_target!(|data: &[u8]| {
                 assert_eq!(ctx.save_state(&mut state), Ok(n));
                 assert!(ctx.save_state(&mut state[..n - 1]).is_err());
                 let q = params(&mut b);
-                if let Some(mut mem2) = memory(&q) {
-                    let mut other = Context::init(model(), &q, mem2.as_mut_slice()).unwrap();
+                if let Some(mut mem2) = memory(model, &q) {
+                    let mut other = Context::init(model, &q, mem2.as_mut_slice()).unwrap();
                     let other_before = snapshot(&other);
                     match other.load_state(&state) {
                         Ok(()) => {

@@ -31,7 +31,10 @@ fuzz_target!(|data: &[u8]| {
     for t in g.tensors() {
         n += t.name.len();
         // Tensor data lies inside the bytes.
-        assert!(t.offset.checked_add(t.size).is_some_and(|e| e <= data.len()));
+        assert!(t
+            .offset
+            .checked_add(t.size)
+            .is_some_and(|e| e <= data.len()));
         assert!(t.n_elements() > 0);
     }
     std::hint::black_box(n);

@@ -61,7 +61,9 @@ fuzz_target!(|data: &[u8]| {
             bias: b.f32(),
         })
         .collect();
-    let history: Vec<u32> = (0..b.u8() % 16).map(|_| b.u32() % (n_vocab as u32 + 2)).collect();
+    let history: Vec<u32> = (0..b.u8() % 16)
+        .map(|_| b.u32() % (n_vocab as u32 + 2))
+        .collect();
     let mut logits: Vec<f32> = (0..n_vocab).map(|_| b.f32()).collect();
 
     let Ok(need) = Sampler::size(n_vocab, &p, bias.len()) else {
@@ -88,10 +90,15 @@ fuzz_target!(|data: &[u8]| {
     match s.candidates(&logits) {
         Ok(c) => {
             let total: f64 = c.iter().map(|c| c.p as f64).sum();
-            let bad = c.iter().find(|c| !((c.id as usize) < n_vocab && c.p > 0.0 && c.p <= 1.0));
+            let bad = c
+                .iter()
+                .find(|c| !((c.id as usize) < n_vocab && c.p > 0.0 && c.p <= 1.0));
             assert!(bad.is_none(), "{bad:?} in {} candidates, {p:?}", c.len());
             assert!(c.windows(2).all(|w| w[0].p >= w[1].p));
-            assert!(c.is_empty() || (total - 1.0).abs() < 1e-3, "sum {total}: {c:?} {p:?} logits {logits:?} bias {bias:?} history {history:?}");
+            assert!(
+                c.is_empty() || (total - 1.0).abs() < 1e-3,
+                "sum {total}: {c:?} {p:?} logits {logits:?} bias {bias:?} history {history:?}"
+            );
         }
         Err(e) => assert_eq!(e, Error::NoCandidates),
     }

@@ -36,13 +36,27 @@ fuzz_target!(|data: &[u8]| {
     let mut needed = 0;
     if short && !out.is_empty() {
         let mut tiny = [0u32; 1];
-        match v.tokenize(text, add_bos, special, scratch.as_mut_slice(), &mut tiny, &mut needed) {
+        match v.tokenize(
+            text,
+            add_bos,
+            special,
+            scratch.as_mut_slice(),
+            &mut tiny,
+            &mut needed,
+        ) {
             Ok(n) => assert!(n <= 1),
             Err(Error::BufferTooSmall) => assert!(needed > 1),
             Err(e) => panic!("{e:?}"),
         }
     }
-    let n = match v.tokenize(text, add_bos, special, scratch.as_mut_slice(), &mut out, &mut needed) {
+    let n = match v.tokenize(
+        text,
+        add_bos,
+        special,
+        scratch.as_mut_slice(),
+        &mut out,
+        &mut needed,
+    ) {
         Ok(n) => n,
         // Invalid UTF-8 can take three byte tokens per byte (U+FFFD): the
         // size it asks for is then exactly enough.
@@ -50,7 +64,14 @@ fuzz_target!(|data: &[u8]| {
             assert!(needed > out.len());
             out = vec![0u32; needed];
             let n = v
-                .tokenize(text, add_bos, special, scratch.as_mut_slice(), &mut out, &mut needed)
+                .tokenize(
+                    text,
+                    add_bos,
+                    special,
+                    scratch.as_mut_slice(),
+                    &mut out,
+                    &mut needed,
+                )
                 .expect("the size asked for is enough");
             assert_eq!(n, out.len());
             n
