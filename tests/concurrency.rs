@@ -27,20 +27,7 @@ fn conversation(
     par: &dyn Parallel,
     start: Option<&Barrier>,
 ) -> Vec<u32> {
-    let text = PROMPTS[i].as_bytes();
-    let mut scratch = AlignedBuf::new(Vocab::scratch_size(text.len()).unwrap());
-    let mut ids = vec![0u32; text.len() + 2];
-    let mut needed = 0;
-    let n = vocab
-        .tokenize(
-            text,
-            true,
-            false,
-            scratch.as_mut_slice(),
-            &mut ids,
-            &mut needed,
-        )
-        .unwrap();
+    let ids = common::tokenize(vocab, PROMPTS[i]);
     let p = ContextParams::default();
     let mut mem = AlignedBuf::new(Context::size(model, &p).unwrap());
     let mut ctx = Context::init(model, &p, mem.as_mut_slice()).unwrap();
@@ -54,7 +41,7 @@ fn conversation(
     if let Some(b) = start {
         b.wait();
     }
-    ctx.decode(&ids[..n], par).unwrap();
+    ctx.decode(&ids, par).unwrap();
     let mut out = Vec::new();
     for _ in 0..N {
         let t = s.sample(ctx.last_logits()).unwrap();

@@ -72,21 +72,8 @@ fn greedy_text_matches_llama_cpp_token_for_token() {
     let vocab = Vocab::init(&bytes, vm.as_mut_slice()).unwrap();
     let pool = ThreadPool::new(2);
     for (i, case) in cases().iter().enumerate() {
-        let text = case.prompt.as_bytes();
-        let mut scratch = AlignedBuf::new(Vocab::scratch_size(text.len()).unwrap());
-        let mut ids = vec![0u32; text.len() + 2];
-        let mut needed = 0;
-        let n = vocab
-            .tokenize(
-                text,
-                true,
-                false,
-                scratch.as_mut_slice(),
-                &mut ids,
-                &mut needed,
-            )
-            .unwrap();
-        assert_eq!(ids[..n], case.prompt_ids[..], "{:?}", case.prompt);
+        let ids = common::tokenize(&vocab, &case.prompt);
+        assert_eq!(ids, case.prompt_ids, "{:?}", case.prompt);
         assert!(case.greedy.len() >= 200, "{:?}", case.prompt);
         let par: &dyn Parallel = if i % 2 == 0 { &Inline } else { &pool };
         let ours = greedy(&model, &case.prompt_ids, case.greedy.len(), par);

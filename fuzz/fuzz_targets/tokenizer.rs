@@ -32,47 +32,27 @@ fuzz_target!(|data: &[u8]| {
     let v = &vocabs()[(flags & 1) as usize].0;
     let (add_bos, special, short) = (flags & 2 != 0, flags & 4 != 0, flags & 8 != 0);
     let mut scratch = AlignedBuf::new(Vocab::scratch_size(text.len()).unwrap());
-    let mut out = vec![0u32; text.len() + 2];
     let mut needed = 0;
-    if short && !out.is_empty() {
-        let mut tiny = [0u32; 1];
-        match v.tokenize(
-            text,
-            add_bos,
-            special,
-            scratch.as_mut_slice(),
-            &mut tiny,
-            &mut needed,
-        ) {
+    let mut tokenize = |out: &mut [u32], needed: &mut usize| {
+        v.tokenize(text, add_bos, special, scratch.as_mut_slice(), out, needed)
+    };
+    if short {
+        match tokenize(&mut [0u32; 1], &mut needed) {
             Ok(n) => assert!(n <= 1),
             Err(Error::BufferTooSmall) => assert!(needed > 1),
             Err(e) => panic!("{e:?}"),
         }
     }
-    let n = match v.tokenize(
-        text,
-        add_bos,
-        special,
-        scratch.as_mut_slice(),
-        &mut out,
-        &mut needed,
-    ) {
+    let mut out = vec![0u32; text.len() + 2];
+    let n = match tokenize(&mut out, &mut needed) {
         Ok(n) => n,
-        // Invalid UTF-8 can take three byte tokens per byte (U+FFFD): the
-        // size it asks for is then exactly enough.
+        // Invalid UTF-8 can take more tokens than bytes (a lead byte takes
+        // the next bytes into its symbol, which then falls back to one token
+        // per byte): the size it asks for is then exactly enough.
         Err(Error::BufferTooSmall) => {
             assert!(needed > out.len());
             out = vec![0u32; needed];
-            let n = v
-                .tokenize(
-                    text,
-                    add_bos,
-                    special,
-                    scratch.as_mut_slice(),
-                    &mut out,
-                    &mut needed,
-                )
-                .expect("the size asked for is enough");
+            let n = tokenize(&mut out, &mut needed).expect("the size asked for is enough");
             assert_eq!(n, out.len());
             n
         }

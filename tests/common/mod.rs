@@ -339,3 +339,24 @@ pub fn cli_exe() -> std::path::PathBuf {
     })
     .clone()
 }
+
+/// `text` tokenized by `vocab` with BOS, no special-token parsing.
+pub fn tokenize(vocab: &nanollama::tokenizer::Vocab<'_>, text: &str) -> Vec<u32> {
+    let text = text.as_bytes();
+    let mut scratch =
+        AlignedBuf::new(nanollama::tokenizer::Vocab::scratch_size(text.len()).unwrap());
+    let mut ids = vec![0u32; text.len() + 2];
+    let mut needed = 0;
+    let n = vocab
+        .tokenize(
+            text,
+            true,
+            false,
+            scratch.as_mut_slice(),
+            &mut ids,
+            &mut needed,
+        )
+        .unwrap();
+    ids.truncate(n);
+    ids
+}
