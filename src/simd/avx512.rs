@@ -43,6 +43,18 @@ pub struct Kernels {
     pub block: Block,
 }
 
+/// The first `len` bytes of each of the first `N` slices. (A loop, not
+/// `array::from_fn`: its closure is not inlined into the `target_feature`
+/// tiles, and a call per tile cost a tenth of a short row's time.)
+#[inline(always)]
+fn heads<'a, const N: usize>(s: &[&'a [u8]], len: usize) -> [&'a [u8]; N] {
+    let mut out: [&[u8]; N] = [&[]; N];
+    for i in 0..N {
+        out[i] = &s[i][..len];
+    }
+    out
+}
+
 macro_rules! block_fn {
     ($name:ident, $tile:ident, $tile1:ident, $r:literal, $c:literal) => {
         /// One input: row after row (one long stream through memory, which
@@ -70,8 +82,11 @@ macro_rules! block_fn {
             let mut r = 0;
             while r < nrows {
                 let nr = if r + $r <= nrows { $r } else { 1 };
-                let row = |i: usize| &w[(r + i.min(nr - 1)) * wrb..(r + i.min(nr - 1) + 1) * wrb];
-                let ws = [row(0), row(1), row(2), row(3)];
+                let mut ws: [&[u8]; 4] = [&[]; 4];
+                for (i, x) in ws.iter_mut().enumerate() {
+                    let k = r + i.min(nr - 1);
+                    *x = &w[k * wrb..(k + 1) * wrb];
+                }
                 if nr == $r {
                     $tile::<$r, $c>(&ws[..$r], a, n, &mut o);
                 } else {
@@ -436,8 +451,8 @@ unsafe fn q4_0_quad(p: *const u8, id: __m512i) -> (__m512i, __m512i, __m512) {
 fn tile_q4_0<const R: usize, const C: usize>(w: &[&[u8]], a: &[&[u8]], n: usize, out: &mut [f32]) {
     let nb = n / 32;
     let quads = nb.div_ceil(4);
-    let w: [&[u8]; R] = core::array::from_fn(|r| &w[r][..nb * 18]);
-    let a: [&[u8]; C] = core::array::from_fn(|c| &a[c][..quads * Q4_REC]);
+    let w: [&[u8]; R] = heads(w, nb * 18);
+    let a: [&[u8]; C] = heads(a, quads * Q4_REC);
     let id = load512(&Q4_0_SCALES);
     // Missing blocks at the end: zeros (scale 0), as the inputs there.
     let mut pad = [[0u8; 72]; R];
@@ -542,8 +557,8 @@ macro_rules! q8_tile {
         ) {
             let nb = n / 32;
             let pairs = nb.div_ceil(2);
-            let w: [&[u8]; R] = core::array::from_fn(|r| &w[r][..nb * $bb / 2]);
-            let a: [&[u8]; C] = core::array::from_fn(|c| &a[c][..pairs * Q8_REC]);
+            let w: [&[u8]; R] = heads(w, nb * $bb / 2);
+            let a: [&[u8]; C] = heads(a, pairs * Q8_REC);
             let k = $consts;
             let mut pad = [[0u8; $bb]; R];
             if nb % 2 == 1 {
@@ -592,8 +607,8 @@ q8_tile!(tile_q8_0, 68, load512(&Q8_0_SCALES), q8_0_pair);
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vbmi,avx512vnni,avx2,fma,f16c")]
 #[inline]
 fn tile_f16<const R: usize, const C: usize>(w: &[&[u8]], a: &[&[u8]], n: usize, out: &mut [f32]) {
-    let w: [&[u8]; R] = core::array::from_fn(|r| &w[r][..n * 2]);
-    let a: [&[u8]; C] = core::array::from_fn(|c| &a[c][..n * 2]);
+    let w: [&[u8]; R] = heads(w, n * 2);
+    let a: [&[u8]; C] = heads(a, n * 2);
     let full = n / 16;
     // Two 8-lane halves per output (the lanes of one 16-lane sum): on
     // Zen 4, 256-bit operations run at full rate and shorten the chains.
@@ -654,8 +669,8 @@ fn tile_f16_wide<const R: usize, const C: usize>(
     n: usize,
     out: &mut [f32],
 ) {
-    let w: [&[u8]; R] = core::array::from_fn(|r| &w[r][..n * 2]);
-    let a: [&[u8]; C] = core::array::from_fn(|c| &a[c][..n * 4]);
+    let w: [&[u8]; R] = heads(w, n * 2);
+    let a: [&[u8]; C] = heads(a, n * 4);
     let full = n / 16;
     let mut acc = [[_mm512_setzero_ps(); C]; R];
     for i in 0..full {
@@ -710,8 +725,8 @@ fn k4_scales(sc: &[u8]) -> (u64, u64) {
 #[inline]
 fn tile_q4_k<const R: usize, const C: usize>(w: &[&[u8]], a: &[&[u8]], n: usize, out: &mut [f32]) {
     let nb = n / 256;
-    let w: [&[u8]; R] = core::array::from_fn(|r| &w[r][..nb * 144]);
-    let a: [&[u8]; C] = core::array::from_fn(|c| &a[c][..nb * Q4K_REC]);
+    let w: [&[u8]; R] = heads(w, nb * 144);
+    let a: [&[u8]; C] = heads(a, nb * Q4K_REC);
     let m4 = _mm512_set1_epi8(0x0f);
     let sidx = [
         load512(&Q4K_SCALES[0]),
@@ -779,8 +794,8 @@ fn tile_q4_k<const R: usize, const C: usize>(w: &[&[u8]], a: &[&[u8]], n: usize,
 #[inline]
 fn tile_q6_k<const R: usize, const C: usize>(w: &[&[u8]], a: &[&[u8]], n: usize, out: &mut [f32]) {
     let nb = n / 256;
-    let w: [&[u8]; R] = core::array::from_fn(|r| &w[r][..nb * 210]);
-    let a: [&[u8]; C] = core::array::from_fn(|c| &a[c][..nb * qb::Q8_K_BYTES]);
+    let w: [&[u8]; R] = heads(w, nb * 210);
+    let a: [&[u8]; C] = heads(a, nb * qb::Q8_K_BYTES);
     let m4 = _mm512_set1_epi8(0x0f);
     let m30 = _mm512_set1_epi8(0x30);
     let (shl, shr) = (load512(&Q6K_SHL), load512(&Q6K_SHR));
