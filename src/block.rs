@@ -271,29 +271,28 @@ fn attention(
                             *d = f16::from_f32(a).to_bits();
                         }
                     }
-                    for (t, s) in sc.iter_mut().enumerate() {
-                        let kt = &k[t * kv_dim + kvh * hd..][..hd];
-                        let simd = if fast {
-                            crate::simd::dot_f16_bits(kt, &q16[..hd])
-                        } else {
-                            None
-                        };
-                        let acc = simd.unwrap_or_else(|| {
+                    // The fast kernels take a whole row of keys or values
+                    // per call; the scalar loops below are their reference
+                    // (the mix has the same bits; the scores sum in the F16
+                    // matrix kernel's 16-lane order, as llama.cpp does).
+                    let (kh, vh) = (&k[kvh * hd..], &v[kvh * hd..]);
+                    if !(fast && crate::simd::scores_f16(kh, kv_dim, &q16[..hd], scale, sc)) {
+                        for (t, s) in sc.iter_mut().enumerate() {
+                            let kt = &kh[t * kv_dim..][..hd];
                             let mut acc = 0f32;
                             for (a, &b) in qh.iter().zip(kt) {
                                 acc += r(*a) * f16::from_bits(b).to_f32();
                             }
-                            acc
-                        });
-                        *s = acc * scale;
+                            *s = acc * scale;
+                        }
                     }
                     softmax(sc);
+                    if crate::simd::mix_f16(o, sc, vh, kv_dim, round) {
+                        continue;
+                    }
                     for (t, &p) in sc.iter().enumerate() {
                         let p = r(p);
-                        let vt = &v[t * kv_dim + kvh * hd..][..hd];
-                        if crate::simd::axpy_f16(o, p, vt) {
-                            continue;
-                        }
+                        let vt = &vh[t * kv_dim..][..hd];
                         for (o, &x) in o.iter_mut().zip(vt) {
                             *o += p * f16::from_bits(x).to_f32();
                         }

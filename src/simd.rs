@@ -209,41 +209,53 @@ pub fn dot_act4(
     Some(unsafe { f(row, xa, n) })
 }
 
-/// Dot product of two rows of f16 bits (a key row and a query rounded to
-/// f16), with the F16 weight kernel's order; `None` without fast kernels.
+/// Attention scores over an f16 key cache: `out[t] = dot(key t, q) *
+/// scale`, key t being `k[t * stride..][..q.len()]`; the same bits as
+/// the scalar loop per key (one dispatch for a whole row of keys). False
+/// (nothing done) without fast kernels.
 #[inline]
 #[allow(unsafe_code)]
-pub fn dot_f16_bits(a: &[u16], b: &[u16]) -> Option<f32> {
-    if !x86_fast() || a.len() != b.len() {
-        return None;
-    }
-    #[cfg(target_arch = "x86_64")]
-    {
-        // SAFETY: AVX2, FMA and F16C are present (level checked).
-        Some(unsafe { x86::dot_f16(bytemuck::cast_slice(a), bytemuck::cast_slice(b), a.len()) })
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    None
-}
-
-/// `o += p * v` for a row `v` of f16 bits; false (nothing done) without
-/// fast kernels. Each element's arithmetic is the scalar one (one multiply
-/// and one add, both rounded), so the result is bit-identical to it.
-#[inline]
-#[allow(unsafe_code)]
-pub fn axpy_f16(o: &mut [f32], p: f32, v: &[u16]) -> bool {
-    if !x86_fast() || o.len() != v.len() {
+pub fn scores_f16(k: &[u16], stride: usize, q: &[u16], scale: f32, out: &mut [f32]) -> bool {
+    let n = q.len();
+    let fits = out.is_empty() || (out.len() - 1) * stride + n <= k.len();
+    if !x86_fast() || !fits {
         return false;
     }
     #[cfg(target_arch = "x86_64")]
     {
-        // SAFETY: AVX2, FMA and F16C are present (level checked).
-        unsafe { x86::axpy_f16(o, p, bytemuck::cast_slice(v)) };
+        // SAFETY: AVX2, FMA and F16C are present (level checked); every key
+        // lies inside `k` (checked above, and sliced again inside).
+        unsafe { x86::scores_f16(k, stride, q, scale, out) };
         true
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
-        let _ = p;
+        let _ = scale;
+        false
+    }
+}
+
+/// The attention output over an f16 value cache: `o += r(p[t]) * value t`
+/// for every t, value t being `v[t * stride..][..o.len()]` and `r` rounding
+/// to f16 and back when `round` (llama.cpp's f16 probabilities); the same
+/// bits as `o += p * v` per element (a multiply and an add, each rounded).
+/// False (nothing done) without fast kernels.
+#[inline]
+#[allow(unsafe_code)]
+pub fn mix_f16(o: &mut [f32], p: &[f32], v: &[u16], stride: usize, round: bool) -> bool {
+    let fits = p.is_empty() || (p.len() - 1) * stride + o.len() <= v.len();
+    if !x86_fast() || !fits {
+        return false;
+    }
+    #[cfg(target_arch = "x86_64")]
+    {
+        // SAFETY: as for `scores_f16`.
+        unsafe { x86::mix_f16(o, p, v, stride, round) };
+        true
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = round;
         false
     }
 }
@@ -485,6 +497,30 @@ mod x86 {
     /// side), summed as a 512-bit reduction would: the order llama.cpp's
     /// F16 matrix product uses on AVX-512 machines, so that the f16-rounded
     /// inputs downstream round the same way as often as possible.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub fn scores_f16(k: &[u16], stride: usize, q: &[u16], scale: f32, out: &mut [f32]) {
+        let n = q.len();
+        let q: &[u8] = bytemuck::cast_slice(q);
+        for (t, s) in out.iter_mut().enumerate() {
+            let kt: &[u8] = bytemuck::cast_slice(&k[t * stride..][..n]);
+            *s = dot_f16(kt, q, n) * scale;
+        }
+    }
+
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub fn mix_f16(o: &mut [f32], p: &[f32], v: &[u16], stride: usize, round: bool) {
+        let n = o.len();
+        for (t, &pt) in p.iter().enumerate() {
+            // Round to nearest even, as `half` does.
+            let pt = if round {
+                _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtps_ph::<0>(_mm_set_ss(pt))))
+            } else {
+                pt
+            };
+            axpy_f16(o, pt, bytemuck::cast_slice(&v[t * stride..][..n]));
+        }
+    }
+
     #[target_feature(enable = "avx2,fma,f16c")]
     pub fn dot_f16(w: &[u8], a: &[u8], n: usize) -> f32 {
         let (w, a) = (&w[..n * 2], &a[..n * 2]);
