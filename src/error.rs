@@ -68,6 +68,7 @@ pub enum Error {
     StateMismatch = 27,
     /// A saved state is truncated, corrupted, or not a state of this kind.
     StateCorrupt = 28,
+    /// A tensor's data starts before the end of the tensor listed before it.
     TensorOverlap = 29,
 }
 

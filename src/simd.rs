@@ -210,9 +210,9 @@ pub fn dot_act4(
 }
 
 /// Attention scores over an f16 key cache: `out[t] = dot(key t, q) *
-/// scale`, key t being `k[t * stride..][..q.len()]`; the same bits as
-/// the scalar loop per key (one dispatch for a whole row of keys). False
-/// (nothing done) without fast kernels.
+/// scale`, key t being `k[t * stride..][..q.len()]`, summed in the F16
+/// matrix kernel's 16-lane order (llama.cpp's); one dispatch for a whole row
+/// of keys. False (nothing done) without fast kernels.
 #[inline]
 #[allow(unsafe_code)]
 pub fn scores_f16(k: &[u16], stride: usize, q: &[u16], scale: f32, out: &mut [f32]) -> bool {
@@ -493,10 +493,6 @@ mod x86 {
         hsum(_mm256_add_ps(acc[0], acc[1]))
     }
 
-    /// 16 lanes in one pass over the row (two 8-lane accumulators side by
-    /// side), summed as a 512-bit reduction would: the order llama.cpp's
-    /// F16 matrix product uses on AVX-512 machines, so that the f16-rounded
-    /// inputs downstream round the same way as often as possible.
     #[target_feature(enable = "avx2,fma,f16c")]
     pub fn scores_f16(k: &[u16], stride: usize, q: &[u16], scale: f32, out: &mut [f32]) {
         let n = q.len();
@@ -521,6 +517,10 @@ mod x86 {
         }
     }
 
+    /// 16 lanes in one pass over the row (two 8-lane accumulators side by
+    /// side), summed as a 512-bit reduction would: the order llama.cpp's
+    /// F16 matrix product uses on AVX-512 machines, so that the f16-rounded
+    /// inputs downstream round the same way as often as possible.
     #[target_feature(enable = "avx2,fma,f16c")]
     pub fn dot_f16(w: &[u8], a: &[u8], n: usize) -> f32 {
         let (w, a) = (&w[..n * 2], &a[..n * 2]);
