@@ -121,8 +121,9 @@ impl WeightType {
     }
 }
 
+/// A little-endian f32 at the start of `b`.
 #[inline(always)]
-fn le_f32(b: &[u8]) -> f32 {
+pub(crate) fn le_f32(b: &[u8]) -> f32 {
     f32::from_le_bytes([b[0], b[1], b[2], b[3]])
 }
 #[inline(always)]

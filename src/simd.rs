@@ -408,6 +408,7 @@ mod x86 {
     //! present (`super::dot_act` checks). The only unsafe operations are the
     //! unaligned loads, each from a slice whose length was checked by
     //! indexing just before.
+    use crate::quant::le_f32;
     use core::arch::x86_64::*;
 
     #[target_feature(enable = "avx2,fma,f16c")]
@@ -764,11 +765,8 @@ mod x86 {
         }
         let s = _mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3]));
         let mut sum = hsum(s);
-        let le = |b: &[u8], j: usize| {
-            f32::from_le_bytes([b[4 * j], b[4 * j + 1], b[4 * j + 2], b[4 * j + 3]])
-        };
         for j in full..n {
-            sum += le(w, j) * le(a, j);
+            sum += le_f32(&w[4 * j..]) * le_f32(&a[4 * j..]);
         }
         sum
     }

@@ -129,26 +129,19 @@ pub fn kernels(t: W) -> Option<Kernels> {
 
 /// Shuffle tables, built at compile time (building them per call, through
 /// closures that are not inlined, cost more than a short row's work).
-const Q4_0_SCALES: [u8; 64] = {
-    // Word v: the f16 scale of block v / 4 (bytes 18 (v / 4) and + 1).
+/// Word v: the f16 scale of block v / `per` of `bytes`-byte blocks (its
+/// bytes `bytes * (v / per)` and + 1), for the first 16 words.
+const fn scale_words(bytes: usize, per: usize) -> [u8; 64] {
     let mut t = [0u8; 64];
     let mut j = 0;
     while j < 32 {
-        t[j] = (18 * (j / 8) + j % 2) as u8;
+        t[j] = (bytes * (j / (2 * per)) + j % 2) as u8;
         j += 1;
     }
     t
-};
-const Q8_0_SCALES: [u8; 64] = {
-    // Word v: the f16 scale of block v / 8 (bytes 34 (v / 8) and + 1).
-    let mut t = [0u8; 64];
-    let mut j = 0;
-    while j < 32 {
-        t[j] = (34 * (j / 16) + j % 2) as u8;
-        j += 1;
-    }
-    t
-};
+}
+const Q4_0_SCALES: [u8; 64] = scale_words(18, 4);
+const Q8_0_SCALES: [u8; 64] = scale_words(34, 8);
 const Q4K_SCALES: [[u8; 64]; 4] = {
     // Scale words for the four 64-byte products of a Q4_K block: the low
     // nibbles of bytes 0..64 are sub-blocks 0 and 2, the high ones 1 and

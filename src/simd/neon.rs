@@ -6,6 +6,7 @@
 //! was checked by indexing just before.
 #![allow(unsafe_code)]
 
+use crate::quant::le_f32;
 use core::arch::aarch64::*;
 
 fn f16(b: &[u8]) -> f32 {
@@ -97,11 +98,8 @@ pub fn dot_f32(w: &[u8], a: &[u8], n: usize) -> f32 {
     }
     let s = vaddq_f32(vaddq_f32(acc[0], acc[1]), vaddq_f32(acc[2], acc[3]));
     let mut sum = vaddvq_f32(s);
-    let le = |b: &[u8], j: usize| {
-        f32::from_le_bytes([b[4 * j], b[4 * j + 1], b[4 * j + 2], b[4 * j + 3]])
-    };
     for j in full..n {
-        sum += le(w, j) * le(a, j);
+        sum += le_f32(&w[4 * j..]) * le_f32(&a[4 * j..]);
     }
     sum
 }
