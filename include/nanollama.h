@@ -98,7 +98,7 @@ typedef enum {
   NANOLLAMA_STATUS_GGUF_UNKNOWN_TYPE = 13,
   // A metadata value has the wrong type for its key, or arrays are nested.
   NANOLLAMA_STATUS_GGUF_BAD_METADATA = 14,
-  // `general.architecture` is missing or not `llama`.
+  // `general.architecture` is missing or not `llama` or `qwen2`.
   NANOLLAMA_STATUS_UNSUPPORTED_ARCHITECTURE = 15,
   // A tensor is stored in a type this build does not implement.
   NANOLLAMA_STATUS_UNSUPPORTED_TENSOR_TYPE = 16,
@@ -131,6 +131,15 @@ typedef enum {
   // A tensor's data starts before the end of the tensor listed before it
   // (data must lie in table order, without overlap).
   NANOLLAMA_STATUS_GGUF_TENSOR_OVERLAP = 29,
+  // The file asks for a RoPE scaling type or parameters not computed here.
+  NANOLLAMA_STATUS_UNSUPPORTED_ROPE_SCALING = 30,
+  // The file describes a mixture of experts.
+  NANOLLAMA_STATUS_UNSUPPORTED_EXPERTS = 31,
+  // The file asks for attention or final logit soft-capping.
+  NANOLLAMA_STATUS_UNSUPPORTED_SOFTCAP = 32,
+  // The file has a tensor the engine would not use (a bias the
+  // architecture does not have, an extra tensor in a block).
+  NANOLLAMA_STATUS_UNEXPECTED_TENSOR = 33,
 } nanollama_status;
 
 // Element type of the KV cache (`nanollama_context_params.kv_type`).

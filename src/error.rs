@@ -35,7 +35,8 @@ pub enum Error {
     /// A metadata value of the wrong type for its key, a nested array, or a key
     /// that is not UTF-8.
     BadMetadata = 14,
-    /// `general.architecture` is missing or is not `llama`.
+    /// `general.architecture` is missing or is not one this build computes
+    /// (`llama`, `qwen2`).
     UnsupportedArchitecture = 15,
     /// A tensor is stored in a type this build does not implement.
     UnsupportedTensorType = 16,
@@ -70,6 +71,18 @@ pub enum Error {
     StateCorrupt = 28,
     /// A tensor's data starts before the end of the tensor listed before it.
     TensorOverlap = 29,
+    /// The file asks for a RoPE scaling type (`rope.scaling.type`) or RoPE
+    /// parameters this build does not compute.
+    UnsupportedRopeScaling = 30,
+    /// The file describes a mixture of experts (`expert_count` above zero, or
+    /// expert tensors); the engine computes dense feed-forwards only.
+    UnsupportedExperts = 31,
+    /// The file asks for attention or final logit soft-capping.
+    UnsupportedSoftcap = 32,
+    /// The file has a tensor the engine would not use (a bias the
+    /// architecture does not have, an extra tensor in a block, a tensor of an
+    /// unknown kind): computing without it would be computing something else.
+    UnexpectedTensor = 33,
 }
 
 /// The crate's result type.
@@ -98,7 +111,7 @@ impl Error {
             Error::DataMisaligned => c"tensor data misaligned or bad general.alignment",
             Error::UnknownType => c"unknown GGUF value or tensor type",
             Error::BadMetadata => c"metadata value of the wrong type",
-            Error::UnsupportedArchitecture => c"unsupported model architecture (not llama)",
+            Error::UnsupportedArchitecture => c"unsupported model architecture (not llama or qwen2)",
             Error::UnsupportedTensorType => c"tensor type not supported",
             Error::MissingKey => c"required metadata key missing",
             Error::BadHyperparameters => c"inconsistent or out-of-range hyper-parameters",
@@ -113,11 +126,15 @@ impl Error {
             Error::StateMismatch => c"saved state is for another model or incompatible settings",
             Error::StateCorrupt => c"saved state truncated or corrupted",
             Error::TensorOverlap => c"tensor data overlaps an earlier tensor's",
+            Error::UnsupportedRopeScaling => c"RoPE scaling type or parameters not supported",
+            Error::UnsupportedExperts => c"mixture-of-experts models are not supported",
+            Error::UnsupportedSoftcap => c"attention or logit soft-capping not supported",
+            Error::UnexpectedTensor => c"tensor the engine does not use (unexpected for the architecture)",
         }
     }
 
     /// Every error, in code order (for tests and tools).
-    pub const ALL: [Error; 28] = [
+    pub const ALL: [Error; 32] = [
         Error::InvalidArgument,
         Error::BufferTooSmall,
         Error::Misaligned,
@@ -146,6 +163,10 @@ impl Error {
         Error::StateMismatch,
         Error::StateCorrupt,
         Error::TensorOverlap,
+        Error::UnsupportedRopeScaling,
+        Error::UnsupportedExperts,
+        Error::UnsupportedSoftcap,
+        Error::UnexpectedTensor,
     ];
 }
 

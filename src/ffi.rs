@@ -56,7 +56,7 @@ pub enum nanollama_status {
     GgufUnknownType = 13,
     /// A metadata value has the wrong type for its key, or arrays are nested.
     GgufBadMetadata = 14,
-    /// `general.architecture` is missing or not `llama`.
+    /// `general.architecture` is missing or not `llama` or `qwen2`.
     UnsupportedArchitecture = 15,
     /// A tensor is stored in a type this build does not implement.
     UnsupportedTensorType = 16,
@@ -89,6 +89,15 @@ pub enum nanollama_status {
     /// A tensor's data starts before the end of the tensor listed before it
     /// (data must lie in table order, without overlap).
     GgufTensorOverlap = 29,
+    /// The file asks for a RoPE scaling type or parameters not computed here.
+    UnsupportedRopeScaling = 30,
+    /// The file describes a mixture of experts.
+    UnsupportedExperts = 31,
+    /// The file asks for attention or final logit soft-capping.
+    UnsupportedSoftcap = 32,
+    /// The file has a tensor the engine would not use (a bias the
+    /// architecture does not have, an extra tensor in a block).
+    UnexpectedTensor = 33,
 }
 
 impl From<Error> for nanollama_status {
@@ -123,6 +132,10 @@ impl From<Error> for nanollama_status {
             Error::StateMismatch => S::StateMismatch,
             Error::StateCorrupt => S::StateCorrupt,
             Error::TensorOverlap => S::GgufTensorOverlap,
+            Error::UnsupportedRopeScaling => S::UnsupportedRopeScaling,
+            Error::UnsupportedExperts => S::UnsupportedExperts,
+            Error::UnsupportedSoftcap => S::UnsupportedSoftcap,
+            Error::UnexpectedTensor => S::UnexpectedTensor,
         }
     }
 }
