@@ -1,0 +1,295 @@
+#!/usr/bin/env python3
+"""SmolLM2-135M-Instruct, a real model, against llama.cpp and a float64
+evaluation.
+
+  python3 tools/smollm2.py requantize TYPE     models/...Q4_1.gguf -> models/...TYPE.gguf
+                                               (llama.cpp's quantizer, allow_requantize)
+  python3 tools/smollm2.py fixtures [TYPE...]  writes tests/data/smollm2/ (see below)
+  python3 tools/smollm2.py compare [TYPE...]   mean KL to float64, llama.cpp and nanollama
+                                               (`nanollama logits`, release build) side by side
+
+The models come from tools/fetch-smollm2.sh. TYPE is one of Q4_1 (the file as
+published), Q8_0, Q4_K_M, Q5_K_M; none: all four.
+
+Fixtures, per TYPE (tests/smollm2.rs replays them through the library):
+  TYPE.txt   the model file's SHA-256, then per prompt: the prompt text (JSON),
+             llama.cpp's ids for it (tokenized with special tokens, BOS as the
+             file asks), llama.cpp's greedy continuation (up to N_GEN tokens,
+             ending at an end-of-generation token if one comes), and
+             llama.cpp's mean KL to float64 over the prompt's positions
+             (full vocabulary, and coarsened as below)
+  TYPE.ref   per prompt and position: the TOP_K most likely tokens of the
+             float64 evaluation, as TOP_K x (u32 id, f64 log-probability), LE
+The coarsened KL of a position is the KL of the two distributions over the
+TOP_K tokens plus one bin for all the others (a lower bound of the full KL,
+and a divergence in its own right): the test computes ours the same way.
+
+llama.cpp runs with its defaults for a context (F16 KV cache, no flash
+attention), each prompt in one batch from position 0, 2 threads.
+"""
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import tempfile
+
+import numpy as np
+
+ROOT = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+MODELS = os.path.join(ROOT, "models")
+OUT = os.path.join(ROOT, "tests", "data", "smollm2")
+NAME = "SmolLM2-135M-Instruct"
+TYPES = ["Q4_1", "Q8_0", "Q4_K_M", "Q5_K_M"]
+FTYPES = {"Q8_0": 7, "Q4_K_M": 15, "Q5_K_M": 17, "Q6_K": 18, "Q4_0": 2, "Q5_0": 8}
+N_GEN = 64
+TOP_K = 256
+N_CTX = 512
+SYSTEM = "You are a helpful AI assistant named SmolLM, trained by Hugging Face"
+USER = [
+    "What is the capital of France?",
+    "Write a haiku about the sea.",
+    "Explain in two sentences why the sky is blue.",
+    "List three fruits that are red.",
+]
+
+
+def chat(user):
+    return (f"<|im_start|>system\n{SYSTEM}<|im_end|>\n"
+            f"<|im_start|>user\n{user}<|im_end|>\n<|im_start|>assistant\n")
+
+
+def path_of(t):
+    return os.path.join(MODELS, f"{NAME}.{t}.gguf")
+
+
+def sha256(p):
+    h = hashlib.sha256()
+    with open(p, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def requantize(t):
+    import llama_cpp
+
+    src, dst = path_of("Q4_1"), path_of(t)
+    p = llama_cpp.llama_model_quantize_default_params()
+    p.ftype = FTYPES[t]
+    p.nthread = 2
+    p.allow_requantize = True
+    tmp = dst + ".tmp"
+    rc = llama_cpp.llama_model_quantize(src.encode(), tmp.encode(), p)
+    assert rc == 0, f"llama_model_quantize {t} failed ({rc})"
+    os.replace(tmp, dst)
+
+
+# ---------------------------------------------------------------- float64
+
+def load_f64(path):
+    import gguf
+
+    r = gguf.GGUFReader(path)
+    out, types = {}, {}
+    for t in r.tensors:
+        a = gguf.quants.dequantize(t.data, t.tensor_type).astype(np.float64)
+        shape = tuple(int(d) for d in reversed(t.shape.tolist()))
+        out[t.name] = a.reshape(shape)
+        types[t.name] = t.tensor_type.name
+    f = r.fields
+
+    def val(k):
+        return f[k].contents()
+    hp = dict(dim=val("llama.embedding_length"), L=val("llama.block_count"),
+              H=val("llama.attention.head_count"), KV=val("llama.attention.head_count_kv"),
+              eps=val("llama.attention.layer_norm_rms_epsilon"), base=val("llama.rope.freq_base"))
+    return out, types, hp
+
+
+def reference(W, hp, tokens):
+    """The LLaMA forward pass in float64 (llama.cpp's rope convention for
+    llama files: adjacent pairs (2i, 2i+1) of each head turn by
+    pos * base^(-2i/head_dim))."""
+    dim, L, H, KV, eps, base = hp["dim"], hp["L"], hp["H"], hp["KV"], hp["eps"], hp["base"]
+    hd = dim // H
+    n = len(tokens)
+
+    def rms(x, w):
+        return x / np.sqrt(np.mean(x * x, axis=-1, keepdims=True) + eps) * w
+
+    pos = np.arange(n, dtype=np.float64)
+    ang = pos[:, None] * (base ** (-np.arange(0, hd, 2, dtype=np.float64) / hd))[None, :]
+    cos, sin = np.cos(ang)[:, None, :], np.sin(ang)[:, None, :]
+
+    def rope(x):
+        x0, x1 = x[..., 0::2], x[..., 1::2]
+        y = np.empty_like(x)
+        y[..., 0::2] = x0 * cos - x1 * sin
+        y[..., 1::2] = x0 * sin + x1 * cos
+        return y
+
+    x = W["token_embd.weight"][tokens]
+    mask = np.triu(np.full((n, n), -np.inf), 1)
+    g = H // KV
+    for l in range(L):
+        p = f"blk.{l}."
+        h = rms(x, W[p + "attn_norm.weight"])
+        q = rope((h @ W[p + "attn_q.weight"].T).reshape(n, H, hd))
+        k = rope((h @ W[p + "attn_k.weight"].T).reshape(n, KV, hd))
+        v = (h @ W[p + "attn_v.weight"].T).reshape(n, KV, hd)
+        out = np.empty((n, H, hd))
+        for hh in range(H):
+            j = hh // g
+            s = q[:, hh, :] @ k[:, j, :].T / np.sqrt(hd) + mask
+            s = np.exp(s - s.max(axis=1, keepdims=True))
+            s /= s.sum(axis=1, keepdims=True)
+            out[:, hh, :] = s @ v[:, j, :]
+        x = x + out.reshape(n, H * hd) @ W[p + "attn_output.weight"].T
+        h = rms(x, W[p + "ffn_norm.weight"])
+        gt = h @ W[p + "ffn_gate.weight"].T
+        up = h @ W[p + "ffn_up.weight"].T
+        x = x + (gt / (1.0 + np.exp(-gt)) * up) @ W[p + "ffn_down.weight"].T
+    x = rms(x, W["output_norm.weight"])
+    return x @ W.get("output.weight", W["token_embd.weight"]).T
+
+
+def log_softmax(z):
+    z = np.asarray(z, np.float64)
+    z = z - z.max(axis=-1, keepdims=True)
+    return z - np.log(np.exp(z).sum(axis=-1, keepdims=True))
+
+
+def kl_full(ref, test):
+    lr, lt = log_softmax(ref), log_softmax(test)
+    return np.sum(np.exp(lr) * (lr - lt), axis=-1)
+
+
+def kl_coarse(top_ids, top_lp, test):
+    """KL over the top tokens of the reference plus one bin for the rest."""
+    lt = log_softmax(test)
+    p = np.exp(top_lp)
+    q_top = np.exp(np.take_along_axis(lt, top_ids, axis=-1))
+    p_rest = np.clip(1.0 - p.sum(axis=-1), 0.0, None)
+    q_rest = np.clip(1.0 - q_top.sum(axis=-1), 1e-300, None)
+    k = np.sum(p * (top_lp - np.log(q_top)), axis=-1)
+    return k + np.where(p_rest > 0, p_rest * (np.log(np.where(p_rest > 0, p_rest, 1)) - np.log(q_rest)), 0.0)
+
+
+# ---------------------------------------------------------------- llama.cpp
+
+def llama(path):
+    import llama_cpp
+
+    return llama_cpp.Llama(model_path=path, n_ctx=N_CTX, n_batch=N_CTX, n_ubatch=N_CTX,
+                           logits_all=True, n_threads=2, n_threads_batch=2,
+                           flash_attn=False, seed=1, verbose=False)
+
+
+def llama_run(llm, text):
+    """Prompt ids, logits of every prompt position, greedy continuation."""
+    import llama_cpp
+
+    vocab = llama_cpp.llama_model_get_vocab(llm._model.model)
+    llm.reset()
+    toks = llm.tokenize(text.encode(), add_bos=True, special=True)  # add_bos: as the file asks
+    llm.eval(toks)
+    logits = np.array(llm.scores[: len(toks)], dtype=np.float32)
+    gen = []
+    for _ in range(N_GEN):
+        t = int(np.argmax(llm.scores[llm.n_tokens - 1]))
+        gen.append(t)
+        if llama_cpp.llama_vocab_is_eog(vocab, t):
+            break
+        llm.eval([t])
+    return toks, logits, gen
+
+
+def nanollama_logits(path, toks):
+    exe = os.path.join(ROOT, "target", "release", "examples", "nanollama")
+    with tempfile.NamedTemporaryFile(suffix=".f32") as f:
+        subprocess.run([exe, "logits", path, "--tokens", ",".join(map(str, toks)), "--kv", "f16",
+                        "--threads", "2", "--out", f.name], check=True)
+        return np.fromfile(f.name, dtype="<f4").reshape(len(toks), -1)
+
+
+def fixtures(types):
+    import importlib.metadata as md
+
+    os.makedirs(OUT, exist_ok=True)
+    for t in types:
+        path = path_of(t)
+        W, wtypes, hp = load_f64(path)
+        llm = llama(path)
+        lines = [f"# {NAME}.{t}.gguf, made by tools/smollm2.py fixtures with llama-cpp-python "
+                 f"{md.version('llama_cpp_python')}, gguf {md.version('gguf')}, numpy {np.__version__}",
+                 sha256(path)]
+        refs = []
+        for u in USER:
+            text = chat(u)
+            toks, lg, gen = llama_run(llm, text)
+            ref = reference(W, hp, toks)
+            lp = log_softmax(ref)
+            ids = np.argsort(-lp, axis=-1)[:, :TOP_K]
+            top = np.take_along_axis(lp, ids, axis=-1)
+            rec = np.zeros(ids.shape, dtype=[("id", "<u4"), ("lp", "<f8")])
+            rec["id"], rec["lp"] = ids, top
+            refs.append(rec.tobytes())
+            full = float(np.mean(kl_full(ref, lg)))
+            coarse = float(np.mean(kl_coarse(ids, top, lg)))
+            argmax = float(np.mean(np.argmax(lg, axis=-1) == np.argmax(ref, axis=-1)))
+            lines += [json.dumps(text), " ".join(map(str, toks)), " ".join(map(str, gen)),
+                      f"{full:.6e} {coarse:.6e} {argmax:.4f}"]
+            print(f"{t} {u!r}: {len(toks)} prompt tokens, greedy {len(gen)}: "
+                  f"{llm.detokenize(gen).decode(errors='replace')!r}; llama.cpp KL {full:.4e} "
+                  f"(coarse {coarse:.4e}), top-1 {argmax:.3f}")
+        llm.close()
+        with open(os.path.join(OUT, f"{t}.txt"), "w") as f:
+            f.write("\n".join(lines) + "\n")
+        with open(os.path.join(OUT, f"{t}.ref"), "wb") as f:
+            f.write(b"".join(refs))
+
+
+def compare(types):
+    for t in types:
+        path = path_of(t)
+        W, wtypes, hp = load_f64(path)
+        llm = llama(path)
+        rows = []
+        for u in USER:
+            toks, lg, _ = llama_run(llm, chat(u))
+            ref = reference(W, hp, toks)
+            ours = nanollama_logits(path, toks)
+            rows.append((kl_full(ref, lg), kl_full(ref, ours),
+                         np.argmax(lg, -1) == np.argmax(ref, -1), np.argmax(ours, -1) == np.argmax(ref, -1)))
+        llm.close()
+        kl_l = np.concatenate([r[0] for r in rows])
+        kl_o = np.concatenate([r[1] for r in rows])
+        t1_l = np.concatenate([r[2] for r in rows])
+        t1_o = np.concatenate([r[3] for r in rows])
+        counts = {}
+        for v in wtypes.values():
+            counts[v] = counts.get(v, 0) + 1
+        print(f"{t} ({counts}): mean KL llama.cpp {kl_l.mean():.4e} nanollama {kl_o.mean():.4e} "
+              f"(ratio {kl_o.mean() / kl_l.mean():.3f}); max {kl_l.max():.3e} / {kl_o.max():.3e}; "
+              f"top-1 {t1_l.mean():.3f} / {t1_o.mean():.3f}")
+
+
+def main():
+    args = sys.argv[1:]
+    if not args:
+        sys.exit(__doc__)
+    cmd, types = args[0], args[1:] or TYPES
+    if cmd == "requantize":
+        for t in types:
+            requantize(t)
+    elif cmd == "fixtures":
+        fixtures(types)
+    elif cmd == "compare":
+        compare(types)
+    else:
+        sys.exit(__doc__)
+
+
+if __name__ == "__main__":
+    main()
