@@ -111,7 +111,9 @@ impl Error {
             Error::DataMisaligned => c"tensor data misaligned or bad general.alignment",
             Error::UnknownType => c"unknown GGUF value or tensor type",
             Error::BadMetadata => c"metadata value of the wrong type",
-            Error::UnsupportedArchitecture => c"unsupported model architecture (not llama or qwen2)",
+            Error::UnsupportedArchitecture => {
+                c"unsupported model architecture (not llama or qwen2)"
+            }
             Error::UnsupportedTensorType => c"tensor type not supported",
             Error::MissingKey => c"required metadata key missing",
             Error::BadHyperparameters => c"inconsistent or out-of-range hyper-parameters",
@@ -129,7 +131,9 @@ impl Error {
             Error::UnsupportedRopeScaling => c"RoPE scaling type or parameters not supported",
             Error::UnsupportedExperts => c"mixture-of-experts models are not supported",
             Error::UnsupportedSoftcap => c"attention or logit soft-capping not supported",
-            Error::UnexpectedTensor => c"tensor the engine does not use (unexpected for the architecture)",
+            Error::UnexpectedTensor => {
+                c"tensor the engine does not use (unexpected for the architecture)"
+            }
         }
     }
 
