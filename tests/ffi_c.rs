@@ -391,7 +391,12 @@ fn hostile_files() -> &'static [PathBuf] {
         g.kv_u32("llama.expert_count", 8);
         add(31, "expert-count", g.build());
         let mut g = base();
-        g.tensor("blk.1.ffn_gate_inp.weight", &[64, 8], ty::F32, vec![0; 64 * 8 * 4]);
+        g.tensor(
+            "blk.1.ffn_gate_inp.weight",
+            &[64, 8],
+            ty::F32,
+            vec![0; 64 * 8 * 4],
+        );
         add(31, "router-tensor", g.build());
         // 32 UNSUPPORTED_SOFTCAP
         let mut g = base();
