@@ -170,7 +170,9 @@ pub fn forward(
 
 /// Adds `bias` (little-endian f32, one row's width) to every row of `x`
 /// (llama.cpp adds a projection's bias to its product, before anything
-/// else touches it); nothing without a bias.
+/// else touches it); nothing without a bias. Not inlined: eight calls per
+/// block would each carry a copy (code size on small devices).
+#[inline(never)]
 fn add_bias(x: &mut [f32], bias: Option<&[u8]>) {
     let Some(bias) = bias else {
         return;

@@ -333,6 +333,7 @@ pub fn rope_table(cs: &mut [f32], pos: usize, p: &RopeParams<'_>) {
 /// LLAMA_ROPE_TYPE_NORM, GGUF llama weights), or with `neox` the halves
 /// `(i, i + n_rot/2)` (LLAMA_ROPE_TYPE_NEOX, qwen2); dimensions past `n_rot`
 /// are left as they are.
+#[inline(never)]
 pub fn rope(v: &mut [f32], head_dim: usize, cs: &[f32], neox: bool) {
     let half = cs.len() / 2;
     for head in v.chunks_exact_mut(head_dim) {
