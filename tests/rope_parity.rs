@@ -200,7 +200,8 @@ fn rope_and_qwen2_parity_with_llama_cpp_and_float64() {
                         case.name
                     ));
                 }
-                if !(ks <= 1.05 * kl + 1e-9) {
+                let near = ks <= 1.05 * kl + 1e-9; // false for NaN too
+                if !near {
                     failures.push(format!(
                         "{} {kernel} kv {tag}: llama.cpp-style KL {ks:e} above llama.cpp's {kl:e}",
                         case.name
