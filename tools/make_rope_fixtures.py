@@ -90,7 +90,8 @@ LLAMA_BIASES = ["attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up
 
 # name, arch, dim, layers, heads, kv heads, head_dim, ffn, vocab, tied, base,
 # eps, type, extras: rope (dict of metadata after `{arch}.rope.scaling.`),
-# freqs (rope_freqs factors or None), biases (tensor kinds with a .bias).
+# freqs (rope_freqs factors), biases (block tensor kinds with a .bias),
+# output_bias (qwen2's optional output.bias).
 MODELS = [
     ("llama-rope-freqs-f32", "llama", 64, 1, 2, 1, 32, 128, 256, False, 500000.0, 1e-5, Q.F32,
      dict(freqs=True)),
@@ -103,7 +104,7 @@ MODELS = [
     ("qwen2-f32", "qwen2", 64, 2, 2, 1, 32, 64, 256, True, 1000000.0, 1e-6, Q.F32,
      dict(biases=["attn_q", "attn_k", "attn_v"])),
     ("qwen2-yarn-f32", "qwen2", 64, 1, 2, 1, 32, 128, 256, False, 1000000.0, 1e-6, Q.F32,
-     dict(biases=["attn_q", "attn_k", "attn_v"],
+     dict(biases=["attn_q", "attn_k", "attn_v"], output_bias=True,
           rope={"type": "yarn", "factor": 4.0, "original_context_length": N_ORIG,
                 "attn_factor": 0.9})),
     ("qwen2-llq8_0", "qwen2", 128, 1, 4, 2, 32, 128, 256, True, 1000000.0, 1e-6, "Q8_0",
@@ -212,6 +213,8 @@ def write_model(path, spec, seed):
     add("output_norm.weight", norm())
     if not tied:
         add("output.weight", mat(V, dim, 2.0 / np.sqrt(dim)))
+    if ex.get("output_bias"):
+        add("output.bias", bias(V, 0.5))
     w.write_header_to_file()
     w.write_kv_data_to_file()
     w.write_tensors_to_file()
@@ -398,7 +401,8 @@ docstring for the RoPE definition the reference uses.
                 rope += " + rope_freqs (LLaMA 3.1 rule, factor 8)"
             f.write(f"| {name} | {arch} | {dim} | {L} | {H} | {KV} | {hd} | {ffn} | "
                     f"{'yes' if tied else 'no'} | {base:g} | {rope} | "
-                    f"{', '.join(ex.get('biases', [])) or '-'} | {t if isinstance(t, str) else t.name}: "
+                    f"{', '.join(ex.get('biases', []) + (['output'] if ex.get('output_bias') else [])) or '-'} | "
+                    f"{t if isinstance(t, str) else t.name}: "
                     f"{', '.join(types)} |\n")
         f.write("""
 ## llama.cpp against float64
