@@ -11,8 +11,9 @@
 //!   most llama.cpp's (same KV type) plus 1e-9, and never above it by more
 //!   than 10% when llama.cpp's is above 1e-9;
 //! - with inputs converted as llama.cpp converts them (the default), within
-//!   10% of llama.cpp's KL (up to 4.8% above it here: llama-biases-f16) (both carry the same roundings; which of them
-//!   lands closer is chance at that level: tests/data/parity/README.md), and
+//!   10% of llama.cpp's KL (4.8% above it at most here, llama-biases-f16:
+//!   both carry the same roundings, and which of them lands closer is
+//!   chance at that level, see tests/data/parity/README.md), and
 //!   closer to llama.cpp's logits than the f32-input ones (unless both are
 //!   below 1e-9; over 512 positions single F16 roundings that fall the
 //!   other way keep even a float64 emulation of llama.cpp's roundings near
