@@ -144,8 +144,10 @@ fn info(args: &[String]) -> Result<(), Fail> {
     let i = m.info();
     let c = i.config;
     println!(
-        "model: llama, {} parameters, {} bytes of weights",
-        i.n_params, i.weight_bytes
+        "model: {}, {} parameters, {} bytes of weights",
+        c.arch.name(),
+        i.n_params,
+        i.weight_bytes
     );
     println!(
         "  dim {}  layers {}  heads {}  kv_heads {}  head_dim {}  ffn {}",
@@ -155,6 +157,20 @@ fn info(args: &[String]) -> Result<(), Fail> {
         "  vocab {}  context {}  rope_dim {}  rope_base {}  rms_eps {:e}",
         c.n_vocab, c.n_ctx_train, c.rope_dim, c.rope_base, c.rms_eps
     );
+    let r = c.rope_scaling;
+    if r.kind != nanollama::RopeScalingType::None || r.attn_factor != 1.0 || i.rope_freqs {
+        println!(
+            "  rope scaling {:?}  factor {}  attn_factor {}  original context {}{}",
+            r.kind,
+            r.factor,
+            r.attn_factor,
+            r.n_ctx_orig,
+            if i.rope_freqs { "  rope_freqs" } else { "" }
+        );
+    }
+    if i.n_biases > 0 {
+        println!("  biases: {} block tensors", i.n_biases);
+    }
     println!(
         "  token_embd {:?}  output {:?}{}",
         i.embd_type,

@@ -1,7 +1,9 @@
 //! The LLaMA forward pass over a batch of tokens: embedding, then per block
 //! RMSNorm → attention (RoPE, grouped-query heads over the KV cache) →
 //! residual → RMSNorm → SwiGLU feed-forward → residual, then the final norm
-//! and the output projection.
+//! and the output projection. The qwen2 variant is the same block with
+//! biases and NEOX RoPE: each projection adds its bias when the file has
+//! one, and RoPE follows `Model::rope`.
 //!
 //! Activations are row-major `n_tok × width` matrices, so each weight row is
 //! read once per batch. The forward pass cannot fail: the context validates
@@ -91,9 +93,10 @@ pub fn forward(
         );
     }
     // Rotation angles of each position, shared by every layer.
+    let rp = model.rope();
     for b in 0..n {
         let cs = &mut s.rope[b * c.rope_dim..(b + 1) * c.rope_dim];
-        rope_table(cs, pos0 + b, c.rope_dim, c.rope_base);
+        rope_table(cs, pos0 + b, &rp);
     }
 
     for l in 0..c.n_layers {
@@ -103,15 +106,32 @@ pub fn forward(
         let (wq, wk, wv) = (w(slot::ATTN_Q), w(slot::ATTN_K), w(slot::ATTN_V));
         let outs: &mut [&mut [f32]] = &mut [&mut *s.q, &mut *s.k, &mut *s.v];
         matmul_many(par, &[&wq, &wk, &wv], s.xb, n, outs, act(s.act));
+        add_bias(&mut s.q[..n * q_dim], model.layer_bias(l, slot::ATTN_Q));
+        add_bias(&mut s.k[..n * kv_dim], model.layer_bias(l, slot::ATTN_K));
+        add_bias(&mut s.v[..n * kv_dim], model.layer_bias(l, slot::ATTN_V));
         for b in 0..n {
             let cs = &s.rope[b * c.rope_dim..(b + 1) * c.rope_dim];
-            rope(&mut s.q[b * q_dim..(b + 1) * q_dim], c.head_dim, cs);
-            rope(&mut s.k[b * kv_dim..(b + 1) * kv_dim], c.head_dim, cs);
+            rope(
+                &mut s.q[b * q_dim..(b + 1) * q_dim],
+                c.head_dim,
+                cs,
+                rp.neox,
+            );
+            rope(
+                &mut s.k[b * kv_dim..(b + 1) * kv_dim],
+                c.head_dim,
+                cs,
+                rp.neox,
+            );
         }
         store_kv(kv, l, n_ctx, kv_dim, pos0, n, s.k, s.v);
         let round = !s.act.is_empty();
         attention(c, kv, l, n_ctx, pos0, n, s.q, s.att, s.xb, round, par);
         matmul(par, &w(slot::ATTN_OUTPUT), s.xb, n, s.xb2, act(s.act));
+        add_bias(
+            &mut s.xb2[..n * dim],
+            model.layer_bias(l, slot::ATTN_OUTPUT),
+        );
         add(&mut s.x[..n * dim], &s.xb2[..n * dim]);
 
         // Feed-forward: x += Wdown · (silu(Wgate · h) * (Wup · h)), h = rmsnorm(x).
@@ -119,8 +139,17 @@ pub fn forward(
         let (wg, wu) = (w(slot::FFN_GATE), w(slot::FFN_UP));
         let outs: &mut [&mut [f32]] = &mut [&mut *s.hb, &mut *s.hb2];
         matmul_many(par, &[&wg, &wu], s.xb, n, outs, act(s.act));
+        add_bias(
+            &mut s.hb[..n * c.ffn_dim],
+            model.layer_bias(l, slot::FFN_GATE),
+        );
+        add_bias(
+            &mut s.hb2[..n * c.ffn_dim],
+            model.layer_bias(l, slot::FFN_UP),
+        );
         par_swiglu(par, &mut s.hb[..n * c.ffn_dim], &s.hb2[..n * c.ffn_dim]);
         matmul(par, &w(slot::FFN_DOWN), s.hb, n, s.xb2, act(s.act));
+        add_bias(&mut s.xb2[..n * dim], model.layer_bias(l, slot::FFN_DOWN));
         add(&mut s.x[..n * dim], &s.xb2[..n * dim]);
     }
 
@@ -136,6 +165,27 @@ pub fn forward(
         rmsnorm(o, x, norm, c.rms_eps);
     }
     matmul(par, &model.output(), s.xb, n_out, s.logits, act(s.act));
+    add_bias(&mut s.logits[..n_out * c.n_vocab], model.output_bias());
+}
+
+/// Adds `bias` (little-endian f32, one row's width) to every row of `x`
+/// (llama.cpp adds a projection's bias to its product, before anything
+/// else touches it); nothing without a bias. Not inlined: eight calls per
+/// block would each carry a copy (code size on small devices).
+#[inline(never)]
+fn add_bias(x: &mut [f32], bias: Option<&[u8]>) {
+    let Some(bias) = bias else {
+        return;
+    };
+    let width = bias.len() / 4;
+    if width == 0 {
+        return;
+    }
+    for row in x.chunks_exact_mut(width) {
+        for (v, b) in row.iter_mut().zip(bias.chunks_exact(4)) {
+            *v += f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+        }
+    }
 }
 
 /// RMSNorm of each of the `n` rows of `x` (`dim` wide) into `out`; a batch

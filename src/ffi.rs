@@ -89,9 +89,13 @@ pub enum nanollama_status {
     /// A tensor's data starts before the end of the tensor listed before it
     /// (data must lie in table order, without overlap).
     GgufTensorOverlap = 29,
-    /// The file asks for a RoPE scaling type or parameters not computed here.
+    /// The file asks for a RoPE scaling type or parameters not computed here
+    /// (computed: plain, `linear`, `yarn` with llama.cpp's parameters, and
+    /// `rope_freqs` factors; refused: `longrope` and other types, other
+    /// YaRN parameters, factors that are not finite and positive).
     UnsupportedRopeScaling = 30,
-    /// The file describes a mixture of experts.
+    /// The file describes a mixture of experts (`expert_count` above zero,
+    /// router or expert tensors).
     UnsupportedExperts = 31,
     /// The file asks for attention or final logit soft-capping.
     UnsupportedSoftcap = 32,
@@ -371,7 +375,9 @@ macro_rules! try_status {
 
 /// Bytes of memory `nanollama_model_init` needs for the GGUF file in
 /// `gguf[0..gguf_len]`, written to `*out_size`. Parses and validates the file
-/// header and hyper-parameters (so a bad file is reported here already).
+/// header, the hyper-parameters and the tensor names (so a bad file, or one
+/// asking for arithmetic this build does not do, is reported here already;
+/// `nanollama_model_init` then checks each tensor's type and shape).
 ///
 /// # Safety
 /// `gguf` must be readable for `gguf_len` bytes; `out_size` writable.

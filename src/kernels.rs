@@ -259,27 +259,97 @@ pub fn rmsnorm(out: &mut [f32], x: &[f32], w: &[u8], eps: f32) {
     }
 }
 
-/// Fills `cs` (`rope_dim / 2` pairs of `(cos, sin)`) for position `pos`:
-/// `theta_i = pos * base^(-2i / rope_dim)`, computed in f64.
-pub fn rope_table(cs: &mut [f32], pos: usize, rope_dim: usize, base: f32) {
-    let half = rope_dim / 2;
-    for (i, pair) in cs.chunks_exact_mut(2).take(half).enumerate() {
-        let freq = libm::pow(base as f64, -2.0 * i as f64 / rope_dim as f64);
-        let theta = pos as f64 * freq;
-        pair[0] = libm::cos(theta) as f32;
-        pair[1] = libm::sin(theta) as f32;
+/// How positions become rotation angles: ggml's RoPE with its YaRN and
+/// frequency-factor extensions (ops.cpp `rope_yarn`), computed in f64.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct RopeParams<'a> {
+    /// Dimensions rotated per head (even).
+    pub n_rot: usize,
+    /// `theta_i = pos * base^(-2i / n_rot)` before the factors below.
+    pub base: f64,
+    /// Angles are multiplied by it (`1 / rope.scaling.factor`).
+    pub freq_scale: f64,
+    /// YaRN's mix of extrapolated angles (0: none, plain or linear).
+    pub ext_factor: f64,
+    /// YaRN's correction dimensions: the ramp runs from pair `corr[0]`
+    /// (extrapolated) to pair `corr[1]` (interpolated).
+    pub corr: [f64; 2],
+    /// cos and sin are multiplied by it (the attention-magnitude factor).
+    pub mscale: f64,
+    /// Dimension `i` pairs with `i + n_rot / 2` (NEOX), not `2i` with `2i + 1`.
+    pub neox: bool,
+    /// Per-pair divisors of the angle (`rope_freqs`), little-endian f32;
+    /// empty means all 1.
+    pub factors: &'a [u8],
+}
+
+impl RopeParams<'_> {
+    /// Plain RoPE of `n_rot` dimensions with base `base`, adjacent pairs.
+    pub fn plain(n_rot: usize, base: f32) -> RopeParams<'static> {
+        RopeParams {
+            n_rot,
+            base: base as f64,
+            freq_scale: 1.0,
+            ext_factor: 0.0,
+            corr: [0.0, 0.0],
+            mscale: 1.0,
+            neox: false,
+            factors: &[],
+        }
     }
 }
 
-/// Rotates adjacent pairs `(2i, 2i+1)` of each `head_dim`-wide head in `v`
-/// by the angles of `cs` (llama.cpp's convention for GGUF llama weights);
-/// dimensions past `2 * cs.len() / 2` are left as they are.
-pub fn rope(v: &mut [f32], head_dim: usize, cs: &[f32]) {
+/// Fills `cs` (`n_rot / 2` pairs of `(cos, sin)`) for position `pos`: for
+/// pair `i`, `e = pos * base^(-2i / n_rot) / factor_i` (extrapolated) and
+/// `f = freq_scale * e` (interpolated); with YaRN the angle is
+/// `f * (1 - r) + e * r`, `r = (1 - clamp((i - lo) / max(0.001, hi - lo), 0, 1)) * ext`,
+/// else `f`; cos and sin are then multiplied by `mscale`. In f64, rounded
+/// once to f32 (for plain RoPE each step but the power is exact).
+pub fn rope_table(cs: &mut [f32], pos: usize, p: &RopeParams<'_>) {
+    let half = p.n_rot / 2;
+    let [lo, hi] = p.corr;
+    let mut factors = p.factors.chunks_exact(4);
+    for (i, pair) in cs.chunks_exact_mut(2).take(half).enumerate() {
+        let freq = libm::pow(p.base, -2.0 * i as f64 / p.n_rot as f64);
+        let ff = factors
+            .next()
+            .map_or(1.0, |b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]) as f64);
+        let extrap = pos as f64 * freq / ff;
+        let interp = p.freq_scale * extrap;
+        let theta = if p.ext_factor != 0.0 {
+            let y = (i as f64 - lo) / (hi - lo).max(0.001);
+            let ramp = (1.0 - y.clamp(0.0, 1.0)) * p.ext_factor;
+            interp * (1.0 - ramp) + extrap * ramp
+        } else {
+            interp
+        };
+        pair[0] = (libm::cos(theta) * p.mscale) as f32;
+        pair[1] = (libm::sin(theta) * p.mscale) as f32;
+    }
+}
+
+/// Rotates each `head_dim`-wide head in `v` by the angles of `cs`
+/// (`n_rot / 2` pairs): adjacent pairs `(2i, 2i+1)` (llama.cpp's
+/// LLAMA_ROPE_TYPE_NORM, GGUF llama weights), or with `neox` the halves
+/// `(i, i + n_rot/2)` (LLAMA_ROPE_TYPE_NEOX, qwen2); dimensions past `n_rot`
+/// are left as they are.
+#[inline(never)]
+pub fn rope(v: &mut [f32], head_dim: usize, cs: &[f32], neox: bool) {
+    let half = cs.len() / 2;
     for head in v.chunks_exact_mut(head_dim) {
-        for (p, c) in head.chunks_exact_mut(2).zip(cs.chunks_exact(2)) {
-            let (x0, x1) = (p[0], p[1]);
-            p[0] = x0 * c[0] - x1 * c[1];
-            p[1] = x0 * c[1] + x1 * c[0];
+        if neox {
+            let (a, b) = head[..2 * half].split_at_mut(half);
+            for ((x0, x1), c) in a.iter_mut().zip(b.iter_mut()).zip(cs.chunks_exact(2)) {
+                let (v0, v1) = (*x0, *x1);
+                *x0 = v0 * c[0] - v1 * c[1];
+                *x1 = v0 * c[1] + v1 * c[0];
+            }
+        } else {
+            for (p, c) in head.chunks_exact_mut(2).zip(cs.chunks_exact(2)) {
+                let (x0, x1) = (p[0], p[1]);
+                p[0] = x0 * c[0] - x1 * c[1];
+                p[1] = x0 * c[1] + x1 * c[0];
+            }
         }
     }
 }
@@ -312,13 +382,70 @@ mod tests {
     #[test]
     fn rope_rotates_pairs() {
         let mut cs = [0f32; 4];
-        rope_table(&mut cs, 1, 4, 10000.0);
+        rope_table(&mut cs, 1, &RopeParams::plain(4, 10000.0));
         let mut v = [1.0f32, 0.0, 1.0, 0.0, 0.0, 1.0, 0.0, 1.0];
-        rope(&mut v, 4, &cs);
+        rope(&mut v, 4, &cs, false);
         // Pair 0 of each head turns by 1 radian, pair 1 by 1/100 radian.
         assert!((v[0] - 1f32.cos()).abs() < 1e-6 && (v[1] - 1f32.sin()).abs() < 1e-6);
         assert!((v[2] - 0.01f32.cos()).abs() < 1e-6 && (v[3] - 0.01f32.sin()).abs() < 1e-6);
         assert!((v[4] + 1f32.sin()).abs() < 1e-6 && (v[5] - 1f32.cos()).abs() < 1e-6);
+    }
+
+    #[test]
+    fn neox_rope_rotates_halves() {
+        let mut cs = [0f32; 4];
+        rope_table(&mut cs, 1, &RopeParams::plain(4, 10000.0));
+        // Dimension 0 pairs with 2, 1 with 3; past n_rot nothing moves.
+        let mut v = [1.0f32, 1.0, 0.0, 0.0, 7.0, 0.0, 0.0, 1.0, 0.0, 7.0];
+        rope(&mut v[..5], 5, &cs, true);
+        rope(&mut v[5..], 5, &cs, true);
+        assert!((v[0] - 1f32.cos()).abs() < 1e-6 && (v[2] - 1f32.sin()).abs() < 1e-6);
+        assert!((v[1] - 0.01f32.cos()).abs() < 1e-6 && (v[3] - 0.01f32.sin()).abs() < 1e-6);
+        assert_eq!(v[4], 7.0);
+        assert!((v[5] + 1f32.sin()).abs() < 1e-6 && (v[7] - 1f32.cos()).abs() < 1e-6);
+        assert_eq!(v[9], 7.0);
+    }
+
+    #[test]
+    fn scaled_rope_angles() {
+        let mut plain = [0f32; 8];
+        let mut cs = [0f32; 8];
+        let p = RopeParams::plain(8, 10000.0);
+        rope_table(&mut plain, 3, &p);
+        // Linear: every angle divided by the factor.
+        let lin = RopeParams {
+            freq_scale: 0.25,
+            ..p
+        };
+        rope_table(&mut cs, 12, &lin);
+        for (a, b) in plain.iter().zip(&cs) {
+            assert!((a - b).abs() < 1e-6);
+        }
+        // Factors: pair i's angle divided by factor i.
+        let f: Vec<u8> = [1.0f32, 2.0, 4.0, 8.0]
+            .iter()
+            .flat_map(|v| v.to_le_bytes())
+            .collect();
+        let ff = RopeParams { factors: &f, ..p };
+        rope_table(&mut cs, 8, &ff);
+        for i in 0..4 {
+            let theta = 8.0 / (1u32 << i) as f64 * 10000f64.powf(-2.0 * i as f64 / 8.0);
+            assert!((cs[2 * i] as f64 - theta.cos()).abs() < 1e-6);
+        }
+        // YaRN: pairs below corr[0] extrapolate (plain angle), pairs past
+        // corr[1] interpolate (linear), all scaled by mscale.
+        let yarn = RopeParams {
+            freq_scale: 0.25,
+            ext_factor: 1.0,
+            corr: [1.0, 2.0],
+            mscale: 2.0,
+            ..p
+        };
+        rope_table(&mut cs, 12, &yarn);
+        let mut ext = [0f32; 8];
+        rope_table(&mut ext, 12, &p);
+        assert!((cs[0] - 2.0 * ext[0]).abs() < 1e-6 && (cs[1] - 2.0 * ext[1]).abs() < 1e-6);
+        assert!((cs[6] - 2.0 * plain[6]).abs() < 1e-6 && (cs[7] - 2.0 * plain[7]).abs() < 1e-6);
     }
 
     #[test]

@@ -41,7 +41,7 @@ mod unicode_tables;
 pub use context::{Context, ContextParams, KvType};
 pub use error::{Error, Result};
 pub use gguf::Gguf;
-pub use model::{Config, Model};
+pub use model::{Arch, Config, Model, RopeScaling, RopeScalingType};
 pub use parallel::{Inline, Parallel};
 pub use quant::WeightType;
 pub use sampler::{Sampler, SamplerParams, Stage};

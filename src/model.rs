@@ -7,6 +7,7 @@
 
 use crate::error::{Error, Result};
 use crate::gguf::{Gguf, TensorInfo, Value};
+pub use crate::kernels::RopeParams;
 use crate::quant::WeightType;
 
 /// Alignment that every caller buffer must have.
@@ -18,9 +19,85 @@ const MAX_DIM: usize = 1 << 20;
 /// Largest accepted layer and head count.
 const MAX_LAYERS: usize = 1 << 12;
 
-/// Hyper-parameters of a LLaMA model, validated.
+/// The variants of the LLaMA block this build computes
+/// (`general.architecture`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Arch {
+    /// `llama`: LLaMA 1/2/3, Mistral-style GQA models, SmolLM, TinyLlama.
+    /// RoPE on adjacent pairs; optional biases on every projection and
+    /// `rope_freqs` factors.
+    Llama,
+    /// `qwen2`: Qwen2, Qwen2.5, DeepSeek-R1-Distill-Qwen. The LLaMA block
+    /// with (optional) Q/K/V biases and an optional output bias; NEOX RoPE
+    /// (dimension `i` pairs with `i + rope_dim / 2`).
+    Qwen2,
+}
+
+impl Arch {
+    /// The `general.architecture` string, also the prefix of its keys.
+    pub fn name(self) -> &'static str {
+        match self {
+            Arch::Llama => "llama",
+            Arch::Qwen2 => "qwen2",
+        }
+    }
+    fn from_name(s: &[u8]) -> Option<Self> {
+        match s {
+            b"llama" => Some(Arch::Llama),
+            b"qwen2" => Some(Arch::Qwen2),
+            _ => None,
+        }
+    }
+    /// True when RoPE pairs dimension `i` with `i + rope_dim / 2` (llama.cpp's
+    /// LLAMA_ROPE_TYPE_NEOX) rather than `2i` with `2i + 1`.
+    pub fn neox_rope(self) -> bool {
+        self == Arch::Qwen2
+    }
+    /// Whether per-block tensor `k` (see [`slot`]) may be in a file of this
+    /// architecture: the nine LLaMA matrices and norms always, biases as
+    /// llama.cpp loads them (`llama`: all seven, `qwen2`: Q, K and V).
+    fn has_layer_tensor(self, k: usize) -> bool {
+        match self {
+            Arch::Llama => k < LAYER_TENSORS.len(),
+            Arch::Qwen2 => k < slot::BIAS_O,
+        }
+    }
+}
+
+/// RoPE scaling (`{arch}.rope.scaling.type`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RopeScalingType {
+    /// Plain RoPE (no type and no factor, or `none`).
+    None,
+    /// `linear`: positions divided by the factor (also a factor without a
+    /// type, as llama.cpp reads it).
+    Linear,
+    /// `yarn`: YaRN's ramp between interpolated and extrapolated angles and
+    /// its magnitude scale.
+    Yarn,
+}
+
+/// RoPE as the file states it, validated. The YaRN ramp uses llama.cpp's
+/// `beta_fast` 32 and `beta_slow` 1 (files that say otherwise are refused).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct RopeScaling {
+    pub kind: RopeScalingType,
+    /// `rope.scaling.factor` (1 when plain): angles are divided by it.
+    pub factor: f32,
+    /// `rope.scaling.attn_factor` (default 1): cos and sin are multiplied by
+    /// it (and by YaRN's `1 + 0.1 ln(factor)`).
+    pub attn_factor: f32,
+    /// `rope.scaling.original_context_length` (default the training
+    /// context): where YaRN's ramp lies.
+    pub n_ctx_orig: usize,
+}
+
+/// Hyper-parameters of a LLaMA-family model, validated.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Config {
+    /// Which variant of the block (`general.architecture`); the keys below
+    /// are under its name (`llama.`, `qwen2.`).
+    pub arch: Arch,
     /// Embedding width (`llama.embedding_length`).
     pub dim: usize,
     /// Number of blocks (`llama.block_count`).
@@ -43,6 +120,8 @@ pub struct Config {
     pub rope_base: f32,
     /// RMSNorm epsilon (`llama.attention.layer_norm_rms_epsilon`).
     pub rms_eps: f32,
+    /// RoPE scaling (`llama.rope.scaling.*`).
+    pub rope_scaling: RopeScaling,
 }
 
 impl Config {
@@ -55,17 +134,17 @@ impl Config {
         self.n_kv_heads * self.head_dim
     }
 
-    /// Reads and validates the hyper-parameters of a `llama` GGUF file.
+    /// Reads and validates the hyper-parameters of a `llama` or `qwen2` GGUF
+    /// file, refusing keys that ask for arithmetic the engine does not do.
     pub fn from_gguf(g: &Gguf<'_>) -> Result<Self> {
         let arch = g
             .get("general.architecture")
             .ok_or(Error::UnsupportedArchitecture)?;
         let arch = arch.as_bytes().ok_or(Error::BadMetadata)?;
-        if arch != b"llama" {
-            return Err(Error::UnsupportedArchitecture);
-        }
+        let arch = Arch::from_name(arch).ok_or(Error::UnsupportedArchitecture)?;
+        let a = arch.name();
         let int = |k: &str| -> Result<Option<usize>> {
-            match g.get2("llama", k) {
+            match g.get2(a, k) {
                 None => Ok(None),
                 Some(v) => {
                     let n = v.as_u64().ok_or(Error::BadMetadata)?;
@@ -76,7 +155,7 @@ impl Config {
             }
         };
         let float = |k: &str| -> Result<Option<f32>> {
-            match g.get2("llama", k) {
+            match g.get2(a, k) {
                 None => Ok(None),
                 Some(v) => Ok(Some(v.as_f32().ok_or(Error::BadMetadata)?)),
             }
@@ -145,7 +224,10 @@ impl Config {
             }
             Some(_) => return Err(Error::BadMetadata),
         }
+        refuse_unsupported_keys(g, arch, head_dim)?;
+        let rope_scaling = rope_scaling(g, arch, n_ctx_train)?;
         Ok(Config {
+            arch,
             dim,
             n_layers,
             n_heads,
@@ -157,8 +239,300 @@ impl Config {
             rope_dim,
             rope_base,
             rms_eps,
+            rope_scaling,
         })
     }
+
+    /// The RoPE arithmetic of this model (`factors`: the `rope_freqs`
+    /// tensor's little-endian f32 bytes, empty if none).
+    pub fn rope<'f>(&self, factors: &'f [u8]) -> RopeParams<'f> {
+        let r = &self.rope_scaling;
+        let n_rot = self.rope_dim;
+        let base = self.rope_base as f64;
+        let factor = r.factor as f64;
+        let yarn = r.kind == RopeScalingType::Yarn;
+        // ggml's YaRN correction dimensions (ggml_rope_yarn_corr_dims).
+        let corr = |beta: f64| {
+            n_rot as f64 * libm::log(r.n_ctx_orig as f64 / (beta * 2.0 * core::f64::consts::PI))
+                / (2.0 * libm::log(base))
+        };
+        let low = libm::floor(corr(YARN_BETA_FAST)).max(0.0);
+        let high = libm::ceil(corr(YARN_BETA_SLOW)).min(n_rot as f64 - 1.0);
+        // llama.cpp's magnitude: attn_factor, times YaRN's 1 + 0.1 ln(factor)
+        // when the factor stretches (its context divides ggml's factor back
+        // out below 1).
+        let mut mscale = r.attn_factor as f64;
+        if yarn && factor > 1.0 {
+            mscale *= 1.0 + 0.1 * libm::log(factor);
+        }
+        RopeParams {
+            n_rot,
+            base,
+            freq_scale: 1.0 / factor,
+            ext_factor: if yarn { 1.0 } else { 0.0 },
+            corr: [low, high],
+            mscale,
+            neox: self.arch.neox_rope(),
+            factors,
+        }
+    }
+}
+
+/// llama.cpp's YaRN ramp bounds (its defaults; other values are refused).
+const YARN_BETA_FAST: f64 = 32.0;
+const YARN_BETA_SLOW: f64 = 1.0;
+
+/// A number from a metadata value: integers, floats, and bools (0 or 1).
+fn number(v: &Value<'_>) -> Option<f64> {
+    match *v {
+        Value::Bool(b) => Some(b as u8 as f64),
+        Value::F32(x) => Some(x as f64),
+        Value::F64(x) => Some(x),
+        Value::I8(x) => Some(x as f64),
+        Value::I16(x) => Some(x as f64),
+        Value::I32(x) => Some(x as f64),
+        Value::I64(x) => Some(x as f64),
+        _ => v.as_u64().map(|x| x as f64),
+    }
+}
+
+/// Which values of a refused key compute what the engine computes anyway.
+#[derive(Clone, Copy)]
+enum Neutral {
+    /// 0 (absent, off).
+    Zero,
+    /// 0 (unset) or 1 (a multiplier of one).
+    ZeroOrOne,
+    /// 1 (true).
+    One,
+    /// 0 (unset) or `1/sqrt(head_dim)` (the scale the engine uses).
+    AttnScale,
+}
+
+/// Keys (after `{arch}.`) that llama.cpp reads for some LLaMA-family model
+/// and that change the arithmetic, with the status a file gets when one has
+/// a value other than the neutral one. Keys that begin with `expert_`,
+/// `experts_` or `moe_` are refused as experts too (see
+/// [`refuse_unsupported_keys`]).
+const REFUSED_KEYS: &[(&str, Neutral, Error)] = &[
+    (
+        "attn_logit_softcapping",
+        Neutral::Zero,
+        Error::UnsupportedSoftcap,
+    ),
+    (
+        "final_logit_softcapping",
+        Neutral::Zero,
+        Error::UnsupportedSoftcap,
+    ),
+    (
+        "router_logit_softcapping",
+        Neutral::Zero,
+        Error::UnsupportedSoftcap,
+    ),
+    (
+        "interleave_moe_layer_step",
+        Neutral::Zero,
+        Error::UnsupportedExperts,
+    ),
+    (
+        "leading_dense_block_count",
+        Neutral::Zero,
+        Error::UnsupportedExperts,
+    ),
+    (
+        "rope.dimension_sections",
+        Neutral::Zero,
+        Error::UnsupportedRopeScaling,
+    ),
+    (
+        "rope.scaling.alpha",
+        Neutral::Zero,
+        Error::UnsupportedRopeScaling,
+    ),
+    (
+        "rope.scaling.yarn_log_multiplier",
+        Neutral::Zero,
+        Error::UnsupportedRopeScaling,
+    ),
+    (
+        "attention.scale",
+        Neutral::AttnScale,
+        Error::BadHyperparameters,
+    ),
+    ("logit_scale", Neutral::ZeroOrOne, Error::BadHyperparameters),
+    (
+        "embedding_scale",
+        Neutral::ZeroOrOne,
+        Error::BadHyperparameters,
+    ),
+    (
+        "residual_scale",
+        Neutral::ZeroOrOne,
+        Error::BadHyperparameters,
+    ),
+    (
+        "attention.sliding_window",
+        Neutral::Zero,
+        Error::BadHyperparameters,
+    ),
+    (
+        "attention.sliding_window_pattern",
+        Neutral::Zero,
+        Error::BadHyperparameters,
+    ),
+    ("attention.causal", Neutral::One, Error::BadHyperparameters),
+    (
+        "attention.clamp_kqv",
+        Neutral::Zero,
+        Error::BadHyperparameters,
+    ),
+    (
+        "attention.max_alibi_bias",
+        Neutral::Zero,
+        Error::BadHyperparameters,
+    ),
+    (
+        "attention.temperature_scale",
+        Neutral::Zero,
+        Error::BadHyperparameters,
+    ),
+    (
+        "attention.value_scale",
+        Neutral::Zero,
+        Error::BadHyperparameters,
+    ),
+    (
+        "attention.output_scale",
+        Neutral::Zero,
+        Error::BadHyperparameters,
+    ),
+    (
+        "attention.shared_kv_layers",
+        Neutral::Zero,
+        Error::BadHyperparameters,
+    ),
+    (
+        "use_parallel_residual",
+        Neutral::Zero,
+        Error::BadHyperparameters,
+    ),
+    (
+        "nextn_predict_layers",
+        Neutral::Zero,
+        Error::BadHyperparameters,
+    ),
+    ("swiglu_clamp_exp", Neutral::Zero, Error::BadHyperparameters),
+];
+
+/// Refuses the keys of [`REFUSED_KEYS`] (and the expert keys) whose value is
+/// not neutral: an array is neutral when every element is, a string never.
+fn refuse_unsupported_keys(g: &Gguf<'_>, arch: Arch, head_dim: usize) -> Result<()> {
+    let prefix = arch.name().as_bytes();
+    let attn_scale = 1.0 / libm::sqrt(head_dim as f64);
+    for (key, v) in g.metadata() {
+        let Some(k) = key.strip_prefix(prefix).and_then(|k| k.strip_prefix(b".")) else {
+            continue;
+        };
+        let experts = [&b"expert_"[..], b"experts_", b"moe_"]
+            .iter()
+            .any(|p| k.starts_with(p));
+        let (neutral, status) = if experts {
+            (Neutral::Zero, Error::UnsupportedExperts)
+        } else {
+            match REFUSED_KEYS.iter().find(|r| r.0.as_bytes() == k) {
+                Some(&(_, n, e)) => (n, e),
+                None => continue,
+            }
+        };
+        let ok = |x: f64| match neutral {
+            Neutral::Zero => x == 0.0,
+            Neutral::ZeroOrOne => x == 0.0 || x == 1.0,
+            Neutral::One => x == 1.0,
+            Neutral::AttnScale => x == 0.0 || libm::fabs(x / attn_scale - 1.0) < 1e-6,
+        };
+        let neutral_value = match v {
+            Value::Array(a) => a.iter().all(|e| number(&e).is_some_and(ok)),
+            v => number(&v).is_some_and(ok),
+        };
+        if !neutral_value {
+            return Err(status);
+        }
+    }
+    Ok(())
+}
+
+/// Reads `{arch}.rope.scaling.*` as llama.cpp does: a missing type with a
+/// factor is linear, `none` ignores the factor, `rope.scale_linear` is the
+/// old name of the factor, `attn_factor` scales in every mode. Refuses other
+/// types (`longrope`, ...), YaRN parameters other than llama.cpp's (which it
+/// does not read for these architectures), and factors that are not finite
+/// and positive.
+fn rope_scaling(g: &Gguf<'_>, arch: Arch, n_ctx_train: usize) -> Result<RopeScaling> {
+    let a = arch.name();
+    let bad = Error::UnsupportedRopeScaling;
+    let float = |k: &str| -> Result<Option<f32>> {
+        match g.get2(a, k) {
+            None => Ok(None),
+            Some(v) => Ok(Some(v.as_f32().ok_or(Error::BadMetadata)?)),
+        }
+    };
+    let positive = |v: Option<f32>| match v {
+        Some(x) if !(x.is_finite() && x > 0.0) => Err(bad),
+        _ => Ok(v),
+    };
+    let kind = match g.get2(a, "rope.scaling.type") {
+        None => None,
+        Some(v) => Some(match v.as_bytes().ok_or(Error::BadMetadata)? {
+            b"none" => RopeScalingType::None,
+            b"linear" => RopeScalingType::Linear,
+            b"yarn" => RopeScalingType::Yarn,
+            _ => return Err(bad),
+        }),
+    };
+    let factor = match positive(float("rope.scaling.factor")?)? {
+        Some(f) => Some(f),
+        None => positive(float("rope.scale_linear")?)?,
+    };
+    let attn_factor = positive(float("rope.scaling.attn_factor")?)?.unwrap_or(1.0);
+    let kind = match (kind, factor) {
+        (Some(k), _) => k,
+        (None, Some(_)) => RopeScalingType::Linear,
+        (None, None) => RopeScalingType::None,
+    };
+    let yarn = kind == RopeScalingType::Yarn;
+    // llama.cpp's values for the YaRN parameters of these architectures:
+    // a file that states others asks for something else.
+    for (key, default) in [
+        ("rope.scaling.yarn_ext_factor", if yarn { 1.0 } else { 0.0 }),
+        ("rope.scaling.yarn_attn_factor", 1.0),
+        ("rope.scaling.yarn_beta_fast", YARN_BETA_FAST as f32),
+        ("rope.scaling.yarn_beta_slow", YARN_BETA_SLOW as f32),
+    ] {
+        if float(key)?.is_some_and(|v| v != default) {
+            return Err(bad);
+        }
+    }
+    let n_ctx_orig = match g.get2(a, "rope.scaling.original_context_length") {
+        None => n_ctx_train,
+        Some(v) => {
+            let n = v.as_u64().ok_or(Error::BadMetadata)?;
+            match usize::try_from(n) {
+                Ok(n) if n > 0 && n <= MAX_DIM * 16 => n,
+                _ => return Err(bad),
+            }
+        }
+    };
+    let factor = match kind {
+        RopeScalingType::None => 1.0,
+        _ => factor.unwrap_or(1.0),
+    };
+    Ok(RopeScaling {
+        kind,
+        factor,
+        attn_factor,
+        n_ctx_orig,
+    })
 }
 
 /// Where one tensor's data lies in the GGUF bytes.
@@ -194,21 +568,29 @@ impl TensorRecord {
     }
 }
 
-/// The matrices and norms of one block, in the order of [`LAYER_TENSORS`],
-/// each as [`TensorRecord`] words.
-pub type LayerRecord = [[u64; 3]; 9];
+/// The tensors of one block, in the order of [`LAYER_TENSORS`], each as
+/// [`TensorRecord`] words (a bias the file does not have is not present).
+pub type LayerRecord = [[u64; 3]; 16];
 
-/// Names of the per-block tensors (after `blk.N.`, before `.weight`).
-pub const LAYER_TENSORS: [&str; 9] = [
-    "attn_norm",
-    "attn_q",
-    "attn_k",
-    "attn_v",
-    "attn_output",
-    "ffn_norm",
-    "ffn_gate",
-    "ffn_up",
-    "ffn_down",
+/// Names of the per-block tensors (after `blk.N.`): the nine the LLaMA block
+/// needs, then the optional biases (llama.cpp's TENSOR_NOT_REQUIRED ones).
+pub const LAYER_TENSORS: [&str; 16] = [
+    "attn_norm.weight",
+    "attn_q.weight",
+    "attn_k.weight",
+    "attn_v.weight",
+    "attn_output.weight",
+    "ffn_norm.weight",
+    "ffn_gate.weight",
+    "ffn_up.weight",
+    "ffn_down.weight",
+    "attn_q.bias",
+    "attn_k.bias",
+    "attn_v.bias",
+    "attn_output.bias",
+    "ffn_gate.bias",
+    "ffn_up.bias",
+    "ffn_down.bias",
 ];
 
 /// Index of each tensor in a [`LayerRecord`].
@@ -222,6 +604,30 @@ pub mod slot {
     pub const FFN_GATE: usize = 6;
     pub const FFN_UP: usize = 7;
     pub const FFN_DOWN: usize = 8;
+    /// Biases of the matrices above (see [`bias_of`]).
+    pub const BIAS_Q: usize = 9;
+    pub const BIAS_K: usize = 10;
+    pub const BIAS_V: usize = 11;
+    pub const BIAS_O: usize = 12;
+    pub const BIAS_GATE: usize = 13;
+    pub const BIAS_UP: usize = 14;
+    pub const BIAS_DOWN: usize = 15;
+    /// The slots every block must have.
+    pub const REQUIRED: usize = 9;
+
+    /// The slot of matrix `k`'s bias, if it can have one.
+    pub const fn bias_of(k: usize) -> Option<usize> {
+        match k {
+            ATTN_Q => Some(BIAS_Q),
+            ATTN_K => Some(BIAS_K),
+            ATTN_V => Some(BIAS_V),
+            ATTN_OUTPUT => Some(BIAS_O),
+            FFN_GATE => Some(BIAS_GATE),
+            FFN_UP => Some(BIAS_UP),
+            FFN_DOWN => Some(BIAS_DOWN),
+            _ => None,
+        }
+    }
 }
 
 /// A weight matrix: `rows` rows of `cols` weights of type `ty`, row-major,
@@ -257,6 +663,10 @@ pub struct Model<'a> {
     output_norm: TensorRecord,
     output: TensorRecord,
     tied_output: bool,
+    /// `output.bias` (qwen2), if present.
+    output_bias: TensorRecord,
+    /// `rope_freqs.weight` (llama), if present.
+    rope_freqs: TensorRecord,
 }
 
 /// What [`Model::info`] reports.
@@ -275,14 +685,86 @@ pub struct ModelInfo {
     pub weight_bytes: u64,
     /// Number of parameters in those tensors.
     pub n_params: u64,
+    /// Blocks' biases present in the file (0 for a plain LLaMA file).
+    pub n_biases: usize,
+    /// True when the file has `rope_freqs` factors.
+    pub rope_freqs: bool,
+}
+
+/// The tensors outside the blocks.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Global {
+    TokenEmbd,
+    OutputNorm,
+    Output,
+    OutputBias,
+    RopeFreqs,
+}
+
+/// What a tensor name is to the engine.
+enum Role {
+    Global(Global),
+    /// Block, slot (see [`slot`]).
+    Layer(usize, usize),
+}
+
+/// The role of tensor `name` in a model of `c`, or why the file is refused:
+/// a tensor the engine does not compute is a refusal, never ignored
+/// (llama.cpp too refuses a file with tensors its architecture does not
+/// create).
+fn role(c: &Config, name: &[u8]) -> Result<Role> {
+    let llama = c.arch == Arch::Llama;
+    let global = match name {
+        b"token_embd.weight" => Some(Global::TokenEmbd),
+        b"output_norm.weight" => Some(Global::OutputNorm),
+        b"output.weight" => Some(Global::Output),
+        b"output.bias" if !llama => Some(Global::OutputBias),
+        b"rope_freqs.weight" if llama => Some(Global::RopeFreqs),
+        // LongRoPE's factors (Phi-3 style).
+        b"rope_factors_long.weight" | b"rope_factors_short.weight" => {
+            return Err(Error::UnsupportedRopeScaling)
+        }
+        _ => None,
+    };
+    if let Some(g) = global {
+        return Ok(Role::Global(g));
+    }
+    let Some((layer, kind)) = parse_block_name(name) else {
+        return Err(Error::UnexpectedTensor);
+    };
+    // Routers, expert and shared-expert tensors of a mixture of experts.
+    let expert = kind.starts_with(b"ffn_gate_inp")
+        || kind.starts_with(b"exp_probs")
+        || contains(kind, b"_exps")
+        || contains(kind, b"_shexp");
+    if expert {
+        return Err(Error::UnsupportedExperts);
+    }
+    match LAYER_TENSORS.iter().position(|n| n.as_bytes() == kind) {
+        Some(k) if c.arch.has_layer_tensor(k) => {
+            // A block past block_count means the count is wrong.
+            if layer >= c.n_layers {
+                return Err(Error::BadHyperparameters);
+            }
+            Ok(Role::Layer(layer, k))
+        }
+        _ => Err(Error::UnexpectedTensor),
+    }
+}
+
+fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    hay.windows(needle.len()).any(|w| w == needle)
 }
 
 impl<'a> Model<'a> {
     /// Bytes of caller memory [`Model::init`] needs for this file (the layer
-    /// table), after parsing and validating the hyper-parameters.
+    /// table), after parsing and validating the hyper-parameters and the
+    /// names of the tensors (a tensor the engine would not use is refused
+    /// here already).
     pub fn size(gguf: &[u8]) -> Result<usize> {
         let g = Gguf::parse(gguf)?;
         let c = Config::from_gguf(&g)?;
+        check_names(&g, &c)?;
         Self::size_for(&c)
     }
 
@@ -293,12 +775,14 @@ impl<'a> Model<'a> {
     }
 
     /// Parses `gguf`, checks every tensor the model needs (present, a supported
-    /// type, the right shape) and builds the model over `mem` (at least
-    /// [`Model::size`] bytes, 64-byte aligned). Weights stay in `gguf`.
-    /// On error nothing is kept and `mem` holds no meaning.
+    /// type, the right shape), refuses any it would not use, and builds the
+    /// model over `mem` (at least [`Model::size`] bytes, 64-byte aligned).
+    /// Weights stay in `gguf`. On error nothing is kept and `mem` holds no
+    /// meaning.
     pub fn init(gguf: &'a [u8], mem: &'a mut [u8]) -> Result<Self> {
         let g = Gguf::parse(gguf)?;
         let c = Config::from_gguf(&g)?;
+        check_names(&g, &c)?;
         let need = Self::size_for(&c)?;
         if !(mem.as_ptr() as usize).is_multiple_of(ALIGN) {
             return Err(Error::Misaligned);
@@ -306,30 +790,22 @@ impl<'a> Model<'a> {
         let mem = mem.get_mut(..need).ok_or(Error::BufferTooSmall)?;
         let layers: &mut [LayerRecord] =
             bytemuck::try_cast_slice_mut(mem).map_err(|_| Error::Misaligned)?;
-        layers.fill([[0; 3]; 9]);
+        layers.fill([[0; 3]; 16]);
 
         let mut token_embd = TensorRecord::default();
         let mut output_norm = TensorRecord::default();
         let mut output = TensorRecord::default();
+        let mut output_bias = TensorRecord::default();
+        let mut rope_freqs = TensorRecord::default();
         for t in g.tensors() {
-            let Some(name) = t.name.strip_suffix(b".weight") else {
-                continue;
-            };
-            let (rows, cols, slot): (usize, usize, &mut TensorRecord) = match name {
-                b"token_embd" => (c.n_vocab, c.dim, &mut token_embd),
-                b"output_norm" => (1, c.dim, &mut output_norm),
-                b"output" => (c.n_vocab, c.dim, &mut output),
-                _ => {
-                    let Some((layer, kind)) = parse_block_name(name) else {
-                        continue;
-                    };
-                    let Some(k) = LAYER_TENSORS.iter().position(|n| n.as_bytes() == kind) else {
-                        continue;
-                    };
-                    // A block past block_count means the count is wrong.
-                    let Some(rec) = layers.get_mut(layer) else {
-                        return Err(Error::BadHyperparameters);
-                    };
+            let (rows, cols, slot): (usize, usize, &mut TensorRecord) = match role(&c, t.name)? {
+                Role::Global(Global::TokenEmbd) => (c.n_vocab, c.dim, &mut token_embd),
+                Role::Global(Global::OutputNorm) => (1, c.dim, &mut output_norm),
+                Role::Global(Global::Output) => (c.n_vocab, c.dim, &mut output),
+                Role::Global(Global::OutputBias) => (1, c.n_vocab, &mut output_bias),
+                Role::Global(Global::RopeFreqs) => (1, c.rope_dim / 2, &mut rope_freqs),
+                Role::Layer(layer, k) => {
+                    let rec = &mut layers[layer];
                     let (rows, cols) = layer_shape(&c, k);
                     if TensorRecord::from_words(&rec[k]).present != 0 {
                         return Err(Error::DuplicateTensor);
@@ -348,17 +824,26 @@ impl<'a> Model<'a> {
         }
         if layers
             .iter()
-            .flatten()
+            .flat_map(|l| &l[..slot::REQUIRED])
             .any(|r| TensorRecord::from_words(r).present == 0)
         {
             return Err(Error::MissingTensor);
         }
-        // Norms are element-wise multipliers: F32, as llama.cpp writes them.
-        let norm_ok = |r: &[u64; 3]| TensorRecord::from_words(r).ty == WeightType::F32 as u32;
-        if !norm_ok(&output_norm.to_words())
+        // Norms and biases are element-wise: F32, as llama.cpp writes them
+        // (and as ggml's rope requires its factors).
+        let f32_ok = |r: &[u64; 3]| {
+            let r = TensorRecord::from_words(r);
+            r.present == 0 || r.ty == WeightType::F32 as u32
+        };
+        let vector_slots = [slot::ATTN_NORM, slot::FFN_NORM]
+            .into_iter()
+            .chain(slot::REQUIRED..LAYER_TENSORS.len());
+        if [output_norm, output_bias, rope_freqs]
+            .iter()
+            .any(|r| !f32_ok(&r.to_words()))
             || layers
                 .iter()
-                .any(|l| !norm_ok(&l[slot::ATTN_NORM]) || !norm_ok(&l[slot::FFN_NORM]))
+                .any(|l| vector_slots.clone().any(|k| !f32_ok(&l[k])))
         {
             return Err(Error::UnsupportedTensorType);
         }
@@ -366,7 +851,7 @@ impl<'a> Model<'a> {
         if tied_output {
             output = token_embd;
         }
-        Ok(Model {
+        let model = Model {
             config: c,
             bytes: gguf,
             layers,
@@ -374,7 +859,19 @@ impl<'a> Model<'a> {
             output_norm,
             output,
             tied_output,
-        })
+            output_bias,
+            rope_freqs,
+        };
+        // ggml divides each angle by its factor: only finite positive ones
+        // mean a rotation.
+        let factors = model.rope_freqs();
+        if factors.chunks_exact(4).any(|b| {
+            let f = f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+            !(f.is_finite() && f > 0.0)
+        }) {
+            return Err(Error::UnsupportedRopeScaling);
+        }
+        Ok(model)
     }
 
     /// The hyper-parameters.
@@ -382,36 +879,66 @@ impl<'a> Model<'a> {
         &self.config
     }
 
+    /// The records of every tensor the model reads, in a fixed order: the
+    /// embedding, the final norm, the output (the embedding again when
+    /// tied), then each block's present tensors, then the output bias and
+    /// the RoPE factors if present.
+    fn for_each_tensor(&self, mut f: impl FnMut(&TensorRecord, usize)) {
+        let c = &self.config;
+        f(&self.token_embd, c.n_vocab * c.dim);
+        f(&self.output_norm, c.dim);
+        f(&self.output, c.n_vocab * c.dim);
+        for l in self.layers {
+            for (k, r) in l.iter().enumerate() {
+                let r = TensorRecord::from_words(r);
+                if r.present != 0 {
+                    let (rows, cols) = layer_shape(c, k);
+                    f(&r, rows * cols);
+                }
+            }
+        }
+        for (r, n) in [
+            (&self.output_bias, c.n_vocab),
+            (&self.rope_freqs, c.rope_dim / 2),
+        ] {
+            if r.present != 0 {
+                f(r, n);
+            }
+        }
+    }
+
     /// Summary of the model for display and the C ABI.
     pub fn info(&self) -> ModelInfo {
         let mut weight_types = 0u64;
         let mut weight_bytes = 0u64;
         let mut n_params = 0u64;
-        let mut add = |r: &TensorRecord, n: usize| {
+        let mut index = 0usize;
+        self.for_each_tensor(|r, n| {
+            index += 1;
+            // A tied output is the embedding, counted once.
+            if index == 3 && self.tied_output {
+                return;
+            }
             weight_types |= 1u64 << r.ty;
             weight_bytes += r.len;
             n_params += n as u64;
-        };
-        let c = &self.config;
-        add(&self.token_embd, c.n_vocab * c.dim);
-        add(&self.output_norm, c.dim);
-        if !self.tied_output {
-            add(&self.output, c.n_vocab * c.dim);
-        }
-        for l in self.layers {
-            for (k, r) in l.iter().enumerate() {
-                let (rows, cols) = layer_shape(c, k);
-                add(&TensorRecord::from_words(r), rows * cols);
-            }
-        }
+        });
+        let n_biases = self
+            .layers
+            .iter()
+            .flat_map(|l| &l[slot::REQUIRED..])
+            .filter(|r| TensorRecord::from_words(r).present != 0)
+            .count();
         ModelInfo {
-            config: *c,
+            config: self.config,
             weight_types,
             embd_type: ty_of(&self.token_embd),
             output_type: ty_of(&self.output),
             tied_output: self.tied_output,
             weight_bytes,
             n_params,
+            n_biases,
+            rope_freqs: self.rope_freqs.present != 0,
         }
     }
 
@@ -419,7 +946,9 @@ impl<'a> Model<'a> {
     /// model: the hash of the hyper-parameters and, for every tensor the model
     /// reads, its type, size and 64 bytes each from the start, the middle and
     /// the end of its data (a fine-tune of the same architecture differs
-    /// there). Costs a few hundred bytes of reading per tensor.
+    /// there). Costs a few hundred bytes of reading per tensor. A plain
+    /// LLaMA model hashes exactly as before the architecture, RoPE scaling
+    /// and biases were added, so its saved states stay valid.
     pub fn fingerprint(&self) -> u64 {
         use crate::state::{hash, HASH_SEED};
         let c = &self.config;
@@ -440,7 +969,19 @@ impl<'a> Model<'a> {
         ] {
             h = hash(h, &(v as u64).to_le_bytes());
         }
-        let mut add = |r: &TensorRecord| {
+        let r = &c.rope_scaling;
+        if c.arch != Arch::Llama || r.kind != RopeScalingType::None || r.attn_factor != 1.0 {
+            for v in [
+                c.arch as u64,
+                r.kind as u64,
+                r.factor.to_bits() as u64,
+                r.attn_factor.to_bits() as u64,
+                r.n_ctx_orig as u64,
+            ] {
+                h = hash(h, &v.to_le_bytes());
+            }
+        }
+        self.for_each_tensor(|r, _| {
             h = hash(h, &(r.ty as u64).to_le_bytes());
             h = hash(h, &r.len.to_le_bytes());
             let start = r.offset as usize;
@@ -454,15 +995,7 @@ impl<'a> Model<'a> {
                 h = hash(h, &data[mid..mid + S]);
                 h = hash(h, &data[data.len() - S..]);
             }
-        };
-        add(&self.token_embd);
-        add(&self.output_norm);
-        add(&self.output);
-        for l in self.layers {
-            for r in l.iter() {
-                add(&TensorRecord::from_words(r));
-            }
-        }
+        });
         h
     }
 
@@ -491,6 +1024,24 @@ impl<'a> Model<'a> {
     pub fn output_norm(&self) -> &'a [u8] {
         self.matrix(&self.output_norm, 1, self.config.dim).data
     }
+    /// The output bias (`n_vocab` little-endian f32), if the file has one.
+    pub fn output_bias(&self) -> Option<&'a [u8]> {
+        let r = &self.output_bias;
+        (r.present != 0).then(|| self.matrix(r, 1, self.config.n_vocab).data)
+    }
+    /// The `rope_freqs` factors (`rope_dim / 2` little-endian f32), empty if
+    /// the file has none.
+    pub fn rope_freqs(&self) -> &'a [u8] {
+        let r = &self.rope_freqs;
+        if r.present == 0 {
+            return &[];
+        }
+        self.matrix(r, 1, self.config.rope_dim / 2).data
+    }
+    /// The RoPE arithmetic of this model.
+    pub fn rope(&self) -> RopeParams<'a> {
+        self.config.rope(self.rope_freqs())
+    }
     /// Tensor `k` (see [`slot`]) of block `layer`.
     pub fn layer_matrix(&self, layer: usize, k: usize) -> Matrix<'a> {
         let (rows, cols) = layer_shape(&self.config, k);
@@ -505,16 +1056,35 @@ impl<'a> Model<'a> {
             },
         }
     }
+    /// The bias of matrix `k` of block `layer` (little-endian f32, one per
+    /// row of the matrix), if the file has one.
+    pub fn layer_bias(&self, layer: usize, k: usize) -> Option<&'a [u8]> {
+        let b = slot::bias_of(k)?;
+        let r = TensorRecord::from_words(self.layers.get(layer)?.get(b)?);
+        (r.present != 0).then(|| self.layer_matrix(layer, b).data)
+    }
+}
+
+/// Refuses a file with a tensor the engine would not use (see [`role`]):
+/// what [`Model::size`] can check without a table.
+fn check_names(g: &Gguf<'_>, c: &Config) -> Result<()> {
+    for t in g.tensors() {
+        role(c, t.name)?;
+    }
+    Ok(())
 }
 
 fn ty_of(r: &TensorRecord) -> WeightType {
     WeightType::from_ggml(crate::gguf::GgmlType(r.ty)).unwrap_or(WeightType::F32)
 }
 
-/// `(rows, cols)` of per-block tensor `k`; norms are one row.
+/// `(rows, cols)` of per-block tensor `k`; norms and biases are one row.
 fn layer_shape(c: &Config, k: usize) -> (usize, usize) {
     match k {
-        slot::ATTN_NORM | slot::FFN_NORM => (1, c.dim),
+        slot::ATTN_NORM | slot::FFN_NORM | slot::BIAS_O | slot::BIAS_DOWN => (1, c.dim),
+        slot::BIAS_Q => (1, c.q_dim()),
+        slot::BIAS_K | slot::BIAS_V => (1, c.kv_dim()),
+        slot::BIAS_GATE | slot::BIAS_UP => (1, c.ffn_dim),
         slot::ATTN_Q => (c.q_dim(), c.dim),
         slot::ATTN_K | slot::ATTN_V => (c.kv_dim(), c.dim),
         slot::ATTN_OUTPUT => (c.dim, c.q_dim()),

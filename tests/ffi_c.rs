@@ -376,6 +376,42 @@ fn hostile_files() -> &'static [PathBuf] {
             "last-over-previous",
             base().build_with(|i, off| if i == n - 1 { off - 32 } else { off }),
         );
+        let f32s = |v: &[f32]| v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>();
+        // 30 UNSUPPORTED_ROPE_SCALING
+        let mut g = base();
+        g.kv_str("llama.rope.scaling.type", "longrope");
+        add(30, "longrope", g.build());
+        let mut g = base();
+        let mut factors = vec![1.0f32; 8]; // head_dim 16: 8 pairs
+        factors[5] = 0.0;
+        g.tensor("rope_freqs.weight", &[8], ty::F32, f32s(&factors));
+        add(30, "rope-freqs-zero", g.build());
+        // 31 UNSUPPORTED_EXPERTS
+        let mut g = base();
+        g.kv_u32("llama.expert_count", 8);
+        add(31, "expert-count", g.build());
+        let mut g = base();
+        g.tensor(
+            "blk.1.ffn_gate_inp.weight",
+            &[64, 8],
+            ty::F32,
+            vec![0; 64 * 8 * 4],
+        );
+        add(31, "router-tensor", g.build());
+        // 32 UNSUPPORTED_SOFTCAP
+        let mut g = base();
+        g.kv_f32("llama.attn_logit_softcapping", 50.0);
+        add(32, "attn-softcap", g.build());
+        let mut g = base();
+        g.kv_f32("llama.final_logit_softcapping", 30.0);
+        add(32, "final-softcap", g.build());
+        // 33 UNEXPECTED_TENSOR
+        let mut g = base();
+        g.tensor("blk.0.attn_q_norm.weight", &[16], ty::F32, f32s(&[1.0; 16]));
+        add(33, "q-norm", g.build());
+        let mut g = base();
+        g.tensor("output.bias", &[100], ty::F32, f32s(&[0.0; 100]));
+        add(33, "output-bias-in-llama", g.build());
         files
     })
 }
@@ -394,8 +430,8 @@ fn c_model_api() {
     );
     assert!(out.contains(&want), "{out}");
     // Every file-level status (GGUF_TRUNCATED to DUPLICATE_TENSOR, and
-    // GGUF_TENSOR_OVERLAP) has a hostile file.
-    for code in (5..=21).chain([29]) {
+    // GGUF_TENSOR_OVERLAP to UNEXPECTED_TENSOR) has a hostile file.
+    for code in (5..=21).chain(29..=33) {
         let tag = format!("bad-{code:02}-");
         assert!(
             hostile_files().iter().any(|p| p

@@ -88,10 +88,12 @@ fn every_hostile_file_is_refused_with_its_status() {
     assert!(wrong.is_empty(), "\n{}", wrong.join("\n"));
     println!("{} hostile files, statuses: {seen:?}", cases.len() - 1);
     // Every load-time status (GGUF_TRUNCATED to DUPLICATE_TENSOR, and
-    // TENSOR_OVERLAP) is exercised by some file.
+    // TENSOR_OVERLAP to UNEXPECTED_TENSOR: what the engine does not
+    // compute) is exercised by some file.
     let load_time = |e: &&Error| {
         (Error::Truncated as u32..=Error::DuplicateTensor as u32).contains(&(**e as u32))
-            || **e == Error::TensorOverlap
+            || (Error::TensorOverlap as u32..=Error::UnexpectedTensor as u32)
+                .contains(&(**e as u32))
     };
     for e in Error::ALL.iter().filter(load_time) {
         assert!(seen.contains(&format!("{e:?}")), "no file gives {e:?}");

@@ -312,13 +312,142 @@ def main():
     emit("norm-f16", "UnsupportedTensorType", "an F16 norm", tensor("output_norm.weight", type=GGML_F16))
     emit("duplicate-tensor", "DuplicateTensor", "two tensors named blk.0.attn_q.weight",
          tensor("blk.0.attn_k.weight", name=b"blk.0.attn_q.weight"))
-    emit("tensor-missing", "MissingTensor", "no output_norm.weight", tensor("output_norm.weight", name=b"output_nrm.weight"))
+    emit("tensor-missing", "MissingTensor", "no output_norm.weight",
+         with_tensors(lambda t: t.pop(t_of["output_norm.weight"])))
     emit("embedding-missing", "MissingTensor", "no token_embd.weight", tensor("token_embd.weight", name=b"token_emb.weight"))
+    emit("tensor-misspelt", "UnexpectedTensor", "output_norm.weight misspelt output_nrm.weight",
+         tensor("output_norm.weight", name=b"output_nrm.weight"))
     emit("tensor-shape", "TensorShape", "attn_q 8 x 4 instead of 8 x 8",
          tensor("blk.0.attn_q.weight", ne=[4, 8]))
     emit("tensor-transposed", "TensorShape", "ffn_down 16 x 8 instead of 8 x 16", tensor("blk.0.ffn_down.weight", ne=[8, 16]))
     emit("tensor-name-past-end", "StringPastEnd", "the last tensor's name length past the end",
          patch(valid, t_last["start"], "<Q", 2**63))
+
+    # --- what the engine does not compute: refused, never ignored
+    def f32kv(key, v):
+        return (key, F32, struct.pack("<f", v))
+
+    def strkv(key, v):
+        return (key, STRING, s(v))
+
+    def with_meta(*entries, drop=()):
+        def f(k):
+            for key in drop:
+                k.pop(next(i for i, kv in enumerate(k) if kv["key"] == key.encode()))
+            for key, ty, raw in entries:
+                k.append(dict(key=key.encode(), type=ty, raw=raw))
+        return with_kvs(f)
+
+    def plus_tensor(name, ne, payload, ty=GGML_F32, meta=()):
+        """The valid file with one more tensor (its data appended, aligned)
+        and metadata entries."""
+        t = [dict(x, ne=list(x["ne"])) for x in tensors]
+        at = (len(data) + align - 1) // align * align
+        t.append(dict(name=name.encode(), ne=ne, type=ty, offset=at))
+        k = [dict(kv) for kv in kvs] + [dict(key=key.encode(), type=vt, raw=raw) for key, vt, raw in meta]
+        return serialize(k, t, data + b"\0" * (at - len(data)) + payload)
+
+    yarn = strkv("llama.rope.scaling.type", b"yarn")
+    emit("rope-scaling-longrope", "UnsupportedRopeScaling", "rope.scaling.type longrope",
+         with_meta(strkv("llama.rope.scaling.type", b"longrope")))
+    emit("rope-scaling-unknown", "UnsupportedRopeScaling", "rope.scaling.type dynamic",
+         with_meta(strkv("llama.rope.scaling.type", b"dynamic")))
+    emit("rope-scaling-type-u32", "BadMetadata", "rope.scaling.type as a u32",
+         with_meta(("llama.rope.scaling.type", U32, struct.pack("<I", 1))))
+    emit("rope-factor-0", "UnsupportedRopeScaling", "linear scaling with factor 0",
+         with_meta(strkv("llama.rope.scaling.type", b"linear"), f32kv("llama.rope.scaling.factor", 0.0)))
+    emit("rope-factor-negative", "UnsupportedRopeScaling", "rope.scaling.factor -4 (no type: linear)",
+         with_meta(f32kv("llama.rope.scaling.factor", -4.0)))
+    emit("rope-factor-nan", "UnsupportedRopeScaling", "YaRN with factor NaN",
+         with_meta(yarn, f32kv("llama.rope.scaling.factor", float("nan"))))
+    emit("rope-scale-linear-inf", "UnsupportedRopeScaling", "the old rope.scale_linear key +inf",
+         with_meta(f32kv("llama.rope.scale_linear", float("inf"))))
+    emit("rope-attn-factor-0", "UnsupportedRopeScaling", "rope.scaling.attn_factor 0",
+         with_meta(f32kv("llama.rope.scaling.attn_factor", 0.0)))
+    emit("rope-orig-ctx-0", "UnsupportedRopeScaling", "YaRN with original_context_length 0",
+         with_meta(yarn, f32kv("llama.rope.scaling.factor", 4.0),
+                   ("llama.rope.scaling.original_context_length", U32, struct.pack("<I", 0))))
+    emit("rope-yarn-beta-fast", "UnsupportedRopeScaling", "yarn_beta_fast 16 (llama.cpp uses 32 for llama)",
+         with_meta(yarn, f32kv("llama.rope.scaling.factor", 4.0), f32kv("llama.rope.scaling.yarn_beta_fast", 16.0)))
+    emit("rope-yarn-ext-factor", "UnsupportedRopeScaling", "yarn_ext_factor 0.5",
+         with_meta(yarn, f32kv("llama.rope.scaling.factor", 4.0), f32kv("llama.rope.scaling.yarn_ext_factor", 0.5)))
+    emit("rope-yarn-log-multiplier", "UnsupportedRopeScaling", "yarn_log_multiplier 0.1 (DeepSeek's mscale)",
+         with_meta(yarn, f32kv("llama.rope.scaling.factor", 4.0),
+                   f32kv("llama.rope.scaling.yarn_log_multiplier", 0.1)))
+    emit("rope-sections", "UnsupportedRopeScaling", "rope.dimension_sections [2, 0, 0, 0] (M-RoPE)",
+         with_meta(("llama.rope.dimension_sections", ARRAY, struct.pack("<IQ", I32, 4) + struct.pack("<4i", 2, 0, 0, 0))))
+    emit("rope-freqs-zero", "UnsupportedRopeScaling", "rope_freqs factors with a 0",
+         plus_tensor("rope_freqs.weight", [2], struct.pack("<2f", 1.0, 0.0)))
+    emit("rope-freqs-nan", "UnsupportedRopeScaling", "rope_freqs factors with a NaN",
+         plus_tensor("rope_freqs.weight", [2], struct.pack("<2f", float("nan"), 1.0)))
+    emit("rope-freqs-shape", "TensorShape", "rope_freqs of 4 factors for 2 pairs",
+         plus_tensor("rope_freqs.weight", [4], struct.pack("<4f", 1, 1, 1, 1)))
+    emit("rope-freqs-f16", "UnsupportedTensorType", "rope_freqs in F16",
+         plus_tensor("rope_freqs.weight", [2], struct.pack("<2e", 1, 1), ty=GGML_F16))
+    emit("rope-factors-long", "UnsupportedRopeScaling", "LongRoPE's rope_factors_long tensor",
+         plus_tensor("rope_factors_long.weight", [2], struct.pack("<2f", 1, 2)))
+    emit("expert-count", "UnsupportedExperts", "expert_count 8",
+         with_meta(("llama.expert_count", U32, struct.pack("<I", 8))))
+    emit("expert-used-count", "UnsupportedExperts", "expert_used_count 2",
+         with_meta(("llama.expert_used_count", U32, struct.pack("<I", 2))))
+    emit("expert-router", "UnsupportedExperts", "a router tensor blk.0.ffn_gate_inp.weight",
+         plus_tensor("blk.0.ffn_gate_inp.weight", [8, 4], b"\0" * 128))
+    emit("expert-tensor", "UnsupportedExperts", "an expert tensor blk.1.ffn_up_exps.weight",
+         plus_tensor("blk.1.ffn_up_exps.weight", [8, 16, 2], b"\0" * 1024))
+    emit("softcap-attn", "UnsupportedSoftcap", "attn_logit_softcapping 50",
+         with_meta(f32kv("llama.attn_logit_softcapping", 50.0)))
+    emit("softcap-final", "UnsupportedSoftcap", "final_logit_softcapping 30",
+         with_meta(f32kv("llama.final_logit_softcapping", 30.0)))
+    emit("tensor-unknown", "UnexpectedTensor", "a block tensor the engine does not compute (attn_q_norm)",
+         plus_tensor("blk.0.attn_q_norm.weight", [4], b"\0" * 16))
+    emit("tensor-unknown-global", "UnexpectedTensor", "a tensor named foo",
+         plus_tensor("foo", [4], b"\0" * 16))
+    emit("bias-output-llama", "UnexpectedTensor", "output.bias, which llama does not have",
+         plus_tensor("output.bias", [32], b"\0" * 128))
+    emit("bias-shape", "TensorShape", "attn_k.bias of 8 for a KV width of 4",
+         plus_tensor("blk.0.attn_k.bias", [8], b"\0" * 32))
+    emit("bias-f16", "UnsupportedTensorType", "an F16 ffn_gate.bias",
+         plus_tensor("blk.0.ffn_gate.bias", [16], b"\0" * 32, ty=GGML_F16))
+    emit("attention-scale", "BadHyperparameters", "attention.scale 0.25 (the engine uses 1/sqrt(4))",
+         with_meta(f32kv("llama.attention.scale", 0.25)))
+    emit("logit-scale", "BadHyperparameters", "logit_scale 2", with_meta(f32kv("llama.logit_scale", 2.0)))
+    emit("sliding-window", "BadHyperparameters", "attention.sliding_window 16",
+         with_meta(("llama.attention.sliding_window", U32, struct.pack("<I", 16))))
+    emit("non-causal", "BadHyperparameters", "attention.causal false",
+         with_meta(("llama.attention.causal", BOOL, b"\0")))
+    # The same keys with the values the engine computes anyway load; and the
+    # file as qwen2 (keys renamed) loads, without what qwen2 does not have.
+    emit("neutral-keys", "Ok", "expert_count 0, softcapping 0, causal, scaling none, scales 1 and 1/sqrt(4)",
+         with_meta(("llama.expert_count", U32, struct.pack("<I", 0)), f32kv("llama.attn_logit_softcapping", 0.0),
+                   ("llama.attention.causal", BOOL, b"\1"), strkv("llama.rope.scaling.type", b"none"),
+                   f32kv("llama.rope.scaling.factor", 8.0), f32kv("llama.logit_scale", 1.0),
+                   f32kv("llama.attention.scale", 0.5), f32kv("llama.rope.scaling.yarn_beta_fast", 32.0)))
+    emit("scaled-rope", "Ok", "YaRN (factor 4, original context 16), attn_factor 0.9, and rope_freqs",
+         plus_tensor("rope_freqs.weight", [2], struct.pack("<2f", 1.0, 4.0),
+                     meta=[yarn, f32kv("llama.rope.scaling.factor", 4.0), f32kv("llama.rope.scaling.attn_factor", 0.9),
+                           ("llama.rope.scaling.original_context_length", U32, struct.pack("<I", 16))]))
+
+    def as_qwen2(k):
+        for kv in k:
+            if kv["key"].startswith(b"llama."):
+                kv["key"] = b"qwen2." + kv["key"][len(b"llama."):]
+            if kv["key"] == b"general.architecture":
+                kv["raw"] = s(b"qwen2")
+    qwen2 = [dict(kv) for kv in kvs]
+    as_qwen2(qwen2)
+    emit("qwen2", "Ok", "the valid file as qwen2", serialize(qwen2, tensors, data))
+
+    def qwen2_plus(name, ne, payload):
+        t = [dict(x, ne=list(x["ne"])) for x in tensors]
+        at = (len(data) + align - 1) // align * align
+        t.append(dict(name=name.encode(), ne=ne, type=GGML_F32, offset=at))
+        return serialize(qwen2, t, data + b"\0" * (at - len(data)) + payload)
+    emit("qwen2-bias-o", "UnexpectedTensor", "qwen2 with attn_output.bias (llama.cpp's qwen2 has none)",
+         qwen2_plus("blk.0.attn_output.bias", [8], b"\0" * 32))
+    emit("qwen2-rope-freqs", "UnexpectedTensor", "qwen2 with rope_freqs (llama.cpp's qwen2 reads none)",
+         qwen2_plus("rope_freqs.weight", [2], struct.pack("<2f", 1, 1)))
+    emit("qwen2-expert-count", "UnsupportedExperts", "qwen2 with expert_count 4 (a qwen2moe file's key)",
+         serialize(qwen2 + [dict(key=b"qwen2.expert_count", type=U32, raw=struct.pack("<I", 4))], tensors, data))
 
     # --- cut at each structural boundary (the status of the structure cut)
     last_kv = kvs[-1]
