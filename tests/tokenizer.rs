@@ -67,9 +67,23 @@ fn check(base: &str) -> usize {
     cases.len()
 }
 
+/// Every vocabulary of tests/data/vocab with llama.cpp's vectors (46 strings
+/// each), all ids equal.
 #[test]
-fn spm_vectors_match_llama_cpp() {
-    assert_eq!(check("ggml-vocab-llama-spm.gguf"), 46);
+fn vectors_of_every_vocab_match_llama_cpp() {
+    for name in [
+        "llama-spm",
+        "llama-bpe",
+        "gpt-2",
+        "starcoder",
+        "qwen2",
+        "deepseek-llm",
+        "deepseek-coder",
+        "falcon",
+        "command-r",
+    ] {
+        assert_eq!(check(&format!("ggml-vocab-{name}.gguf")), 46, "{name}");
+    }
 }
 
 #[test]
@@ -114,11 +128,6 @@ fn spm_round_trip_and_buffers() {
     );
     assert_eq!(r, Err(nanollama::Error::BufferTooSmall));
     assert_eq!(needed, n);
-}
-
-#[test]
-fn bpe_vectors_match_llama_cpp() {
-    assert_eq!(check("ggml-vocab-llama-bpe.gguf"), 46);
 }
 
 #[test]
