@@ -270,3 +270,59 @@ fn stream_decoder_emits_only_whole_characters() {
         Err(nanollama::Error::TokenOutOfRange)
     );
 }
+
+/// BOS, EOS, EOT, add_bos, add_eos and the end-of-generation set of every
+/// vocabulary, as llama.cpp (llama-cpp-python 0.3.36) reports them
+/// (`llama_vocab_bos`, ..., `llama_vocab_is_eog` over all ids).
+#[test]
+fn special_ids_and_eog_sets_match_llama_cpp() {
+    const N: u32 = nanollama::tokenizer::NONE;
+    /// Vocabulary, BOS, EOS, EOT, add_bos, add_eos, EOG set.
+    type Case = (&'static str, u32, u32, u32, bool, bool, &'static [u32]);
+    let cases: [Case; 9] = [
+        (
+            "llama-bpe",
+            128000,
+            128001,
+            128009,
+            true,
+            false,
+            &[128001, 128009],
+        ),
+        ("llama-spm", 1, 2, N, true, false, &[2]),
+        (
+            "qwen2",
+            151643,
+            151643,
+            151645,
+            false,
+            false,
+            &[128247, 151643, 151645],
+        ),
+        ("command-r", 5, 255001, N, true, false, &[0, 255001]),
+        (
+            "deepseek-llm",
+            100000,
+            100001,
+            100001,
+            true,
+            false,
+            &[100001],
+        ),
+        ("starcoder", 0, 0, 0, false, false, &[0, 4]),
+        ("gpt-2", 50256, 50256, 50256, false, false, &[50256]),
+        ("falcon", 11, 11, 11, false, false, &[11]),
+        ("deepseek-coder", 32013, 32014, 32014, true, false, &[32014]),
+    ];
+    for (name, bos, eos, eot, add_bos, add_eos, eog) in cases {
+        let bytes = std::fs::read(data(&format!("ggml-vocab-{name}.gguf"))).unwrap();
+        let mut mem = AlignedBuf::new(Vocab::size(&bytes).unwrap());
+        let v = Vocab::init(&bytes, mem.as_mut_slice()).unwrap();
+        let got = (v.bos(), v.eos(), v.eot(), v.add_bos(), v.add_eos());
+        assert_eq!(got, (bos, eos, eot, add_bos, add_eos), "{name}");
+        let mut set: Vec<u32> = v.eog_tokens().to_vec();
+        set.sort();
+        assert_eq!(set, eog, "{name}");
+        assert!(eog.iter().all(|&t| v.is_eog(t)) && !v.is_eog(N), "{name}");
+    }
+}
