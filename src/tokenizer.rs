@@ -737,13 +737,14 @@ impl<'a> Vocab<'a> {
         // pairs present. Text area: the escaped text (SPM: a space becomes
         // 3 bytes) or the code points, the pre-token cuts and one byte-mapped
         // word (BPE: 4 + 1/8 + 6 bytes per byte). Symbols: 16 bytes each, at
-        // most 3 per byte; bigram heap: 3 entries of 16 bytes per symbol; or
+        // most 3 per byte; bigram heap: 3 entries of 16 bytes per symbol, and
+        // a back link of 4 bytes per symbol; or
         // the pre-tokenizer's matcher, whichever is larger.
         let claims = max_text.checked_mul(4)?.checked_add(PAIRS_BYTES)?;
         let n = max_text.checked_mul(3)?.checked_add(3)?;
         let text = max_text.checked_mul(12)?.checked_add(16)?;
         let sym = round_up(n.checked_mul(16)?)?;
-        let heap = round_up(n.checked_mul(48)?)?;
+        let heap = round_up(n.checked_mul(48)?)?.checked_add(round_up(n.checked_mul(4)?)?)?;
         let work = round_up(max_work_words(max_text)?.checked_mul(4)?)?;
         let rest = sym.checked_add(heap)?.max(work);
         round_up(claims)?
@@ -925,7 +926,7 @@ impl<'a> Vocab<'a> {
             }
         }
         let esc = &esc[..n];
-        let (syms, heap) = symbols_and_heap(rest, cap)?;
+        let (syms, heap, _) = symbols_and_heap(rest, cap)?;
         // Symbols: [start, len, prev, next] (NONE for none), one per UTF-8
         // character (a stray byte is its own symbol).
         let mut ns = 0;
@@ -1014,7 +1015,7 @@ impl<'a> Vocab<'a> {
             .map_err(|_| Error::Misaligned)?;
             pretokenize::split(self.pre, cps, &mut cuts[..n_cp / 64 + 1], work);
         }
-        let (syms, heap) = symbols_and_heap(rest, cap)?;
+        let (syms, heap, prevs) = symbols_and_heap(rest, cap)?;
         let mut pos = 0;
         while pos < cps.len() {
             let end = pretokenize::next_cut(cuts, pos);
@@ -1031,7 +1032,7 @@ impl<'a> Vocab<'a> {
                     n += enc.len();
                 }
             }
-            self.bpe_word(&word[..n], syms, heap, w);
+            self.bpe_word(&word[..n], syms, heap, prevs, w);
             pos = end;
         }
         Ok(())
@@ -1058,6 +1059,7 @@ impl<'a> Vocab<'a> {
         word: &[u8],
         syms: &mut [[u32; 4]],
         heap: &mut [[u32; 4]],
+        prevs: &mut [u32],
         w: &mut Writer<'_>,
     ) {
         // LLaMA 3 and Tekken ignore merges when the whole word is a token.
@@ -1067,13 +1069,14 @@ impl<'a> Vocab<'a> {
                 return;
             }
         }
-        // Symbols: [start, len, id, next]; prev kept in a parallel pass.
+        // Symbols: [start, len, id, next]; `prevs` links them back.
         let mut ns = 0;
         let mut off = 0;
         while off < word.len() {
             let len = symbol_len(word[off]).min(word.len() - off);
             let id = self.lookup(&word[off..off + len]).unwrap_or(NONE);
             syms[ns] = [off as u32, len as u32, id, ns as u32 + 1];
+            prevs[ns] = if ns == 0 { NONE } else { ns as u32 - 1 };
             off += len;
             ns += 1;
         }
@@ -1110,13 +1113,10 @@ impl<'a> Vocab<'a> {
             syms[l][2] = res;
             syms[r][1] = 0;
             syms[l][3] = syms[r][3];
-            // The previous live symbol.
-            let mut prev = NONE;
-            let mut i = 0u32;
-            while i != NONE && i as usize != l {
-                prev = i;
-                i = syms[i as usize][3];
+            if syms[r][3] != NONE {
+                prevs[syms[r][3] as usize] = l as u32;
             }
+            let prev = prevs[l];
             if prev != NONE {
                 push(&mut q, syms, prev as usize, l);
             }
@@ -1238,16 +1238,21 @@ fn symbol_len(b: u8) -> usize {
 /// A symbol or a bigram: four words whose meaning each encoder documents.
 type Entry = [u32; 4];
 
-/// The symbol table (16 bytes each, `cap` of them) and the bigram heap (3
-/// entries per symbol) carved from the scratch after the text area.
-fn symbols_and_heap(rest: &mut [u8], cap: usize) -> Result<(&mut [Entry], &mut [Entry])> {
+/// The symbol table (16 bytes each, `cap` of them), the bigram heap (3
+/// entries per symbol) and a link per symbol, carved from the scratch after
+/// the text area.
+type Tables<'s> = (&'s mut [Entry], &'s mut [Entry], &'s mut [u32]);
+fn symbols_and_heap(rest: &mut [u8], cap: usize) -> Result<Tables<'_>> {
     let sym_bytes = round_up(cap * 16).ok_or(Error::InvalidArgument)?;
-    let (sym_mem, heap_mem) = rest.split_at_mut(sym_bytes);
+    let (sym_mem, rest) = rest.split_at_mut(sym_bytes);
+    let (heap_mem, link_mem) = rest.split_at_mut(round_up(cap * 48).ok_or(Error::InvalidArgument)?);
     let syms =
         bytemuck::try_cast_slice_mut(&mut sym_mem[..cap * 16]).map_err(|_| Error::Misaligned)?;
     let heap =
         bytemuck::try_cast_slice_mut(&mut heap_mem[..cap * 48]).map_err(|_| Error::Misaligned)?;
-    Ok((syms, heap))
+    let links =
+        bytemuck::try_cast_slice_mut(&mut link_mem[..cap * 4]).map_err(|_| Error::Misaligned)?;
+    Ok((syms, heap, links))
 }
 
 /// GPT-2's byte-to-character map: printable Latin-1 bytes stand for
