@@ -58,7 +58,7 @@ int main(int argc, char **argv) {
     for (int c = 0; c < N_CHARACTERS; c++) {
         character *ch = &cast[c];
         int32_t tokens[256];
-        size_t n_prompt = host_tokenize(&hm, ch->prompt, tokens, 256);
+        size_t n_prompt = host_tokenize(&hm, ch->prompt, 0, tokens, 256);
 
         nanollama_context_params cp;
         nanollama_context_params_default(&cp);
@@ -98,7 +98,7 @@ int main(int argc, char **argv) {
             CHECK_OK(nanollama_sampler_accept(ch->sampler, tok));
             ch->n_gen++;
             CHECK_OK(nanollama_context_pos(ch->ctx, &pos));
-            if ((uint32_t)tok == vi.eos || ch->len + 300 > sizeof ch->text) {
+            if (host_is_eog(vocab, tok) || ch->len + 300 > sizeof ch->text) {
                 ch->done = 1;
                 continue;
             }

@@ -4,7 +4,8 @@
  *     $ ./generate -p "And it came to pass" -n 60
  *     $ ./generate -m models/kjv-llama.gguf -p "In the beginning" -n 40 -t 2 --seed 7 --temp 0.8
  * Options: -m MODEL (default models/kjv-llama.gguf), -p PROMPT, -n TOKENS
- * (default 128), -t THREADS (a pthread pool of that size runs the library's
+ * (default 128), --special (read special-token text in the prompt, such as
+ * "<|im_start|>", as those tokens), -t THREADS (a pthread pool of that size runs the library's
  * tasks; the text is the same for any number), and the sampler flags --seed
  * --temp --top-k --top-p --min-p --repeat-penalty --penalty-last-n (llama.cpp's
  * defaults otherwise; --temp 0 is greedy). Prints the prompt and the text as
@@ -22,10 +23,15 @@ int main(int argc, char **argv) {
     int n_predict = 128, n_threads = 1;
     nanollama_sampler_params sp;
     nanollama_sampler_params_default(&sp);
+    int special = 0;
     for (int i = 1; i < argc; i++) {
         if (sampler_flag(argc, argv, &i, &sp)) continue;
+        if (!strcmp(argv[i], "--special")) {
+            special = 1;
+            continue;
+        }
         if (i + 1 >= argc) {
-            fprintf(stderr, "usage: %s [-m MODEL] [-p PROMPT] [-n N] [-t THREADS] [sampler flags]\n",
+            fprintf(stderr, "usage: %s [-m MODEL] [-p PROMPT] [-n N] [-t THREADS] [--special] [sampler flags]\n",
                     argv[0]);
             return 2;
         }
@@ -47,10 +53,10 @@ int main(int argc, char **argv) {
     const nanollama_vocab_info vi = hm.vocab_info;
     size_t size;
 
-    /* The prompt as tokens (BOS first when the file asks for it). */
-    size_t cap = strlen(prompt) + 2;
+    /* The prompt as tokens (BOS and EOS where the file asks for them). */
+    size_t cap = strlen(prompt) + 3;
     int32_t *tokens = malloc(cap * sizeof *tokens);
-    size_t n_prompt = host_tokenize(&hm, prompt, tokens, cap);
+    size_t n_prompt = host_tokenize(&hm, prompt, special, tokens, cap);
 
     /* A context for the whole training window, the prompt in one batch, and
      * the host's threads if asked for. */
@@ -90,7 +96,8 @@ int main(int argc, char **argv) {
     CHECK_OK(nanollama_context_decode(ctx, tokens, n_prompt));
     double t1 = now_seconds();
 
-    /* Sample, show, feed back, until -n tokens, EOS or a full context. */
+    /* Sample, show, feed back, until -n tokens, an end-of-generation token
+     * (EOS, end of turn, ...) or a full context. */
     int n_gen = 0;
     uint32_t pos = (uint32_t)n_prompt;
     while (n_gen < n_predict) {
@@ -101,7 +108,7 @@ int main(int argc, char **argv) {
         CHECK_OK(nanollama_sampler_sample(sampler, logits, mi.n_vocab, &tok));
         CHECK_OK(nanollama_sampler_accept(sampler, tok));
         n_gen++;
-        if ((uint32_t)tok == vi.eos) break;
+        if (host_is_eog(vocab, tok)) break;
         size_t n = token_text(vocab, &vi, &d, tok, piece);
         fwrite(piece, 1, n, stdout);
         fflush(stdout);

@@ -108,18 +108,20 @@ static inline void host_model_free(host_model *m) {
     unmap_file(m->file);
 }
 
-/* `text` as tokens (BOS first when the file asks for it; BOS alone for an
- * empty text) into tokens[0..cap]; returns the count. */
-static inline size_t host_tokenize(const host_model *m, const char *text, int32_t *tokens,
-                                   size_t cap) {
+/* `text` as tokens (BOS and EOS where the file asks for them; BOS alone for
+ * an empty text) into tokens[0..cap]; returns the count. `special`: read
+ * special-token text such as "<|im_start|>" as those tokens. */
+static inline size_t host_tokenize(const host_model *m, const char *text, int special,
+                                   int32_t *tokens, size_t cap) {
     size_t len = strlen(text), n = 0;
     size_t scratch_len = nanollama_tokenize_scratch_size(len);
     void *scratch = alloc64(scratch_len);
-    uint32_t flags = m->vocab_info.add_bos ? NANOLLAMA_TOKENIZE_FLAGS_ADD_BOS : 0;
+    uint32_t flags = NANOLLAMA_TOKENIZE_FLAGS_ADD_SPECIAL;
+    if (special) flags |= NANOLLAMA_TOKENIZE_FLAGS_PARSE_SPECIAL;
     CHECK_OK(nanollama_tokenize(m->vocab, (const uint8_t *)text, len, flags, scratch, scratch_len,
                                 tokens, cap, &n));
     free(scratch);
-    if (n == 0 && cap > 0) tokens[n++] = (int32_t)m->vocab_info.bos;
+    if (n == 0 && cap > 0 && m->vocab_info.bos != UINT32_MAX) tokens[n++] = (int32_t)m->vocab_info.bos;
     return n;
 }
 
@@ -244,6 +246,13 @@ static inline int sampler_flag(int argc, char **argv, int *i, nanollama_sampler_
         default: sp->penalty_last_n = (uint32_t)strtoul(v, NULL, 10); break;
     }
     return 1;
+}
+
+/* Whether generation ends at `token` (EOS, end of turn, ...). */
+static inline int host_is_eog(const nanollama_vocab *vocab, int32_t token) {
+    uint32_t eog = 0;
+    CHECK_OK(nanollama_vocab_is_eog(vocab, token, &eog));
+    return eog != 0;
 }
 
 /* The text a generated token adds, through a streaming detokenizer (bytes of

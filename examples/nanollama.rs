@@ -11,7 +11,7 @@
 use nanollama::gguf::{Gguf, Value};
 use nanollama::host::{pool_or_inline, AlignedBuf, FileBytes};
 use nanollama::sampler::LogitBias;
-use nanollama::tokenizer::Vocab;
+use nanollama::tokenizer::{AddTokens, Vocab};
 use nanollama::{Context, ContextParams, KvType, Model, Sampler, SamplerParams, Stage};
 use std::io::Write;
 use std::path::Path;
@@ -21,8 +21,8 @@ const USAGE: &str = "usage: nanollama info MODEL.gguf
        nanollama bench MODEL.gguf [--pp 128] [--tg 64] [--threads N] [--reps R] [--f32-act] [--hugepages]
        nanollama logits MODEL.gguf --tokens 1,2,3 [--threads N] [--kv f32|f16] [--f32-act] --out FILE
        nanollama generate [MODEL.gguf] [--prompt TEXT] [-n N] [--threads N] [--ctx N] [--kv f32|f16]
-                 [--f32-act] [--ids] [SAMPLER OPTIONS]
-       nanollama tokenize MODEL.gguf [--no-bos] [--special] [--time] [--file PATH | [--] TEXT]
+                 [--f32-act] [--ids] [--special] [SAMPLER OPTIONS]
+       nanollama tokenize MODEL.gguf [--no-bos] [--bos] [--special] [--time] [--file PATH | [--] TEXT]
        nanollama detokenize MODEL.gguf ID...
        nanollama sample --logits FILE --n-vocab N [SAMPLER OPTIONS] [--history 1,2,3]
                  [--logit-bias ID:BIAS,...] [--dump | --bench CALLS]
@@ -428,10 +428,12 @@ fn load_vocab<'a>(path: &str, bytes: &'a [u8], mem: &'a mut AlignedBuf) -> Resul
     Vocab::init(bytes, mem.as_mut_slice()).map_err(|e| Fail(format!("{path}: {e}"), 1))
 }
 
-/// Token ids of TEXT, separated by spaces, on one line.
+/// Token ids of TEXT, separated by spaces, on one line: BOS and EOS where
+/// the file asks for them (`--no-bos`: neither; `--bos`: BOS whatever the
+/// file says), special-token text read as those tokens with `--special`.
 fn tokenize(args: &[String]) -> Result<(), Fail> {
     let (mut path, mut text) = (None, None);
-    let (mut bos, mut special, mut options) = (true, false, true);
+    let (mut bos, mut special, mut options) = (None, false, true);
     let (mut file_arg, mut time) = (false, false);
     for a in args {
         if file_arg {
@@ -443,7 +445,8 @@ fn tokenize(args: &[String]) -> Result<(), Fail> {
         match a.as_str() {
             "--file" if options => file_arg = true,
             "--time" if options => time = true,
-            "--no-bos" if options => bos = false,
+            "--no-bos" if options => bos = Some(false),
+            "--bos" if options => bos = Some(true),
             "--special" if options => special = true,
             "--" if options => options = false,
             s if options && s.starts_with('-') && path.is_some() => {
@@ -465,15 +468,23 @@ fn tokenize(args: &[String]) -> Result<(), Fail> {
     let scratch_len =
         Vocab::scratch_size(t.len()).ok_or_else(|| Fail("text too long".into(), 1))?;
     let mut scratch = AlignedBuf::new(scratch_len);
-    // One token per byte plus BOS and a SentencePiece prefix (up to 3 byte
-    // tokens) always suffices.
-    let mut out = vec![0u32; t.len() + 4];
+    // One token per byte plus BOS, EOS and a SentencePiece prefix (up to 3
+    // byte tokens) always suffices.
+    let mut out = vec![0u32; t.len() + 5];
     let mut needed = 0;
+    let add = match bos {
+        None => v.add_special(),
+        Some(false) => AddTokens::NONE,
+        Some(true) => AddTokens {
+            bos: true,
+            eos: v.add_eos(),
+        },
+    };
     let start = std::time::Instant::now();
     let n = v
-        .tokenize(
+        .tokenize_with(
             t,
-            bos,
+            add,
             special,
             scratch.as_mut_slice(),
             &mut out,
@@ -529,12 +540,16 @@ fn generate(args: &[String]) -> Result<(), Fail> {
     let mut p = SamplerParams::default();
     let (mut path, mut prompt, mut n_gen, mut threads, mut n_ctx) =
         (None, String::new(), 128usize, 1usize, 0u32);
-    let mut print_ids = false;
+    let (mut print_ids, mut special) = (false, false);
     let (mut f32_act, mut kv) = (false, KvType::F16);
     let mut it = args.iter();
     while let Some(a) = it.next() {
         if a == "--ids" {
             print_ids = true;
+            continue;
+        }
+        if a == "--special" {
+            special = true;
             continue;
         }
         if a == "--f32-act" {
@@ -590,18 +605,25 @@ fn generate(args: &[String]) -> Result<(), Fail> {
     let mut scratch = AlignedBuf::new(Vocab::scratch_size(text.len()).unwrap_or(0));
     let mut toks = vec![0u32; text.len() + 2];
     let mut needed = 0;
-    let bos = vocab.add_bos();
+    // BOS and EOS where the file asks for them, as llama.cpp does.
+    let add = vocab.add_special();
     let sc = scratch.as_mut_slice();
-    let n = match vocab.tokenize(text, bos, false, sc, &mut toks, &mut needed) {
+    let n = match vocab.tokenize_with(text, add, special, sc, &mut toks, &mut needed) {
         Err(nanollama::Error::BufferTooSmall) => {
             toks.resize(needed, 0);
-            vocab.tokenize(text, bos, false, sc, &mut toks, &mut needed)
+            vocab.tokenize_with(text, add, special, sc, &mut toks, &mut needed)
         }
         r => r,
     }
     .map_err(fail)?;
     toks.truncate(n);
     if toks.is_empty() {
+        if vocab.bos() == nanollama::tokenizer::NONE {
+            return Err(Fail(
+                "an empty prompt, and no BOS token to start from".into(),
+                1,
+            ));
+        }
         toks.push(vocab.bos());
     }
     let train_ctx = model.config().n_ctx_train as u32;
@@ -635,7 +657,7 @@ fn generate(args: &[String]) -> Result<(), Fail> {
     // Echo the prompt as the model reads it.
     for &t in toks.iter().filter(|_| !print_ids) {
         let k = dec
-            .push(&vocab, t, false, &mut buf, &mut needed)
+            .push(&vocab, t, special, &mut buf, &mut needed)
             .map_err(fail)?;
         out.write_all(&buf[..k])
             .map_err(|e| Fail(e.to_string(), 1))?;
@@ -652,7 +674,8 @@ fn generate(args: &[String]) -> Result<(), Fail> {
         let t = sampler.sample(ctx.last_logits()).map_err(fail)?;
         sampler.accept(t).map_err(fail)?;
         generated += 1;
-        if t == vocab.eos() {
+        // EOS, end of turn, <|im_end|>, ...: llama.cpp's end-of-generation set.
+        if vocab.is_eog(t) {
             break;
         }
         if print_ids {

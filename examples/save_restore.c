@@ -70,7 +70,7 @@ int main(int argc, char **argv) {
     int32_t tokens[512];
     size_t n_prompt = 0;
     if (saving) {
-        n_prompt = host_tokenize(&hm, prompt, tokens, 512);
+        n_prompt = host_tokenize(&hm, prompt, 0, tokens, 512);
     }
 
     nanollama_context_params cp;
@@ -140,7 +140,7 @@ int main(int argc, char **argv) {
         CHECK_OK(nanollama_sampler_sample(sampler, logits, mi.n_vocab, &tok));
         CHECK_OK(nanollama_sampler_accept(sampler, tok));
         n_gen++;
-        if ((uint32_t)tok == vi.eos) break;
+        if (host_is_eog(vocab, tok)) break;
         size_t n = token_text(vocab, &vi, &d, tok, piece);
         fwrite(piece, 1, n, stdout);
         if (pos == cp.n_ctx) break;

@@ -27,7 +27,25 @@ int main(int argc, char **argv) {
     CHECK_OK(nanollama_vocab_get_info(bpe, &bi));
     CHECK(si.n_vocab == 32000 && si.bos == 1 && si.eos == 2 && si.kind == 0);
     CHECK(bi.n_vocab == 128256 && bi.bos == 128000 && bi.kind == 1);
+    /* LLaMA 3 asks for BOS (llama.cpp's default for llama-bpe), not EOS;
+     * <|eot_id|> (128009) is its end of turn, found by its text. */
+    CHECK(bi.add_bos == 1 && bi.add_eos == 0 && bi.eot == 128009 && bi.eom == UINT32_MAX);
+    CHECK(si.add_bos == 1 && si.add_eos == 0 && si.unk == 0 && si.eot == UINT32_MAX);
+    CHECK(bi.n_eog == 2 && si.n_eog == 1); /* llama.cpp: {128001, 128009} and {2} */
     CHECK_STATUS(nanollama_vocab_get_info(NULL, &si), NANOLLAMA_STATUS_NULL_POINTER);
+    uint32_t eog = 7;
+    CHECK_OK(nanollama_vocab_is_eog(bpe, 128009, &eog));
+    CHECK(eog == 1);
+    CHECK_OK(nanollama_vocab_is_eog(bpe, 128001, &eog));
+    CHECK(eog == 1);
+    CHECK_OK(nanollama_vocab_is_eog(bpe, 9906, &eog));
+    CHECK(eog == 0);
+    CHECK_OK(nanollama_vocab_is_eog(spm, 2, &eog));
+    CHECK(eog == 1);
+    CHECK_STATUS(nanollama_vocab_is_eog(NULL, 2, &eog), NANOLLAMA_STATUS_NULL_POINTER);
+    CHECK_STATUS(nanollama_vocab_is_eog(spm, 2, NULL), NANOLLAMA_STATUS_NULL_POINTER);
+    CHECK_STATUS(nanollama_vocab_is_eog(spm, 32000, &eog), NANOLLAMA_STATUS_TOKEN_OUT_OF_RANGE);
+    CHECK_STATUS(nanollama_vocab_is_eog(spm, -1, &eog), NANOLLAMA_STATUS_TOKEN_OUT_OF_RANGE);
 
     /* llama.cpp's ids for " Hello world" (from its test vectors). */
     const char *text = " Hello world";
@@ -51,8 +69,17 @@ int main(int argc, char **argv) {
     CHECK_STATUS(nanollama_tokenize(bpe, (const uint8_t *)text, tl, 0, scratch, sc_len, NULL, 0, &n),
                  NANOLLAMA_STATUS_BUFFER_TOO_SMALL);
     CHECK(n == 2);
+    /* ADD_SPECIAL: BOS and EOS as the file asks (LLaMA 3: BOS only); with
+     * ADD_EOS, EOS as well. */
+    CHECK_OK(nanollama_tokenize(bpe, (const uint8_t *)text, tl, NANOLLAMA_TOKENIZE_FLAGS_ADD_SPECIAL, scratch,
+                                sc_len, toks, 16, &n));
+    CHECK(n == 3 && toks[0] == 128000 && toks[1] == 22691 && toks[2] == 1917);
+    CHECK_OK(nanollama_tokenize(bpe, (const uint8_t *)text, tl,
+                                NANOLLAMA_TOKENIZE_FLAGS_ADD_SPECIAL | NANOLLAMA_TOKENIZE_FLAGS_ADD_EOS, scratch,
+                                sc_len, toks, 16, &n));
+    CHECK(n == 4 && toks[0] == 128000 && toks[3] == 128001);
     /* Bad arguments. */
-    CHECK_STATUS(nanollama_tokenize(bpe, (const uint8_t *)text, tl, 8, scratch, sc_len, toks, 16, &n),
+    CHECK_STATUS(nanollama_tokenize(bpe, (const uint8_t *)text, tl, 16, scratch, sc_len, toks, 16, &n),
                  NANOLLAMA_STATUS_INVALID_ARGUMENT);
     CHECK_STATUS(nanollama_tokenize(bpe, (const uint8_t *)text, tl, 0, scratch, 64, toks, 16, &n),
                  NANOLLAMA_STATUS_BUFFER_TOO_SMALL);

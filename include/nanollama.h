@@ -170,9 +170,18 @@ typedef enum {
 typedef enum {
   // Start with the BOS token.
   NANOLLAMA_TOKENIZE_FLAGS_ADD_BOS = 1,
-  // Recognize control, user-defined and unknown tokens written in the text.
+  // Recognize control and unknown tokens written in the text
+  // (user-defined ones always are, as in llama.cpp).
   NANOLLAMA_TOKENIZE_FLAGS_PARSE_SPECIAL = 2,
+  // BOS and EOS as the file asks for them (llama.cpp's `add_special`);
+  // with ADD_BOS / ADD_EOS, those are added whatever the file says.
+  NANOLLAMA_TOKENIZE_FLAGS_ADD_SPECIAL = 4,
+  // End with the EOS token.
+  NANOLLAMA_TOKENIZE_FLAGS_ADD_EOS = 8,
 } nanollama_tokenize_flags;
+
+// The BOS and EOS tokens [`Vocab::tokenize_with`] puts around the text.
+typedef struct AddTokens AddTokens;
 
 // One conversation (opaque). Use from one thread at a time.
 typedef struct nanollama_context nanollama_context;
@@ -300,8 +309,19 @@ typedef struct {
   uint32_t eos;
   // 1 when the file asks for BOS at the start of a text.
   uint32_t add_bos;
-  // 0: SentencePiece (`llama`); 1: byte-level BPE (`gpt2`, LLaMA 3).
+  // 0: SentencePiece (`llama`); 1: byte-level BPE (`gpt2`).
   uint32_t kind;
+  // 1 when the file asks for EOS at the end of a text.
+  uint32_t add_eos;
+  // End-of-turn, end-of-message, unknown and padding tokens, as llama.cpp
+  // finds them (EOT and EOM also by their text, `<|eot_id|>`,
+  // `<|im_end|>`, ...). Here and in `bos`/`eos`, 0xFFFFFFFF: none.
+  uint32_t eot;
+  uint32_t eom;
+  uint32_t unk;
+  uint32_t pad;
+  // Number of end-of-generation tokens (`nanollama_vocab_is_eog`).
+  uint32_t n_eog;
 } nanollama_vocab_info;
 
 // The state of a streaming detokenizer: plain data the caller owns (on
@@ -591,13 +611,26 @@ nanollama_status nanollama_vocab_init(const uint8_t *gguf,
                                       size_t mem_len,
                                       const nanollama_vocab **out_vocab);
 
-// Writes the vocabulary's size, BOS/EOS ids and kind to `*out`.
+// Writes the vocabulary's size, special token ids, BOS/EOS choices and
+// kind to `*out`.
 //
 // # Safety
 // `vocab` a valid handle; `out` writable.
 NANOLLAMA_API
 nanollama_status nanollama_vocab_get_info(const nanollama_vocab *vocab,
                                           nanollama_vocab_info *out);
+
+// Writes 1 to `*out_is_eog` when generation ends at `token` (EOS, EOT, EOM
+// and the tokens llama.cpp also counts by their text: `<|im_end|>`,
+// `<end_of_turn>`, `<|endoftext|>`, ...), else 0. TOKEN_OUT_OF_RANGE for a
+// token outside the vocabulary.
+//
+// # Safety
+// `vocab` a valid handle; `out_is_eog` writable.
+NANOLLAMA_API
+nanollama_status nanollama_vocab_is_eog(const nanollama_vocab *vocab,
+                                        int32_t token,
+                                        uint32_t *out_is_eog);
 
 // Bytes of scratch `nanollama_tokenize` needs for texts of up to
 // `max_text_len` bytes (about 200 per byte); 0 when that overflows.

@@ -19,7 +19,7 @@ use crate::error::Error;
 use crate::model::{Model, ALIGN};
 use crate::parallel::Parallel;
 use crate::sampler::{LogitBias, Sampler, SamplerParams, Stage, MAX_STAGES};
-use crate::tokenizer::{StreamDecoder, Vocab, VocabKind};
+use crate::tokenizer::{AddTokens, StreamDecoder, Vocab, VocabKind};
 
 /// Status of a call. 0 is success; values are only ever appended.
 #[repr(C)]
@@ -1217,8 +1217,19 @@ pub struct nanollama_vocab_info {
     pub eos: u32,
     /// 1 when the file asks for BOS at the start of a text.
     pub add_bos: u32,
-    /// 0: SentencePiece (`llama`); 1: byte-level BPE (`gpt2`, LLaMA 3).
+    /// 0: SentencePiece (`llama`); 1: byte-level BPE (`gpt2`).
     pub kind: u32,
+    /// 1 when the file asks for EOS at the end of a text.
+    pub add_eos: u32,
+    /// End-of-turn, end-of-message, unknown and padding tokens, as llama.cpp
+    /// finds them (EOT and EOM also by their text, `<|eot_id|>`,
+    /// `<|im_end|>`, ...). Here and in `bos`/`eos`, 0xFFFFFFFF: none.
+    pub eot: u32,
+    pub eom: u32,
+    pub unk: u32,
+    pub pad: u32,
+    /// Number of end-of-generation tokens (`nanollama_vocab_is_eog`).
+    pub n_eog: u32,
 }
 
 /// Flags of `nanollama_tokenize`, to be OR-ed into its `flags` argument.
@@ -1227,11 +1238,19 @@ pub struct nanollama_vocab_info {
 pub enum nanollama_tokenize_flags {
     /// Start with the BOS token.
     AddBos = 1,
-    /// Recognize control, user-defined and unknown tokens written in the text.
+    /// Recognize control and unknown tokens written in the text
+    /// (user-defined ones always are, as in llama.cpp).
     ParseSpecial = 2,
+    /// BOS and EOS as the file asks for them (llama.cpp's `add_special`);
+    /// with ADD_BOS / ADD_EOS, those are added whatever the file says.
+    AddSpecial = 4,
+    /// End with the EOS token.
+    AddEos = 8,
 }
 const ADD_BOS: u32 = nanollama_tokenize_flags::AddBos as u32;
 const PARSE_SPECIAL: u32 = nanollama_tokenize_flags::ParseSpecial as u32;
+const ADD_SPECIAL: u32 = nanollama_tokenize_flags::AddSpecial as u32;
+const ADD_EOS: u32 = nanollama_tokenize_flags::AddEos as u32;
 
 /// The state of a streaming detokenizer: plain data the caller owns (on
 /// the stack, in a struct). Start it with `nanollama_detokenizer_init`.
@@ -1305,7 +1324,8 @@ unsafe fn vocab_ref<'a>(v: *const nanollama_vocab) -> Result<&'a Vocab<'static>,
     Ok(unsafe { &*(v as *const Vocab<'static>) })
 }
 
-/// Writes the vocabulary's size, BOS/EOS ids and kind to `*out`.
+/// Writes the vocabulary's size, special token ids, BOS/EOS choices and
+/// kind to `*out`.
 ///
 /// # Safety
 /// `vocab` a valid handle; `out` writable.
@@ -1328,9 +1348,44 @@ pub unsafe extern "C" fn nanollama_vocab_get_info(
             VocabKind::Spm => 0,
             VocabKind::Bpe => 1,
         },
+        add_eos: v.add_eos() as u32,
+        eot: v.eot(),
+        eom: v.eom(),
+        unk: v.unk(),
+        pad: v.pad(),
+        n_eog: v.eog_tokens().len() as u32,
     };
     // SAFETY: non-NULL (checked), writable (contract).
     unsafe { out.write(info) };
+    nanollama_status::Ok
+}
+
+/// Writes 1 to `*out_is_eog` when generation ends at `token` (EOS, EOT, EOM
+/// and the tokens llama.cpp also counts by their text: `<|im_end|>`,
+/// `<end_of_turn>`, `<|endoftext|>`, ...), else 0. TOKEN_OUT_OF_RANGE for a
+/// token outside the vocabulary.
+///
+/// # Safety
+/// `vocab` a valid handle; `out_is_eog` writable.
+#[no_mangle]
+pub unsafe extern "C" fn nanollama_vocab_is_eog(
+    vocab: *const nanollama_vocab,
+    token: i32,
+    out_is_eog: *mut u32,
+) -> nanollama_status {
+    // SAFETY: caller's contract.
+    let v = try_status!(unsafe { vocab_ref(vocab) });
+    if out_is_eog.is_null() {
+        return nanollama_status::NullPointer;
+    }
+    let Ok(id) = u32::try_from(token) else {
+        return nanollama_status::TokenOutOfRange;
+    };
+    if id as usize >= v.n_vocab() {
+        return nanollama_status::TokenOutOfRange;
+    }
+    // SAFETY: non-NULL (checked), writable (contract).
+    unsafe { out_is_eog.write(v.is_eog(id) as u32) };
     nanollama_status::Ok
 }
 
@@ -1369,7 +1424,7 @@ pub unsafe extern "C" fn nanollama_tokenize(
     if out_n_tokens.is_null() || scratch.is_null() {
         return nanollama_status::NullPointer;
     }
-    if flags & !(ADD_BOS | PARSE_SPECIAL) != 0
+    if flags & !(ADD_BOS | PARSE_SPECIAL | ADD_SPECIAL | ADD_EOS) != 0
         || capacity > isize::MAX as usize / 4
         || scratch_len > isize::MAX as usize
     {
@@ -1393,14 +1448,12 @@ pub unsafe extern "C" fn nanollama_tokenize(
     // SAFETY: non-NULL (checked), writable for scratch_len bytes (contract).
     let sc = unsafe { core::slice::from_raw_parts_mut(scratch as *mut u8, scratch_len) };
     let mut needed = 0;
-    let r = v.tokenize(
-        t,
-        flags & ADD_BOS != 0,
-        flags & PARSE_SPECIAL != 0,
-        sc,
-        out,
-        &mut needed,
-    );
+    let file = v.add_special();
+    let add = AddTokens {
+        bos: flags & ADD_BOS != 0 || (flags & ADD_SPECIAL != 0 && file.bos),
+        eos: flags & ADD_EOS != 0 || (flags & ADD_SPECIAL != 0 && file.eos),
+    };
+    let r = v.tokenize_with(t, add, flags & PARSE_SPECIAL != 0, sc, out, &mut needed);
     if matches!(r, Ok(_) | Err(Error::BufferTooSmall)) {
         // SAFETY: non-NULL (checked), writable (contract).
         unsafe { out_n_tokens.write(needed) };

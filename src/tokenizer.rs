@@ -4,9 +4,15 @@
 //! - `tokenizer.ggml.model = llama`: SentencePiece BPE as in LLaMA 1/2
 //!   (score-driven merges of adjacent symbols, spaces written as U+2581 "▁",
 //!   a leading space, byte fallback through `<0xNN>` tokens);
-//! - `gpt2` with `tokenizer.ggml.pre = llama-bpe`: LLaMA 3's byte-level BPE
-//!   (the pre-tokenizer in [`crate::pretokenize`], GPT-2's byte-to-character
-//!   map, merges by rank, a whole word that is a token kept as is).
+//! - `gpt2`: byte-level BPE (the pre-tokenizer `tokenizer.ggml.pre` names,
+//!   in [`crate::pretokenize`]; GPT-2's byte-to-character map; merges by
+//!   rank; with LLaMA 3's and Tekken's, a whole word that is a token kept as
+//!   is).
+//!
+//! As llama.cpp does, special tokens (control, user-defined, unknown, and the
+//! end-of-generation tokens it recognizes by their text) are cut out of the
+//! text first, longest first; user-defined ones always, the others only when
+//! asked to parse special tokens.
 //!
 //! Token strings are read in place from the GGUF bytes; the lookup tables
 //! live in caller memory ([`Vocab::size`]), and encoding works in caller
@@ -19,13 +25,15 @@
 use crate::error::{Error, Result};
 use crate::gguf::{Array, Gguf, Value, ValueType};
 use crate::model::ALIGN;
+use crate::pretokenize::{self, PreTokenizer};
 
 /// Kinds of vocabulary.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum VocabKind {
     /// SentencePiece BPE (`llama`).
     Spm,
-    /// Byte-level BPE with LLaMA 3's pre-tokenizer (`gpt2` + `llama-bpe`).
+    /// Byte-level BPE (`gpt2`) with one of the pre-tokenizers of
+    /// [`PreTokenizer`].
     Bpe,
 }
 
@@ -39,19 +47,130 @@ pub mod token_type {
     pub const BYTE: i32 = 6;
 }
 
-const NONE: u32 = u32::MAX;
+/// Token attributes as llama.cpp derives them from the token types (bits).
+mod attr {
+    pub const UNDEFINED: u8 = 0;
+    pub const UNKNOWN: u8 = 1;
+    pub const UNUSED: u8 = 2;
+    pub const NORMAL: u8 = 4;
+    pub const CONTROL: u8 = 8;
+    pub const USER_DEFINED: u8 = 16;
+    pub const BYTE: u8 = 32;
+    /// Recognized in text (`parse_special` for the first two).
+    pub const SPECIAL: u8 = CONTROL | UNKNOWN | USER_DEFINED;
+}
 
-/// Token types that `parse_special` recognizes in text (as llama.cpp does).
-fn is_special_type(t: i32) -> bool {
-    matches!(
-        t,
-        token_type::CONTROL | token_type::USER_DEFINED | token_type::UNKNOWN
-    )
+/// No such token.
+pub const NONE: u32 = u32::MAX;
+
+/// Most attribute overrides and end-of-generation ids a vocabulary holds.
+const MAX_OVERRIDES: usize = 48;
+const MAX_EOG: usize = 40;
+
+/// Texts llama.cpp takes for EOT when the file names none (first found).
+const EOT_TEXTS: &[&str] = &[
+    "<|eot_id|>",
+    "<|im_end|>",
+    "<|end|>",
+    "<end_of_turn>",
+    "<|endoftext|>",
+    "<|end_of_text|>",
+    "<EOT>",
+    "_<EOT>",
+    "[EOT]",
+    "<｜end▁of▁sentence｜>",
+    "<end_of_utterance>",
+];
+const EOM_TEXTS: &[&str] = &["<|eom_id|>"];
+const FIM_PRE_TEXTS: &[&str] = &[
+    "<|fim_prefix|>",
+    "<fim-prefix>",
+    "<fim_prefix>",
+    "<｜fim▁begin｜>",
+    "<PRE>",
+    "▁<PRE>",
+    "<|code_prefix|>",
+    "<|prefix|>",
+];
+const FIM_SUF_TEXTS: &[&str] = &[
+    "<|fim_suffix|>",
+    "<fim-suffix>",
+    "<fim_suffix>",
+    "<｜fim▁hole｜>",
+    "<SUF>",
+    "▁<SUF>",
+    "<|code_suffix|>",
+    "<|suffix|>",
+];
+const FIM_MID_TEXTS: &[&str] = &[
+    "<|fim_middle|>",
+    "<fim-middle>",
+    "<fim_middle>",
+    "<｜fim▁end｜>",
+    "<MID>",
+    "▁<MID>",
+    "<|code_middle|>",
+    "<|middle|>",
+];
+const FIM_PAD_TEXTS: &[&str] = &["<|fim_pad|>", "<fim-pad>", "<fim_pad>", "<PAD>", "[PAD]"];
+const FIM_REP_TEXTS: &[&str] = &[
+    "<|fim_repo|>",
+    "<|repo_name|>",
+    "<fim-repo>",
+    "<REPO>",
+    "<reponame>",
+];
+const FIM_SEP_TEXTS: &[&str] = &["<|file_sep|>"];
+/// Texts that end generation wherever they are (llama.cpp's list).
+const EOG_TEXTS: &[&str] = &[
+    "<|eot_id|>",
+    "<|im_end|>",
+    "<|end|>",
+    "<|return|>",
+    "<|call|>",
+    "<|flush|>",
+    "<|calls|>",
+    "<end_of_turn>",
+    "<|endoftext|>",
+    "</s>",
+    "<|eom_id|>",
+    "<EOT>",
+    "_<EOT>",
+    "[EOT]",
+    "[EOS]",
+    "<|end_of_text|>",
+    "<end_of_utterance>",
+    "<eos>",
+    "<turn|>",
+    "<|tool_response>",
+    "<｜end▁of▁sentence｜>",
+    "[e~[",
+];
+
+/// The BOS and EOS tokens [`Vocab::tokenize_with`] puts around the text.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct AddTokens {
+    pub bos: bool,
+    pub eos: bool,
+}
+
+impl AddTokens {
+    /// Neither.
+    pub const NONE: Self = Self {
+        bos: false,
+        eos: false,
+    };
+    /// BOS first, no EOS.
+    pub const BOS: Self = Self {
+        bos: true,
+        eos: false,
+    };
 }
 
 /// A vocabulary over the GGUF bytes plus a string-to-id table in caller memory.
 pub struct Vocab<'a> {
     kind: VocabKind,
+    pre: PreTokenizer,
     bytes: &'a [u8],
     /// Per token: offset of its text in `bytes`, and its length.
     spans: &'a mut [u32],
@@ -60,19 +179,30 @@ pub struct Vocab<'a> {
     /// BPE merges: `[left id, right id, rank, result id]`, open addressing
     /// keyed by the pair (left NONE = empty); empty for SPM.
     merges: &'a mut [[u32; 4]],
-    /// Ids of control, user-defined and unknown tokens (matched in text on
-    /// request, as llama.cpp does).
+    /// Ids of the special tokens (attributes control, user-defined or
+    /// unknown), longest text first: the order llama.cpp cuts them out.
     special: &'a mut [u32],
-    /// Bit b set when some special token's text starts with byte b.
-    special_first: [u64; 4],
+    n_special: usize,
     scores: Option<Array<'a>>,
     types: Option<Array<'a>>,
+    /// Attributes llama.cpp changes from the token types: `(id, attr)`.
+    overrides: [(u32, u8); MAX_OVERRIDES],
+    n_overrides: usize,
+    /// End-of-generation tokens.
+    eog: [u32; MAX_EOG],
+    n_eog: usize,
     byte_tokens: [u32; 256],
     n_vocab: usize,
     bos: u32,
     eos: u32,
+    eot: u32,
+    eom: u32,
+    unk: u32,
+    pad: u32,
     add_bos: bool,
+    add_eos: bool,
     add_space_prefix: bool,
+    ignore_merges: bool,
 }
 
 fn fnv1a(s: &[u8]) -> u32 {
@@ -92,8 +222,21 @@ fn round_up(n: usize) -> Option<usize> {
     n.checked_add(ALIGN - 1).map(|v| v / ALIGN * ALIGN)
 }
 
+fn attr_of_type(t: i32) -> u8 {
+    match t {
+        token_type::NORMAL => attr::NORMAL,
+        token_type::UNKNOWN => attr::UNKNOWN,
+        token_type::CONTROL => attr::CONTROL,
+        token_type::USER_DEFINED => attr::USER_DEFINED,
+        token_type::UNUSED => attr::UNUSED,
+        token_type::BYTE => attr::BYTE,
+        _ => attr::UNDEFINED,
+    }
+}
+
 struct Meta<'a> {
     kind: VocabKind,
+    pre: pretokenize::PreInfo,
     tokens: Array<'a>,
     table_len: usize,
     merges: Option<Array<'a>>,
@@ -106,14 +249,22 @@ fn meta<'a>(g: &Gguf<'a>) -> Result<Meta<'a>> {
         .get("tokenizer.ggml.model")
         .and_then(|v| v.as_bytes())
         .ok_or(Error::UnsupportedTokenizer)?;
-    let kind = match model {
-        b"llama" => VocabKind::Spm,
+    let (kind, pre) = match model {
+        b"llama" => (
+            VocabKind::Spm,
+            pretokenize::PreInfo {
+                pre: PreTokenizer::Default,
+                ignore_merges: false,
+                add_bos: true,
+            },
+        ),
         b"gpt2" => {
-            let pre = g.get("tokenizer.ggml.pre").and_then(|v| v.as_bytes());
-            match pre {
-                Some(b"llama-bpe") | Some(b"llama3") => VocabKind::Bpe,
-                _ => return Err(Error::UnsupportedTokenizer),
-            }
+            let name = match g.get("tokenizer.ggml.pre") {
+                None => &[][..],
+                Some(v) => v.as_bytes().ok_or(Error::BadMetadata)?,
+            };
+            let pre = PreTokenizer::from_name(name).ok_or(Error::UnsupportedTokenizer)?;
+            (VocabKind::Bpe, pre)
         }
         _ => return Err(Error::UnsupportedTokenizer),
     };
@@ -133,15 +284,17 @@ fn meta<'a>(g: &Gguf<'a>) -> Result<Meta<'a>> {
         return Err(Error::BadMetadata);
     }
     let table_len = (tokens.len() * 2).next_power_of_two();
+    // Tokens special by their type, plus those llama.cpp makes control.
     let n_special = match g.get("tokenizer.ggml.token_type") {
         Some(Value::Array(a)) if a.elem_type() == ValueType::I32 => a
             .iter()
-            .filter(|v| matches!(v, Value::I32(t) if is_special_type(*t)))
+            .filter(|v| matches!(v, Value::I32(t) if attr_of_type(*t) & attr::SPECIAL != 0))
             .count(),
         _ => 0,
-    };
+    } + MAX_OVERRIDES;
     Ok(Meta {
         kind,
+        pre,
         tokens,
         table_len,
         merges,
@@ -205,9 +358,15 @@ impl<'a> Vocab<'a> {
         };
         let scores = f32_array("tokenizer.ggml.scores", ValueType::F32)?;
         let types = f32_array("tokenizer.ggml.token_type", ValueType::I32)?;
+        // llama.cpp's defaults, dropped when outside the vocabulary; an id
+        // the file names must be inside it.
         let id = |key: &str, default: u32| -> Result<u32> {
             match g.get(key) {
-                None => Ok(default),
+                None => Ok(if (default as usize) < n {
+                    default
+                } else {
+                    NONE
+                }),
                 Some(v) => {
                     let x = v.as_u64().ok_or(Error::BadMetadata)?;
                     if x as usize >= n {
@@ -224,22 +383,35 @@ impl<'a> Vocab<'a> {
                 Some(_) => Err(Error::BadMetadata),
             }
         };
+        let spm = m.kind == VocabKind::Spm;
+        let (bos, eos, unk) = if spm { (1, 2, 0) } else { (11, 11, NONE) };
         let mut v = Vocab {
             kind: m.kind,
+            pre: m.pre.pre,
             bytes: gguf,
             spans,
             table,
             merges,
             special,
-            special_first: [0; 4],
+            n_special: 0,
             scores,
             types,
+            overrides: [(NONE, 0); MAX_OVERRIDES],
+            n_overrides: 0,
+            eog: [NONE; MAX_EOG],
+            n_eog: 0,
             byte_tokens: [NONE; 256],
             n_vocab: n,
-            bos: id("tokenizer.ggml.bos_token_id", 1.min(n as u32 - 1))?,
-            eos: id("tokenizer.ggml.eos_token_id", 2.min(n as u32 - 1))?,
-            add_bos: flag("tokenizer.ggml.add_bos_token", true)?,
-            add_space_prefix: flag("tokenizer.ggml.add_space_prefix", true)?,
+            bos: id("tokenizer.ggml.bos_token_id", bos)?,
+            eos: id("tokenizer.ggml.eos_token_id", eos)?,
+            eot: id("tokenizer.ggml.eot_token_id", NONE)?,
+            eom: id("tokenizer.ggml.eom_token_id", NONE)?,
+            unk: id("tokenizer.ggml.unknown_token_id", unk)?,
+            pad: id("tokenizer.ggml.padding_token_id", NONE)?,
+            add_bos: flag("tokenizer.ggml.add_bos_token", m.pre.add_bos)?,
+            add_eos: flag("tokenizer.ggml.add_eos_token", false)?,
+            add_space_prefix: flag("tokenizer.ggml.add_space_prefix", spm)?,
+            ignore_merges: m.pre.ignore_merges,
         };
         v.table.fill(NONE);
         let mask = v.table.len() - 1;
@@ -262,10 +434,11 @@ impl<'a> Vocab<'a> {
             let mask = v.merges.len() - 1;
             for (rank, item) in list.iter().enumerate() {
                 let text = item.as_bytes().ok_or(Error::BadMetadata)?;
-                let Some(sp) = text.iter().position(|&c| c == b' ') else {
+                // llama.cpp looks for the space from the second byte on.
+                let Some(sp) = text.iter().skip(1).position(|&c| c == b' ') else {
                     continue;
                 };
-                let (l, r) = (&text[..sp], &text[sp + 1..]);
+                let (l, r) = (&text[..sp + 1], &text[sp + 2..]);
                 let (Some(a), Some(b)) = (v.lookup(l), v.lookup(r)) else {
                     continue;
                 };
@@ -290,18 +463,7 @@ impl<'a> Vocab<'a> {
                 }
             }
         }
-        let mut k = 0;
-        for id in 0..n as u32 {
-            let t = v.token_type(id);
-            let special = is_special_type(t);
-            if special && k < v.special.len() {
-                v.special[k] = id;
-                k += 1;
-                if let Some(&b) = v.token_text(id).first() {
-                    v.special_first[(b >> 6) as usize] |= 1 << (b & 63);
-                }
-            }
-        }
+        v.special_tokens(&g);
         for b in 0..256usize {
             let mut name = *b"<0x00>";
             const HEX: &[u8; 16] = b"0123456789ABCDEF";
@@ -314,6 +476,154 @@ impl<'a> Vocab<'a> {
         Ok(v)
     }
 
+    /// What llama.cpp works out from the token texts: EOT, EOM and FIM
+    /// tokens when the file names none, the end-of-generation set, the
+    /// attributes it changes; then the special tokens, longest first.
+    fn special_tokens(&mut self, g: &Gguf<'_>) {
+        let find = |v: &Self, texts: &[&str]| {
+            texts
+                .iter()
+                .find_map(|t| v.lookup(t.as_bytes()))
+                .unwrap_or(NONE)
+        };
+        let mut fim = [NONE; 6];
+        if self.eot == NONE {
+            self.eot = find(self, EOT_TEXTS);
+            self.make_control(self.eot);
+        }
+        if self.eom == NONE {
+            self.eom = find(self, EOM_TEXTS);
+            self.make_control(self.eom);
+        }
+        let keys = [
+            ("tokenizer.ggml.fim_pre_token_id", FIM_PRE_TEXTS),
+            ("tokenizer.ggml.fim_suf_token_id", FIM_SUF_TEXTS),
+            ("tokenizer.ggml.fim_mid_token_id", FIM_MID_TEXTS),
+            ("tokenizer.ggml.fim_pad_token_id", FIM_PAD_TEXTS),
+            ("tokenizer.ggml.fim_rep_token_id", FIM_REP_TEXTS),
+            ("tokenizer.ggml.fim_sep_token_id", FIM_SEP_TEXTS),
+        ];
+        let old_keys = [
+            "tokenizer.ggml.prefix_token_id",
+            "tokenizer.ggml.suffix_token_id",
+            "tokenizer.ggml.middle_token_id",
+        ];
+        for (k, (key, texts)) in keys.iter().enumerate() {
+            let named = |key: &str| {
+                g.get(key)
+                    .and_then(|v| v.as_u64())
+                    .filter(|&x| (x as usize) < self.n_vocab)
+                    .map(|x| x as u32)
+            };
+            fim[k] = match named(key).or_else(|| old_keys.get(k).and_then(|o| named(o))) {
+                Some(id) => id,
+                None => {
+                    let id = find(self, texts);
+                    self.make_control(id);
+                    id
+                }
+            };
+        }
+        // fim pad, rep and sep end generation, then the texts of the list.
+        for id in [fim[3], fim[4], fim[5]] {
+            self.add_eog(id);
+        }
+        for t in EOG_TEXTS {
+            if let Some(id) = self.lookup(t.as_bytes()) {
+                self.add_eog(id);
+                self.make_control(id);
+            }
+        }
+        // gpt-oss: shown always.
+        for t in ["<|channel|>", "<|message|>", "<|start|>", "<|constrain|>"] {
+            if let Some(id) = self.lookup(t.as_bytes()) {
+                self.set_attr(id, attr::USER_DEFINED);
+            }
+        }
+        for id in [self.eos, self.eot, self.eom] {
+            self.add_eog(id);
+        }
+        // o200k_harmony and solar-open: <|end|> is no end there.
+        let has = |v: &Self, t: &str| v.lookup(t.as_bytes()).is_some_and(|id| v.is_eog(id));
+        if has(self, "<|end|>")
+            && ((has(self, "<|return|>") && (has(self, "<|call|>") || has(self, "<|calls|>")))
+                || ((has(self, "<|call|>") || has(self, "<|calls|>")) && has(self, "<|flush|>")))
+        {
+            if let Some(id) = self.lookup(b"<|end|>") {
+                self.remove_eog(id);
+                self.set_attr(id, attr::USER_DEFINED);
+            }
+        }
+        // Gemma 4 and PLaMo: </s> is a normal token.
+        if has(self, "</s>") && (has(self, "<|tool_response>") || has(self, "<|plamo:eos|>")) {
+            if let Some(id) = self.lookup(b"</s>") {
+                self.remove_eog(id);
+                self.set_attr(id, attr::NORMAL);
+            }
+        }
+        let mut k = 0;
+        for id in 0..self.n_vocab as u32 {
+            if self.attr(id) & attr::SPECIAL != 0 && k < self.special.len() {
+                self.special[k] = id;
+                k += 1;
+            }
+        }
+        self.n_special = k;
+        let spans = &*self.spans;
+        self.special[..k]
+            .sort_unstable_by_key(|&id| (core::cmp::Reverse(spans[2 * id as usize + 1]), id));
+    }
+
+    fn set_attr(&mut self, id: u32, a: u8) {
+        if id == NONE {
+            return;
+        }
+        if let Some(o) = self.overrides[..self.n_overrides]
+            .iter_mut()
+            .find(|o| o.0 == id)
+        {
+            o.1 = a;
+        } else if self.n_overrides < MAX_OVERRIDES {
+            self.overrides[self.n_overrides] = (id, a);
+            self.n_overrides += 1;
+        }
+    }
+
+    fn make_control(&mut self, id: u32) {
+        if id != NONE {
+            let a = self.attr(id);
+            self.set_attr(id, a | attr::CONTROL);
+        }
+    }
+
+    fn add_eog(&mut self, id: u32) {
+        if id != NONE && !self.is_eog(id) && self.n_eog < MAX_EOG {
+            self.eog[self.n_eog] = id;
+            self.n_eog += 1;
+        }
+    }
+
+    fn remove_eog(&mut self, id: u32) {
+        if let Some(i) = self.eog[..self.n_eog].iter().position(|&e| e == id) {
+            self.eog.copy_within(i + 1..self.n_eog, i);
+            self.n_eog -= 1;
+        }
+    }
+
+    /// The attribute bits of `id` as llama.cpp sets them.
+    fn attr(&self, id: u32) -> u8 {
+        if let Some(o) = self.overrides[..self.n_overrides]
+            .iter()
+            .find(|o| o.0 == id)
+        {
+            return o.1;
+        }
+        match self.types {
+            None => attr::NORMAL,
+            Some(_) => attr_of_type(self.token_type(id)),
+        }
+    }
+
     /// Number of tokens.
     pub fn n_vocab(&self) -> usize {
         self.n_vocab
@@ -322,17 +632,60 @@ impl<'a> Vocab<'a> {
     pub fn kind(&self) -> VocabKind {
         self.kind
     }
-    /// Beginning-of-sequence token.
+    /// The pre-tokenizer (BPE; [`PreTokenizer::Default`] for SentencePiece).
+    pub fn pre_tokenizer(&self) -> PreTokenizer {
+        self.pre
+    }
+    /// Beginning-of-sequence token ([`NONE`] when the file has none).
     pub fn bos(&self) -> u32 {
         self.bos
     }
-    /// End-of-sequence token.
+    /// End-of-sequence token ([`NONE`] when the file has none).
     pub fn eos(&self) -> u32 {
         self.eos
     }
-    /// Whether the file asks for a BOS token at the start.
+    /// End-of-turn token: the file's, else found by its text as llama.cpp
+    /// does (`<|eot_id|>`, `<|im_end|>`, ...; [`NONE`] when none).
+    pub fn eot(&self) -> u32 {
+        self.eot
+    }
+    /// End-of-message token (`<|eom_id|>`; [`NONE`] when none).
+    pub fn eom(&self) -> u32 {
+        self.eom
+    }
+    /// Unknown token ([`NONE`] when none).
+    pub fn unk(&self) -> u32 {
+        self.unk
+    }
+    /// Padding token ([`NONE`] when none).
+    pub fn pad(&self) -> u32 {
+        self.pad
+    }
+    /// Whether the file asks for a BOS token at the start (llama.cpp's
+    /// default for its kind and pre-tokenizer when it does not say).
     pub fn add_bos(&self) -> bool {
-        self.add_bos
+        self.add_bos && self.bos != NONE
+    }
+    /// Whether the file asks for an EOS token at the end.
+    pub fn add_eos(&self) -> bool {
+        self.add_eos && self.eos != NONE
+    }
+    /// BOS and EOS as the file asks for them (llama.cpp's `add_special`).
+    pub fn add_special(&self) -> AddTokens {
+        AddTokens {
+            bos: self.add_bos(),
+            eos: self.add_eos(),
+        }
+    }
+    /// Whether generation ends at `id`: EOS, EOT, EOM and the tokens
+    /// llama.cpp also counts by their text (`<|im_end|>`, `<end_of_turn>`,
+    /// `<|endoftext|>`, ...).
+    pub fn is_eog(&self, id: u32) -> bool {
+        id != NONE && self.eog[..self.n_eog].contains(&id)
+    }
+    /// The end-of-generation tokens.
+    pub fn eog_tokens(&self) -> &[u32] {
+        &self.eog[..self.n_eog]
     }
 
     /// The stored text of token `id` (empty when out of range).
@@ -368,7 +721,8 @@ impl<'a> Vocab<'a> {
             .unwrap_or(0.0)
     }
 
-    /// The token type of `id` (NORMAL when the file has none).
+    /// The token type of `id` as the file gives it (NORMAL when the file has
+    /// none).
     pub fn token_type(&self, id: u32) -> i32 {
         match self.types.and_then(|a| a.get(id as usize)) {
             Some(Value::I32(t)) => t,
@@ -379,17 +733,23 @@ impl<'a> Vocab<'a> {
     /// Bytes of scratch [`Vocab::tokenize`] needs for texts of up to
     /// `max_text` bytes.
     pub fn scratch_size(max_text: usize) -> Option<usize> {
-        // Text area: the escaped text (SPM: a space becomes 3 bytes) or the
-        // code points and one byte-mapped word (BPE: 4 + 6 bytes per byte).
-        // Symbols: 16 bytes each, at most 3 per byte. Bigram heap: 3 entries
-        // of 16 bytes per symbol.
+        // Special-token cuts: one word per byte, and a bitmap of the byte
+        // pairs present. Text area: the escaped text (SPM: a space becomes
+        // 3 bytes) or the code points, the pre-token cuts and one byte-mapped
+        // word (BPE: 4 + 1/8 + 6 bytes per byte). Symbols: 16 bytes each, at
+        // most 3 per byte; bigram heap: 3 entries of 16 bytes per symbol, and
+        // a back link of 4 bytes per symbol; or
+        // the pre-tokenizer's matcher, whichever is larger.
+        let claims = max_text.checked_mul(4)?.checked_add(PAIRS_BYTES)?;
         let n = max_text.checked_mul(3)?.checked_add(3)?;
         let text = max_text.checked_mul(12)?.checked_add(16)?;
-        let sym = n.checked_mul(16)?;
-        let heap = n.checked_mul(48)?;
-        round_up(text)?
-            .checked_add(round_up(sym)?)?
-            .checked_add(round_up(heap)?)
+        let sym = round_up(n.checked_mul(16)?)?;
+        let heap = round_up(n.checked_mul(48)?)?.checked_add(round_up(n.checked_mul(4)?)?)?;
+        let work = round_up(max_work_words(max_text)?.checked_mul(4)?)?;
+        let rest = sym.checked_add(heap)?.max(work);
+        round_up(claims)?
+            .checked_add(round_up(text)?)?
+            .checked_add(rest)
     }
 
     /// Encodes `text` into `out`, prefixed with BOS when `add_bos`. Returns the
@@ -404,6 +764,29 @@ impl<'a> Vocab<'a> {
         out: &mut [u32],
         needed: &mut usize,
     ) -> Result<usize> {
+        let add = AddTokens {
+            bos: add_bos,
+            eos: false,
+        };
+        self.tokenize_with(text, add, parse_special, scratch, out, needed)
+    }
+
+    /// Encodes `text` into `out` between the BOS and EOS that `add` asks for
+    /// ([`Vocab::add_special`]: as the file asks; none when the vocabulary
+    /// has no such token). `parse_special`: control and unknown tokens
+    /// written in the text are read as those tokens (user-defined ones
+    /// always are). Returns the number of tokens; `BufferTooSmall` with
+    /// `*needed` set when `out` is too short (nothing meaningful is written
+    /// then).
+    pub fn tokenize_with(
+        &self,
+        text: &[u8],
+        add: AddTokens,
+        parse_special: bool,
+        scratch: &mut [u8],
+        out: &mut [u32],
+        needed: &mut usize,
+    ) -> Result<usize> {
         let need = Self::scratch_size(text.len()).ok_or(Error::InvalidArgument)?;
         if scratch.len() < need {
             return Err(Error::BufferTooSmall);
@@ -411,29 +794,40 @@ impl<'a> Vocab<'a> {
         if !(scratch.as_ptr() as usize).is_multiple_of(ALIGN) {
             return Err(Error::Misaligned);
         }
+        let claims_len = round_up(text.len() * 4 + PAIRS_BYTES).ok_or(Error::InvalidArgument)?;
+        let (claim_mem, scratch) = scratch.split_at_mut(claims_len);
+        let (pairs, claims) = claim_mem.split_at_mut(PAIRS_BYTES);
+        let claims: &mut [u32] = bytemuck::try_cast_slice_mut(&mut claims[..text.len() * 4])
+            .map_err(|_| Error::Misaligned)?;
+        let pairs: &mut [u64] =
+            bytemuck::try_cast_slice_mut(pairs).map_err(|_| Error::Misaligned)?;
+        self.cut_special(text, parse_special, claims, pairs);
         let mut w = Writer { out, n: 0 };
-        if add_bos {
+        if add.bos && self.bos != NONE {
             w.push(self.bos);
         }
-        // Special tokens split the text into fragments; SentencePiece adds
-        // its space prefix to a fragment that follows a special token or
-        // starts the text.
+        // SentencePiece adds its space prefix to a fragment that follows a
+        // special token or starts the text.
         let mut start = 0;
         let mut pos = 0;
         let mut prev_special = true;
-        while parse_special && pos < text.len() {
-            match self.special_at(&text[pos..]) {
-                Some((id, len)) => {
+        while pos < text.len() {
+            match claims[pos] {
+                0 | CLAIMED => pos += 1,
+                c => {
+                    let id = c - 1;
                     self.fragment(&text[start..pos], prev_special, scratch, &mut w)?;
                     w.push(id);
-                    pos += len;
+                    pos += self.token_text(id).len();
                     start = pos;
                     prev_special = true;
                 }
-                None => pos += 1,
             }
         }
         self.fragment(&text[start..], prev_special, scratch, &mut w)?;
+        if add.eos && self.eos != NONE {
+            w.push(self.eos);
+        }
         *needed = w.n;
         if w.n > w.out.len() {
             return Err(Error::BufferTooSmall);
@@ -441,20 +835,60 @@ impl<'a> Vocab<'a> {
         Ok(w.n)
     }
 
-    /// The longest special token that `s` starts with.
-    fn special_at(&self, s: &[u8]) -> Option<(u32, usize)> {
-        let b = *s.first()?;
-        if self.special_first[(b >> 6) as usize] & (1 << (b & 63)) == 0 {
-            return None;
+    /// Marks where special tokens stand in `text`, as llama.cpp cuts them:
+    /// each token, longest first, at every place left to right where it
+    /// fits between the tokens already cut. `claims[p]`: id + 1 where a
+    /// token starts, [`CLAIMED`] inside it, 0 elsewhere.
+    fn cut_special(&self, text: &[u8], parse_special: bool, claims: &mut [u32], pairs: &mut [u64]) {
+        claims.fill(0);
+        if self.n_special == 0 {
+            return;
         }
-        let mut best: Option<(u32, usize)> = None;
-        for &id in self.special.iter() {
-            let t = self.token_text(id);
-            if !t.is_empty() && s.starts_with(t) && best.is_none_or(|(_, l)| t.len() > l) {
-                best = Some((id, t.len()));
+        // Which bytes and byte pairs occur: most tokens can be skipped at once.
+        pairs.fill(0);
+        let mut firsts = [0u64; 4];
+        for (i, &b) in text.iter().enumerate() {
+            firsts[(b >> 6) as usize] |= 1 << (b & 63);
+            if let Some(&c) = text.get(i + 1) {
+                let k = (b as usize) << 8 | c as usize;
+                pairs[k / 64] |= 1 << (k % 64);
             }
         }
-        best
+        for &id in &self.special[..self.n_special] {
+            if !parse_special && self.attr(id) & (attr::CONTROL | attr::UNKNOWN) != 0 {
+                continue;
+            }
+            let t = self.token_text(id);
+            let possible = match t {
+                [] => false,
+                [b] => firsts[(b >> 6) as usize] >> (b & 63) & 1 != 0,
+                [a, b, ..] => {
+                    let k = (*a as usize) << 8 | *b as usize;
+                    pairs[k / 64] >> (k % 64) & 1 != 0
+                }
+            };
+            if !possible || t.len() > text.len() {
+                continue;
+            }
+            let mut p = 0;
+            while p + t.len() <= text.len() {
+                match claims[p] {
+                    CLAIMED => p += 1,
+                    0 => {
+                        if text[p..].starts_with(t)
+                            && claims[p..p + t.len()].iter().all(|&c| c == 0)
+                        {
+                            claims[p] = id + 1;
+                            claims[p + 1..p + t.len()].fill(CLAIMED);
+                            p += t.len();
+                        } else {
+                            p += 1;
+                        }
+                    }
+                    c => p += self.token_text(c - 1).len().max(1),
+                }
+            }
+        }
     }
 
     fn fragment(
@@ -472,7 +906,6 @@ impl<'a> Vocab<'a> {
             VocabKind::Bpe => self.bpe(text, scratch, w),
         }
     }
-
     fn spm(&self, text: &[u8], prefix: bool, scratch: &mut [u8], w: &mut Writer<'_>) -> Result<()> {
         let cap = text.len() * 3 + 3;
         let text_area = round_up(text.len() * 12 + 16).ok_or(Error::InvalidArgument)?;
@@ -493,7 +926,7 @@ impl<'a> Vocab<'a> {
             }
         }
         let esc = &esc[..n];
-        let (syms, heap) = symbols_and_heap(rest, cap)?;
+        let (syms, heap, _) = symbols_and_heap(rest, cap)?;
         // Symbols: [start, len, prev, next] (NONE for none), one per UTF-8
         // character (a stray byte is its own symbol).
         let mut ns = 0;
@@ -564,15 +997,28 @@ impl<'a> Vocab<'a> {
         let cap = text.len() * 3 + 3;
         let text_area = round_up(text.len() * 12 + 16).ok_or(Error::InvalidArgument)?;
         let (area, rest) = scratch.split_at_mut(text_area);
+        let (cut_bytes, area) = area.split_at_mut((text.len() / 64 + 1) * 8);
         let (cp_bytes, word) = area.split_at_mut(text.len() * 4);
         let cps: &mut [u32] =
             bytemuck::try_cast_slice_mut(cp_bytes).map_err(|_| Error::Misaligned)?;
+        let cuts: &mut [u64] =
+            bytemuck::try_cast_slice_mut(cut_bytes).map_err(|_| Error::Misaligned)?;
         let n_cp = utf8_decode(text, cps);
         let cps = &cps[..n_cp];
-        let (syms, heap) = symbols_and_heap(rest, cap)?;
+        // Pre-tokens first (the matcher works where the symbols go later).
+        let work_words = self.pre.work_words(n_cp).ok_or(Error::InvalidArgument)?;
+        {
+            let work: &mut [u32] = bytemuck::try_cast_slice_mut(
+                rest.get_mut(..work_words * 4)
+                    .ok_or(Error::BufferTooSmall)?,
+            )
+            .map_err(|_| Error::Misaligned)?;
+            pretokenize::split(self.pre, cps, &mut cuts[..n_cp / 64 + 1], work);
+        }
+        let (syms, heap, prevs) = symbols_and_heap(rest, cap)?;
         let mut pos = 0;
         while pos < cps.len() {
-            let end = crate::pretokenize::llama3_next(cps, pos);
+            let end = pretokenize::next_cut(cuts, pos);
             // The word as UTF-8, each byte written as its byte-level character.
             let mut n = 0;
             for &c in &cps[pos..end] {
@@ -586,7 +1032,7 @@ impl<'a> Vocab<'a> {
                     n += enc.len();
                 }
             }
-            self.bpe_word(&word[..n], syms, heap, w);
+            self.bpe_word(&word[..n], syms, heap, prevs, w);
             pos = end;
         }
         Ok(())
@@ -613,20 +1059,24 @@ impl<'a> Vocab<'a> {
         word: &[u8],
         syms: &mut [[u32; 4]],
         heap: &mut [[u32; 4]],
+        prevs: &mut [u32],
         w: &mut Writer<'_>,
     ) {
-        // LLaMA 3 ignores merges when the whole word is a token.
-        if let Some(id) = self.lookup(word) {
-            w.push(id);
-            return;
+        // LLaMA 3 and Tekken ignore merges when the whole word is a token.
+        if self.ignore_merges {
+            if let Some(id) = self.lookup(word) {
+                w.push(id);
+                return;
+            }
         }
-        // Symbols: [start, len, id, next]; prev kept in a parallel pass.
+        // Symbols: [start, len, id, next]; `prevs` links them back.
         let mut ns = 0;
         let mut off = 0;
         while off < word.len() {
             let len = symbol_len(word[off]).min(word.len() - off);
             let id = self.lookup(&word[off..off + len]).unwrap_or(NONE);
             syms[ns] = [off as u32, len as u32, id, ns as u32 + 1];
+            prevs[ns] = if ns == 0 { NONE } else { ns as u32 - 1 };
             off += len;
             ns += 1;
         }
@@ -663,13 +1113,10 @@ impl<'a> Vocab<'a> {
             syms[l][2] = res;
             syms[r][1] = 0;
             syms[l][3] = syms[r][3];
-            // The previous live symbol.
-            let mut prev = NONE;
-            let mut i = 0u32;
-            while i != NONE && i as usize != l {
-                prev = i;
-                i = syms[i as usize][3];
+            if syms[r][3] != NONE {
+                prevs[syms[r][3] as usize] = l as u32;
             }
+            let prev = prevs[l];
             if prev != NONE {
                 push(&mut q, syms, prev as usize, l);
             }
@@ -699,49 +1146,85 @@ impl<'a> Vocab<'a> {
         }
     }
 
-    /// The text of token `id` as bytes: `▁` becomes a space, `<0xNN>` the byte
-    /// NN; control and unknown tokens are empty unless `special`.
+    /// The text of token `id` as bytes, as llama.cpp's `token_to_piece`
+    /// gives it: control and unknown tokens are empty unless `special`, and
+    /// written as stored (as are user-defined ones); SentencePiece's `▁`
+    /// becomes a space and `<0xNN>` the byte NN, byte-level characters their
+    /// bytes; unused tokens and those of no known type are empty. At most
+    /// 256 bytes.
     pub fn piece(&self, id: u32, special: bool, buf: &mut [u8; 256]) -> usize {
         let t = self.token_text(id);
-        if self.kind == VocabKind::Bpe {
-            if !special && self.token_type(id) == token_type::CONTROL {
-                return 0;
-            }
-            // Byte-level characters back to bytes.
+        let a = self.attr(id);
+        let raw = |buf: &mut [u8; 256]| {
+            let n = t.len().min(buf.len());
+            buf[..n].copy_from_slice(&t[..n]);
+            n
+        };
+        if a & (attr::CONTROL | attr::UNKNOWN) != 0 {
+            return if special { raw(buf) } else { 0 };
+        }
+        if a & attr::USER_DEFINED != 0 {
+            return raw(buf);
+        }
+        if a & attr::NORMAL != 0 {
             let mut n = 0;
-            for c in core::str::from_utf8(t).unwrap_or("").chars() {
-                let b = char_to_byte(c as u32);
-                if n < buf.len() {
-                    buf[n] = b;
-                    n += 1;
+            if self.kind == VocabKind::Bpe {
+                // Byte-level characters back to bytes.
+                for c in core::str::from_utf8(t).unwrap_or("").chars() {
+                    if n < buf.len() {
+                        buf[n] = char_to_byte(c as u32);
+                        n += 1;
+                    }
                 }
+                return n;
+            }
+            let mut i = 0;
+            while i < t.len() && n < buf.len() {
+                if t[i..].starts_with("\u{2581}".as_bytes()) {
+                    buf[n] = b' ';
+                    i += 3;
+                } else {
+                    buf[n] = t[i];
+                    i += 1;
+                }
+                n += 1;
             }
             return n;
         }
-        match self.token_type(id) {
-            token_type::BYTE if t.len() == 6 => {
-                let hex = |c: u8| (c as char).to_digit(16).unwrap_or(0) as u8;
-                buf[0] = hex(t[3]) << 4 | hex(t[4]);
-                1
-            }
-            token_type::CONTROL | token_type::UNKNOWN if !special => 0,
-            _ => {
-                let mut n = 0;
-                let mut i = 0;
-                while i < t.len() && n < buf.len() {
-                    if t[i..].starts_with("\u{2581}".as_bytes()) {
-                        buf[n] = b' ';
-                        i += 3;
-                    } else {
-                        buf[n] = t[i];
-                        i += 1;
-                    }
-                    n += 1;
-                }
-                n
-            }
+        if a & attr::BYTE != 0 && t.len() == 6 {
+            let hex = |c: u8| (c as char).to_digit(16).unwrap_or(0) as u8;
+            buf[0] = hex(t[3]) << 4 | hex(t[4]);
+            return 1;
         }
+        0
     }
+}
+
+/// Bytes of the pair bitmap of [`Vocab::cut_special`].
+const PAIRS_BYTES: usize = 65536 / 8;
+
+/// Inside a special token cut out of the text.
+const CLAIMED: u32 = u32::MAX;
+
+/// Scratch words of the largest pre-tokenizer matcher for `n` code points.
+fn max_work_words(n: usize) -> Option<usize> {
+    use PreTokenizer::*;
+    let mut need = 0;
+    for p in [
+        Default,
+        Gpt2,
+        Llama3,
+        StarCoder,
+        Qwen2,
+        DeepSeekLlm,
+        DeepSeekCoder,
+        DeepSeekV3,
+        Falcon,
+        Tekken,
+    ] {
+        need = need.max(p.work_words(n)?);
+    }
+    Some(need)
 }
 
 /// Bytes in the merge symbol that starts with byte `b`: the length its high
@@ -755,16 +1238,21 @@ fn symbol_len(b: u8) -> usize {
 /// A symbol or a bigram: four words whose meaning each encoder documents.
 type Entry = [u32; 4];
 
-/// The symbol table (16 bytes each, `cap` of them) and the bigram heap (3
-/// entries per symbol) carved from the scratch after the text area.
-fn symbols_and_heap(rest: &mut [u8], cap: usize) -> Result<(&mut [Entry], &mut [Entry])> {
+/// The symbol table (16 bytes each, `cap` of them), the bigram heap (3
+/// entries per symbol) and a link per symbol, carved from the scratch after
+/// the text area.
+type Tables<'s> = (&'s mut [Entry], &'s mut [Entry], &'s mut [u32]);
+fn symbols_and_heap(rest: &mut [u8], cap: usize) -> Result<Tables<'_>> {
     let sym_bytes = round_up(cap * 16).ok_or(Error::InvalidArgument)?;
-    let (sym_mem, heap_mem) = rest.split_at_mut(sym_bytes);
+    let (sym_mem, rest) = rest.split_at_mut(sym_bytes);
+    let (heap_mem, link_mem) = rest.split_at_mut(round_up(cap * 48).ok_or(Error::InvalidArgument)?);
     let syms =
         bytemuck::try_cast_slice_mut(&mut sym_mem[..cap * 16]).map_err(|_| Error::Misaligned)?;
     let heap =
         bytemuck::try_cast_slice_mut(&mut heap_mem[..cap * 48]).map_err(|_| Error::Misaligned)?;
-    Ok((syms, heap))
+    let links =
+        bytemuck::try_cast_slice_mut(&mut link_mem[..cap * 4]).map_err(|_| Error::Misaligned)?;
+    Ok((syms, heap, links))
 }
 
 /// GPT-2's byte-to-character map: printable Latin-1 bytes stand for
