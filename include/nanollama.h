@@ -144,6 +144,10 @@ typedef enum {
   // The file has a tensor the engine would not use (a bias the
   // architecture does not have, an extra tensor in a block).
   NANOLLAMA_STATUS_UNEXPECTED_TENSOR = 33,
+  // The file asks for an attention, logit, embedding or residual scale, a
+  // sliding window, non-causal attention or another block variant the
+  // engine does not compute.
+  NANOLLAMA_STATUS_UNSUPPORTED_HYPERPARAMETER = 34,
 } nanollama_status;
 
 // Element type of the KV cache (`nanollama_context_params.kv_type`).

@@ -83,6 +83,10 @@ pub enum Error {
     /// architecture does not have, an extra tensor in a block, a tensor of an
     /// unknown kind): computing without it would be computing something else.
     UnexpectedTensor = 33,
+    /// The file asks for an attention, logit, embedding or residual scale,
+    /// a sliding window, non-causal attention or another variant of the
+    /// block that the engine does not compute.
+    UnsupportedHyperparameter = 34,
 }
 
 /// The crate's result type.
@@ -134,11 +138,12 @@ impl Error {
             Error::UnexpectedTensor => {
                 c"tensor the engine does not use (unexpected for the architecture)"
             }
+            Error::UnsupportedHyperparameter => c"hyper-parameter asks for a block variant not supported (scale, sliding window, ...)",
         }
     }
 
     /// Every error, in code order (for tests and tools).
-    pub const ALL: [Error; 32] = [
+    pub const ALL: [Error; 33] = [
         Error::InvalidArgument,
         Error::BufferTooSmall,
         Error::Misaligned,
@@ -171,6 +176,7 @@ impl Error {
         Error::UnsupportedExperts,
         Error::UnsupportedSoftcap,
         Error::UnexpectedTensor,
+        Error::UnsupportedHyperparameter,
     ];
 }
 

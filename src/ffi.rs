@@ -102,6 +102,10 @@ pub enum nanollama_status {
     /// The file has a tensor the engine would not use (a bias the
     /// architecture does not have, an extra tensor in a block).
     UnexpectedTensor = 33,
+    /// The file asks for an attention, logit, embedding or residual scale, a
+    /// sliding window, non-causal attention or another block variant the
+    /// engine does not compute.
+    UnsupportedHyperparameter = 34,
 }
 
 impl From<Error> for nanollama_status {
@@ -140,6 +144,7 @@ impl From<Error> for nanollama_status {
             Error::UnsupportedExperts => S::UnsupportedExperts,
             Error::UnsupportedSoftcap => S::UnsupportedSoftcap,
             Error::UnexpectedTensor => S::UnexpectedTensor,
+            Error::UnsupportedHyperparameter => S::UnsupportedHyperparameter,
         }
     }
 }

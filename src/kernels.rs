@@ -252,8 +252,11 @@ fn wide_matmul(
 /// The sum of squares is accumulated in f64.
 pub fn rmsnorm(out: &mut [f32], x: &[f32], w: &[u8], eps: f32) {
     let n = x.len();
-    let ss: f64 = x.iter().map(|&v| v as f64 * v as f64).sum();
-    let scale = (1.0 / libm::sqrt(ss / n as f64 + eps as f64)) as f32;
+    // As llama.cpp: squares in f32, summed in f64, the mean and the scale
+    // in f32.
+    let ss: f64 = x.iter().map(|&v| (v * v) as f64).sum();
+    let mean = (ss / n as f64) as f32;
+    let scale = 1.0 / libm::sqrtf(mean + eps);
     for ((o, &v), wb) in out.iter_mut().zip(x).zip(w.chunks_exact(4)) {
         *o = v * scale * f32::from_le_bytes([wb[0], wb[1], wb[2], wb[3]]);
     }

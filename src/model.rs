@@ -358,71 +358,83 @@ const REFUSED_KEYS: &[(&str, Neutral, Error)] = &[
     (
         "attention.scale",
         Neutral::AttnScale,
-        Error::BadHyperparameters,
+        Error::UnsupportedHyperparameter,
     ),
-    ("logit_scale", Neutral::ZeroOrOne, Error::BadHyperparameters),
+    (
+        "logit_scale",
+        Neutral::ZeroOrOne,
+        Error::UnsupportedHyperparameter,
+    ),
     (
         "embedding_scale",
         Neutral::ZeroOrOne,
-        Error::BadHyperparameters,
+        Error::UnsupportedHyperparameter,
     ),
     (
         "residual_scale",
         Neutral::ZeroOrOne,
-        Error::BadHyperparameters,
+        Error::UnsupportedHyperparameter,
     ),
     (
         "attention.sliding_window",
         Neutral::Zero,
-        Error::BadHyperparameters,
+        Error::UnsupportedHyperparameter,
     ),
     (
         "attention.sliding_window_pattern",
         Neutral::Zero,
-        Error::BadHyperparameters,
+        Error::UnsupportedHyperparameter,
     ),
-    ("attention.causal", Neutral::One, Error::BadHyperparameters),
+    (
+        "attention.causal",
+        Neutral::One,
+        Error::UnsupportedHyperparameter,
+    ),
     (
         "attention.clamp_kqv",
         Neutral::Zero,
-        Error::BadHyperparameters,
+        Error::UnsupportedHyperparameter,
     ),
     (
         "attention.max_alibi_bias",
         Neutral::Zero,
-        Error::BadHyperparameters,
+        Error::UnsupportedHyperparameter,
     ),
     (
         "attention.temperature_scale",
         Neutral::Zero,
-        Error::BadHyperparameters,
+        Error::UnsupportedHyperparameter,
     ),
     (
         "attention.value_scale",
         Neutral::Zero,
-        Error::BadHyperparameters,
+        Error::UnsupportedHyperparameter,
     ),
     (
         "attention.output_scale",
         Neutral::Zero,
-        Error::BadHyperparameters,
+        Error::UnsupportedHyperparameter,
     ),
     (
         "attention.shared_kv_layers",
         Neutral::Zero,
-        Error::BadHyperparameters,
+        Error::UnsupportedHyperparameter,
     ),
     (
         "use_parallel_residual",
         Neutral::Zero,
-        Error::BadHyperparameters,
+        Error::UnsupportedHyperparameter,
     ),
     (
         "nextn_predict_layers",
         Neutral::Zero,
-        Error::BadHyperparameters,
+        Error::UnsupportedHyperparameter,
     ),
-    ("swiglu_clamp_exp", Neutral::Zero, Error::BadHyperparameters),
+    (
+        "swiglu_clamp_exp",
+        Neutral::Zero,
+        Error::UnsupportedHyperparameter,
+    ),
 ];
 
 /// Refuses the keys of [`REFUSED_KEYS`] (and the expert keys) whose value is

@@ -412,6 +412,13 @@ fn hostile_files() -> &'static [PathBuf] {
         let mut g = base();
         g.tensor("output.bias", &[100], ty::F32, f32s(&[0.0; 100]));
         add(33, "output-bias-in-llama", g.build());
+        // 34 UNSUPPORTED_HYPERPARAMETER
+        let mut g = base();
+        g.kv_u32("llama.attention.sliding_window", 16);
+        add(34, "sliding-window", g.build());
+        let mut g = base();
+        g.kv_f32("llama.logit_scale", 2.0);
+        add(34, "logit-scale", g.build());
         files
     })
 }
@@ -431,7 +438,7 @@ fn c_model_api() {
     assert!(out.contains(&want), "{out}");
     // Every file-level status (GGUF_TRUNCATED to DUPLICATE_TENSOR, and
     // GGUF_TENSOR_OVERLAP to UNEXPECTED_TENSOR) has a hostile file.
-    for code in (5..=21).chain(29..=33) {
+    for code in (5..=21).chain(29..=34) {
         let tag = format!("bad-{code:02}-");
         assert!(
             hostile_files().iter().any(|p| p

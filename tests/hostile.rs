@@ -92,7 +92,7 @@ fn every_hostile_file_is_refused_with_its_status() {
     // compute) is exercised by some file.
     let load_time = |e: &&Error| {
         (Error::Truncated as u32..=Error::DuplicateTensor as u32).contains(&(**e as u32))
-            || (Error::TensorOverlap as u32..=Error::UnexpectedTensor as u32)
+            || (Error::TensorOverlap as u32..=Error::UnsupportedHyperparameter as u32)
                 .contains(&(**e as u32))
     };
     for e in Error::ALL.iter().filter(load_time) {

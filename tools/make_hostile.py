@@ -408,12 +408,12 @@ def main():
          plus_tensor("blk.0.attn_k.bias", [8], b"\0" * 32))
     emit("bias-f16", "UnsupportedTensorType", "an F16 ffn_gate.bias",
          plus_tensor("blk.0.ffn_gate.bias", [16], b"\0" * 32, ty=GGML_F16))
-    emit("attention-scale", "BadHyperparameters", "attention.scale 0.25 (the engine uses 1/sqrt(4))",
+    emit("attention-scale", "UnsupportedHyperparameter", "attention.scale 0.25 (the engine uses 1/sqrt(4))",
          with_meta(f32kv("llama.attention.scale", 0.25)))
-    emit("logit-scale", "BadHyperparameters", "logit_scale 2", with_meta(f32kv("llama.logit_scale", 2.0)))
-    emit("sliding-window", "BadHyperparameters", "attention.sliding_window 16",
+    emit("logit-scale", "UnsupportedHyperparameter", "logit_scale 2", with_meta(f32kv("llama.logit_scale", 2.0)))
+    emit("sliding-window", "UnsupportedHyperparameter", "attention.sliding_window 16",
          with_meta(("llama.attention.sliding_window", U32, struct.pack("<I", 16))))
-    emit("non-causal", "BadHyperparameters", "attention.causal false",
+    emit("non-causal", "UnsupportedHyperparameter", "attention.causal false",
          with_meta(("llama.attention.causal", BOOL, b"\0")))
     # The same keys with the values the engine computes anyway load; and the
     # file as qwen2 (keys renamed) loads, without what qwen2 does not have.
