@@ -44,7 +44,7 @@ if python3 -c "import llama_cpp" 2>/dev/null; then
     for t in Q8_0 Q4_K_M Q5_K_M; do
         f="$name.$t.gguf"
         if ! ok "$f"; then
-            python3 tools/smollm2.py requantize "$t"
+            python3 tools/smollm2.py requantize "$t" >"models/.requantize-$t.log" 2>&1 || { cat "models/.requantize-$t.log" >&2; exit 1; }
             ok "$f" || { echo "fetch-smollm2: $f differs from the one the fixtures were made from" >&2; exit 1; }
         fi
         echo "fetch-smollm2: models/$f"

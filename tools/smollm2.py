@@ -5,6 +5,9 @@ evaluation.
   python3 tools/smollm2.py requantize TYPE     models/...Q4_1.gguf -> models/...TYPE.gguf
                                                (llama.cpp's quantizer, allow_requantize)
   python3 tools/smollm2.py fixtures [TYPE...]  writes tests/data/smollm2/ (see below)
+  python3 tools/smollm2.py greedy [TYPE...]    greedy tokens of llama.cpp and of `nanollama generate`
+  python3 tools/smollm2.py llama-batch [TYPE...] llama.cpp's greedy text against itself at other
+                                               thread counts and prompt batch sizes
   python3 tools/smollm2.py compare [TYPE...]   mean KL to float64, llama.cpp and nanollama
                                                (`nanollama logits`, release build) side by side
 
@@ -15,7 +18,8 @@ Fixtures, per TYPE (tests/smollm2.rs replays them through the library):
   TYPE.txt   the model file's SHA-256, then per prompt: the prompt text (JSON),
              llama.cpp's ids for it (tokenized with special tokens, BOS as the
              file asks), llama.cpp's greedy continuation (up to N_GEN tokens,
-             ending at an end-of-generation token if one comes), and
+             ending at an end-of-generation token if one comes), the gap
+             between llama.cpp's two largest logits at each of those steps, and
              llama.cpp's mean KL to float64 over the prompt's positions
              (full vocabulary, and coarsened as below)
   TYPE.ref   per prompt and position: the TOP_K most likely tokens of the
@@ -195,14 +199,17 @@ def llama_run(llm, text):
     toks = llm.tokenize(text.encode(), add_bos=True, special=True)  # add_bos: as the file asks
     llm.eval(toks)
     logits = np.array(llm.scores[: len(toks)], dtype=np.float32)
-    gen = []
+    gen, gaps = [], []
     for _ in range(N_GEN):
-        t = int(np.argmax(llm.scores[llm.n_tokens - 1]))
+        row = np.asarray(llm.scores[llm.n_tokens - 1], dtype=np.float32)
+        t = int(np.argmax(row))
+        top2 = np.sort(row)[-2:]
         gen.append(t)
+        gaps.append(float(top2[1] - top2[0]))
         if llama_cpp.llama_vocab_is_eog(vocab, t):
             break
         llm.eval([t])
-    return toks, logits, gen
+    return toks, logits, gen, gaps
 
 
 def nanollama_logits(path, toks):
@@ -211,6 +218,59 @@ def nanollama_logits(path, toks):
         subprocess.run([exe, "logits", path, "--tokens", ",".join(map(str, toks)), "--kv", "f16",
                         "--threads", "2", "--out", f.name], check=True)
         return np.fromfile(f.name, dtype="<f4").reshape(len(toks), -1)
+
+
+def nanollama_greedy(path, text):
+    exe = os.path.join(ROOT, "target", "release", "examples", "nanollama")
+    out = subprocess.run([exe, "generate", path, "--special", "--temp", "0", "--ids", "-n", str(N_GEN),
+                          "--threads", "2", "--prompt", text], capture_output=True, text=True, check=True)
+    return [int(x) for x in out.stdout.split()]
+
+
+def greedy(types):
+    """Greedy tokens of both engines, the first step where they part, and
+    llama.cpp's top-2 logit gap there and before."""
+    for t in types:
+        llm = llama(path_of(t))
+        for u in USER:
+            _, _, gen, gaps = llama_run(llm, chat(u))
+            ours = nanollama_greedy(path_of(t), chat(u))
+            k = next((i for i, (a, b) in enumerate(zip(gen, ours)) if a != b), min(len(gen), len(ours)))
+            at = f"gap there {gaps[k]:.3f}" if k < len(gaps) else "all equal"
+            print(f"{t} {u!r}: llama.cpp {len(gen)} tokens, nanollama {len(ours)}; identical for {k}; "
+                  f"{at}; least gap before {min(gaps[:k], default=float('nan')):.3f}")
+        llm.close()
+
+
+def llama_batch(types):
+    """llama.cpp against itself: greedy text with the prompt in one batch of
+    512 and 2 threads, against 1 thread, and the prompt fed in batches of 8
+    and of 1 token (llama.cpp's matrix kernels for a batch and for one token
+    round differently)."""
+    import llama_cpp
+
+    def run(path, text, threads, nb):
+        llm = llama_cpp.Llama(model_path=path, n_ctx=N_CTX, n_batch=nb, n_ubatch=nb, n_threads=threads,
+                              n_threads_batch=threads, logits_all=True, flash_attn=False, verbose=False)
+        vocab = llama_cpp.llama_model_get_vocab(llm._model.model)
+        llm.eval(llm.tokenize(text.encode(), add_bos=True, special=True))
+        gen = []
+        for _ in range(N_GEN):
+            t = int(np.argmax(llm.scores[llm.n_tokens - 1]))
+            gen.append(t)
+            if llama_cpp.llama_vocab_is_eog(vocab, t):
+                break
+            llm.eval([t])
+        llm.close()
+        return gen
+    for t in types:
+        for u in USER:
+            base = run(path_of(t), chat(u), 2, N_CTX)
+            for th, nb in [(1, N_CTX), (2, 8), (2, 1)]:
+                g = run(path_of(t), chat(u), th, nb)
+                k = next((i for i, (a, b) in enumerate(zip(base, g)) if a != b), min(len(base), len(g)))
+                print(f"{t} {u!r}: {th} thread(s), n_batch {nb}: identical to 2 threads, n_batch {N_CTX} "
+                      f"for {k} of {len(base)}")
 
 
 def fixtures(types):
@@ -227,7 +287,7 @@ def fixtures(types):
         refs = []
         for u in USER:
             text = chat(u)
-            toks, lg, gen = llama_run(llm, text)
+            toks, lg, gen, gaps = llama_run(llm, text)
             ref = reference(W, hp, toks)
             lp = log_softmax(ref)
             ids = np.argsort(-lp, axis=-1)[:, :TOP_K]
@@ -239,6 +299,7 @@ def fixtures(types):
             coarse = float(np.mean(kl_coarse(ids, top, lg)))
             argmax = float(np.mean(np.argmax(lg, axis=-1) == np.argmax(ref, axis=-1)))
             lines += [json.dumps(text), " ".join(map(str, toks)), " ".join(map(str, gen)),
+                      " ".join(f"{g:.4f}" for g in gaps),
                       f"{full:.6e} {coarse:.6e} {argmax:.4f}"]
             print(f"{t} {u!r}: {len(toks)} prompt tokens, greedy {len(gen)}: "
                   f"{llm.detokenize(gen).decode(errors='replace')!r}; llama.cpp KL {full:.4e} "
@@ -257,7 +318,7 @@ def compare(types):
         llm = llama(path)
         rows = []
         for u in USER:
-            toks, lg, _ = llama_run(llm, chat(u))
+            toks, lg, _, _ = llama_run(llm, chat(u))
             ref = reference(W, hp, toks)
             ours = nanollama_logits(path, toks)
             rows.append((kl_full(ref, lg), kl_full(ref, ours),
@@ -285,6 +346,10 @@ def main():
             requantize(t)
     elif cmd == "fixtures":
         fixtures(types)
+    elif cmd == "llama-batch":
+        llama_batch(types)
+    elif cmd == "greedy":
+        greedy(types)
     elif cmd == "compare":
         compare(types)
     else:
