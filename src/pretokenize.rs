@@ -1099,6 +1099,22 @@ pub enum PreTokenizer {
     Tekken,
 }
 
+impl PreTokenizer {
+    /// Every family.
+    pub const ALL: [PreTokenizer; 10] = [
+        PreTokenizer::Default,
+        PreTokenizer::Gpt2,
+        PreTokenizer::Llama3,
+        PreTokenizer::StarCoder,
+        PreTokenizer::Qwen2,
+        PreTokenizer::DeepSeekLlm,
+        PreTokenizer::DeepSeekCoder,
+        PreTokenizer::DeepSeekV3,
+        PreTokenizer::Falcon,
+        PreTokenizer::Tekken,
+    ];
+}
+
 /// How llama.cpp reads a `tokenizer.ggml.pre` name.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PreInfo {

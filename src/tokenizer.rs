@@ -1208,20 +1208,8 @@ const CLAIMED: u32 = u32::MAX;
 
 /// Scratch words of the largest pre-tokenizer matcher for `n` code points.
 fn max_work_words(n: usize) -> Option<usize> {
-    use PreTokenizer::*;
     let mut need = 0;
-    for p in [
-        Default,
-        Gpt2,
-        Llama3,
-        StarCoder,
-        Qwen2,
-        DeepSeekLlm,
-        DeepSeekCoder,
-        DeepSeekV3,
-        Falcon,
-        Tekken,
-    ] {
+    for p in PreTokenizer::ALL {
         need = need.max(p.work_words(n)?);
     }
     Some(need)

@@ -67,21 +67,24 @@ fn check(base: &str) -> usize {
     cases.len()
 }
 
+/// The vocabularies of tests/data/vocab that come with llama.cpp's vectors.
+const VECTOR_VOCABS: [&str; 9] = [
+    "llama-spm",
+    "llama-bpe",
+    "gpt-2",
+    "starcoder",
+    "qwen2",
+    "deepseek-llm",
+    "deepseek-coder",
+    "falcon",
+    "command-r",
+];
+
 /// Every vocabulary of tests/data/vocab with llama.cpp's vectors (46 strings
 /// each), all ids equal.
 #[test]
 fn vectors_of_every_vocab_match_llama_cpp() {
-    for name in [
-        "llama-spm",
-        "llama-bpe",
-        "gpt-2",
-        "starcoder",
-        "qwen2",
-        "deepseek-llm",
-        "deepseek-coder",
-        "falcon",
-        "command-r",
-    ] {
+    for name in VECTOR_VOCABS {
         assert_eq!(check(&format!("ggml-vocab-{name}.gguf")), 46, "{name}");
     }
 }
@@ -190,18 +193,7 @@ fn corpus_matches_llama_cpp_on_every_vocab() {
     assert_eq!(strings.len(), 2400);
     let mut fails = Vec::new();
     let mut count = 0;
-    for name in [
-        "llama-spm",
-        "llama-bpe",
-        "gpt-2",
-        "starcoder",
-        "qwen2",
-        "deepseek-llm",
-        "deepseek-coder",
-        "falcon",
-        "command-r",
-        "smollm2",
-    ] {
+    for name in VECTOR_VOCABS.iter().chain(&["smollm2"]) {
         let bytes = std::fs::read(data(&format!("ggml-vocab-{name}.gguf"))).unwrap();
         let mut mem = AlignedBuf::new(Vocab::size(&bytes).unwrap());
         let v = Vocab::init(&bytes, mem.as_mut_slice()).unwrap();
