@@ -112,50 +112,16 @@ def load_f64(path):
 
 
 def reference(W, hp, tokens):
-    """The LLaMA forward pass in float64 (llama.cpp's rope convention for
-    llama files: adjacent pairs (2i, 2i+1) of each head turn by
-    pos * base^(-2i/head_dim))."""
-    dim, L, H, KV, eps, base = hp["dim"], hp["L"], hp["H"], hp["KV"], hp["eps"], hp["base"]
-    hd = dim // H
-    n = len(tokens)
+    """The LLaMA forward pass in float64: tools/make_rope_fixtures.py's, with
+    this file's hyper-parameters (plain RoPE, adjacent pairs)."""
+    from make_rope_fixtures import reference as forward
 
-    def rms(x, w):
-        return x / np.sqrt(np.mean(x * x, axis=-1, keepdims=True) + eps) * w
-
-    pos = np.arange(n, dtype=np.float64)
-    ang = pos[:, None] * (base ** (-np.arange(0, hd, 2, dtype=np.float64) / hd))[None, :]
-    cos, sin = np.cos(ang)[:, None, :], np.sin(ang)[:, None, :]
-
-    def rope(x):
-        x0, x1 = x[..., 0::2], x[..., 1::2]
-        y = np.empty_like(x)
-        y[..., 0::2] = x0 * cos - x1 * sin
-        y[..., 1::2] = x0 * sin + x1 * cos
-        return y
-
-    x = W["token_embd.weight"][tokens]
-    mask = np.triu(np.full((n, n), -np.inf), 1)
-    g = H // KV
-    for l in range(L):
-        p = f"blk.{l}."
-        h = rms(x, W[p + "attn_norm.weight"])
-        q = rope((h @ W[p + "attn_q.weight"].T).reshape(n, H, hd))
-        k = rope((h @ W[p + "attn_k.weight"].T).reshape(n, KV, hd))
-        v = (h @ W[p + "attn_v.weight"].T).reshape(n, KV, hd)
-        out = np.empty((n, H, hd))
-        for hh in range(H):
-            j = hh // g
-            s = q[:, hh, :] @ k[:, j, :].T / np.sqrt(hd) + mask
-            s = np.exp(s - s.max(axis=1, keepdims=True))
-            s /= s.sum(axis=1, keepdims=True)
-            out[:, hh, :] = s @ v[:, j, :]
-        x = x + out.reshape(n, H * hd) @ W[p + "attn_output.weight"].T
-        h = rms(x, W[p + "ffn_norm.weight"])
-        gt = h @ W[p + "ffn_gate.weight"].T
-        up = h @ W[p + "ffn_up.weight"].T
-        x = x + (gt / (1.0 + np.exp(-gt)) * up) @ W[p + "ffn_down.weight"].T
-    x = rms(x, W["output_norm.weight"])
-    return x @ W.get("output.weight", W["token_embd.weight"]).T
+    dim, H = hp["dim"], hp["H"]
+    V, ffn = W["token_embd.weight"].shape[0], W["blk.0.ffn_up.weight"].shape[0]
+    tied = "output.weight" not in W
+    spec = (NAME, "llama", dim, hp["L"], H, hp["KV"], dim // H, ffn, V, tied, hp["base"], hp["eps"],
+            None, {})
+    return forward(W, spec, tokens)
 
 
 def log_softmax(z):
