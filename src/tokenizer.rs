@@ -1130,9 +1130,14 @@ impl<'a> Vocab<'a> {
             if id != NONE {
                 w.push(id);
             } else {
+                // A symbol that is no token falls back to its bytes as
+                // one-byte tokens; a byte without one is dropped, as
+                // llama.cpp drops it (Falcon's vocabulary has no token for
+                // the byte-level character of 0x04, for one).
                 for k in s..s + len {
-                    let b = word[k as usize];
-                    w.push(self.lookup(&[b]).unwrap_or(0));
+                    if let Some(id) = self.lookup(&[word[k as usize]]) {
+                        w.push(id);
+                    }
                 }
             }
             i = next;

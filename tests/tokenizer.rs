@@ -410,3 +410,34 @@ fn special_ids_and_eog_sets_match_llama_cpp() {
         assert!(eog.iter().all(|&t| v.is_eog(t)) && !v.is_eog(N), "{name}");
     }
 }
+
+/// A byte whose byte-level character is not in the vocabulary is dropped,
+/// as llama.cpp drops it (found by the tokenizer fuzz target: Falcon has no
+/// token for 0x04). llama.cpp's ids: "He\x04" -> [1595], "\x04" -> [],
+/// "a\x01b" -> [76, 187, 77].
+#[test]
+fn bytes_without_a_token_are_dropped_as_llama_cpp_drops_them() {
+    let bytes = std::fs::read(data("ggml-vocab-falcon.gguf")).unwrap();
+    let mut mem = AlignedBuf::new(Vocab::size(&bytes).unwrap());
+    let v = Vocab::init(&bytes, mem.as_mut_slice()).unwrap();
+    for (text, want) in [
+        (&b"He\x04"[..], &[1595u32][..]),
+        (b"\x04", &[]),
+        (b"a\x01b", &[76, 187, 77]),
+    ] {
+        let mut scratch = AlignedBuf::new(Vocab::scratch_size(text.len()).unwrap());
+        let mut out = [0u32; 8];
+        let mut need = 0;
+        let n = v
+            .tokenize(
+                text,
+                false,
+                false,
+                scratch.as_mut_slice(),
+                &mut out,
+                &mut need,
+            )
+            .unwrap();
+        assert_eq!(&out[..n], want, "{text:?}");
+    }
+}
