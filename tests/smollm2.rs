@@ -218,11 +218,14 @@ fn prompt_kl(model: &Model<'_>, p: &Prompt, refs: &[Vec<(u32, f64)>], f32_act: b
         .collect()
 }
 
+/// Greedy tokens after `prompt`, up to the first that differs from `want`
+/// (what follows a difference says nothing more), an end of generation, or
+/// `want`'s length.
 fn greedy(
     model: &Model<'_>,
     vocab: &Vocab<'_>,
     prompt: &[u32],
-    n: usize,
+    want: &[u32],
     par: &dyn Parallel,
 ) -> Vec<u32> {
     let p = ContextParams {
@@ -233,10 +236,10 @@ fn greedy(
     let mut ctx = Context::init(model, &p, mem.as_mut_slice()).unwrap();
     ctx.decode(prompt, par).unwrap();
     let mut out = Vec::new();
-    while out.len() < n {
+    while out.len() < want.len() {
         let t = argmax(ctx.last_logits());
         out.push(t);
-        if vocab.is_eog(t) {
+        if vocab.is_eog(t) || t != want[out.len() - 1] {
             break;
         }
         ctx.decode(&[t], par).unwrap();
@@ -291,7 +294,7 @@ fn check(t: &str) {
         } else {
             &pool
         };
-        let g = greedy(&model, &vocab, &p.ids, p.greedy.len(), par);
+        let g = greedy(&model, &vocab, &p.ids, &p.greedy, par);
         let same = g.iter().zip(&p.greedy).take_while(|(a, b)| a == b).count();
         let first_tie = p
             .gaps
