@@ -184,9 +184,6 @@ typedef enum {
   NANOLLAMA_TOKENIZE_FLAGS_ADD_EOS = 8,
 } nanollama_tokenize_flags;
 
-// The BOS and EOS tokens [`Vocab::tokenize_with`] puts around the text.
-typedef struct AddTokens AddTokens;
-
 // One conversation (opaque). Use from one thread at a time.
 typedef struct nanollama_context nanollama_context;
 
