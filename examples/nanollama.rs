@@ -10,6 +10,7 @@
 //! and exits 1 (2 for a usage error).
 use nanollama::gguf::{Gguf, Value};
 use nanollama::host::{pool_or_inline, AlignedBuf, FileBytes};
+use nanollama::model::slot;
 use nanollama::sampler::LogitBias;
 use nanollama::tokenizer::{AddTokens, Vocab};
 use nanollama::{Context, ContextParams, KvType, Model, Sampler, SamplerParams, Stage};
@@ -779,6 +780,36 @@ fn bench(args: &[String]) -> Result<(), Fail> {
     };
     let mut mem = AlignedBuf::new(Context::size(&model, &params).map_err(fail)?);
     let mut ctx = Context::init(&model, &params, mem.as_mut_slice()).map_err(fail)?;
+    // The weight types of the matrix products that run the scalar
+    // reference kernels at this level (a benchmark row should say so).
+    let mut slow: Vec<&str> = Vec::new();
+    let mut mats = vec![model.output()];
+    for l in 0..model.config().n_layers {
+        for k in [
+            slot::ATTN_Q,
+            slot::ATTN_K,
+            slot::ATTN_V,
+            slot::ATTN_OUTPUT,
+            slot::FFN_GATE,
+            slot::FFN_UP,
+            slot::FFN_DOWN,
+        ] {
+            mats.push(model.layer_matrix(l, k));
+        }
+    }
+    for m in mats {
+        let name = m.ty.ggml().name();
+        if !f32_act && !nanollama::simd::has_fast_kernel(m.ty) && !slow.contains(&name) {
+            slow.push(name);
+        }
+    }
+    if f32_act {
+        println!("scalar kernels: all (--f32-act)");
+    } else if slow.is_empty() {
+        println!("scalar kernels: none");
+    } else {
+        println!("scalar kernels: {}", slow.join(","));
+    }
     let par = pool_or_inline(threads);
     let mut rng = nanollama::sampler::Rng(42);
     let tokens: Vec<u32> = (0..pp.max(tg))

@@ -271,6 +271,13 @@ pub fn dot_act(t: crate::quant::WeightType, row: &[u8], xa: &[u8], n: usize) -> 
     Some(unsafe { f(row, xa, n) })
 }
 
+/// Whether matrix products with weights of type `t` run a fast kernel at
+/// the level in use (else the scalar reference): for benchmarks and tools
+/// that want to say which path a file takes.
+pub fn has_fast_kernel(t: crate::quant::WeightType) -> bool {
+    wide(t).is_some() || fast_kernel(t).is_some()
+}
+
 /// The one-row kernel of the level in use for weights of type `t`.
 fn fast_kernel(t: crate::quant::WeightType) -> Option<Kernel> {
     match level() {

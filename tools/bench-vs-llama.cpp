@@ -2,28 +2,44 @@
 """nanollama against llama.cpp, same file, same threads, same machine.
 
 Run:   cargo build --release --example nanollama && tools/bench-vs-llama.cpp
-           [--shapes stories110M,tinyllama-1.1B] [--types F16,Q8_0,Q4_0,Q4_K_M]
-           [--threads 1,2] [--reps 3] [--dir /tmp/nanollama-bench]
-Needs numpy, gguf and llama-cpp-python (see tools/README.md for its build).
+           [--shapes stories110M,tinyllama-1.1B] [--types F16,BF16,Q8_0,...]
+           [--threads 1,2] [--reps 3] [--avx2] [--no-real] [--hugepages]
+           [--dir /tmp/nanollama-bench]
+Needs numpy, gguf and llama-cpp-python (see tools/README.md for its build);
+--avx2 also needs the AVX2-only llama.cpp of tools/setup-llama-avx2.sh.
 
 Makes the benchmark models once (seeded random weights written with `gguf`
-as F16, the other types by llama.cpp's own quantizer), then for each model and
-thread count runs llama.cpp (through llama-cpp-python's C API: llama_decode,
-no Python per token beyond the call) and `nanollama bench` alternately,
-`--reps` times each, and prints the medians and their ratio as a Markdown
-table. Both measure as llama-bench does: pp = a 128-token prompt in one batch
-into an empty context; tg = 64 tokens decoded one by one into an empty
-context. Also prints the machine's read bandwidth per thread count (a numpy
-probe summing a 1 GiB array split over that many threads; numpy releases the
-GIL while it sums) and, per row, the bandwidth floor of tg: the bytes of
-weights read per token divided into the bandwidth at that thread count, with
-both engines' tg as a share of it. An engine at share S cannot be beaten by
-more than 1/S without reading fewer bytes.
+as F16, every other type by llama.cpp's own quantizer), then for each model
+and thread count runs llama.cpp and `nanollama bench` alternately, `--reps`
+times each, and prints the medians and their ratio as a Markdown table.
+llama.cpp runs in a child process of this script (`--llama-worker`: its C API
+through llama-cpp-python, llama_decode, no Python per token beyond the call),
+so that the AVX2 rows can run the other build's interpreter. Both measure as
+llama-bench does: pp = a 128-token prompt in one batch into an empty
+context; tg = 64 tokens decoded one by one into an empty context.
 
-The main columns run `nanollama bench` on the file mapped with mmap, as
-llama.cpp maps it (4 KiB pages of the page cache). The last columns run it
-with `--hugepages`: the file read into memory advised to 2 MiB pages (a
-host's choice the library allows: it reads whatever bytes it is given).
+The real model, models/SmolLM2-135M-Instruct.Q4_1.gguf (tools/fetch-smollm2.sh),
+is a row of its own unless --no-real.
+
+With --avx2 every row is run twice: as above, and with nanollama capped at
+its AVX2 kernels (NANOLLAMA_KERNELS=avx2) against the llama.cpp built without
+AVX-512 (.venv-llama-avx2).
+
+What bounds each figure, measured at the start of the run:
+- tg: the read bandwidth per thread count (a numpy probe summing a 1 GiB
+  array split over that many threads; numpy releases the GIL while it sums)
+  over the bytes of weights one token reads: the floor. An engine at share S
+  of it cannot be beaten by more than 1/S without reading fewer bytes.
+- pp: the arithmetic peak per thread count (tools/peak-probe.c: int8
+  multiply-adds of vpdpbusd, or of maddubs+madd on AVX2, and f32 FMAs), times
+  the multiply-adds of a token (the matrices' weights, the output included;
+  attention's own products are left out, a few per cent at 128 tokens). The
+  int8 peak applies to the quantized types, the f32 peak to F16 and BF16.
+A row where nanollama ran a scalar kernel for some matrix (it says so on its
+`scalar kernels:` line) is marked "scalar: TYPES".
+
+--hugepages adds columns with nanollama reading the file from memory advised
+to 2 MiB pages (a host's choice the library allows).
 """
 import argparse
 import os
@@ -41,7 +57,12 @@ SHAPES = {
     "stories110M": (768, 12, 12, 12, 2048, 32000),
     "tinyllama-1.1B": (2048, 22, 32, 4, 5632, 32000),
 }
-FTYPES = {"Q8_0": 7, "Q4_0": 2, "Q4_K_M": 15}
+# llama_ftype of each type llama.cpp's quantizer writes.
+FTYPES = {"BF16": 32, "Q8_0": 7, "Q4_0": 2, "Q4_1": 3, "Q5_0": 8, "Q5_1": 9, "Q2_K": 10,
+          "Q3_K_M": 12, "Q4_K_M": 15, "Q5_K_M": 17, "Q6_K": 18}
+ALL_TYPES = "F16," + ",".join(FTYPES)
+REAL = ("SmolLM2-135M-Instruct", "Q4_1", os.path.join(ROOT, "models", "SmolLM2-135M-Instruct.Q4_1.gguf"))
+AVX2_PYTHON = os.path.join(ROOT, ".venv-llama-avx2", "bin", "python")
 
 
 def write_f16(path, shape, seed=0):
@@ -109,9 +130,31 @@ def make_model(d, shape_name, t):
 
 
 def weight_bytes(path):
+    """Bytes of weights one token reads, and the multiply-adds of its matrix
+    products (token_embd is read one row per token, unless it is also the
+    output)."""
     r = gguf.GGUFReader(path)
-    # token_embd is read one row per token, not whole.
-    return sum(int(t.n_bytes) for t in r.tensors if t.name != "token_embd.weight")
+    tied = not any(t.name == "output.weight" for t in r.tensors)
+    nbytes = macs = 0
+    for t in r.tensors:
+        if t.name == "token_embd.weight" and not tied:
+            continue
+        nbytes += int(t.n_bytes)
+        if len(t.shape) == 2:
+            macs += int(t.n_elements)
+    return nbytes, macs
+
+
+def peaks():
+    """{(kind, threads): multiply-adds per second} from tools/peak-probe.c."""
+    exe = os.path.join("/tmp", "nanollama-peak-probe")
+    subprocess.run(["gcc", "-O2", "-mavx512f", "-mavx512bw", "-mavx512vnni", "-mfma", "-mavx2",
+                    "-pthread", os.path.join(ROOT, "tools", "peak-probe.c"), "-o", exe], check=True)
+    out = {}
+    for line in subprocess.run([exe], capture_output=True, text=True, check=True).stdout.splitlines():
+        kind, th, g = line.split()
+        out[(kind, int(th))] = float(g) * 1e9
+    return out
 
 
 def bandwidth(threads):
@@ -138,15 +181,15 @@ def bandwidth(threads):
     return best
 
 
-@__import__("llama_cpp").llama_log_callback
-def _quiet(level, text, user_data):
-    pass
-
-
 class Llama:
     def __init__(self, path, threads):
         import llama_cpp as L
-        L.llama_log_set(_quiet, None)
+
+        @L.llama_log_callback
+        def quiet(level, text, user_data):
+            pass
+        self.quiet = quiet
+        L.llama_log_set(quiet, None)
         self.L = L
         mp = L.llama_model_default_params()
         self.model = L.llama_model_load_from_file(path.encode(), mp)
@@ -189,55 +232,113 @@ class Llama:
         self.L.llama_model_free(self.model)
 
 
-def ours(path, threads, huge=False):
+def llama_worker(path, threads, reps):
+    """Child process: one llama.cpp context, a warm-up, then `reps` pp and tg
+    runs; prints them as two lines of numbers."""
+    ll = Llama(path, threads)
+    ll.pp(16)
+    pp, tg = [], []
+    for _ in range(reps):
+        pp.append(ll.pp())
+        tg.append(ll.tg())
+    ll.close()
+    print("pp", *pp)
+    print("tg", *tg)
+
+
+def llama(path, threads, avx2):
+    py = AVX2_PYTHON if avx2 else sys.executable
+    out = subprocess.run([py, os.path.abspath(__file__), "--llama-worker", path, str(threads)],
+                         capture_output=True, text=True, check=True).stdout
+    vals = {l.split()[0]: list(map(float, l.split()[1:])) for l in out.strip().splitlines()}
+    return vals["pp"][0], vals["tg"][0]
+
+
+def ours(path, threads, avx2=False, huge=False):
+    """nanollama's pp128 and tg64, and the weight types it ran scalar."""
     exe = os.path.join(ROOT, "target", "release", "examples", "nanollama")
+    env = dict(os.environ)
+    env.pop("NANOLLAMA_KERNELS", None)
+    if avx2:
+        env["NANOLLAMA_KERNELS"] = "avx2"
     out = subprocess.run([exe, "bench", path, "--pp", "128", "--tg", "64", "--threads", str(threads),
                           "--reps", "1"] + (["--hugepages"] if huge else []),
-                         capture_output=True, text=True, check=True).stdout
-    vals = dict(line.split(": ") for line in out.strip().splitlines())
-    return float(vals["pp128"].split()[0]), float(vals["tg64"].split()[0])
+                         capture_output=True, text=True, check=True, env=env).stdout
+    vals = dict(line.split(": ", 1) for line in out.strip().splitlines())
+    scalar = vals.get("scalar kernels", "none").strip()
+    return float(vals["pp128"].split()[0]), float(vals["tg64"].split()[0]), scalar
 
 
 def main():
+    if len(sys.argv) > 1 and sys.argv[1] == "--llama-worker":
+        llama_worker(sys.argv[2], int(sys.argv[3]), 1)
+        return
     ap = argparse.ArgumentParser()
     ap.add_argument("--shapes", default="stories110M,tinyllama-1.1B")
-    ap.add_argument("--types", default="F16,Q8_0,Q4_0,Q4_K_M")
+    ap.add_argument("--types", default=ALL_TYPES)
     ap.add_argument("--threads", default="1,2")
     ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--avx2", action="store_true")
+    ap.add_argument("--no-real", action="store_true")
+    ap.add_argument("--hugepages", action="store_true")
     ap.add_argument("--dir", default="/tmp/nanollama-bench")
     a = ap.parse_args()
+    if a.avx2 and not os.path.exists(AVX2_PYTHON):
+        sys.exit(f"--avx2 needs {AVX2_PYTHON}: run bash tools/setup-llama-avx2.sh")
     os.makedirs(a.dir, exist_ok=True)
     threads = list(map(int, a.threads.split(",")))
     bw = {th: bandwidth(th) for th in threads}
+    pk = peaks()
     for th in threads:
-        print(f"read bandwidth (numpy sum, {th} thread{'s' if th > 1 else ''}): {bw[th] / 1e9:.1f} GB/s", flush=True)
-    print("| model | type | threads | llama.cpp pp128 | nanollama pp128 | ratio | llama.cpp tg64 | nanollama tg64 "
-          "| ratio | tg floor (weights/bandwidth) | llama.cpp tg / floor | nanollama tg / floor "
-          "| nanollama, 2 MiB pages: pp128 | ratio | tg64 | ratio | tg / floor |")
-    print("|" + " --- |" * 17, flush=True)
+        print(f"{th} thread{'s' if th > 1 else ''}: read bandwidth (numpy sum) {bw[th] / 1e9:.1f} GB/s; "
+              f"peak (tools/peak-probe.c) int8 AVX-512 {pk[('int8-avx512', th)] / 1e9:.0f}, "
+              f"f32 AVX-512 {pk[('f32-avx512', th)] / 1e9:.0f}, int8 AVX2 {pk[('int8-avx2', th)] / 1e9:.0f}, "
+              f"f32 AVX2 {pk[('f32-avx2', th)] / 1e9:.0f} GMAC/s", flush=True)
+    models = []
+    if not a.no_real:
+        if not os.path.exists(REAL[2]):
+            sys.exit(f"{REAL[2]} is missing: run bash tools/fetch-smollm2.sh (or pass --no-real)")
+        models.append(REAL)
     for s in a.shapes.split(","):
         for t in a.types.split(","):
-            path = make_model(a.dir, s, t)
+            models.append((s, t, make_model(a.dir, s, t)))
+    cols = ["model", "type", "ISA", "threads", "llama.cpp pp128", "nanollama pp128", "pp ratio",
+            "llama.cpp pp / peak", "nanollama pp / peak", "llama.cpp tg64", "nanollama tg64", "tg ratio",
+            "tg floor", "llama.cpp tg / floor", "nanollama tg / floor", "note"]
+    if a.hugepages:
+        cols += ["2 MiB pages: pp128", "ratio", "tg64", "ratio"]
+    print("| " + " | ".join(cols) + " |")
+    print("|" + " --- |" * len(cols), flush=True)
+    m = statistics.median
+    for s, t, path in models:
+        nbytes, macs = weight_bytes(path)
+        for isa in (["AVX-512", "AVX2"] if a.avx2 else ["AVX-512"]):
+            avx2 = isa == "AVX2"
             for th in threads:
-                floor = bw[th] / weight_bytes(path)
+                floor = bw[th] / nbytes
+                kind = ("f32-" if t in ("F16", "BF16") else "int8-") + ("avx2" if avx2 else "avx512")
+                peak = pk[(kind, th)] / macs
                 lpp, ltg, opp, otg, hpp, htg = [], [], [], [], [], []
-                ll = Llama(path, th)
-                ll.pp(16)  # warm-up
+                scalar = "none"
                 for _ in range(a.reps):
-                    lpp.append(ll.pp())
-                    ltg.append(ll.tg())
-                    p, g = ours(path, th)
+                    p, g = llama(path, th, avx2)
+                    lpp.append(p)
+                    ltg.append(g)
+                    p, g, scalar = ours(path, th, avx2)
                     opp.append(p)
                     otg.append(g)
-                    p, g = ours(path, th, huge=True)
-                    hpp.append(p)
-                    htg.append(g)
-                ll.close()
-                m = statistics.median
-                print(f"| {s} | {t} | {th} | {m(lpp):.1f} | {m(opp):.1f} | {m(opp) / m(lpp):.2f} | {m(ltg):.2f} "
-                      f"| {m(otg):.2f} | {m(otg) / m(ltg):.2f} | {floor:.1f} | {m(ltg) / floor:.0%} | {m(otg) / floor:.0%} "
-                      f"| {m(hpp):.1f} | {m(hpp) / m(lpp):.2f} | {m(htg):.2f} | {m(htg) / m(ltg):.2f} "
-                      f"| {m(htg) / floor:.0%} |", flush=True)
+                    if a.hugepages:
+                        p, g, _ = ours(path, th, avx2, huge=True)
+                        hpp.append(p)
+                        htg.append(g)
+                note = "" if scalar == "none" else f"scalar: {scalar}"
+                row = [s, t, isa, th, f"{m(lpp):.1f}", f"{m(opp):.1f}", f"{m(opp) / m(lpp):.2f}",
+                       f"{m(lpp) / peak:.0%}", f"{m(opp) / peak:.0%}", f"{m(ltg):.2f}", f"{m(otg):.2f}",
+                       f"{m(otg) / m(ltg):.2f}", f"{floor:.1f}", f"{m(ltg) / floor:.0%}",
+                       f"{m(otg) / floor:.0%}", note]
+                if a.hugepages:
+                    row += [f"{m(hpp):.1f}", f"{m(hpp) / m(lpp):.2f}", f"{m(htg):.2f}", f"{m(htg) / m(ltg):.2f}"]
+                print("| " + " | ".join(map(str, row)) + " |", flush=True)
 
 
 if __name__ == "__main__":
