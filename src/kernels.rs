@@ -360,6 +360,14 @@ pub fn rope(v: &mut [f32], head_dim: usize, cs: &[f32], neox: bool) {
 /// In-place softmax.
 pub fn softmax(x: &mut [f32]) {
     let max = x.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
+    if let Some(sum) = crate::simd::exp_sub(x, max) {
+        // As llama.cpp: the sum in f64, its inverse rounded to f32.
+        let inv = (1.0 / sum) as f32;
+        for v in x.iter_mut() {
+            *v *= inv;
+        }
+        return;
+    }
     let mut sum = 0f32;
     for v in x.iter_mut() {
         *v = libm::expf(*v - max);
@@ -373,6 +381,9 @@ pub fn softmax(x: &mut [f32]) {
 
 /// `gate = silu(gate) * up`, with `silu(g) = g / (1 + e^-g)`.
 pub fn swiglu(gate: &mut [f32], up: &[f32]) {
+    if crate::simd::swiglu(gate, up) {
+        return;
+    }
     for (g, &u) in gate.iter_mut().zip(up) {
         *g = *g / (1.0 + libm::expf(-*g)) * u;
     }

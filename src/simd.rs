@@ -306,6 +306,56 @@ fn neon_kernel(t: crate::quant::WeightType) -> Option<Kernel> {
     }
 }
 
+#[cfg(target_arch = "x86_64")]
+mod vexp;
+
+/// `x[i] = exp(x[i] - max)` with the vector `exp` of the level in use
+/// (see `vexp`: llama.cpp's polynomial, within 2 ulp of `expf`), returning
+/// the sum of the values; `None` (nothing done) without fast kernels.
+#[inline]
+#[allow(unsafe_code)]
+pub fn exp_sub(x: &mut [f32], max: f32) -> Option<f64> {
+    #[cfg(target_arch = "x86_64")]
+    {
+        match level() {
+            // SAFETY: each form runs only at a level whose features it needs.
+            Level::Avx512 => return Some(unsafe { vexp::exp_sub_avx512(x, max) }),
+            // SAFETY: as above.
+            Level::Avx2 => return Some(unsafe { vexp::exp_sub_avx2(x, max) }),
+            _ => {}
+        }
+    }
+    let _ = (x, max);
+    None
+}
+
+/// `g[i] = silu(g[i]) * u[i]` with the vector `exp` of the level in use;
+/// false (nothing done) without fast kernels.
+#[inline]
+#[allow(unsafe_code)]
+pub fn swiglu(g: &mut [f32], u: &[f32]) -> bool {
+    if u.len() < g.len() {
+        return false;
+    }
+    #[cfg(target_arch = "x86_64")]
+    {
+        match level() {
+            Level::Avx512 => {
+                // SAFETY: as in `exp_sub`.
+                unsafe { vexp::swiglu_avx512(g, u) };
+                return true;
+            }
+            Level::Avx2 => {
+                // SAFETY: as in `exp_sub`.
+                unsafe { vexp::swiglu_avx2(g, u) };
+                return true;
+            }
+            _ => {}
+        }
+    }
+    false
+}
+
 #[cfg(target_arch = "aarch64")]
 mod neon;
 
