@@ -289,6 +289,8 @@ fn neon_kernel(t: crate::quant::WeightType) -> Option<Kernel> {
             W::Q8_0 => neon::dot_q8_0,
             W::Q4_0 => neon::dot_q4_0,
             W::F32 => neon::dot_f32,
+            W::Q4_K => neon::dot_q4_k,
+            W::Q6_K => neon::dot_q6_k,
             _ => return None,
         })
     }
@@ -860,7 +862,7 @@ mod tests {
                 }
             }
         }
-        let kinds = if probe() == NEON { 3 } else { 6 };
+        let kinds = if probe() == NEON { 5 } else { 6 };
         assert_eq!(checked, kinds * 6 * 3);
     }
 

@@ -1,5 +1,6 @@
 //! AArch64 Advanced SIMD (NEON) kernels for the inputs' standard converted
-//! forms: Q8_0 and Q4_0 weights against Q8_0 inputs, F32 against F32. NEON
+//! forms: Q8_0 and Q4_0 weights against Q8_0 inputs, the K-quants against
+//! Q8_K inputs, F16 against F16 and F32 against F32. NEON
 //! is part of the AArch64 baseline, so these need no detection; the
 //! `dotprod` extension is not assumed (products widen through `smull`).
 //! Loads are the only unsafe operations, each from a slice whose length
@@ -45,6 +46,97 @@ fn dot32(w0: int8x16_t, w1: int8x16_t, a0: int8x16_t, a1: int8x16_t) -> int32x4_
     let p1 = vmull_s8(vget_low_s8(w1), vget_low_s8(a1));
     let p1 = vmlal_high_s8(p1, w1, a1);
     vpadalq_s16(vpaddlq_s16(p0), p1)
+}
+
+/// Sum of 16 products of signed bytes, as four i32 lanes (see [`dot32`]).
+#[target_feature(enable = "neon")]
+#[inline]
+fn dot16(w: int8x16_t, a: int8x16_t) -> int32x4_t {
+    let p = vmull_s8(vget_low_s8(w), vget_low_s8(a));
+    vpaddlq_s16(vmlal_high_s8(p, w, a))
+}
+
+/// A Q8_K block: the f32 scale, the 256 quants, and the sums of each 16.
+fn q8k(a: &[u8]) -> (f32, &[u8], impl Fn(usize) -> i32 + '_) {
+    let bsum = move |g: usize| i16::from_le_bytes([a[260 + 2 * g], a[261 + 2 * g]]) as i32;
+    (le_f32(a), &a[4..260], bsum)
+}
+
+/// Q4_K × Q8_K: per quarter of 64, the low nibbles (sub-block 2c) and the
+/// high nibbles (2c + 1) against their 32 activations; each sub-block's
+/// four i32 lanes scaled by its 6-bit scale (at most 63 * 32 * 15 * 128 per
+/// sub-block, no overflow). The minimums meet the activation sums.
+#[target_feature(enable = "neon")]
+pub fn dot_q4_k(w: &[u8], a: &[u8], n: usize) -> f32 {
+    let nb = n / 256;
+    let (w, a) = (&w[..nb * 144], &a[..nb * 292]);
+    let m4 = vdupq_n_u8(0x0f);
+    let mut sum = 0f32;
+    for (wb, ab) in w.chunks_exact(144).zip(a.chunks_exact(292)) {
+        let (d, dmin) = (f16(wb), f16(&wb[2..]));
+        let sc = &wb[4..16];
+        let (da, qa, bsum) = q8k(ab);
+        let mut isum = vdupq_n_s32(0);
+        let mut mins = 0i32;
+        for c in 0..4 {
+            let (s0, m0) = crate::blocks::scale_min_k4(sc, 2 * c);
+            let (s1, m1) = crate::blocks::scale_min_k4(sc, 2 * c + 1);
+            mins += m0 as i32 * (bsum(4 * c) + bsum(4 * c + 1));
+            mins += m1 as i32 * (bsum(4 * c + 2) + bsum(4 * c + 3));
+            let (q0, q1) = (load_u8(&wb[16 + 32 * c..]), load_u8(&wb[32 + 32 * c..]));
+            let lo = |q| vreinterpretq_s8_u8(vandq_u8(q, m4));
+            let hi = |q| vreinterpretq_s8_u8(vshrq_n_u8::<4>(q));
+            let qa = &qa[64 * c..];
+            let p0 = dot32(lo(q0), lo(q1), load_s8(qa), load_s8(&qa[16..]));
+            let p1 = dot32(hi(q0), hi(q1), load_s8(&qa[32..]), load_s8(&qa[48..]));
+            isum = vmlaq_n_s32(isum, p0, s0 as i32);
+            isum = vmlaq_n_s32(isum, p1, s1 as i32);
+        }
+        sum += da * (d * vaddvq_s32(isum) as f32) - da * (dmin * mins as f32);
+    }
+    sum
+}
+
+/// Q6_K × Q8_K: the 6-bit quants rebuilt per quarter of 32 from the low
+/// nibbles and the 2-bit high parts, centred (-32..=31) so that they
+/// multiply as signed bytes; each sub-block of 16 scaled by its i8 scale.
+#[target_feature(enable = "neon")]
+pub fn dot_q6_k(w: &[u8], a: &[u8], n: usize) -> f32 {
+    let nb = n / 256;
+    let (w, a) = (&w[..nb * 210], &a[..nb * 292]);
+    let (m4, m3, off) = (vdupq_n_u8(0x0f), vdupq_n_u8(0x03), vdupq_n_s8(32));
+    let mut sum = 0f32;
+    for (wb, ab) in w.chunks_exact(210).zip(a.chunks_exact(292)) {
+        let d = f16(&wb[208..]);
+        let sc = &wb[192..208];
+        let (da, qa, _) = q8k(ab);
+        let mut isum = vdupq_n_s32(0);
+        for h in 0..2 {
+            let ql = &wb[64 * h..];
+            let qh = &wb[128 + 32 * h..];
+            let qh = [load_u8(qh), load_u8(&qh[16..])];
+            for c in 0..4 {
+                // Elements 128h + 32c + l: low nibbles of ql[32 (c % 2) + l]
+                // (high nibbles for c >= 2), high pair at shift 2c of qh[l].
+                let hshift = vdupq_n_s8(-2 * c as i8);
+                for (k, qh) in qh.iter().enumerate() {
+                    let l = load_u8(&ql[32 * (c % 2) + 16 * k..]);
+                    let lo = if c < 2 {
+                        vandq_u8(l, m4)
+                    } else {
+                        vshrq_n_u8::<4>(l)
+                    };
+                    let hi = vshlq_n_u8::<4>(vandq_u8(vshlq_u8(*qh, hshift), m3));
+                    let q = vsubq_s8(vreinterpretq_s8_u8(vorrq_u8(lo, hi)), off);
+                    let sub = 8 * h + 2 * c + k;
+                    let p = dot16(q, load_s8(&qa[16 * sub..]));
+                    isum = vmlaq_n_s32(isum, p, sc[sub] as i8 as i32);
+                }
+            }
+        }
+        sum += da * (d * vaddvq_s32(isum) as f32);
+    }
+    sum
 }
 
 #[target_feature(enable = "neon")]
