@@ -97,6 +97,44 @@ pub fn dot_q4_k(w: &[u8], a: &[u8], n: usize) -> f32 {
     sum
 }
 
+/// Q5_K × Q8_K: as Q4_K, each nibble given its fifth bit (bit 2c of
+/// qh[l] for the low nibbles of quarter c, bit 2c + 1 for the high), so the
+/// quants are 0..=31 (at most 63 * 32 * 31 * 128 per sub-block).
+#[target_feature(enable = "neon")]
+pub fn dot_q5_k(w: &[u8], a: &[u8], n: usize) -> f32 {
+    let nb = n / 256;
+    let (w, a) = (&w[..nb * 176], &a[..nb * 292]);
+    let (m4, b4) = (vdupq_n_u8(0x0f), vdupq_n_u8(0x10));
+    let mut sum = 0f32;
+    for (wb, ab) in w.chunks_exact(176).zip(a.chunks_exact(292)) {
+        let (d, dmin) = (f16(wb), f16(&wb[2..]));
+        let sc = &wb[4..16];
+        let qh = [load_u8(&wb[16..]), load_u8(&wb[32..])];
+        let (da, qa, bsum) = q8k(ab);
+        let mut isum = vdupq_n_s32(0);
+        let mut mins = 0i32;
+        for c in 0..4 {
+            let (s0, m0) = crate::blocks::scale_min_k4(sc, 2 * c);
+            let (s1, m1) = crate::blocks::scale_min_k4(sc, 2 * c + 1);
+            mins += m0 as i32 * (bsum(4 * c) + bsum(4 * c + 1));
+            mins += m1 as i32 * (bsum(4 * c + 2) + bsum(4 * c + 3));
+            let (blo, bhi) = (vdupq_n_u8(1 << (2 * c)), vdupq_n_u8(2 << (2 * c)));
+            let q = [load_u8(&wb[48 + 32 * c..]), load_u8(&wb[64 + 32 * c..])];
+            // The fifth bit as 0x10 where set.
+            let fifth = |k: usize, bit| vandq_u8(vtstq_u8(qh[k], bit), b4);
+            let lo = |k: usize| vreinterpretq_s8_u8(vorrq_u8(vandq_u8(q[k], m4), fifth(k, blo)));
+            let hi = |k: usize| vreinterpretq_s8_u8(vorrq_u8(vshrq_n_u8::<4>(q[k]), fifth(k, bhi)));
+            let qa = &qa[64 * c..];
+            let p0 = dot32(lo(0), lo(1), load_s8(qa), load_s8(&qa[16..]));
+            let p1 = dot32(hi(0), hi(1), load_s8(&qa[32..]), load_s8(&qa[48..]));
+            isum = vmlaq_n_s32(isum, p0, s0 as i32);
+            isum = vmlaq_n_s32(isum, p1, s1 as i32);
+        }
+        sum += da * (d * vaddvq_s32(isum) as f32) - da * (dmin * mins as f32);
+    }
+    sum
+}
+
 /// Q6_K × Q8_K: the 6-bit quants rebuilt per quarter of 32 from the low
 /// nibbles and the 2-bit high parts, centred (-32..=31) so that they
 /// multiply as signed bytes; each sub-block of 16 scaled by its i8 scale.
@@ -175,6 +213,56 @@ pub fn dot_q4_0(w: &[u8], a: &[u8], n: usize) -> f32 {
     vaddvq_f32(vaddq_f32(acc[0], acc[1]))
 }
 
+/// Four halves to f32, exactly (the `fcvtl` instruction needs the unstable
+/// f16 vector types): the magnitude bits moved into an f32's places and
+/// scaled by 2^112 (exact, subnormals included), exponent 31 (inf, NaN)
+/// made 255, the sign put back.
+#[target_feature(enable = "neon")]
+#[inline]
+fn f16x4(h: uint16x4_t) -> float32x4_t {
+    let h = vmovl_u16(h);
+    let mag = vshlq_n_u32::<13>(vandq_u32(h, vdupq_n_u32(0x7fff)));
+    let f = vmulq_f32(
+        vreinterpretq_f32_u32(mag),
+        vdupq_n_f32(f32::from_bits(0x7780_0000)),
+    );
+    let exp = vandq_u32(h, vdupq_n_u32(0x7c00));
+    let special = vandq_u32(
+        vceqq_u32(exp, vdupq_n_u32(0x7c00)),
+        vdupq_n_u32(0x7f80_0000),
+    );
+    let sign = vshlq_n_u32::<16>(vandq_u32(h, vdupq_n_u32(0x8000)));
+    let bits = vorrq_u32(vorrq_u32(vreinterpretq_u32_f32(f), special), sign);
+    vreinterpretq_f32_u32(bits)
+}
+
+/// F16 × F16 (inputs rounded to f16): products and sums in f32 (FMA), 16
+/// lanes in four accumulators, the tail of fewer than 16 scalar.
+#[target_feature(enable = "neon")]
+pub fn dot_f16(w: &[u8], a: &[u8], n: usize) -> f32 {
+    let (w, a) = (&w[..n * 2], &a[..n * 2]);
+    let mut acc = [vdupq_n_f32(0.0); 4];
+    let full = n / 16 * 16;
+    for (wc, ac) in w[..full * 2]
+        .chunks_exact(32)
+        .zip(a[..full * 2].chunks_exact(32))
+    {
+        for h in 0..2 {
+            let x = vreinterpretq_u16_u8(load_u8(&wc[16 * h..]));
+            let y = vreinterpretq_u16_u8(load_u8(&ac[16 * h..]));
+            let (lo, hi) = (2 * h, 2 * h + 1);
+            acc[lo] = vfmaq_f32(acc[lo], f16x4(vget_low_u16(x)), f16x4(vget_low_u16(y)));
+            acc[hi] = vfmaq_f32(acc[hi], f16x4(vget_high_u16(x)), f16x4(vget_high_u16(y)));
+        }
+    }
+    let s = vaddq_f32(vaddq_f32(acc[0], acc[1]), vaddq_f32(acc[2], acc[3]));
+    let mut sum = vaddvq_f32(s);
+    for j in full..n {
+        sum += f16(&w[2 * j..]) * f16(&a[2 * j..]);
+    }
+    sum
+}
+
 #[target_feature(enable = "neon")]
 pub fn dot_f32(w: &[u8], a: &[u8], n: usize) -> f32 {
     let (w, a) = (&w[..n * 4], &a[..n * 4]);
@@ -194,4 +282,42 @@ pub fn dot_f32(w: &[u8], a: &[u8], n: usize) -> f32 {
         sum += le_f32(&w[4 * j..]) * le_f32(&a[4 * j..]);
     }
     sum
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[target_feature(enable = "neon")]
+    fn convert(b: &[u8]) -> [f32; 4] {
+        let v = f16x4(vget_low_u16(vreinterpretq_u16_u8(load_u8(b))));
+        [
+            vgetq_lane_f32::<0>(v),
+            vgetq_lane_f32::<1>(v),
+            vgetq_lane_f32::<2>(v),
+            vgetq_lane_f32::<3>(v),
+        ]
+    }
+
+    /// Every half converts to the f32 `half` gives (NaN to a NaN).
+    #[test]
+    fn f16x4_converts_every_half_exactly() {
+        for base in (0..=u16::MAX).step_by(4) {
+            let h: [u16; 4] = core::array::from_fn(|k| base + k as u16);
+            let mut b = [0u8; 16];
+            for (o, v) in b.chunks_exact_mut(2).zip(h) {
+                o.copy_from_slice(&v.to_le_bytes());
+            }
+            // SAFETY: NEON is part of the AArch64 baseline.
+            let got = unsafe { convert(&b) };
+            for (g, &h) in got.iter().zip(&h) {
+                let want = half::f16::from_bits(h).to_f32();
+                if want.is_nan() {
+                    assert!(g.is_nan(), "{h:#06x}");
+                } else {
+                    assert_eq!(g.to_bits(), want.to_bits(), "{h:#06x}");
+                }
+            }
+        }
+    }
 }
