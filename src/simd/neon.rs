@@ -135,6 +135,87 @@ pub fn dot_q5_k(w: &[u8], a: &[u8], n: usize) -> f32 {
     sum
 }
 
+/// Q2_K × Q8_K: the 2-bit quants (0..=3; weight 128h + 32j + l at shift
+/// 2j of byte 32h + l) against their activations per sub-block of 16, each
+/// scaled by its low-nibble scale; the high-nibble minimums meet the
+/// activation sums.
+#[target_feature(enable = "neon")]
+pub fn dot_q2_k(w: &[u8], a: &[u8], n: usize) -> f32 {
+    let nb = n / 256;
+    let (w, a) = (&w[..nb * 84], &a[..nb * 292]);
+    let m3 = vdupq_n_u8(0x03);
+    let mut sum = 0f32;
+    for (wb, ab) in w.chunks_exact(84).zip(a.chunks_exact(292)) {
+        let (d, dmin) = (f16(&wb[80..]), f16(&wb[82..]));
+        let sc = &wb[..16];
+        let (da, qa, bsum) = q8k(ab);
+        let mut mins = 0i32;
+        for (g, &s) in sc.iter().enumerate() {
+            mins += (s >> 4) as i32 * bsum(g);
+        }
+        let mut isum = vdupq_n_s32(0);
+        for h in 0..2 {
+            let qs = [load_u8(&wb[16 + 32 * h..]), load_u8(&wb[32 + 32 * h..])];
+            for j in 0..4 {
+                let shift = vdupq_n_s8(-2 * j as i8);
+                for (k, qs) in qs.iter().enumerate() {
+                    let q = vreinterpretq_s8_u8(vandq_u8(vshlq_u8(*qs, shift), m3));
+                    let sub = 8 * h + 2 * j + k;
+                    let p = dot16(q, load_s8(&qa[16 * sub..]));
+                    isum = vmlaq_n_s32(isum, p, (sc[sub] & 0x0f) as i32);
+                }
+            }
+        }
+        sum += da * (d * vaddvq_s32(isum) as f32) - da * (dmin * mins as f32);
+    }
+    sum
+}
+
+/// The 16 scales of a Q3_K block (6 bits, stored plus 32): low 4 bits in
+/// bytes 0..8 then their high nibbles, high 2 bits in bytes 8..12.
+fn q3_k_scales(sc: &[u8]) -> [i32; 16] {
+    core::array::from_fn(|s| {
+        let low = if s < 8 { sc[s] & 0x0f } else { sc[s - 8] >> 4 };
+        let high = (sc[8 + s % 4] >> (2 * (s / 4))) & 3;
+        (low | high << 4) as i32 - 32
+    })
+}
+
+/// Q3_K × Q8_K: Q2_K's 2-bit fields, less 4 where the weight's bit in the
+/// high mask (bit 4h + j of byte l) is clear, so the quants are -4..=3;
+/// each sub-block of 16 scaled by its signed 6-bit scale.
+#[target_feature(enable = "neon")]
+pub fn dot_q3_k(w: &[u8], a: &[u8], n: usize) -> f32 {
+    let nb = n / 256;
+    let (w, a) = (&w[..nb * 110], &a[..nb * 292]);
+    let (m3, four) = (vdupq_n_u8(0x03), vdupq_n_u8(4));
+    let mut sum = 0f32;
+    for (wb, ab) in w.chunks_exact(110).zip(a.chunks_exact(292)) {
+        let d = f16(&wb[108..]);
+        let sc = q3_k_scales(&wb[96..108]);
+        let (da, qa, _) = q8k(ab);
+        let hm = [load_u8(wb), load_u8(&wb[16..])];
+        let mut isum = vdupq_n_s32(0);
+        for h in 0..2 {
+            let qs = [load_u8(&wb[32 + 32 * h..]), load_u8(&wb[48 + 32 * h..])];
+            for j in 0..4 {
+                let shift = vdupq_n_s8(-2 * j as i8);
+                let bit = vdupq_n_u8(1 << (4 * h + j));
+                for k in 0..2 {
+                    let two = vandq_u8(vshlq_u8(qs[k], shift), m3);
+                    let high = vandq_u8(vtstq_u8(hm[k], bit), four);
+                    let q = vsubq_s8(vreinterpretq_s8_u8(vorrq_u8(two, high)), vdupq_n_s8(4));
+                    let sub = 8 * h + 2 * j + k;
+                    let p = dot16(q, load_s8(&qa[16 * sub..]));
+                    isum = vmlaq_n_s32(isum, p, sc[sub]);
+                }
+            }
+        }
+        sum += da * (d * vaddvq_s32(isum) as f32);
+    }
+    sum
+}
+
 /// Q6_K × Q8_K: the 6-bit quants rebuilt per quarter of 32 from the low
 /// nibbles and the 2-bit high parts, centred (-32..=31) so that they
 /// multiply as signed bytes; each sub-block of 16 scaled by its i8 scale.
