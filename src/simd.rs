@@ -296,6 +296,12 @@ fn neon_kernel(t: crate::quant::WeightType) -> Option<Kernel> {
             W::Q8_0 => neon::dot_q8_0,
             W::Q4_0 => neon::dot_q4_0,
             W::F32 => neon::dot_f32,
+            W::Q4_K => neon::dot_q4_k,
+            W::Q6_K => neon::dot_q6_k,
+            W::F16 => neon::dot_f16,
+            W::Q5_K => neon::dot_q5_k,
+            W::Q3_K => neon::dot_q3_k,
+            W::Q2_K => neon::dot_q2_k,
             _ => return None,
         })
     }
@@ -855,7 +861,10 @@ mod tests {
         }
         let mut rng = Rng(99);
         let mut checked = 0;
-        for t in [W::Q8_0, W::Q4_0, W::F16, W::F32, W::Q4_K, W::Q6_K] {
+        let types = [W::Q8_0, W::Q4_0, W::F16, W::F32, W::Q4_K, W::Q6_K];
+        // NEON only so far (no AVX2 kernel: skipped there).
+        let types = types.into_iter().chain([W::Q5_K, W::Q3_K, W::Q2_K]);
+        for t in types {
             for n_blocks in [1usize, 2, 3, 5, 7, 33] {
                 let n = n_blocks * t.block_len().max(32) + if t.block_len() == 1 { 5 } else { 0 };
                 // Weights: quantize random values into the type's blocks.
@@ -863,9 +872,9 @@ mod tests {
                 let wv: std::vec::Vec<f32> = (0..n).map(|_| rng.f()).collect();
                 let at = t.act_type();
                 let wbytes = match t {
-                    W::Q4_0 | W::Q4_K | W::Q6_K => {
+                    W::Q4_0 | W::Q4_K | W::Q6_K | W::Q5_K | W::Q3_K | W::Q2_K => {
                         // Random quant bits, finite scales (d, and dmin for
-                        // Q4_K) at their offsets.
+                        // Q4_K, Q5_K and Q2_K) at their offsets.
                         let bb = t.block_bytes();
                         let mut b = std::vec![0u8; n / t.block_len() * bb];
                         for v in b.iter_mut() {
@@ -873,7 +882,9 @@ mod tests {
                         }
                         let offs: &[usize] = match t {
                             W::Q6_K => &[208],
-                            W::Q4_K => &[0, 2],
+                            W::Q4_K | W::Q5_K => &[0, 2],
+                            W::Q3_K => &[108],
+                            W::Q2_K => &[80, 82],
                             _ => &[0],
                         };
                         for blk in b.chunks_exact_mut(bb) {
@@ -917,7 +928,7 @@ mod tests {
                 }
             }
         }
-        let kinds = if probe() == NEON { 3 } else { 6 };
+        let kinds = if probe() == NEON { 9 } else { 6 };
         assert_eq!(checked, kinds * 6 * 3);
     }
 
