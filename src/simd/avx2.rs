@@ -1,0 +1,243 @@
+//! More AVX2 + FMA + F16C kernels (for CPUs without AVX-512): Q4_1, Q5_0
+//! and Q5_1 against Q8_1 / Q8_0 blocks, BF16 against bf16 inputs; and
+//! four-input forms of them (each weight block loaded and unpacked once). As in
+//! `x86`, every kernel is a safe `#[target_feature]` function; the only
+//! unsafe operations are the loads there, from slices checked by indexing.
+//!
+//! The one-row and four-row kernels are one generic body over the number
+//! of inputs `R`, so every input sees exactly the same operations in the
+//! same order: the four results are bit-identical to four one-row calls.
+//!
+//! Integer parts are exact: `maddubs` multiplies unsigned weight quants
+//! (at most 31 here) by signed activation bytes, so no pair sum reaches the
+//! i16 limit; signed Q5_0 quants use `dot_i8`'s sign trick.
+
+use super::x86::{dot_i8, f16, hsum, load128, load256};
+use core::arch::x86_64::*;
+
+/// The two f16 at the start of `b` (the `d` and `m` of Q4_1/Q5_1 blocks,
+/// the `d` and `s` of Q8_1 blocks) as f32 lanes 0 and 1.
+#[target_feature(enable = "avx2,fma,f16c")]
+fn f16x2(b: &[u8]) -> __m128 {
+    let bits = u32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+    _mm_cvtph_ps(_mm_cvtsi32_si128(bits as i32))
+}
+
+/// The 32 nibbles of 16 bytes in weight order: byte `j` holds weight `j`
+/// (low nibble) and `j + 16` (high nibble).
+#[target_feature(enable = "avx2,fma,f16c")]
+fn nibbles(q: &[u8]) -> __m256i {
+    let q = load128(q);
+    let both = _mm256_set_m128i(_mm_srli_epi16(q, 4), q);
+    _mm256_and_si256(both, _mm256_set1_epi8(0x0f))
+}
+
+/// 0xff in byte `i` where bit `i` of `qh` is set, else 0.
+#[target_feature(enable = "avx2,fma,f16c")]
+fn bit_bytes(qh: &[u8]) -> __m256i {
+    let qh = u32::from_le_bytes([qh[0], qh[1], qh[2], qh[3]]);
+    // Bytes 0..8 take byte 0 of qh, 8..16 byte 1, and so on (each 128-bit
+    // lane holds the whole u32, so the in-lane shuffle reaches it).
+    let spread = _mm256_shuffle_epi8(
+        _mm256_set1_epi32(qh as i32),
+        _mm256_set_epi64x(
+            0x0303_0303_0303_0303,
+            0x0202_0202_0202_0202,
+            0x0101_0101_0101_0101,
+            0,
+        ),
+    );
+    let bit = _mm256_set1_epi64x(0x8040_2010_0804_0201u64 as i64);
+    _mm256_cmpeq_epi8(_mm256_and_si256(spread, bit), bit)
+}
+
+/// Unsigned bytes `w` times signed bytes `a`, summed in groups of four into
+/// 8 i32 lanes, as f32 (exact for `w` below 128).
+#[target_feature(enable = "avx2,fma,f16c")]
+fn dot_u8(w: __m256i, a: __m256i) -> __m256 {
+    let p16 = _mm256_maddubs_epi16(w, a);
+    _mm256_cvtepi32_ps(_mm256_madd_epi16(p16, _mm256_set1_epi16(1)))
+}
+
+/// The 32-weight block types with a fast kernel here.
+const Q4_1: u8 = 0;
+const Q5_0: u8 = 1;
+const Q5_1: u8 = 2;
+
+/// Weight and activation block bytes of kind `K`.
+const fn sizes(k: u8) -> (usize, usize) {
+    match k {
+        Q4_1 => (20, 36),
+        Q5_0 => (22, 34),
+        _ => (24, 36),
+    }
+}
+
+/// One block of kind `K` unpacked: its quants (Q4_1 and Q5_1 unsigned
+/// 0..=31, Q5_0 signed -16..=15) in weight order.
+#[target_feature(enable = "avx2,fma,f16c")]
+fn quants<const K: u8>(wb: &[u8]) -> __m256i {
+    match K {
+        Q4_1 => nibbles(&wb[4..]),
+        Q5_0 => {
+            // Without its fifth bit a quant is `nibble - 16`: the nibble
+            // with the top four bits set, as a signed byte.
+            let hi = _mm256_andnot_si256(bit_bytes(&wb[2..]), _mm256_set1_epi8(0xf0u8 as i8));
+            _mm256_or_si256(nibbles(&wb[6..]), hi)
+        }
+        _ => {
+            let hi = _mm256_and_si256(bit_bytes(&wb[4..]), _mm256_set1_epi8(0x10));
+            _mm256_or_si256(nibbles(&wb[8..]), hi)
+        }
+    }
+}
+
+/// Q4_1, Q5_0 or Q5_1 weights (kind `K`) against `R` activation rows: per
+/// block `d_w * d_a * sumi` into two vector accumulators (even and odd
+/// blocks, so that consecutive blocks' multiply-adds do not wait for each
+/// other), and with Q8_1 the minimum terms `m_w * s_a`, a pair of blocks
+/// at a time, into one more. Blocks go in pairs so that the accumulators
+/// stay in registers (an index `i & 1` would keep them in memory).
+#[target_feature(enable = "avx2,fma,f16c")]
+fn dot_small<const K: u8, const R: usize>(w: &[u8], a: [&[u8]; R], n: usize) -> [f32; R] {
+    let (wbb, abb) = sizes(K);
+    let nb = n / 32;
+    let w = &w[..nb * wbb];
+    let a = a.map(|a| &a[..nb * abb]);
+    let mut acc = [[_mm256_setzero_ps(); R]; 2];
+    let mut mins = [_mm_setzero_ps(); R];
+    // Block `i` into `acc`; gives its `[d_w * d_a, m_w * s_a]` per row. A
+    // macro, not a closure: a closure called twice is not inlined, and its
+    // accumulators then live in memory.
+    macro_rules! block {
+        ($i:expr, $acc:expr) => {{
+            let i = $i;
+            let wb = &w[wbb * i..wbb * (i + 1)];
+            let q = quants::<K>(wb);
+            let mut ds = [_mm_setzero_ps(); R];
+            if K == Q5_0 {
+                let dw = f16(wb);
+                for (acc, a) in $acc.iter_mut().zip(a) {
+                    let ab = &a[abb * i..abb * (i + 1)];
+                    let d = _mm256_set1_ps(dw * f16(ab));
+                    *acc = _mm256_fmadd_ps(d, dot_i8(q, load256(&ab[2..])), *acc);
+                }
+            } else {
+                let dm = f16x2(wb);
+                for ((acc, ds), a) in $acc.iter_mut().zip(&mut ds).zip(a) {
+                    let ab = &a[abb * i..abb * (i + 1)];
+                    // Lanes: d_w * d_a, m_w * s_a.
+                    *ds = _mm_mul_ps(dm, f16x2(ab));
+                    let d = _mm256_broadcastss_ps(*ds);
+                    *acc = _mm256_fmadd_ps(d, dot_u8(q, load256(&ab[4..])), *acc);
+                }
+            }
+            ds
+        }};
+    }
+    let mut i = 0;
+    while i + 2 <= nb {
+        let e = block!(i, acc[0]);
+        let o = block!(i + 1, acc[1]);
+        if K != Q5_0 {
+            for ((m, e), o) in mins.iter_mut().zip(e).zip(o) {
+                *m = _mm_add_ps(*m, _mm_add_ps(e, o));
+            }
+        }
+        i += 2;
+    }
+    if i < nb {
+        let e = block!(i, acc[0]);
+        if K != Q5_0 {
+            for (m, e) in mins.iter_mut().zip(e) {
+                *m = _mm_add_ps(*m, e);
+            }
+        }
+    }
+    let mut out = [0f32; R];
+    for (r, o) in out.iter_mut().enumerate() {
+        // Lane 1 of `mins` holds the minimum terms (0 for Q5_0).
+        let m = _mm_cvtss_f32(_mm_movehdup_ps(mins[r]));
+        *o = hsum(_mm256_add_ps(acc[0][r], acc[1][r])) + m;
+    }
+    out
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+pub fn dot_q4_1(w: &[u8], a: &[u8], n: usize) -> f32 {
+    dot_small::<Q4_1, 1>(w, [a], n)[0]
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+pub fn dot_q5_0(w: &[u8], a: &[u8], n: usize) -> f32 {
+    dot_small::<Q5_0, 1>(w, [a], n)[0]
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+pub fn dot_q5_1(w: &[u8], a: &[u8], n: usize) -> f32 {
+    dot_small::<Q5_1, 1>(w, [a], n)[0]
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+pub fn dot4_q4_1(w: &[u8], a: [&[u8]; 4], n: usize) -> [f32; 4] {
+    dot_small::<Q4_1, 4>(w, a, n)
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+pub fn dot4_q5_0(w: &[u8], a: [&[u8]; 4], n: usize) -> [f32; 4] {
+    dot_small::<Q5_0, 4>(w, a, n)
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+pub fn dot4_q5_1(w: &[u8], a: [&[u8]; 4], n: usize) -> [f32; 4] {
+    dot_small::<Q5_1, 4>(w, a, n)
+}
+
+/// A bf16 at the start of `b` as f32.
+#[inline(always)]
+fn bf16(b: &[u8]) -> f32 {
+    f32::from_bits((u16::from_le_bytes([b[0], b[1]]) as u32) << 16)
+}
+
+/// BF16 × bf16 over `R` input rows, 16 values per step: a bf16 is the top
+/// half of an f32, so the even elements are the 32-bit lanes shifted left
+/// by 16 and the odd ones the lanes with their low half cleared (no
+/// shuffles); one accumulator each. The tail of `n % 16` is scalar.
+#[target_feature(enable = "avx2,fma,f16c")]
+fn dot_bf16_rows<const R: usize>(w: &[u8], a: [&[u8]; R], n: usize) -> [f32; R] {
+    let w = &w[..n * 2];
+    let a = a.map(|a| &a[..n * 2]);
+    let high = _mm256_set1_epi32(0xffff_0000u32 as i32);
+    let even = |v: __m256i| _mm256_castsi256_ps(_mm256_slli_epi32(v, 16));
+    let odd = |v: __m256i| _mm256_castsi256_ps(_mm256_and_si256(v, high));
+    let mut acc = [[_mm256_setzero_ps(); 2]; R];
+    let full = n / 16 * 16;
+    for (i, wc) in w[..full * 2].chunks_exact(32).enumerate() {
+        let wv = load256(wc);
+        let (we, wo) = (even(wv), odd(wv));
+        for (acc, a) in acc.iter_mut().zip(a) {
+            let av = load256(&a[32 * i..32 * i + 32]);
+            acc[0] = _mm256_fmadd_ps(we, even(av), acc[0]);
+            acc[1] = _mm256_fmadd_ps(wo, odd(av), acc[1]);
+        }
+    }
+    let mut out = [0f32; R];
+    for ((o, acc), a) in out.iter_mut().zip(acc).zip(a) {
+        let mut sum = hsum(_mm256_add_ps(acc[0], acc[1]));
+        for j in full..n {
+            sum += bf16(&w[2 * j..]) * bf16(&a[2 * j..]);
+        }
+        *o = sum;
+    }
+    out
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+pub fn dot_bf16(w: &[u8], a: &[u8], n: usize) -> f32 {
+    dot_bf16_rows::<1>(w, [a], n)[0]
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+pub fn dot4_bf16(w: &[u8], a: [&[u8]; 4], n: usize) -> [f32; 4] {
+    dot_bf16_rows::<4>(w, a, n)
+}
