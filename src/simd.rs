@@ -156,8 +156,10 @@ fn avx2_kernel(t: crate::quant::WeightType) -> Option<Kernel> {
             W::Q4_1 => avx2::dot_q4_1,
             W::Q5_0 => avx2::dot_q5_0,
             W::Q5_1 => avx2::dot_q5_1,
+            W::Q2_K => avx2::dot_q2_k,
+            W::Q3_K => avx2::dot_q3_k,
+            W::Q5_K => avx2::dot_q5_k,
             W::BF16 => avx2::dot_bf16,
-            _ => return None,
         })
     }
     #[cfg(not(target_arch = "x86_64"))]
@@ -819,6 +821,9 @@ mod tests {
             W::Q4_1,
             W::Q5_0,
             W::Q5_1,
+            W::Q2_K,
+            W::Q3_K,
+            W::Q5_K,
             W::BF16,
         ] {
             for n_blocks in [1usize, 2, 3, 5, 7, 33] {
@@ -828,7 +833,15 @@ mod tests {
                 let wv: std::vec::Vec<f32> = (0..n).map(|_| rng.f()).collect();
                 let at = t.act_type();
                 let wbytes = match t {
-                    W::Q4_0 | W::Q4_K | W::Q6_K | W::Q4_1 | W::Q5_0 | W::Q5_1 => {
+                    W::Q4_0
+                    | W::Q4_K
+                    | W::Q6_K
+                    | W::Q4_1
+                    | W::Q5_0
+                    | W::Q5_1
+                    | W::Q2_K
+                    | W::Q3_K
+                    | W::Q5_K => {
                         // Random quant bits, finite scales (d, and m or
                         // dmin where there is one) at their offsets.
                         let bb = t.block_bytes();
@@ -838,7 +851,9 @@ mod tests {
                         }
                         let offs: &[usize] = match t {
                             W::Q6_K => &[208],
-                            W::Q4_K | W::Q4_1 | W::Q5_1 => &[0, 2],
+                            W::Q3_K => &[108],
+                            W::Q2_K => &[80, 82],
+                            W::Q4_K | W::Q5_K | W::Q4_1 | W::Q5_1 => &[0, 2],
                             _ => &[0],
                         };
                         for blk in b.chunks_exact_mut(bb) {
@@ -882,7 +897,7 @@ mod tests {
                 }
             }
         }
-        let kinds = if probe() == NEON { 3 } else { 10 };
+        let kinds = if probe() == NEON { 3 } else { 13 };
         assert_eq!(checked, kinds * 6 * 3);
     }
 

@@ -1,6 +1,7 @@
 //! More AVX2 + FMA + F16C kernels (for CPUs without AVX-512): Q4_1, Q5_0
-//! and Q5_1 against Q8_1 / Q8_0 blocks, BF16 against bf16 inputs; and
-//! four-input forms of them (each weight block loaded and unpacked once). As in
+//! and Q5_1 against Q8_1 / Q8_0 blocks, Q2_K, Q3_K and Q5_K against Q8_K
+//! blocks, BF16 against bf16 inputs; and four-input forms of the 32-weight
+//! block types and BF16 (each weight block loaded and unpacked once). As in
 //! `x86`, every kernel is a safe `#[target_feature]` function; the only
 //! unsafe operations are the loads there, from slices checked by indexing.
 //!
@@ -10,9 +11,12 @@
 //!
 //! Integer parts are exact: `maddubs` multiplies unsigned weight quants
 //! (at most 31 here) by signed activation bytes, so no pair sum reaches the
-//! i16 limit; signed Q5_0 quants use `dot_i8`'s sign trick.
+//! i16 limit; signed Q5_0 quants use `dot_i8`'s sign trick; Q3_K's quants
+//! (-4..=3) are taken as `q + 4` (0..=7) and the offset of 4 meets the
+//! activation sums of 16.
 
-use super::x86::{dot_i8, f16, hsum, load128, load256};
+use super::x86::{dot_i8, f16, hsum, load128, load256, q8k};
+use crate::blocks::scale_min_k4;
 use core::arch::x86_64::*;
 
 /// The two f16 at the start of `b` (the `d` and `m` of Q4_1/Q5_1 blocks,
@@ -240,4 +244,173 @@ pub fn dot_bf16(w: &[u8], a: &[u8], n: usize) -> f32 {
 #[target_feature(enable = "avx2,fma,f16c")]
 pub fn dot4_bf16(w: &[u8], a: [&[u8]; 4], n: usize) -> [f32; 4] {
     dot_bf16_rows::<4>(w, a, n)
+}
+
+/// The scale vector for sub-blocks `2j` and `2j + 1` of a half: `half`
+/// holds eight i16 scales in both 128-bit lanes; lanes 0-7 of the result
+/// get scale `2j`, lanes 8-15 scale `2j + 1` (the i16 products of 32
+/// weights from `maddubs` are laid out so).
+#[target_feature(enable = "avx2,fma,f16c")]
+fn pair_scales(half: __m256i, j: usize) -> __m256i {
+    let lo = (((4 * j + 1) << 8) | (4 * j)) as i16;
+    let hi = (((4 * j + 3) << 8) | (4 * j + 2)) as i16;
+    _mm256_shuffle_epi8(
+        half,
+        _mm256_set_m128i(_mm_set1_epi16(hi), _mm_set1_epi16(lo)),
+    )
+}
+
+/// The two halves (sub-blocks 0..8, 8..16) of 16 i16 scales, each in both
+/// 128-bit lanes.
+#[target_feature(enable = "avx2,fma,f16c")]
+fn halves(sc16: __m256i) -> [__m256i; 2] {
+    [
+        _mm256_permute2x128_si256(sc16, sc16, 0x00),
+        _mm256_permute2x128_si256(sc16, sc16, 0x11),
+    ]
+}
+
+/// Sum over the 16 sub-blocks of 16 of `scale[s] * <q, qa>_s`, the 2-bit
+/// fields of `qs` (64 bytes: in each half, byte `l` holds weight `32j + l`
+/// at shift `2j`) plus `high(h, j)` (already in place above them).
+#[target_feature(enable = "avx2,fma,f16c")]
+fn sum_2bit(qs: &[u8], qa: &[u8], sc16: __m256i, mut high: impl FnMut() -> __m256i) -> __m256i {
+    let m3 = _mm256_set1_epi8(3);
+    let halves = halves(sc16);
+    let mut sums = [_mm256_setzero_si256(); 2];
+    for (h, half) in halves.into_iter().enumerate() {
+        let mut q = load256(&qs[32 * h..]);
+        for j in 0..4 {
+            let qj = _mm256_or_si256(_mm256_and_si256(q, m3), high());
+            q = _mm256_srli_epi16(q, 2);
+            let p = _mm256_maddubs_epi16(qj, load256(&qa[128 * h + 32 * j..]));
+            // Two sums alternating: the adds of one do not wait for the other.
+            sums[j & 1] = _mm256_add_epi32(sums[j & 1], _mm256_madd_epi16(p, pair_scales(half, j)));
+        }
+    }
+    _mm256_add_epi32(sums[0], sums[1])
+}
+
+/// Q2_K × Q8_K: the 2-bit quants (0..=3) against their 32 activations per
+/// shift, each product pair weighted by its sub-block's 4-bit scale in the
+/// i16 → i32 step; the 4-bit minimums meet the activation sums of 16 in one
+/// `madd`.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub fn dot_q2_k(w: &[u8], a: &[u8], n: usize) -> f32 {
+    let nb = n / 256;
+    let (w, a) = (&w[..nb * 84], &a[..nb * 292]);
+    let m4 = _mm_set1_epi8(0x0f);
+    let mut acc = [_mm256_setzero_ps(); 2];
+    let mut acc_min = [_mm256_setzero_ps(); 2];
+    for (i, (wb, ab)) in w.chunks_exact(84).zip(a.chunks_exact(292)).enumerate() {
+        let (d, dmin) = (f16(&wb[80..]), f16(&wb[82..]));
+        let (da, qa, _) = q8k(ab);
+        let sc = load128(wb);
+        let scales = _mm256_cvtepu8_epi16(_mm_and_si128(sc, m4));
+        let mins = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(sc, 4), m4));
+        let bsums = load256(&ab[260..]);
+        let m = _mm256_madd_epi16(mins, bsums);
+        let sums = sum_2bit(&wb[16..], qa, scales, || _mm256_setzero_si256());
+        let k = i & 1;
+        acc[k] = _mm256_fmadd_ps(_mm256_set1_ps(d * da), _mm256_cvtepi32_ps(sums), acc[k]);
+        acc_min[k] = _mm256_fmadd_ps(_mm256_set1_ps(dmin * da), _mm256_cvtepi32_ps(m), acc_min[k]);
+    }
+    hsum(_mm256_add_ps(acc[0], acc[1])) - hsum(_mm256_add_ps(acc_min[0], acc_min[1]))
+}
+
+/// Q3_K's 16 scales (6 bits, stored plus 32): the low nibbles in bytes
+/// 0..8 (scales 0..8, then their high nibbles 8..16), the top two bits in
+/// the 2-bit fields of bytes 8..12, four scales per shift. Unpacked four
+/// at a time in 32-bit words, then made signed.
+fn q3k_scales(sc: &[u8]) -> [u8; 16] {
+    let word =
+        |k: usize| u32::from_le_bytes([sc[4 * k], sc[4 * k + 1], sc[4 * k + 2], sc[4 * k + 3]]);
+    let (a0, a1, top) = (word(0), word(1), word(2));
+    let (lo4, lo2) = (0x0f0f_0f0fu32, 0x0303_0303u32);
+    let words = [
+        (a0 & lo4) | (top & lo2) << 4,
+        (a1 & lo4) | (top >> 2 & lo2) << 4,
+        (a0 >> 4 & lo4) | (top >> 4 & lo2) << 4,
+        (a1 >> 4 & lo4) | (top >> 6 & lo2) << 4,
+    ];
+    let mut out = [0u8; 16];
+    for (o, w) in out.chunks_exact_mut(4).zip(words) {
+        o.copy_from_slice(&w.to_le_bytes());
+    }
+    out
+}
+
+/// Q3_K × Q8_K: each quant taken as `q + 4` (its two low bits, and 4 where
+/// the high bit is set), multiplied as unsigned and scaled per sub-block of
+/// 16 in the i16 → i32 step; `4 * scale` meets the activation sums.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub fn dot_q3_k(w: &[u8], a: &[u8], n: usize) -> f32 {
+    let nb = n / 256;
+    let (w, a) = (&w[..nb * 110], &a[..nb * 292]);
+    let bit = _mm256_set1_epi8(1);
+    let mut acc = [_mm256_setzero_ps(); 2];
+    for (i, (wb, ab)) in w.chunks_exact(110).zip(a.chunks_exact(292)).enumerate() {
+        let d = f16(&wb[108..]);
+        let (da, qa, _) = q8k(ab);
+        let sc = q3k_scales(&wb[96..108]);
+        let scales = _mm256_cvtepi8_epi16(_mm_sub_epi8(load128(&sc), _mm_set1_epi8(32)));
+        let offset = _mm256_slli_epi32(_mm256_madd_epi16(scales, load256(&ab[260..])), 2);
+        // The high bit of weight 128h + 32j + l is bit 4h + j of byte l:
+        // one shift per step, in the order the steps come.
+        let mut hm = load256(wb);
+        let high = || {
+            let v = _mm256_slli_epi16(_mm256_and_si256(hm, bit), 2);
+            hm = _mm256_srli_epi16(hm, 1);
+            v
+        };
+        let sums = sum_2bit(&wb[32..96], qa, scales, high);
+        let total = _mm256_sub_epi32(sums, offset);
+        let k = i & 1;
+        acc[k] = _mm256_fmadd_ps(_mm256_set1_ps(d * da), _mm256_cvtepi32_ps(total), acc[k]);
+    }
+    hsum(_mm256_add_ps(acc[0], acc[1]))
+}
+
+/// Q5_K × Q8_K: per quarter of 64, the low nibbles (sub-block 2c) and high
+/// nibbles (2c + 1) with their fifth bits (bits 2c and 2c + 1 of `qh`),
+/// 0..=31, against their 32 activations, each product pair weighted by its
+/// sub-block's 6-bit scale in the i16 → i32 step; the minimums meet the
+/// activation sums.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub fn dot_q5_k(w: &[u8], a: &[u8], n: usize) -> f32 {
+    let nb = n / 256;
+    let (w, a) = (&w[..nb * 176], &a[..nb * 292]);
+    let m4 = _mm256_set1_epi8(0x0f);
+    let bit = _mm256_set1_epi8(1);
+    let mut acc = [_mm256_setzero_ps(); 2];
+    let mut acc_min = [0f32; 2];
+    for (i, (wb, ab)) in w.chunks_exact(176).zip(a.chunks_exact(292)).enumerate() {
+        let (d, dmin) = (f16(wb), f16(&wb[2..]));
+        let sc = &wb[4..16];
+        let (da, qa, bsum) = q8k(ab);
+        let mut hm = load256(&wb[16..]);
+        let mut sums = [_mm256_setzero_si256(); 2];
+        let mut mins = 0i32;
+        for c in 0..4 {
+            let (s0, m0) = scale_min_k4(sc, 2 * c);
+            let (s1, m1) = scale_min_k4(sc, 2 * c + 1);
+            mins += m0 as i32 * (bsum(4 * c) + bsum(4 * c + 1));
+            mins += m1 as i32 * (bsum(4 * c + 2) + bsum(4 * c + 3));
+            let q = load256(&wb[48 + 32 * c..]);
+            let h0 = _mm256_slli_epi16(_mm256_and_si256(hm, bit), 4);
+            let h1 = _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hm, 1), bit), 4);
+            hm = _mm256_srli_epi16(hm, 2);
+            let lo = _mm256_or_si256(_mm256_and_si256(q, m4), h0);
+            let hi = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(q, 4), m4), h1);
+            let p0 = _mm256_maddubs_epi16(lo, load256(&qa[64 * c..]));
+            let p1 = _mm256_maddubs_epi16(hi, load256(&qa[64 * c + 32..]));
+            sums[0] = _mm256_add_epi32(sums[0], _mm256_madd_epi16(p0, _mm256_set1_epi16(s0)));
+            sums[1] = _mm256_add_epi32(sums[1], _mm256_madd_epi16(p1, _mm256_set1_epi16(s1)));
+        }
+        let sums = _mm256_add_epi32(sums[0], sums[1]);
+        let k = i & 1;
+        acc[k] = _mm256_fmadd_ps(_mm256_set1_ps(d * da), _mm256_cvtepi32_ps(sums), acc[k]);
+        acc_min[k] += dmin * da * mins as f32;
+    }
+    hsum(_mm256_add_ps(acc[0], acc[1])) - (acc_min[0] + acc_min[1])
 }
