@@ -16,7 +16,6 @@
 //! activation sums of 16.
 
 use super::x86::{dot_i8, f16, hsum, load128, load256, q8k};
-use crate::blocks::scale_min_k4;
 use core::arch::x86_64::*;
 
 /// The two f16 at the start of `b` (the `d` and `m` of Q4_1/Q5_1 blocks,
@@ -371,31 +370,52 @@ pub fn dot_q3_k(w: &[u8], a: &[u8], n: usize) -> f32 {
     hsum(_mm256_add_ps(acc[0], acc[1]))
 }
 
+/// The eight 6-bit scales and eight minimums of a Q4_K/Q5_K block (12
+/// bytes, see `blocks::scale_min_k4`), one per byte, unpacked four at a
+/// time in 32-bit words.
+fn k4_scales_mins(sc: &[u8]) -> (u64, u64) {
+    let word =
+        |k: usize| u32::from_le_bytes([sc[4 * k], sc[4 * k + 1], sc[4 * k + 2], sc[4 * k + 3]]);
+    let (w0, w1, w2) = (word(0), word(1), word(2));
+    let (m6, m4, m2) = (0x3f3f_3f3fu32, 0x0f0f_0f0fu32, 0x0303_0303u32);
+    let scales_hi = (w2 & m4) | ((w0 >> 6) & m2) << 4;
+    let mins_hi = ((w2 >> 4) & m4) | ((w1 >> 6) & m2) << 4;
+    let join = |lo: u32, hi: u32| (hi as u64) << 32 | lo as u64;
+    (join(w0 & m6, scales_hi), join(w1 & m6, mins_hi))
+}
+
 /// Q5_K × Q8_K: per quarter of 64, the low nibbles (sub-block 2c) and high
 /// nibbles (2c + 1) with their fifth bits (bits 2c and 2c + 1 of `qh`),
 /// 0..=31, against their 32 activations, each product pair weighted by its
-/// sub-block's 6-bit scale in the i16 → i32 step; the minimums meet the
-/// activation sums.
+/// sub-block's 6-bit scale (broadcast by a byte shuffle) in the i16 → i32
+/// step; the minimums meet the pairwise sums of the activation sums of 16
+/// in one `madd`.
 #[target_feature(enable = "avx2,fma,f16c")]
 pub fn dot_q5_k(w: &[u8], a: &[u8], n: usize) -> f32 {
     let nb = n / 256;
     let (w, a) = (&w[..nb * 176], &a[..nb * 292]);
     let m4 = _mm256_set1_epi8(0x0f);
     let bit = _mm256_set1_epi8(1);
-    let mut acc = [_mm256_setzero_ps(); 2];
-    let mut acc_min = [0f32; 2];
-    for (i, (wb, ab)) in w.chunks_exact(176).zip(a.chunks_exact(292)).enumerate() {
+    let mut acc = _mm256_setzero_ps();
+    let mut acc_min = _mm_setzero_ps();
+    for (wb, ab) in w.chunks_exact(176).zip(a.chunks_exact(292)) {
         let (d, dmin) = (f16(wb), f16(&wb[2..]));
-        let sc = &wb[4..16];
-        let (da, qa, bsum) = q8k(ab);
+        let (da, qa, _) = q8k(ab);
+        let (scales, mins) = k4_scales_mins(&wb[4..16]);
+        let mins = _mm_cvtepu8_epi16(_mm_cvtsi64_si128(mins as i64));
+        // Sums of 32: bsum(2s) + bsum(2s + 1), s = 0..8.
+        let bsums = _mm_hadd_epi16(load128(&ab[260..]), load128(&ab[276..]));
+        let m = _mm_madd_epi16(mins, bsums);
+        let scales = _mm_cvtepu8_epi16(_mm_cvtsi64_si128(scales as i64));
+        let scales = _mm256_broadcastsi128_si256(scales);
+        // Scale s in every i16 lane: bytes 2s and 2s + 1 of `scales`.
+        let scale = |s: usize| {
+            let pair = (((2 * s + 1) << 8) | (2 * s)) as i16;
+            _mm256_shuffle_epi8(scales, _mm256_set1_epi16(pair))
+        };
         let mut hm = load256(&wb[16..]);
         let mut sums = [_mm256_setzero_si256(); 2];
-        let mut mins = 0i32;
         for c in 0..4 {
-            let (s0, m0) = scale_min_k4(sc, 2 * c);
-            let (s1, m1) = scale_min_k4(sc, 2 * c + 1);
-            mins += m0 as i32 * (bsum(4 * c) + bsum(4 * c + 1));
-            mins += m1 as i32 * (bsum(4 * c + 2) + bsum(4 * c + 3));
             let q = load256(&wb[48 + 32 * c..]);
             let h0 = _mm256_slli_epi16(_mm256_and_si256(hm, bit), 4);
             let h1 = _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hm, 1), bit), 4);
@@ -404,13 +424,14 @@ pub fn dot_q5_k(w: &[u8], a: &[u8], n: usize) -> f32 {
             let hi = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(q, 4), m4), h1);
             let p0 = _mm256_maddubs_epi16(lo, load256(&qa[64 * c..]));
             let p1 = _mm256_maddubs_epi16(hi, load256(&qa[64 * c + 32..]));
-            sums[0] = _mm256_add_epi32(sums[0], _mm256_madd_epi16(p0, _mm256_set1_epi16(s0)));
-            sums[1] = _mm256_add_epi32(sums[1], _mm256_madd_epi16(p1, _mm256_set1_epi16(s1)));
+            sums[0] = _mm256_add_epi32(sums[0], _mm256_madd_epi16(p0, scale(2 * c)));
+            sums[1] = _mm256_add_epi32(sums[1], _mm256_madd_epi16(p1, scale(2 * c + 1)));
         }
         let sums = _mm256_add_epi32(sums[0], sums[1]);
-        let k = i & 1;
-        acc[k] = _mm256_fmadd_ps(_mm256_set1_ps(d * da), _mm256_cvtepi32_ps(sums), acc[k]);
-        acc_min[k] += dmin * da * mins as f32;
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(d * da), _mm256_cvtepi32_ps(sums), acc);
+        acc_min = _mm_fmadd_ps(_mm_set1_ps(dmin * da), _mm_cvtepi32_ps(m), acc_min);
     }
-    hsum(_mm256_add_ps(acc[0], acc[1])) - (acc_min[0] + acc_min[1])
+    let s = _mm_add_ps(acc_min, _mm_movehl_ps(acc_min, acc_min));
+    let s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    hsum(acc) - _mm_cvtss_f32(s)
 }
