@@ -269,9 +269,10 @@ fn halves(sc16: __m256i) -> [__m256i; 2] {
     ]
 }
 
-/// Sum over the 16 sub-blocks of 16 of `scale[s] * <q, qa>_s`, the 2-bit
-/// fields of `qs` (64 bytes: in each half, byte `l` holds weight `32j + l`
-/// at shift `2j`) plus `high(h, j)` (already in place above them).
+/// Sum over the 16 sub-blocks of 16 of `scale[s] * <q, qa>_s`, `q` the
+/// 2-bit fields of `qs` (64 bytes: in each half `h`, byte `l` holds weight
+/// `128h + 32j + l` at shift `2j`) plus what `high()` gives, called once
+/// per step `(h, j)` in order (bits already above the two).
 #[target_feature(enable = "avx2,fma,f16c")]
 fn sum_2bit(qs: &[u8], qa: &[u8], sc16: __m256i, mut high: impl FnMut() -> __m256i) -> __m256i {
     let m3 = _mm256_set1_epi8(3);
@@ -299,9 +300,10 @@ pub fn dot_q2_k(w: &[u8], a: &[u8], n: usize) -> f32 {
     let nb = n / 256;
     let (w, a) = (&w[..nb * 84], &a[..nb * 292]);
     let m4 = _mm_set1_epi8(0x0f);
-    let mut acc = [_mm256_setzero_ps(); 2];
-    let mut acc_min = [_mm256_setzero_ps(); 2];
-    for (i, (wb, ab)) in w.chunks_exact(84).zip(a.chunks_exact(292)).enumerate() {
+    // One accumulator each: a block's integer work is long enough that
+    // the next block's multiply-add does not wait.
+    let (mut acc, mut acc_min) = (_mm256_setzero_ps(), _mm256_setzero_ps());
+    for (wb, ab) in w.chunks_exact(84).zip(a.chunks_exact(292)) {
         let (d, dmin) = (f16(&wb[80..]), f16(&wb[82..]));
         let (da, qa, _) = q8k(ab);
         let sc = load128(wb);
@@ -310,11 +312,10 @@ pub fn dot_q2_k(w: &[u8], a: &[u8], n: usize) -> f32 {
         let bsums = load256(&ab[260..]);
         let m = _mm256_madd_epi16(mins, bsums);
         let sums = sum_2bit(&wb[16..], qa, scales, || _mm256_setzero_si256());
-        let k = i & 1;
-        acc[k] = _mm256_fmadd_ps(_mm256_set1_ps(d * da), _mm256_cvtepi32_ps(sums), acc[k]);
-        acc_min[k] = _mm256_fmadd_ps(_mm256_set1_ps(dmin * da), _mm256_cvtepi32_ps(m), acc_min[k]);
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(d * da), _mm256_cvtepi32_ps(sums), acc);
+        acc_min = _mm256_fmadd_ps(_mm256_set1_ps(dmin * da), _mm256_cvtepi32_ps(m), acc_min);
     }
-    hsum(_mm256_add_ps(acc[0], acc[1])) - hsum(_mm256_add_ps(acc_min[0], acc_min[1]))
+    hsum(acc) - hsum(acc_min)
 }
 
 /// Q3_K's 16 scales (6 bits, stored plus 32): the low nibbles in bytes
@@ -347,8 +348,8 @@ pub fn dot_q3_k(w: &[u8], a: &[u8], n: usize) -> f32 {
     let nb = n / 256;
     let (w, a) = (&w[..nb * 110], &a[..nb * 292]);
     let bit = _mm256_set1_epi8(1);
-    let mut acc = [_mm256_setzero_ps(); 2];
-    for (i, (wb, ab)) in w.chunks_exact(110).zip(a.chunks_exact(292)).enumerate() {
+    let mut acc = _mm256_setzero_ps();
+    for (wb, ab) in w.chunks_exact(110).zip(a.chunks_exact(292)) {
         let d = f16(&wb[108..]);
         let (da, qa, _) = q8k(ab);
         let sc = q3k_scales(&wb[96..108]);
@@ -364,10 +365,9 @@ pub fn dot_q3_k(w: &[u8], a: &[u8], n: usize) -> f32 {
         };
         let sums = sum_2bit(&wb[32..96], qa, scales, high);
         let total = _mm256_sub_epi32(sums, offset);
-        let k = i & 1;
-        acc[k] = _mm256_fmadd_ps(_mm256_set1_ps(d * da), _mm256_cvtepi32_ps(total), acc[k]);
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(d * da), _mm256_cvtepi32_ps(total), acc);
     }
-    hsum(_mm256_add_ps(acc[0], acc[1]))
+    hsum(acc)
 }
 
 /// The eight 6-bit scales and eight minimums of a Q4_K/Q5_K block (12
