@@ -153,7 +153,13 @@ fn avx2_kernel(t: crate::quant::WeightType) -> Option<Kernel> {
             W::F32 => x86::dot_f32,
             W::Q4_K => x86::dot_q4_k,
             W::Q6_K => x86::dot_q6_k,
-            _ => return None,
+            W::Q4_1 => avx2::dot_q4_1,
+            W::Q5_0 => avx2::dot_q5_0,
+            W::Q5_1 => avx2::dot_q5_1,
+            W::Q2_K => avx2::dot_q2_k,
+            W::Q3_K => avx2::dot_q3_k,
+            W::Q5_K => avx2::dot_q5_k,
+            W::BF16 => avx2::dot_bf16,
         })
     }
     #[cfg(not(target_arch = "x86_64"))]
@@ -175,6 +181,10 @@ fn avx2_kernel4(t: crate::quant::WeightType) -> Option<Kernel4> {
             W::Q8_0 => x86::dot4_q8_0,
             W::Q4_0 => x86::dot4_q4_0,
             W::F16 => x86::dot4_f16,
+            W::Q4_1 => avx2::dot4_q4_1,
+            W::Q5_0 => avx2::dot4_q5_0,
+            W::Q5_1 => avx2::dot4_q5_1,
+            W::BF16 => avx2::dot4_bf16,
             _ => return None,
         })
     }
@@ -368,6 +378,9 @@ mod neon;
 #[cfg(target_arch = "x86_64")]
 mod avx512;
 
+#[cfg(target_arch = "x86_64")]
+mod avx2;
+
 /// The AVX-512 matrix tiles for one weight type, with their input layout.
 /// Exists only when the AVX-512 level is in use.
 pub struct Wide {
@@ -517,7 +530,7 @@ mod x86 {
     /// into 8 i32 lanes, as f32 (|w| * sign(a, w) keeps maddubs exact: no
     /// pair sum of two 127 * 127 products overflows i16).
     #[target_feature(enable = "avx2,fma,f16c")]
-    fn dot_i8(w: __m256i, a: __m256i) -> __m256 {
+    pub(super) fn dot_i8(w: __m256i, a: __m256i) -> __m256 {
         let ax = _mm256_sign_epi8(w, w);
         let sy = _mm256_sign_epi8(a, w);
         let p16 = _mm256_maddubs_epi16(ax, sy);
@@ -704,7 +717,7 @@ mod x86 {
 
     /// Q8_K activation block: scale, 256 quants, 16 sums of 16.
     #[inline(always)]
-    fn q8k(a: &[u8]) -> (f32, &[u8], impl Fn(usize) -> i32 + '_) {
+    pub(super) fn q8k(a: &[u8]) -> (f32, &[u8], impl Fn(usize) -> i32 + '_) {
         let d = f32::from_le_bytes([a[0], a[1], a[2], a[3]]);
         let bsum = move |g: usize| i16::from_le_bytes([a[260 + 2 * g], a[261 + 2 * g]]) as i32;
         (d, &a[4..260], bsum)
@@ -861,10 +874,21 @@ mod tests {
         }
         let mut rng = Rng(99);
         let mut checked = 0;
-        let types = [W::Q8_0, W::Q4_0, W::F16, W::F32, W::Q4_K, W::Q6_K];
-        // NEON only so far (no AVX2 kernel: skipped there).
-        let types = types.into_iter().chain([W::Q5_K, W::Q3_K, W::Q2_K]);
-        for t in types {
+        for t in [
+            W::Q8_0,
+            W::Q4_0,
+            W::F16,
+            W::F32,
+            W::Q4_K,
+            W::Q6_K,
+            W::Q4_1,
+            W::Q5_0,
+            W::Q5_1,
+            W::Q2_K,
+            W::Q3_K,
+            W::Q5_K,
+            W::BF16,
+        ] {
             for n_blocks in [1usize, 2, 3, 5, 7, 33] {
                 let n = n_blocks * t.block_len().max(32) + if t.block_len() == 1 { 5 } else { 0 };
                 // Weights: quantize random values into the type's blocks.
@@ -872,9 +896,17 @@ mod tests {
                 let wv: std::vec::Vec<f32> = (0..n).map(|_| rng.f()).collect();
                 let at = t.act_type();
                 let wbytes = match t {
-                    W::Q4_0 | W::Q4_K | W::Q6_K | W::Q5_K | W::Q3_K | W::Q2_K => {
-                        // Random quant bits, finite scales (d, and dmin for
-                        // Q4_K, Q5_K and Q2_K) at their offsets.
+                    W::Q4_0
+                    | W::Q4_K
+                    | W::Q6_K
+                    | W::Q4_1
+                    | W::Q5_0
+                    | W::Q5_1
+                    | W::Q2_K
+                    | W::Q3_K
+                    | W::Q5_K => {
+                        // Random quant bits, finite scales (d, and m or
+                        // dmin where there is one) at their offsets.
                         let bb = t.block_bytes();
                         let mut b = std::vec![0u8; n / t.block_len() * bb];
                         for v in b.iter_mut() {
@@ -882,9 +914,9 @@ mod tests {
                         }
                         let offs: &[usize] = match t {
                             W::Q6_K => &[208],
-                            W::Q4_K | W::Q5_K => &[0, 2],
                             W::Q3_K => &[108],
                             W::Q2_K => &[80, 82],
+                            W::Q4_K | W::Q5_K | W::Q4_1 | W::Q5_1 => &[0, 2],
                             _ => &[0],
                         };
                         for blk in b.chunks_exact_mut(bb) {
@@ -928,7 +960,7 @@ mod tests {
                 }
             }
         }
-        let kinds = if probe() == NEON { 9 } else { 6 };
+        let kinds = if probe() == NEON { 9 } else { 13 };
         assert_eq!(checked, kinds * 6 * 3);
     }
 
@@ -941,16 +973,20 @@ mod tests {
             return;
         }
         let mut rng = Rng(5);
-        for t in [W::Q8_0, W::Q4_0, W::F16] {
-            let n = 7 * 32 + if t == W::F16 { 5 } else { 0 };
+        for t in [W::Q8_0, W::Q4_0, W::F16, W::Q4_1, W::Q5_0, W::Q5_1, W::BF16] {
+            let n = 7 * 32 + if t.block_len() == 1 { 5 } else { 0 };
             let at = t.act_type();
             let wv: std::vec::Vec<f32> = (0..n).map(|_| rng.f()).collect();
             let mut w = std::vec![0u8; at.row_bytes(n)];
             quantize_act(at, &wv, &mut w);
-            if t == W::Q4_0 {
-                w = std::vec![0u8; n / 32 * 18];
+            if matches!(t, W::Q4_0 | W::Q4_1 | W::Q5_0 | W::Q5_1) {
+                // Random bits; the high bytes of the f16 scales (d, and m
+                // for Q4_1 and Q5_1) in 1..2.
+                let bb = t.block_bytes();
+                let min = matches!(t, W::Q4_1 | W::Q5_1);
+                w = std::vec![0u8; n / 32 * bb];
                 for (i, v) in w.iter_mut().enumerate() {
-                    *v = if i % 18 == 1 {
+                    *v = if i % bb == 1 || (min && i % bb == 3) {
                         0x3c
                     } else {
                         (rng.f().abs() * 255.0) as u8

@@ -1,0 +1,437 @@
+//! More AVX2 + FMA + F16C kernels (for CPUs without AVX-512): Q4_1, Q5_0
+//! and Q5_1 against Q8_1 / Q8_0 blocks, Q2_K, Q3_K and Q5_K against Q8_K
+//! blocks, BF16 against bf16 inputs; and four-input forms of the 32-weight
+//! block types and BF16 (each weight block loaded and unpacked once). As in
+//! `x86`, every kernel is a safe `#[target_feature]` function; the only
+//! unsafe operations are the loads there, from slices checked by indexing.
+//!
+//! The one-row and four-row kernels are one generic body over the number
+//! of inputs `R`, so every input sees exactly the same operations in the
+//! same order: the four results are bit-identical to four one-row calls.
+//!
+//! Integer parts are exact: `maddubs` multiplies unsigned weight quants
+//! (at most 31 here) by signed activation bytes, so no pair sum reaches the
+//! i16 limit; signed Q5_0 quants use `dot_i8`'s sign trick; Q3_K's quants
+//! (-4..=3) are taken as `q + 4` (0..=7) and the offset of 4 meets the
+//! activation sums of 16.
+
+use super::x86::{dot_i8, f16, hsum, load128, load256, q8k};
+use core::arch::x86_64::*;
+
+/// The two f16 at the start of `b` (the `d` and `m` of Q4_1/Q5_1 blocks,
+/// the `d` and `s` of Q8_1 blocks) as f32 lanes 0 and 1.
+#[target_feature(enable = "avx2,fma,f16c")]
+fn f16x2(b: &[u8]) -> __m128 {
+    let bits = u32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+    _mm_cvtph_ps(_mm_cvtsi32_si128(bits as i32))
+}
+
+/// The 32 nibbles of 16 bytes in weight order: byte `j` holds weight `j`
+/// (low nibble) and `j + 16` (high nibble).
+#[target_feature(enable = "avx2,fma,f16c")]
+fn nibbles(q: &[u8]) -> __m256i {
+    let q = load128(q);
+    let both = _mm256_set_m128i(_mm_srli_epi16(q, 4), q);
+    _mm256_and_si256(both, _mm256_set1_epi8(0x0f))
+}
+
+/// 0xff in byte `i` where bit `i` of `qh` is set, else 0.
+#[target_feature(enable = "avx2,fma,f16c")]
+fn bit_bytes(qh: &[u8]) -> __m256i {
+    let qh = u32::from_le_bytes([qh[0], qh[1], qh[2], qh[3]]);
+    // Bytes 0..8 take byte 0 of qh, 8..16 byte 1, and so on (each 128-bit
+    // lane holds the whole u32, so the in-lane shuffle reaches it).
+    let spread = _mm256_shuffle_epi8(
+        _mm256_set1_epi32(qh as i32),
+        _mm256_set_epi64x(
+            0x0303_0303_0303_0303,
+            0x0202_0202_0202_0202,
+            0x0101_0101_0101_0101,
+            0,
+        ),
+    );
+    let bit = _mm256_set1_epi64x(0x8040_2010_0804_0201u64 as i64);
+    _mm256_cmpeq_epi8(_mm256_and_si256(spread, bit), bit)
+}
+
+/// Unsigned bytes `w` times signed bytes `a`, summed in groups of four into
+/// 8 i32 lanes, as f32 (exact for `w` below 128).
+#[target_feature(enable = "avx2,fma,f16c")]
+fn dot_u8(w: __m256i, a: __m256i) -> __m256 {
+    let p16 = _mm256_maddubs_epi16(w, a);
+    _mm256_cvtepi32_ps(_mm256_madd_epi16(p16, _mm256_set1_epi16(1)))
+}
+
+/// The 32-weight block types with a fast kernel here.
+const Q4_1: u8 = 0;
+const Q5_0: u8 = 1;
+const Q5_1: u8 = 2;
+
+/// Weight and activation block bytes of kind `K`.
+const fn sizes(k: u8) -> (usize, usize) {
+    match k {
+        Q4_1 => (20, 36),
+        Q5_0 => (22, 34),
+        _ => (24, 36),
+    }
+}
+
+/// One block of kind `K` unpacked: its quants (Q4_1 and Q5_1 unsigned
+/// 0..=31, Q5_0 signed -16..=15) in weight order.
+#[target_feature(enable = "avx2,fma,f16c")]
+fn quants<const K: u8>(wb: &[u8]) -> __m256i {
+    match K {
+        Q4_1 => nibbles(&wb[4..]),
+        Q5_0 => {
+            // Without its fifth bit a quant is `nibble - 16`: the nibble
+            // with the top four bits set, as a signed byte.
+            let hi = _mm256_andnot_si256(bit_bytes(&wb[2..]), _mm256_set1_epi8(0xf0u8 as i8));
+            _mm256_or_si256(nibbles(&wb[6..]), hi)
+        }
+        _ => {
+            let hi = _mm256_and_si256(bit_bytes(&wb[4..]), _mm256_set1_epi8(0x10));
+            _mm256_or_si256(nibbles(&wb[8..]), hi)
+        }
+    }
+}
+
+/// Q4_1, Q5_0 or Q5_1 weights (kind `K`) against `R` activation rows: per
+/// block `d_w * d_a * sumi` into two vector accumulators (even and odd
+/// blocks, so that consecutive blocks' multiply-adds do not wait for each
+/// other), and with Q8_1 the minimum terms `m_w * s_a`, a pair of blocks
+/// at a time, into one more. Blocks go in pairs so that the accumulators
+/// stay in registers (an index `i & 1` would keep them in memory).
+#[target_feature(enable = "avx2,fma,f16c")]
+fn dot_small<const K: u8, const R: usize>(w: &[u8], a: [&[u8]; R], n: usize) -> [f32; R] {
+    let (wbb, abb) = sizes(K);
+    let nb = n / 32;
+    let w = &w[..nb * wbb];
+    let a = a.map(|a| &a[..nb * abb]);
+    let mut acc = [[_mm256_setzero_ps(); R]; 2];
+    let mut mins = [_mm_setzero_ps(); R];
+    // Block `i` into `acc`; gives its `[d_w * d_a, m_w * s_a]` per row. A
+    // macro, not a closure: a closure called twice is not inlined, and its
+    // accumulators then live in memory.
+    macro_rules! block {
+        ($i:expr, $acc:expr) => {{
+            let i = $i;
+            let wb = &w[wbb * i..wbb * (i + 1)];
+            let q = quants::<K>(wb);
+            let mut ds = [_mm_setzero_ps(); R];
+            if K == Q5_0 {
+                let dw = f16(wb);
+                for (acc, a) in $acc.iter_mut().zip(a) {
+                    let ab = &a[abb * i..abb * (i + 1)];
+                    let d = _mm256_set1_ps(dw * f16(ab));
+                    *acc = _mm256_fmadd_ps(d, dot_i8(q, load256(&ab[2..])), *acc);
+                }
+            } else {
+                let dm = f16x2(wb);
+                for ((acc, ds), a) in $acc.iter_mut().zip(&mut ds).zip(a) {
+                    let ab = &a[abb * i..abb * (i + 1)];
+                    // Lanes: d_w * d_a, m_w * s_a.
+                    *ds = _mm_mul_ps(dm, f16x2(ab));
+                    let d = _mm256_broadcastss_ps(*ds);
+                    *acc = _mm256_fmadd_ps(d, dot_u8(q, load256(&ab[4..])), *acc);
+                }
+            }
+            ds
+        }};
+    }
+    let mut i = 0;
+    while i + 2 <= nb {
+        let e = block!(i, acc[0]);
+        let o = block!(i + 1, acc[1]);
+        if K != Q5_0 {
+            for ((m, e), o) in mins.iter_mut().zip(e).zip(o) {
+                *m = _mm_add_ps(*m, _mm_add_ps(e, o));
+            }
+        }
+        i += 2;
+    }
+    if i < nb {
+        let e = block!(i, acc[0]);
+        if K != Q5_0 {
+            for (m, e) in mins.iter_mut().zip(e) {
+                *m = _mm_add_ps(*m, e);
+            }
+        }
+    }
+    let mut out = [0f32; R];
+    for (r, o) in out.iter_mut().enumerate() {
+        // Lane 1 of `mins` holds the minimum terms (0 for Q5_0).
+        let m = _mm_cvtss_f32(_mm_movehdup_ps(mins[r]));
+        *o = hsum(_mm256_add_ps(acc[0][r], acc[1][r])) + m;
+    }
+    out
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+pub fn dot_q4_1(w: &[u8], a: &[u8], n: usize) -> f32 {
+    dot_small::<Q4_1, 1>(w, [a], n)[0]
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+pub fn dot_q5_0(w: &[u8], a: &[u8], n: usize) -> f32 {
+    dot_small::<Q5_0, 1>(w, [a], n)[0]
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+pub fn dot_q5_1(w: &[u8], a: &[u8], n: usize) -> f32 {
+    dot_small::<Q5_1, 1>(w, [a], n)[0]
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+pub fn dot4_q4_1(w: &[u8], a: [&[u8]; 4], n: usize) -> [f32; 4] {
+    dot_small::<Q4_1, 4>(w, a, n)
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+pub fn dot4_q5_0(w: &[u8], a: [&[u8]; 4], n: usize) -> [f32; 4] {
+    dot_small::<Q5_0, 4>(w, a, n)
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+pub fn dot4_q5_1(w: &[u8], a: [&[u8]; 4], n: usize) -> [f32; 4] {
+    dot_small::<Q5_1, 4>(w, a, n)
+}
+
+/// A bf16 at the start of `b` as f32.
+#[inline(always)]
+fn bf16(b: &[u8]) -> f32 {
+    f32::from_bits((u16::from_le_bytes([b[0], b[1]]) as u32) << 16)
+}
+
+/// BF16 × bf16 over `R` input rows, 16 values per step: a bf16 is the top
+/// half of an f32, so the even elements are the 32-bit lanes shifted left
+/// by 16 and the odd ones the lanes with their low half cleared (no
+/// shuffles); one accumulator each. The tail of `n % 16` is scalar.
+#[target_feature(enable = "avx2,fma,f16c")]
+fn dot_bf16_rows<const R: usize>(w: &[u8], a: [&[u8]; R], n: usize) -> [f32; R] {
+    let w = &w[..n * 2];
+    let a = a.map(|a| &a[..n * 2]);
+    let high = _mm256_set1_epi32(0xffff_0000u32 as i32);
+    let even = |v: __m256i| _mm256_castsi256_ps(_mm256_slli_epi32(v, 16));
+    let odd = |v: __m256i| _mm256_castsi256_ps(_mm256_and_si256(v, high));
+    let mut acc = [[_mm256_setzero_ps(); 2]; R];
+    let full = n / 16 * 16;
+    for (i, wc) in w[..full * 2].chunks_exact(32).enumerate() {
+        let wv = load256(wc);
+        let (we, wo) = (even(wv), odd(wv));
+        for (acc, a) in acc.iter_mut().zip(a) {
+            let av = load256(&a[32 * i..32 * i + 32]);
+            acc[0] = _mm256_fmadd_ps(we, even(av), acc[0]);
+            acc[1] = _mm256_fmadd_ps(wo, odd(av), acc[1]);
+        }
+    }
+    let mut out = [0f32; R];
+    for ((o, acc), a) in out.iter_mut().zip(acc).zip(a) {
+        let mut sum = hsum(_mm256_add_ps(acc[0], acc[1]));
+        for j in full..n {
+            sum += bf16(&w[2 * j..]) * bf16(&a[2 * j..]);
+        }
+        *o = sum;
+    }
+    out
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+pub fn dot_bf16(w: &[u8], a: &[u8], n: usize) -> f32 {
+    dot_bf16_rows::<1>(w, [a], n)[0]
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+pub fn dot4_bf16(w: &[u8], a: [&[u8]; 4], n: usize) -> [f32; 4] {
+    dot_bf16_rows::<4>(w, a, n)
+}
+
+/// The scale vector for sub-blocks `2j` and `2j + 1` of a half: `half`
+/// holds eight i16 scales in both 128-bit lanes; lanes 0-7 of the result
+/// get scale `2j`, lanes 8-15 scale `2j + 1` (the i16 products of 32
+/// weights from `maddubs` are laid out so).
+#[target_feature(enable = "avx2,fma,f16c")]
+fn pair_scales(half: __m256i, j: usize) -> __m256i {
+    let lo = (((4 * j + 1) << 8) | (4 * j)) as i16;
+    let hi = (((4 * j + 3) << 8) | (4 * j + 2)) as i16;
+    _mm256_shuffle_epi8(
+        half,
+        _mm256_set_m128i(_mm_set1_epi16(hi), _mm_set1_epi16(lo)),
+    )
+}
+
+/// The two halves (sub-blocks 0..8, 8..16) of 16 i16 scales, each in both
+/// 128-bit lanes.
+#[target_feature(enable = "avx2,fma,f16c")]
+fn halves(sc16: __m256i) -> [__m256i; 2] {
+    [
+        _mm256_permute2x128_si256(sc16, sc16, 0x00),
+        _mm256_permute2x128_si256(sc16, sc16, 0x11),
+    ]
+}
+
+/// Sum over the 16 sub-blocks of 16 of `scale[s] * <q, qa>_s`, `q` the
+/// 2-bit fields of `qs` (64 bytes: in each half `h`, byte `l` holds weight
+/// `128h + 32j + l` at shift `2j`) plus what `high()` gives, called once
+/// per step `(h, j)` in order (bits already above the two).
+#[target_feature(enable = "avx2,fma,f16c")]
+fn sum_2bit(qs: &[u8], qa: &[u8], sc16: __m256i, mut high: impl FnMut() -> __m256i) -> __m256i {
+    let m3 = _mm256_set1_epi8(3);
+    let halves = halves(sc16);
+    let mut sums = [_mm256_setzero_si256(); 2];
+    for (h, half) in halves.into_iter().enumerate() {
+        let mut q = load256(&qs[32 * h..]);
+        for j in 0..4 {
+            let qj = _mm256_or_si256(_mm256_and_si256(q, m3), high());
+            q = _mm256_srli_epi16(q, 2);
+            let p = _mm256_maddubs_epi16(qj, load256(&qa[128 * h + 32 * j..]));
+            // Two sums alternating: the adds of one do not wait for the other.
+            sums[j & 1] = _mm256_add_epi32(sums[j & 1], _mm256_madd_epi16(p, pair_scales(half, j)));
+        }
+    }
+    _mm256_add_epi32(sums[0], sums[1])
+}
+
+/// Q2_K × Q8_K: the 2-bit quants (0..=3) against their 32 activations per
+/// shift, each product pair weighted by its sub-block's 4-bit scale in the
+/// i16 → i32 step; the 4-bit minimums meet the activation sums of 16 in one
+/// `madd`.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub fn dot_q2_k(w: &[u8], a: &[u8], n: usize) -> f32 {
+    let nb = n / 256;
+    let (w, a) = (&w[..nb * 84], &a[..nb * 292]);
+    let m4 = _mm_set1_epi8(0x0f);
+    // One accumulator each: a block's integer work is long enough that
+    // the next block's multiply-add does not wait.
+    let (mut acc, mut acc_min) = (_mm256_setzero_ps(), _mm256_setzero_ps());
+    for (wb, ab) in w.chunks_exact(84).zip(a.chunks_exact(292)) {
+        let (d, dmin) = (f16(&wb[80..]), f16(&wb[82..]));
+        let (da, qa, _) = q8k(ab);
+        let sc = load128(wb);
+        let scales = _mm256_cvtepu8_epi16(_mm_and_si128(sc, m4));
+        let mins = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(sc, 4), m4));
+        let bsums = load256(&ab[260..]);
+        let m = _mm256_madd_epi16(mins, bsums);
+        let sums = sum_2bit(&wb[16..], qa, scales, || _mm256_setzero_si256());
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(d * da), _mm256_cvtepi32_ps(sums), acc);
+        acc_min = _mm256_fmadd_ps(_mm256_set1_ps(dmin * da), _mm256_cvtepi32_ps(m), acc_min);
+    }
+    hsum(acc) - hsum(acc_min)
+}
+
+/// Q3_K's 16 scales (6 bits, stored plus 32): the low nibbles in bytes
+/// 0..8 (scales 0..8, then their high nibbles 8..16), the top two bits in
+/// the 2-bit fields of bytes 8..12, four scales per shift. Unpacked four
+/// at a time in 32-bit words, then made signed.
+fn q3k_scales(sc: &[u8]) -> [u8; 16] {
+    let word =
+        |k: usize| u32::from_le_bytes([sc[4 * k], sc[4 * k + 1], sc[4 * k + 2], sc[4 * k + 3]]);
+    let (a0, a1, top) = (word(0), word(1), word(2));
+    let (lo4, lo2) = (0x0f0f_0f0fu32, 0x0303_0303u32);
+    let words = [
+        (a0 & lo4) | (top & lo2) << 4,
+        (a1 & lo4) | (top >> 2 & lo2) << 4,
+        (a0 >> 4 & lo4) | (top >> 4 & lo2) << 4,
+        (a1 >> 4 & lo4) | (top >> 6 & lo2) << 4,
+    ];
+    let mut out = [0u8; 16];
+    for (o, w) in out.chunks_exact_mut(4).zip(words) {
+        o.copy_from_slice(&w.to_le_bytes());
+    }
+    out
+}
+
+/// Q3_K × Q8_K: each quant taken as `q + 4` (its two low bits, and 4 where
+/// the high bit is set), multiplied as unsigned and scaled per sub-block of
+/// 16 in the i16 → i32 step; `4 * scale` meets the activation sums.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub fn dot_q3_k(w: &[u8], a: &[u8], n: usize) -> f32 {
+    let nb = n / 256;
+    let (w, a) = (&w[..nb * 110], &a[..nb * 292]);
+    let bit = _mm256_set1_epi8(1);
+    let mut acc = _mm256_setzero_ps();
+    for (wb, ab) in w.chunks_exact(110).zip(a.chunks_exact(292)) {
+        let d = f16(&wb[108..]);
+        let (da, qa, _) = q8k(ab);
+        let sc = q3k_scales(&wb[96..108]);
+        let scales = _mm256_cvtepi8_epi16(_mm_sub_epi8(load128(&sc), _mm_set1_epi8(32)));
+        let offset = _mm256_slli_epi32(_mm256_madd_epi16(scales, load256(&ab[260..])), 2);
+        // The high bit of weight 128h + 32j + l is bit 4h + j of byte l:
+        // one shift per step, in the order the steps come.
+        let mut hm = load256(wb);
+        let high = || {
+            let v = _mm256_slli_epi16(_mm256_and_si256(hm, bit), 2);
+            hm = _mm256_srli_epi16(hm, 1);
+            v
+        };
+        let sums = sum_2bit(&wb[32..96], qa, scales, high);
+        let total = _mm256_sub_epi32(sums, offset);
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(d * da), _mm256_cvtepi32_ps(total), acc);
+    }
+    hsum(acc)
+}
+
+/// The eight 6-bit scales and eight minimums of a Q4_K/Q5_K block (12
+/// bytes, see `blocks::scale_min_k4`), one per byte, unpacked four at a
+/// time in 32-bit words.
+fn k4_scales_mins(sc: &[u8]) -> (u64, u64) {
+    let word =
+        |k: usize| u32::from_le_bytes([sc[4 * k], sc[4 * k + 1], sc[4 * k + 2], sc[4 * k + 3]]);
+    let (w0, w1, w2) = (word(0), word(1), word(2));
+    let (m6, m4, m2) = (0x3f3f_3f3fu32, 0x0f0f_0f0fu32, 0x0303_0303u32);
+    let scales_hi = (w2 & m4) | ((w0 >> 6) & m2) << 4;
+    let mins_hi = ((w2 >> 4) & m4) | ((w1 >> 6) & m2) << 4;
+    let join = |lo: u32, hi: u32| (hi as u64) << 32 | lo as u64;
+    (join(w0 & m6, scales_hi), join(w1 & m6, mins_hi))
+}
+
+/// Q5_K × Q8_K: per quarter of 64, the low nibbles (sub-block 2c) and high
+/// nibbles (2c + 1) with their fifth bits (bits 2c and 2c + 1 of `qh`),
+/// 0..=31, against their 32 activations, each product pair weighted by its
+/// sub-block's 6-bit scale (broadcast by a byte shuffle) in the i16 → i32
+/// step; the minimums meet the pairwise sums of the activation sums of 16
+/// in one `madd`.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub fn dot_q5_k(w: &[u8], a: &[u8], n: usize) -> f32 {
+    let nb = n / 256;
+    let (w, a) = (&w[..nb * 176], &a[..nb * 292]);
+    let m4 = _mm256_set1_epi8(0x0f);
+    let bit = _mm256_set1_epi8(1);
+    let mut acc = _mm256_setzero_ps();
+    let mut acc_min = _mm_setzero_ps();
+    for (wb, ab) in w.chunks_exact(176).zip(a.chunks_exact(292)) {
+        let (d, dmin) = (f16(wb), f16(&wb[2..]));
+        let (da, qa, _) = q8k(ab);
+        let (scales, mins) = k4_scales_mins(&wb[4..16]);
+        let mins = _mm_cvtepu8_epi16(_mm_cvtsi64_si128(mins as i64));
+        // Sums of 32: bsum(2s) + bsum(2s + 1), s = 0..8.
+        let bsums = _mm_hadd_epi16(load128(&ab[260..]), load128(&ab[276..]));
+        let m = _mm_madd_epi16(mins, bsums);
+        let scales = _mm_cvtepu8_epi16(_mm_cvtsi64_si128(scales as i64));
+        let scales = _mm256_broadcastsi128_si256(scales);
+        // Scale s in every i16 lane: bytes 2s and 2s + 1 of `scales`.
+        let scale = |s: usize| {
+            let pair = (((2 * s + 1) << 8) | (2 * s)) as i16;
+            _mm256_shuffle_epi8(scales, _mm256_set1_epi16(pair))
+        };
+        let mut hm = load256(&wb[16..]);
+        let mut sums = [_mm256_setzero_si256(); 2];
+        for c in 0..4 {
+            let q = load256(&wb[48 + 32 * c..]);
+            let h0 = _mm256_slli_epi16(_mm256_and_si256(hm, bit), 4);
+            let h1 = _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hm, 1), bit), 4);
+            hm = _mm256_srli_epi16(hm, 2);
+            let lo = _mm256_or_si256(_mm256_and_si256(q, m4), h0);
+            let hi = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(q, 4), m4), h1);
+            let p0 = _mm256_maddubs_epi16(lo, load256(&qa[64 * c..]));
+            let p1 = _mm256_maddubs_epi16(hi, load256(&qa[64 * c + 32..]));
+            sums[0] = _mm256_add_epi32(sums[0], _mm256_madd_epi16(p0, scale(2 * c)));
+            sums[1] = _mm256_add_epi32(sums[1], _mm256_madd_epi16(p1, scale(2 * c + 1)));
+        }
+        let sums = _mm256_add_epi32(sums[0], sums[1]);
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(d * da), _mm256_cvtepi32_ps(sums), acc);
+        acc_min = _mm_fmadd_ps(_mm_set1_ps(dmin * da), _mm_cvtepi32_ps(m), acc_min);
+    }
+    let s = _mm_add_ps(acc_min, _mm_movehl_ps(acc_min, acc_min));
+    let s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    hsum(acc) - _mm_cvtss_f32(s)
+}
