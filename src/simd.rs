@@ -928,6 +928,7 @@ mod tests {
         let offs: &[usize] = match t {
             W::Q6_K => &[208],
             W::Q4_K | W::Q5_K => &[0, 2],
+            W::Q2_K => &[80, 82],
             W::Q3_K => &[108],
             _ => &[0],
         };
@@ -953,10 +954,19 @@ mod tests {
         }
         let mut rng = Rng(7);
         let mut checked = 0;
-        for t in [W::Q4_0, W::Q8_0, W::F16, W::Q4_K, W::Q6_K, W::Q5_K, W::Q3_K] {
+        for t in [
+            W::Q4_0,
+            W::Q8_0,
+            W::F16,
+            W::Q4_K,
+            W::Q6_K,
+            W::Q5_K,
+            W::Q3_K,
+            W::Q2_K,
+        ] {
             let lens: &[usize] = match t {
                 W::Q4_K | W::Q6_K => &[256, 512, 768, 2816],
-                W::Q5_K | W::Q3_K => &[256, 512, 768, 1536, 2816],
+                W::Q5_K | W::Q3_K | W::Q2_K => &[256, 512, 768, 1536, 2816],
                 W::F16 => &[16, 21, 32, 77, 2048, 2053],
                 _ => &[32, 64, 96, 160, 2048, 5632],
             };
@@ -979,8 +989,8 @@ mod tests {
                         .collect()
                 };
                 let (prepared, single) = (prep(true), prep(false));
-                if matches!(t, W::Q6_K | W::Q3_K) {
-                    // Q6_K and Q3_K inputs are standard Q8_K blocks: exactly the
+                if matches!(t, W::Q6_K | W::Q3_K | W::Q2_K) {
+                    // Q6_K, Q3_K, Q2_K inputs are standard Q8_K blocks: exactly the
                     // scalar quantization.
                     for (x, rec) in xs.iter().zip(&prepared) {
                         let mut std_q = std::vec![0u8; rec.len()];

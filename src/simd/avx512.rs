@@ -22,7 +22,7 @@
 //!   0 2 1 3 4 6 5 7 (as a 64-byte load of Q4_K nibbles meets them), the
 //!   eight sums of 32 as i16 and the f32 scale: 276 bytes.
 //! - Q6_K: the standard Q8_K block (f32 scale, 256 quants, 16 sums of 16).
-//! - Q5_K: Q4_K's record; Q3_K: the standard Q8_K block (see
+//! - Q5_K: Q4_K's record; Q3_K, Q2_K: the standard Q8_K block (see
 //!   [`kquant`]).
 #![allow(unsafe_code)]
 
@@ -128,6 +128,7 @@ pub fn kernels(t: W) -> Option<Kernels> {
         W::Q6_K => (8, block_q6_k),
         W::Q5_K => kquant::Q5_K,
         W::Q3_K => kquant::Q3_K,
+        W::Q2_K => kquant::Q2_K,
         _ => return None,
     };
     Some(Kernels { c_big, block })

@@ -1,4 +1,4 @@
-//! Wide tiles of the K-quants beyond Q4_K and Q6_K.
+//! Wide tiles of the K-quants beyond Q4_K and Q6_K: Q5_K, Q3_K, Q2_K.
 //!
 //! Input layouts (see the parent module):
 //! - Q5_K: Q4_K's record (sub-blocks of 32 in the order 0 2 1 3 4 6 5 7,
@@ -14,18 +14,20 @@
 //! integer sums are exact, as the scalar reference's.
 
 use super::{
-    f16c, heads, hsum, hsum128, k4_scales, load128, load256, load512, prefetch, words, Block,
-    Q4K_REC, Q4K_SCALES, Q6K_SCALES,
+    f16c, heads, hsum, hsum128, hsum8, k4_scales, load128, load256, load512, prefetch, words,
+    Block, Q4K_REC, Q4K_SCALES, Q6K_SCALES,
 };
 use crate::blocks as qb;
 use core::arch::x86_64::*;
 
 block_fn!(block_q5_k, tile_q5_k, tile_q5_k, 1, 8);
 block_fn!(block_q3_k, tile_q3_k, tile_q3_k, 1, 8);
+block_fn!(block_q2_k, tile_q2_k, tile_q2_k, 1, 8);
 
 /// Inputs per call in a batch and the block function, per type.
 pub(super) const Q5_K: (usize, Block) = (8, block_q5_k);
 pub(super) const Q3_K: (usize, Block) = (8, block_q3_k);
+pub(super) const Q2_K: (usize, Block) = (8, block_q2_k);
 
 /// Byte masks of the fifth bits of Q5_K: register `v` of a block holds
 /// sub-blocks `s` (bytes 0..32) and `s + 2` (32..64), `s = 4 (v / 2) + v %
@@ -247,6 +249,80 @@ fn tile_q3_k<const R: usize, const C: usize>(w: &[&[u8]], a: &[&[u8]], n: usize,
     for r in 0..R {
         for c in 0..C {
             out[r * C + c] = hsum(acc[r][c]);
+        }
+    }
+}
+
+/// Q2_K: quants 0..=3 as they are, 4-bit scales per sub-block of 16, and
+/// the minimums' term `dmin * sum(min * sum of 16)` apart (as Q4_K's).
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vbmi,avx512vnni,avx2,fma,f16c")]
+#[inline]
+fn tile_q2_k<const R: usize, const C: usize>(w: &[&[u8]], a: &[&[u8]], n: usize, out: &mut [f32]) {
+    const BB: usize = qb::Q2_K_BYTES;
+    let nb = n / 256;
+    let w: [&[u8]; R] = heads(w, nb * BB);
+    let a: [&[u8]; C] = heads(a, nb * qb::Q8_K_BYTES);
+    let m3 = _mm512_set1_epi8(3);
+    let m4 = _mm_set1_epi8(0x0f);
+    let shr = [load512(&K2_SHR[0]), load512(&K2_SHR[1])];
+    let sidx = [
+        load512(&Q6K_SCALES[0]),
+        load512(&Q6K_SCALES[1]),
+        load512(&Q6K_SCALES[2]),
+        load512(&Q6K_SCALES[3]),
+    ];
+    let mut acc = [[_mm512_setzero_ps(); C]; R];
+    let mut accm = [[_mm256_setzero_ps(); C]; R];
+    for b in 0..nb {
+        let mut qs = [[_mm512_setzero_si512(); 4]; R];
+        let mut sv = [[_mm512_setzero_si512(); 4]; R];
+        let mut mins = [_mm256_setzero_si256(); R];
+        let mut dd = [(0f32, 0f32); R];
+        for r in 0..R {
+            if R > 1 {
+                prefetch(w[r], BB * b, R * nb * BB);
+                prefetch(w[r], BB * b + 64, R * nb * BB);
+            }
+            let wb = &w[r][BB * b..BB * b + BB];
+            dd[r] = (f16c(&wb[80..]), f16c(&wb[82..]));
+            let s8 = load128(wb);
+            let sc16 = _mm256_cvtepu8_epi16(_mm_and_si128(s8, m4));
+            mins[r] = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(s8, 4), m4));
+            let s512 = _mm512_castsi256_si512(sc16);
+            for v in 0..4 {
+                sv[r][v] = _mm512_permutexvar_epi16(sidx[v], s512);
+            }
+            for h in 0..2 {
+                let q = _mm512_broadcast_i64x4(load256(&wb[16 + 32 * h..]));
+                for j in 0..2 {
+                    qs[r][2 * h + j] = _mm512_and_si512(_mm512_srlv_epi16(q, shr[j]), m3);
+                }
+            }
+        }
+        for c in 0..C {
+            let ab = &a[c][qb::Q8_K_BYTES * b..qb::Q8_K_BYTES * (b + 1)];
+            let da = f32::from_le_bytes([ab[0], ab[1], ab[2], ab[3]]);
+            let mut av = [_mm512_setzero_si512(); 4];
+            for v in 0..4 {
+                av[v] = load512(&ab[4 + 64 * v..]);
+            }
+            let bsums = load256(&ab[260..]);
+            for r in 0..R {
+                let mut isum = _mm512_setzero_si512();
+                for v in 0..4 {
+                    let p = _mm512_maddubs_epi16(qs[r][v], av[v]);
+                    isum = _mm512_dpwssd_epi32(isum, p, sv[r][v]);
+                }
+                let f = _mm512_cvtepi32_ps(isum);
+                acc[r][c] = _mm512_fmadd_ps(_mm512_set1_ps(dd[r].0 * da), f, acc[r][c]);
+                let mm = _mm256_cvtepi32_ps(_mm256_madd_epi16(mins[r], bsums));
+                accm[r][c] = _mm256_fmadd_ps(_mm256_set1_ps(dd[r].1 * da), mm, accm[r][c]);
+            }
+        }
+    }
+    for r in 0..R {
+        for c in 0..C {
+            out[r * C + c] = hsum(acc[r][c]) - hsum8(accm[r][c]);
         }
     }
 }
