@@ -120,10 +120,12 @@ fn tile_q5_k<const R: usize, const C: usize>(w: &[&[u8]], a: &[&[u8]], n: usize,
                 let q = load512(&wb[48 + 64 * h..]);
                 let lo = _mm512_and_si512(q, m4);
                 let hi = _mm512_and_si512(_mm512_srli_epi16(q, 4), m4);
-                for (v, x) in [(2 * h, lo), (2 * h + 1, hi)] {
-                    let k = _mm512_test_epi8_mask(qh, hbit[v]);
-                    qs[r][v] = _mm512_mask_add_epi8(x, k, x, sixteen);
-                }
+                // (Not a loop over (v, x) pairs: it was not unrolled, and
+                // went through the stack.)
+                let kl = _mm512_test_epi8_mask(qh, hbit[2 * h]);
+                let kh = _mm512_test_epi8_mask(qh, hbit[2 * h + 1]);
+                qs[r][2 * h] = _mm512_mask_add_epi8(lo, kl, lo, sixteen);
+                qs[r][2 * h + 1] = _mm512_mask_add_epi8(hi, kh, hi, sixteen);
             }
         }
         for c in 0..C {
@@ -216,12 +218,13 @@ fn tile_q3_k<const R: usize, const C: usize>(w: &[&[u8]], a: &[&[u8]], n: usize,
             let hm = _mm512_broadcast_i64x4(load256(wb));
             for h in 0..2 {
                 let q = _mm512_broadcast_i64x4(load256(&wb[32 + 32 * h..]));
-                for (j, &sh) in shr.iter().enumerate() {
-                    let v = 2 * h + j;
-                    let x = _mm512_and_si512(_mm512_srlv_epi16(q, sh), m3);
-                    let k = _mm512_test_epi8_mask(hm, hbit[v]);
-                    qs[r][v] = _mm512_mask_add_epi8(x, k, x, four);
-                }
+                // (Written out: a loop over the two was not unrolled.)
+                let x0 = _mm512_and_si512(_mm512_srlv_epi16(q, shr[0]), m3);
+                let x1 = _mm512_and_si512(_mm512_srlv_epi16(q, shr[1]), m3);
+                let k0 = _mm512_test_epi8_mask(hm, hbit[2 * h]);
+                let k1 = _mm512_test_epi8_mask(hm, hbit[2 * h + 1]);
+                qs[r][2 * h] = _mm512_mask_add_epi8(x0, k0, x0, four);
+                qs[r][2 * h + 1] = _mm512_mask_add_epi8(x1, k1, x1, four);
             }
         }
         for c in 0..C {
@@ -294,9 +297,8 @@ fn tile_q2_k<const R: usize, const C: usize>(w: &[&[u8]], a: &[&[u8]], n: usize,
             }
             for h in 0..2 {
                 let q = _mm512_broadcast_i64x4(load256(&wb[16 + 32 * h..]));
-                for j in 0..2 {
-                    qs[r][2 * h + j] = _mm512_and_si512(_mm512_srlv_epi16(q, shr[j]), m3);
-                }
+                qs[r][2 * h] = _mm512_and_si512(_mm512_srlv_epi16(q, shr[0]), m3);
+                qs[r][2 * h + 1] = _mm512_and_si512(_mm512_srlv_epi16(q, shr[1]), m3);
             }
         }
         for c in 0..C {
