@@ -1031,7 +1031,9 @@ mod tests {
         }
         let offs: &[usize] = match t {
             W::Q6_K => &[208],
-            W::Q4_K => &[0, 2],
+            W::Q4_K | W::Q5_K => &[0, 2],
+            W::Q2_K => &[80, 82],
+            W::Q3_K => &[108],
             _ => &[0],
         };
         for blk in b.chunks_exact_mut(bb) {
@@ -1056,9 +1058,19 @@ mod tests {
         }
         let mut rng = Rng(7);
         let mut checked = 0;
-        for t in [W::Q4_0, W::Q8_0, W::F16, W::Q4_K, W::Q6_K] {
+        for t in [
+            W::Q4_0,
+            W::Q8_0,
+            W::F16,
+            W::Q4_K,
+            W::Q6_K,
+            W::Q5_K,
+            W::Q3_K,
+            W::Q2_K,
+        ] {
             let lens: &[usize] = match t {
                 W::Q4_K | W::Q6_K => &[256, 512, 768, 2816],
+                W::Q5_K | W::Q3_K | W::Q2_K => &[256, 512, 768, 1536, 2816],
                 W::F16 => &[16, 21, 32, 77, 2048, 2053],
                 _ => &[32, 64, 96, 160, 2048, 5632],
             };
@@ -1081,8 +1093,8 @@ mod tests {
                         .collect()
                 };
                 let (prepared, single) = (prep(true), prep(false));
-                if t == W::Q6_K {
-                    // Q6_K inputs are standard Q8_K blocks: exactly the
+                if matches!(t, W::Q6_K | W::Q3_K | W::Q2_K) {
+                    // Q6_K, Q3_K, Q2_K inputs are standard Q8_K blocks: exactly the
                     // scalar quantization.
                     for (x, rec) in xs.iter().zip(&prepared) {
                         let mut std_q = std::vec![0u8; rec.len()];

@@ -22,6 +22,8 @@
 //!   0 2 1 3 4 6 5 7 (as a 64-byte load of Q4_K nibbles meets them), the
 //!   eight sums of 32 as i16 and the f32 scale: 276 bytes.
 //! - Q6_K: the standard Q8_K block (f32 scale, 256 quants, 16 sums of 16).
+//! - Q5_K: Q4_K's record; Q3_K, Q2_K: the standard Q8_K block (see
+//!   [`kquant`]).
 #![allow(unsafe_code)]
 
 use super::x86::{f16 as f16c, hsum as hsum8, load128, load256};
@@ -114,6 +116,8 @@ block_fn!(block_f16, tile_f16_wide, tile_f16, 4, 6);
 block_fn!(block_q4_k, tile_q4_k, tile_q4_k, 1, 8);
 block_fn!(block_q6_k, tile_q6_k, tile_q6_k, 1, 8);
 
+mod kquant;
+
 /// The wide kernels for weights of type `t`, if there are.
 pub fn kernels(t: W) -> Option<Kernels> {
     let (c_big, block): (usize, Block) = match t {
@@ -122,6 +126,9 @@ pub fn kernels(t: W) -> Option<Kernels> {
         W::F16 => (6, block_f16),
         W::Q4_K => (8, block_q4_k),
         W::Q6_K => (8, block_q6_k),
+        W::Q5_K => kquant::Q5_K,
+        W::Q3_K => kquant::Q3_K,
+        W::Q2_K => kquant::Q2_K,
         _ => return None,
     };
     Some(Kernels { c_big, block })
@@ -196,7 +203,7 @@ pub fn row_bytes(t: W, n: usize, batch: bool) -> usize {
         W::Q8_0 => n.div_ceil(64) * Q8_REC,
         W::F16 if batch => n * 4,
         W::F16 => n * 2,
-        W::Q4_K => n / 256 * Q4K_REC,
+        W::Q4_K | W::Q5_K => n / 256 * Q4K_REC,
         _ => n / 256 * qb::Q8_K_BYTES,
     }
 }
@@ -342,7 +349,7 @@ pub fn prepare(t: W, x: &[f32], out: &mut [u8], batch: bool) {
                 o.copy_from_slice(&f16::from_f32(*v).to_f32().to_le_bytes());
             }
         }
-        W::Q4_K => {
+        W::Q4_K | W::Q5_K => {
             let mut blk = [0u8; qb::Q8_K_BYTES];
             for (rec, xb) in out.chunks_exact_mut(Q4K_REC).zip(x.chunks_exact(256)) {
                 if !q8_k_block(xb, &mut blk) {
