@@ -85,6 +85,29 @@ fn probe() -> u8 {
     }
 }
 
+/// Whether the CPU has AVX512_BF16 (`vdpbf16ps`; cpuid leaf 7 subleaf 1,
+/// eax bit 5), which the AVX-512 BF16 tile needs besides the AVX-512 level
+/// (without it BF16 has no wide kernel). Asked once.
+#[cfg(target_arch = "x86_64")]
+fn avx512_bf16() -> bool {
+    static BF16: AtomicU8 = AtomicU8::new(0);
+    let mut v = BF16.load(Ordering::Relaxed);
+    if v == 0 {
+        #[cfg(miri)]
+        let has = false;
+        #[cfg(not(miri))]
+        let has = {
+            use core::arch::x86_64::__cpuid_count;
+            __cpuid_count(0, 0).eax >= 7
+                && __cpuid_count(7, 0).eax >= 1
+                && __cpuid_count(7, 1).eax & (1 << 5) != 0
+        };
+        v = if has { 2 } else { 1 };
+        BF16.store(v, Ordering::Relaxed);
+    }
+    v == 2
+}
+
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "xsave")]
 #[allow(unsafe_code)]
@@ -1026,12 +1049,18 @@ mod tests {
             }
             return b;
         }
+        if t == W::BF16 {
+            for c in b.chunks_exact_mut(2) {
+                c.copy_from_slice(&((rng.f().to_bits() >> 16) as u16).to_le_bytes());
+            }
+            return b;
+        }
         for v in b.iter_mut() {
             *v = (rng.f().abs() * 255.0) as u8;
         }
         let offs: &[usize] = match t {
             W::Q6_K => &[208],
-            W::Q4_K | W::Q5_K => &[0, 2],
+            W::Q4_K | W::Q5_K | W::Q4_1 | W::Q5_1 => &[0, 2],
             W::Q2_K => &[80, 82],
             W::Q3_K => &[108],
             _ => &[0],
@@ -1058,23 +1087,24 @@ mod tests {
         }
         let mut rng = Rng(7);
         let mut checked = 0;
-        for t in [
-            W::Q4_0,
-            W::Q8_0,
-            W::F16,
-            W::Q4_K,
-            W::Q6_K,
-            W::Q5_K,
-            W::Q3_K,
-            W::Q2_K,
-        ] {
+        let types = [W::Q4_0, W::Q8_0, W::F16, W::Q4_K, W::Q6_K];
+        let kquant = [W::Q5_K, W::Q3_K, W::Q2_K];
+        let small = [W::Q4_1, W::Q5_0, W::Q5_1, W::BF16];
+        for t in types.into_iter().chain(kquant).chain(small) {
             let lens: &[usize] = match t {
                 W::Q4_K | W::Q6_K => &[256, 512, 768, 2816],
                 W::Q5_K | W::Q3_K | W::Q2_K => &[256, 512, 768, 1536, 2816],
                 W::F16 => &[16, 21, 32, 77, 2048, 2053],
+                W::BF16 => &[16, 21, 32, 77, 576, 2048, 2053],
+                W::Q4_1 | W::Q5_0 | W::Q5_1 => &[32, 64, 96, 160, 576, 1536, 2048, 5632],
                 _ => &[32, 64, 96, 160, 2048, 5632],
             };
-            let wide = wide(t).unwrap();
+            let Some(wide) = wide(t) else {
+                // BF16 needs AVX512_BF16 besides.
+                assert!(t == W::BF16 && !avx512_bf16(), "{t:?}");
+                std::println!("no AVX512_BF16 on this CPU: BF16 not compared");
+                continue;
+            };
             for &n in lens {
                 let rows = 7;
                 let w = random_rows(&mut rng, t, n, rows);
@@ -1093,23 +1123,35 @@ mod tests {
                         .collect()
                 };
                 let (prepared, single) = (prep(true), prep(false));
-                if matches!(t, W::Q6_K | W::Q3_K | W::Q2_K) {
-                    // Q6_K, Q3_K, Q2_K inputs are standard Q8_K blocks: exactly the
-                    // scalar quantization.
+                if matches!(t, W::Q6_K | W::Q3_K | W::Q2_K | W::BF16) {
+                    // Q6_K, Q3_K, Q2_K inputs are standard Q8_K blocks, BF16
+                    // ones the bf16 values: exactly the scalar conversion.
                     for (x, rec) in xs.iter().zip(&prepared) {
                         let mut std_q = std::vec![0u8; rec.len()];
                         quantize_act(t.act_type(), x, &mut std_q);
                         assert_eq!(&std_q, rec);
                     }
                 }
-                if matches!(t, W::Q4_0 | W::Q8_0) {
-                    // The records hold exactly the scalar Q8_0 quants and
-                    // scales (f16-rounded), with NaN-free inputs here.
+                if matches!(t, W::Q4_0 | W::Q8_0 | W::Q5_0 | W::Q4_1 | W::Q5_1) {
+                    // The records hold exactly the scalar Q8_0 (Q8_1) quants
+                    // and scales (f16-rounded; and Q8_1's sums), with
+                    // NaN-free inputs here.
+                    let q81 = t.act_type() == crate::quant::ActType::Q8_1;
+                    let bb = if q81 { 36 } else { 34 };
                     for (x, rec) in xs.iter().zip(&prepared) {
                         let mut std_q = std::vec![0u8; t.act_type().row_bytes(n)];
                         quantize_act(t.act_type(), x, &mut std_q);
-                        for (i, blk) in std_q.chunks_exact(34).enumerate() {
-                            let d = half::f16::from_bits(u16::from_le_bytes([blk[0], blk[1]]));
+                        for (i, blk) in std_q.chunks_exact(bb).enumerate() {
+                            let f16_at = |o: usize| {
+                                half::f16::from_bits(u16::from_le_bytes([blk[o], blk[o + 1]]))
+                            };
+                            let d = f16_at(0);
+                            if q81 {
+                                let r = &rec[256 * (i / 4) + 128 + 16 * (i % 4)..];
+                                assert_eq!(f16_at(2).to_f32().to_le_bytes(), r[..4]);
+                                assert_eq!(r[4..16], [0; 12]);
+                            }
+                            let blk = &blk[bb - 34..];
                             let (q, o) = if t == W::Q8_0 {
                                 let (r, h) = (&rec[192 * (i / 2)..], i % 2);
                                 (r[32 * h..32 * h + 32].to_vec(), &r[128 + 32 * h..])

@@ -24,6 +24,8 @@
 //! - Q6_K: the standard Q8_K block (f32 scale, 256 quants, 16 sums of 16).
 //! - Q5_K: Q4_K's record; Q3_K, Q2_K: the standard Q8_K block (see
 //!   [`kquant`]).
+//! - Q4_1, Q5_0, Q5_1, BF16: see `small` (Q4_0's records, with the
+//!   minimums' sums for Q8_1; bf16 as it is).
 #![allow(unsafe_code)]
 
 use super::x86::{f16 as f16c, hsum as hsum8, load128, load256};
@@ -58,11 +60,12 @@ fn heads<'a, const N: usize>(s: &[&'a [u8]], len: usize) -> [&'a [u8]; N] {
 }
 
 macro_rules! block_fn {
-    ($name:ident, $tile:ident, $tile1:ident, $r:literal, $c:literal) => {
+    ($name:ident, $tile:ident, $tile1:ident, $r:literal, $c:literal $(, $feat:literal)?) => {
         /// One input: row after row (one long stream through memory, which
         /// the hardware prefetcher follows best); several: tiles of `$r`
         /// rows. Each output has the same bits either way.
         #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vbmi,avx512vnni,avx2,fma,f16c")]
+        $(#[target_feature(enable = $feat)])?
         #[allow(clippy::int_plus_one)]
         fn $name(w: &[u8], wrb: usize, a: &[&[u8]], n: usize, out: &mut [&mut [f32]], batch: bool) {
             let nrows = w.len() / wrb;
@@ -117,6 +120,14 @@ block_fn!(block_q4_k, tile_q4_k, tile_q4_k, 1, 8);
 block_fn!(block_q6_k, tile_q6_k, tile_q6_k, 1, 8);
 
 mod kquant;
+mod small;
+use small::{tile_bf16, tile_q4_1, tile_q5_0, tile_q5_1};
+block_fn!(block_q4_1, tile_q4_1, tile_q4_1, 4, 4);
+block_fn!(block_q5_0, tile_q5_0, tile_q5_0, 4, 4);
+block_fn!(block_q5_1, tile_q5_1, tile_q5_1, 4, 4);
+// BF16: two accumulators per output, so 4 × 3 fits the registers. Needs
+// AVX512_BF16 besides (`kernels` asks).
+block_fn!(block_bf16, tile_bf16, tile_bf16, 4, 3, "avx512bf16");
 
 /// The wide kernels for weights of type `t`, if there are.
 pub fn kernels(t: W) -> Option<Kernels> {
@@ -129,6 +140,10 @@ pub fn kernels(t: W) -> Option<Kernels> {
         W::Q5_K => kquant::Q5_K,
         W::Q3_K => kquant::Q3_K,
         W::Q2_K => kquant::Q2_K,
+        W::Q4_1 => (4, block_q4_1),
+        W::Q5_0 => (4, block_q5_0),
+        W::Q5_1 => (4, block_q5_1),
+        W::BF16 if super::avx512_bf16() => (3, block_bf16),
         _ => return None,
     };
     Some(Kernels { c_big, block })
@@ -204,6 +219,8 @@ pub fn row_bytes(t: W, n: usize, batch: bool) -> usize {
         W::F16 if batch => n * 4,
         W::F16 => n * 2,
         W::Q4_K | W::Q5_K => n / 256 * Q4K_REC,
+        W::Q4_1 | W::Q5_0 | W::Q5_1 => n.div_ceil(128) * Q4_REC,
+        W::BF16 => n * 2,
         _ => n / 256 * qb::Q8_K_BYTES,
     }
 }
@@ -366,6 +383,9 @@ pub fn prepare(t: W, x: &[f32], out: &mut [u8], batch: bool) {
                 rec[272..276].copy_from_slice(&blk[..4]);
             }
         }
+        W::Q4_1 | W::Q5_1 => small::prepare_quads(x, out, None),
+        W::Q5_0 => small::prepare_quads(x, out, Some(16)),
+        W::BF16 => crate::quant::quantize_act(crate::quant::ActType::BF16, x, out),
         _ => {
             for (o, xb) in out
                 .chunks_exact_mut(qb::Q8_K_BYTES)
