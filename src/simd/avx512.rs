@@ -35,7 +35,8 @@ use half::f16;
 /// A block of rows: `w` holds whole weight rows of `wrb` bytes each, `a`
 /// one or [`Kernels::c_big`] prepared input rows (prepared for a batch or
 /// not, as the last argument says), and `out[c][r]` receives the dot
-/// product of row `r` with input `c`. Needs this module's features.
+/// product of row `r` with input `c`. Needs this module's features (and
+/// AVX512_BF16 for BF16's `vdpbf16ps` kernel, which [`kernels`] checks).
 pub type Block = unsafe fn(&[u8], usize, &[&[u8]], usize, &mut [&mut [f32]], bool);
 
 /// The kernels for one weight type.
@@ -118,13 +119,14 @@ block_fn!(block_q4_k, tile_q4_k, tile_q4_k, 1, 8);
 block_fn!(block_q6_k, tile_q6_k, tile_q6_k, 1, 8);
 
 mod small;
-use small::{tile_bf16, tile_q4_1, tile_q5_0, tile_q5_1};
+use small::{tile_bf16, tile_bf16_fma, tile_q4_1, tile_q5_0, tile_q5_1};
 block_fn!(block_q4_1, tile_q4_1, tile_q4_1, 4, 4);
 block_fn!(block_q5_0, tile_q5_0, tile_q5_0, 4, 4);
 block_fn!(block_q5_1, tile_q5_1, tile_q5_1, 4, 4);
-// BF16: two accumulators per output, so 4 × 3 fits the registers. Needs
-// AVX512_BF16 besides (`kernels` asks).
+// BF16: two accumulators per output, so 4 × 3 fits the registers. The
+// first needs AVX512_BF16 besides (`kernels` asks).
 block_fn!(block_bf16, tile_bf16, tile_bf16, 4, 3, "avx512bf16");
+block_fn!(block_bf16_fma, tile_bf16_fma, tile_bf16_fma, 4, 3);
 
 /// The wide kernels for weights of type `t`, if there are.
 pub fn kernels(t: W) -> Option<Kernels> {
@@ -138,9 +140,19 @@ pub fn kernels(t: W) -> Option<Kernels> {
         W::Q5_0 => (4, block_q5_0),
         W::Q5_1 => (4, block_q5_1),
         W::BF16 if super::avx512_bf16() => (3, block_bf16),
+        W::BF16 => (3, block_bf16_fma),
         _ => return None,
     };
     Some(Kernels { c_big, block })
+}
+
+/// The BF16 kernels of a CPU without AVX512_BF16 (for tests on one with).
+#[cfg(test)]
+pub fn bf16_fma() -> Kernels {
+    Kernels {
+        c_big: 3,
+        block: block_bf16_fma,
+    }
 }
 
 /// Shuffle tables, built at compile time (building them per call, through
