@@ -120,9 +120,10 @@ block_fn!(block_q6_k, tile_q6_k, tile_q6_k, 1, 8);
 
 mod small;
 use small::{tile_bf16, tile_bf16_fma, tile_q4_1, tile_q5_0, tile_q5_1};
-block_fn!(block_q4_1, tile_q4_1, tile_q4_1, 4, 4);
+// Q4_1 and Q5_1 hold minimums too (4 more registers): 4 × 3.
+block_fn!(block_q4_1, tile_q4_1, tile_q4_1, 4, 3);
 block_fn!(block_q5_0, tile_q5_0, tile_q5_0, 4, 4);
-block_fn!(block_q5_1, tile_q5_1, tile_q5_1, 4, 4);
+block_fn!(block_q5_1, tile_q5_1, tile_q5_1, 4, 3);
 // BF16: two accumulators per output, so 4 × 3 fits the registers. The
 // first needs AVX512_BF16 besides (`kernels` asks).
 block_fn!(block_bf16, tile_bf16, tile_bf16, 4, 3, "avx512bf16");
@@ -136,9 +137,9 @@ pub fn kernels(t: W) -> Option<Kernels> {
         W::F16 => (6, block_f16),
         W::Q4_K => (8, block_q4_k),
         W::Q6_K => (8, block_q6_k),
-        W::Q4_1 => (4, block_q4_1),
+        W::Q4_1 => (3, block_q4_1),
         W::Q5_0 => (4, block_q5_0),
-        W::Q5_1 => (4, block_q5_1),
+        W::Q5_1 => (3, block_q5_1),
         W::BF16 if super::avx512_bf16() => (3, block_bf16),
         W::BF16 => (3, block_bf16_fma),
         _ => return None,
