@@ -37,7 +37,8 @@ use half::f16;
 /// A block of rows: `w` holds whole weight rows of `wrb` bytes each, `a`
 /// one or [`Kernels::c_big`] prepared input rows (prepared for a batch or
 /// not, as the last argument says), and `out[c][r]` receives the dot
-/// product of row `r` with input `c`. Needs this module's features.
+/// product of row `r` with input `c`. Needs this module's features (and
+/// AVX512_BF16 for BF16's `vdpbf16ps` kernel, which [`kernels`] checks).
 pub type Block = unsafe fn(&[u8], usize, &[&[u8]], usize, &mut [&mut [f32]], bool);
 
 /// The kernels for one weight type.
@@ -121,13 +122,15 @@ block_fn!(block_q6_k, tile_q6_k, tile_q6_k, 1, 8);
 
 mod kquant;
 mod small;
-use small::{tile_bf16, tile_q4_1, tile_q5_0, tile_q5_1};
-block_fn!(block_q4_1, tile_q4_1, tile_q4_1, 4, 4);
+use small::{tile_bf16, tile_bf16_fma, tile_q4_1, tile_q5_0, tile_q5_1};
+// Q4_1 and Q5_1 hold minimums too (4 more registers): 4 × 3.
+block_fn!(block_q4_1, tile_q4_1, tile_q4_1, 4, 3);
 block_fn!(block_q5_0, tile_q5_0, tile_q5_0, 4, 4);
-block_fn!(block_q5_1, tile_q5_1, tile_q5_1, 4, 4);
-// BF16: two accumulators per output, so 4 × 3 fits the registers. Needs
-// AVX512_BF16 besides (`kernels` asks).
+block_fn!(block_q5_1, tile_q5_1, tile_q5_1, 4, 3);
+// BF16: two accumulators per output, so 4 × 3 fits the registers. The
+// first needs AVX512_BF16 besides (`kernels` asks).
 block_fn!(block_bf16, tile_bf16, tile_bf16, 4, 3, "avx512bf16");
+block_fn!(block_bf16_fma, tile_bf16_fma, tile_bf16_fma, 4, 3);
 
 /// The wide kernels for weights of type `t`, if there are.
 pub fn kernels(t: W) -> Option<Kernels> {
@@ -140,13 +143,23 @@ pub fn kernels(t: W) -> Option<Kernels> {
         W::Q5_K => kquant::Q5_K,
         W::Q3_K => kquant::Q3_K,
         W::Q2_K => kquant::Q2_K,
-        W::Q4_1 => (4, block_q4_1),
+        W::Q4_1 => (3, block_q4_1),
         W::Q5_0 => (4, block_q5_0),
-        W::Q5_1 => (4, block_q5_1),
+        W::Q5_1 => (3, block_q5_1),
         W::BF16 if super::avx512_bf16() => (3, block_bf16),
+        W::BF16 => (3, block_bf16_fma),
         _ => return None,
     };
     Some(Kernels { c_big, block })
+}
+
+/// The BF16 kernels of a CPU without AVX512_BF16 (for tests on one with).
+#[cfg(test)]
+pub fn bf16_fma() -> Kernels {
+    Kernels {
+        c_big: 3,
+        block: block_bf16_fma,
+    }
 }
 
 /// Shuffle tables, built at compile time (building them per call, through

@@ -18,7 +18,8 @@
 //!   4k for block k and zero in the other lanes, so that one FMA with the
 //!   weights' minimums (4 lanes each) adds `m * s` once per block.
 //! - BF16: the inputs rounded to bf16 (`quant::quantize_act`), batch or
-//!   not: `vdpbf16ps` takes them as they are.
+//!   not: `vdpbf16ps` takes them as they are (and without AVX512_BF16 a
+//!   shift or a mask makes f32 of them).
 #![allow(unsafe_code)]
 
 use super::{heads, hsum, load512, prefetch, q8_block, Q4_REC};
@@ -257,82 +258,99 @@ pub(super) fn prepare_quads(x: &[f32], out: &mut [u8], corr: Option<i32>) {
     }
 }
 
-/// 32 bf16 at `p` as `vdpbf16ps` takes them.
-///
-/// # Safety
-/// 64 bytes are readable at `p`.
+/// `acc + w · a` over pairs of bf16 (lane i: elements 2i and 2i + 1) by
+/// `vdpbf16ps`.
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512bf16")]
 #[inline]
-unsafe fn load_bh(p: *const u8) -> __m512bh {
-    // SAFETY: 64 readable bytes (the caller's promise).
-    let v = unsafe { _mm512_loadu_si512(p.cast()) };
+fn step_dp(acc: __m512, w: __m512i, a: __m512i) -> __m512 {
     // SAFETY: both are 512-bit vectors of plain bits, every pattern valid.
-    unsafe { core::mem::transmute::<__m512i, __m512bh>(v) }
+    let w = unsafe { core::mem::transmute::<__m512i, __m512bh>(w) };
+    // SAFETY: as above.
+    let a = unsafe { core::mem::transmute::<__m512i, __m512bh>(a) };
+    _mm512_dpbf16_ps(acc, w, a)
 }
 
-/// BF16 weights against bf16 inputs: `vdpbf16ps` over 32 values at a time,
-/// into two accumulators per output (even and odd chunks: two chains
-/// for one input), the tail (n mod 32) zero-padded as a last chunk.
-#[target_feature(
-    enable = "avx512f,avx512bw,avx512vl,avx512vbmi,avx512vnni,avx2,fma,f16c,avx512bf16"
-)]
+/// The same pairs without AVX512_BF16: a bf16 is the top half of an f32,
+/// so the even elements are the words shifted up and the odd ones the words
+/// masked; two FMAs (the products are exact in f32). Not the bits of
+/// `vdpbf16ps`, which flushes denormals: a CPU uses one or the other.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,fma")]
 #[inline]
-pub(super) fn tile_bf16<const R: usize, const C: usize>(
-    w: &[&[u8]],
-    a: &[&[u8]],
-    n: usize,
-    out: &mut [f32],
-) {
-    let w: [&[u8]; R] = heads(w, n * 2);
-    let a: [&[u8]; C] = heads(a, n * 2);
-    let full = n / 32;
-    let mut acc = [[[_mm512_setzero_ps(); C]; R]; 2];
-    for i in 0..full {
-        let h = i % 2;
-        if R > 1 && h == 0 {
-            for wr in w {
-                prefetch(wr, 64 * i, R * n * 2);
-                prefetch(wr, 64 * i + 64, R * n * 2);
-            }
-        }
-        let mut wv = [_mm512_setzero_si512(); R];
-        for r in 0..R {
-            // SAFETY: i < full and every row has 2n >= 64 * full bytes
-            // (sliced above): 64 bytes readable at 64 i.
-            wv[r] = unsafe { _mm512_loadu_si512(w[r].as_ptr().wrapping_add(64 * i).cast()) };
-        }
-        for c in 0..C {
-            // SAFETY: as for the rows: inputs have 2n bytes too.
-            let av = unsafe { load_bh(a[c].as_ptr().wrapping_add(64 * i)) };
-            for r in 0..R {
-                // SAFETY: both are 512-bit vectors of plain bits.
-                let wb = unsafe { core::mem::transmute::<__m512i, __m512bh>(wv[r]) };
-                acc[h][r][c] = _mm512_dpbf16_ps(acc[h][r][c], wb, av);
-            }
-        }
-    }
-    let tail = 2 * (n - 32 * full);
-    if tail > 0 {
-        let h = full % 2;
-        let mut wp = [[0u8; 64]; R];
-        for r in 0..R {
-            wp[r][..tail].copy_from_slice(&w[r][64 * full..]);
-        }
-        for c in 0..C {
-            let mut ap = [0u8; 64];
-            ap[..tail].copy_from_slice(&a[c][64 * full..]);
-            // SAFETY: 64 bytes in the padded copy.
-            let av = unsafe { load_bh(ap.as_ptr()) };
-            for r in 0..R {
-                // SAFETY: as above.
-                let wb = unsafe { load_bh(wp[r].as_ptr()) };
-                acc[h][r][c] = _mm512_dpbf16_ps(acc[h][r][c], wb, av);
-            }
-        }
-    }
-    for r in 0..R {
-        for c in 0..C {
-            out[r * C + c] = hsum(_mm512_add_ps(acc[0][r][c], acc[1][r][c]));
-        }
-    }
+fn step_fma(acc: __m512, w: __m512i, a: __m512i) -> __m512 {
+    let hi = _mm512_set1_epi32(0xffff_0000u32 as i32);
+    // (No closures: they would not inherit the target features.)
+    let (we, ae) = (_mm512_slli_epi32(w, 16), _mm512_slli_epi32(a, 16));
+    let (wo, ao) = (_mm512_and_si512(w, hi), _mm512_and_si512(a, hi));
+    let acc = _mm512_fmadd_ps(_mm512_castsi512_ps(we), _mm512_castsi512_ps(ae), acc);
+    _mm512_fmadd_ps(_mm512_castsi512_ps(wo), _mm512_castsi512_ps(ao), acc)
 }
+
+/// The BF16 tiles: 32 values at a time by `$step`, into two accumulators
+/// per output (even and odd chunks: two chains for one input), the tail
+/// (n mod 32) zero-padded as a last chunk.
+macro_rules! bf16_tile {
+    ($name:ident, $step:ident $(, $feat:literal)?) => {
+        #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vbmi,avx512vnni,avx2,fma,f16c")]
+        $(#[target_feature(enable = $feat)])?
+        #[inline]
+        pub(super) fn $name<const R: usize, const C: usize>(
+            w: &[&[u8]],
+            a: &[&[u8]],
+            n: usize,
+            out: &mut [f32],
+        ) {
+            let w: [&[u8]; R] = heads(w, n * 2);
+            let a: [&[u8]; C] = heads(a, n * 2);
+            let full = n / 32;
+            let mut acc = [[[_mm512_setzero_ps(); C]; R]; 2];
+            for i in 0..full {
+                let h = i % 2;
+                if R > 1 && h == 0 {
+                    for wr in w {
+                        prefetch(wr, 64 * i, R * n * 2);
+                        prefetch(wr, 64 * i + 64, R * n * 2);
+                    }
+                }
+                let mut wv = [_mm512_setzero_si512(); R];
+                for r in 0..R {
+                    // SAFETY: i < full and every row has 2n >= 64 * full
+                    // bytes (sliced above): 64 bytes readable at 64 i.
+                    wv[r] = unsafe { _mm512_loadu_si512(w[r].as_ptr().wrapping_add(64 * i).cast()) };
+                }
+                for c in 0..C {
+                    // SAFETY: as for the rows: inputs have 2n bytes too.
+                    let av = unsafe { _mm512_loadu_si512(a[c].as_ptr().wrapping_add(64 * i).cast()) };
+                    for r in 0..R {
+                        acc[h][r][c] = $step(acc[h][r][c], wv[r], av);
+                    }
+                }
+            }
+            let tail = 2 * (n - 32 * full);
+            if tail > 0 {
+                let h = full % 2;
+                let mut wp = [_mm512_setzero_si512(); R];
+                for r in 0..R {
+                    let mut b = [0u8; 64];
+                    b[..tail].copy_from_slice(&w[r][64 * full..]);
+                    wp[r] = load512(&b);
+                }
+                for c in 0..C {
+                    let mut b = [0u8; 64];
+                    b[..tail].copy_from_slice(&a[c][64 * full..]);
+                    let av = load512(&b);
+                    for r in 0..R {
+                        acc[h][r][c] = $step(acc[h][r][c], wp[r], av);
+                    }
+                }
+            }
+            for r in 0..R {
+                for c in 0..C {
+                    out[r * C + c] = hsum(_mm512_add_ps(acc[0][r][c], acc[1][r][c]));
+                }
+            }
+        }
+    };
+}
+
+bf16_tile!(tile_bf16, step_dp, "avx512bf16");
+bf16_tile!(tile_bf16_fma, step_fma);
