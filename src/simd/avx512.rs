@@ -117,10 +117,11 @@ macro_rules! block_fn {
 block_fn!(block_q4_0, tile_q4_0, tile_q4_0, 4, 4);
 block_fn!(block_q8_0, tile_q8_0, tile_q8_0, 4, 4);
 block_fn!(block_f16, tile_f16_wide, tile_f16, 4, 6);
-block_fn!(block_q4_k, tile_q4_k, tile_q4_k, 1, 8);
 block_fn!(block_q6_k, tile_q6_k, tile_q6_k, 1, 8);
 
 mod kquant;
+use kquant::tile_q4_k;
+block_fn!(block_q4_k, tile_q4_k, tile_q4_k, 1, 8);
 mod small;
 use small::{tile_bf16, tile_bf16_fma, tile_q4_1, tile_q5_0, tile_q5_1};
 // Q4_1 and Q5_1 hold minimums too (4 more registers): 4 × 3.
@@ -752,75 +753,6 @@ fn k4_scales(sc: &[u8]) -> (u64, u64) {
         s_lo as u64 | (s_hi as u64) << 32,
         m_lo as u64 | (m_hi as u64) << 32,
     )
-}
-
-#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vbmi,avx512vnni,avx2,fma,f16c")]
-#[inline]
-fn tile_q4_k<const R: usize, const C: usize>(w: &[&[u8]], a: &[&[u8]], n: usize, out: &mut [f32]) {
-    let nb = n / 256;
-    let w: [&[u8]; R] = heads(w, nb * 144);
-    let a: [&[u8]; C] = heads(a, nb * Q4K_REC);
-    let m4 = _mm512_set1_epi8(0x0f);
-    let sidx = [
-        load512(&Q4K_SCALES[0]),
-        load512(&Q4K_SCALES[1]),
-        load512(&Q4K_SCALES[2]),
-        load512(&Q4K_SCALES[3]),
-    ];
-    let even = 0x5555_5555_5555_5555u64;
-    let mut acc = [[_mm512_setzero_ps(); C]; R];
-    let mut accm = [[_mm_setzero_ps(); C]; R];
-    for b in 0..nb {
-        let mut qs = [[_mm512_setzero_si512(); 4]; R];
-        let mut sv = [[_mm512_setzero_si512(); 4]; R];
-        let mut mins = [_mm_setzero_si128(); R];
-        let mut dd = [(0f32, 0f32); R];
-        for r in 0..R {
-            if R > 1 {
-                for o in [0, 64, 128] {
-                    prefetch(w[r], 144 * b + o, R * nb * 144);
-                }
-            }
-            let wb = &w[r][144 * b..144 * b + 144];
-            dd[r] = (f16c(wb), f16c(&wb[2..]));
-            let (s, m) = k4_scales(&wb[4..16]);
-            let sb = _mm512_set1_epi64(s as i64);
-            for v in 0..4 {
-                sv[r][v] = _mm512_maskz_permutexvar_epi8(even, sidx[v], sb);
-            }
-            mins[r] = _mm_cvtepu8_epi16(_mm_cvtsi64_si128(m as i64));
-            for h in 0..2 {
-                let q = load512(&wb[16 + 64 * h..]);
-                qs[r][2 * h] = _mm512_and_si512(q, m4);
-                qs[r][2 * h + 1] = _mm512_and_si512(_mm512_srli_epi16(q, 4), m4);
-            }
-        }
-        for c in 0..C {
-            let rec = &a[c][Q4K_REC * b..Q4K_REC * (b + 1)];
-            let da = f32::from_le_bytes([rec[272], rec[273], rec[274], rec[275]]);
-            let mut av = [_mm512_setzero_si512(); 4];
-            for v in 0..4 {
-                av[v] = load512(&rec[64 * v..]);
-            }
-            let sums = load128(&rec[256..]);
-            for r in 0..R {
-                let mut isum = _mm512_setzero_si512();
-                for v in 0..4 {
-                    let p = _mm512_maddubs_epi16(qs[r][v], av[v]);
-                    isum = _mm512_dpwssd_epi32(isum, p, sv[r][v]);
-                }
-                let f = _mm512_cvtepi32_ps(isum);
-                acc[r][c] = _mm512_fmadd_ps(_mm512_set1_ps(dd[r].0 * da), f, acc[r][c]);
-                let mm = _mm_cvtepi32_ps(_mm_madd_epi16(mins[r], sums));
-                accm[r][c] = _mm_fmadd_ps(_mm_set1_ps(dd[r].1 * da), mm, accm[r][c]);
-            }
-        }
-    }
-    for r in 0..R {
-        for c in 0..C {
-            out[r * C + c] = hsum(acc[r][c]) - hsum128(accm[r][c]);
-        }
-    }
 }
 
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vbmi,avx512vnni,avx2,fma,f16c")]

@@ -70,14 +70,47 @@ const Q3K_HBITS: [[u8; 64]; 4] = {
 /// and 1 (shifts 0, 2), the odd one fields 2 and 3 (4, 6).
 const K2_SHR: [[u8; 64]; 2] = [words([0, 2, 0, 0], 16, 0), words([4, 6, 0, 0], 16, 0)];
 
-/// Q5_K against Q4_K's record: Q4_K's tile with the fifth bit added (16
-/// where the bit of qh is set).
+/// Q4_K against its record.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vbmi,avx512vnni,avx2,fma,f16c")]
+#[inline]
+pub(super) fn tile_q4_k<const R: usize, const C: usize>(
+    w: &[&[u8]],
+    a: &[&[u8]],
+    n: usize,
+    out: &mut [f32],
+) {
+    tile_k4::<R, C, false>(w, a, n, out)
+}
+
+/// Q5_K against Q4_K's record.
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vbmi,avx512vnni,avx2,fma,f16c")]
 #[inline]
 fn tile_q5_k<const R: usize, const C: usize>(w: &[&[u8]], a: &[&[u8]], n: usize, out: &mut [f32]) {
-    const BB: usize = qb::Q5_K_BYTES;
+    tile_k4::<R, C, true>(w, a, n, out)
+}
+
+/// Q4_K, and with `FIFTH` Q5_K (the same nibbles and scales, after 32
+/// bytes of fifth bits: 16 added where the bit of qh is set). Per 256
+/// weights: the low nibbles of bytes 0..64 of the quants are sub-blocks 0
+/// and 2, the high ones 1 and 3; then 4..7. Each 6-bit scale weighs its
+/// pairs in the i16 -> i32 step; the minimums meet the record's sums of 32.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vbmi,avx512vnni,avx2,fma,f16c")]
+#[inline]
+fn tile_k4<const R: usize, const C: usize, const FIFTH: bool>(
+    w: &[&[u8]],
+    a: &[&[u8]],
+    n: usize,
+    out: &mut [f32],
+) {
+    let bb = if FIFTH {
+        qb::Q5_K_BYTES
+    } else {
+        qb::Q4_K_BYTES
+    };
+    // Where the nibbles start.
+    let qs0 = if FIFTH { 48 } else { 16 };
     let nb = n / 256;
-    let w: [&[u8]; R] = heads(w, nb * BB);
+    let w: [&[u8]; R] = heads(w, nb * bb);
     let a: [&[u8]; C] = heads(a, nb * Q4K_REC);
     let m4 = _mm512_set1_epi8(0x0f);
     let sixteen = _mm512_set1_epi8(16);
@@ -104,10 +137,10 @@ fn tile_q5_k<const R: usize, const C: usize>(w: &[&[u8]], a: &[&[u8]], n: usize,
         for r in 0..R {
             if R > 1 {
                 for o in [0, 64, 128] {
-                    prefetch(w[r], BB * b + o, R * nb * BB);
+                    prefetch(w[r], bb * b + o, R * nb * bb);
                 }
             }
-            let wb = &w[r][BB * b..BB * b + BB];
+            let wb = &w[r][bb * b..bb * b + bb];
             dd[r] = (f16c(wb), f16c(&wb[2..]));
             let (s, m) = k4_scales(&wb[4..16]);
             let sb = _mm512_set1_epi64(s as i64);
@@ -115,17 +148,22 @@ fn tile_q5_k<const R: usize, const C: usize>(w: &[&[u8]], a: &[&[u8]], n: usize,
                 sv[r][v] = _mm512_maskz_permutexvar_epi8(even, sidx[v], sb);
             }
             mins[r] = _mm_cvtepu8_epi16(_mm_cvtsi64_si128(m as i64));
-            let qh = _mm512_broadcast_i64x4(load256(&wb[16..]));
             for h in 0..2 {
-                let q = load512(&wb[48 + 64 * h..]);
+                let q = load512(&wb[qs0 + 64 * h..]);
                 let lo = _mm512_and_si512(q, m4);
                 let hi = _mm512_and_si512(_mm512_srli_epi16(q, 4), m4);
-                // (Not a loop over (v, x) pairs: it was not unrolled, and
-                // went through the stack.)
-                let kl = _mm512_test_epi8_mask(qh, hbit[2 * h]);
-                let kh = _mm512_test_epi8_mask(qh, hbit[2 * h + 1]);
-                qs[r][2 * h] = _mm512_mask_add_epi8(lo, kl, lo, sixteen);
-                qs[r][2 * h + 1] = _mm512_mask_add_epi8(hi, kh, hi, sixteen);
+                if FIFTH {
+                    let qh = _mm512_broadcast_i64x4(load256(&wb[16..]));
+                    // (Not a loop over (v, x) pairs: it was not unrolled,
+                    // and went through the stack.)
+                    let kl = _mm512_test_epi8_mask(qh, hbit[2 * h]);
+                    let kh = _mm512_test_epi8_mask(qh, hbit[2 * h + 1]);
+                    qs[r][2 * h] = _mm512_mask_add_epi8(lo, kl, lo, sixteen);
+                    qs[r][2 * h + 1] = _mm512_mask_add_epi8(hi, kh, hi, sixteen);
+                } else {
+                    qs[r][2 * h] = lo;
+                    qs[r][2 * h + 1] = hi;
+                }
             }
         }
         for c in 0..C {
