@@ -34,7 +34,11 @@ What bounds each figure, measured at the start of the run:
   multiply-adds of vpdpbusd, or of maddubs+madd on AVX2, and f32 FMAs), times
   the multiply-adds of a token (the matrices' weights, the output included;
   attention's own products are left out, a few per cent at 128 tokens). The
-  int8 peak applies to the quantized types, the f32 peak to F16 and BF16.
+  int8 peak applies to the quantized types, the f32 peak to F16, and to
+  BF16 the vdpbf16ps peak where the CPU has AVX512_BF16 (else f32).
+
+On a CPU without AVX-512 only the AVX2 rows run (as with --avx2, against the
+AVX2-only llama.cpp, which then also quantizes the models).
 A row where nanollama ran a scalar kernel for some matrix (it says so on its
 `scalar kernels:` line) is marked "scalar: TYPES".
 
@@ -110,8 +114,6 @@ def write_f16(path, shape, seed=0):
 
 
 def make_model(d, shape_name, t):
-    import llama_cpp
-
     path = os.path.join(d, f"{shape_name}-{t.lower()}.gguf")
     if os.path.exists(path):
         return path
@@ -121,12 +123,30 @@ def make_model(d, shape_name, t):
         os.rename(f16 + ".tmp", f16)
     if t == "F16":
         return f16
-    p = llama_cpp.llama_model_quantize_default_params()
-    p.ftype = FTYPES[t]
-    p.nthread = 2
-    assert llama_cpp.llama_model_quantize(f16.encode(), (path + ".tmp").encode(), p) == 0
+    # In a child process of the interpreter whose llama.cpp runs on this CPU
+    # (an AVX-512 build dies with SIGILL without AVX-512).
+    py = sys.executable if has_avx512() else AVX2_PYTHON
+    subprocess.run([py, os.path.abspath(__file__), "--quantize-worker", f16, path + ".tmp",
+                    str(FTYPES[t])], check=True)
     os.rename(path + ".tmp", path)
     return path
+
+
+def quantize_worker(src, dst, ftype):
+    import llama_cpp
+
+    p = llama_cpp.llama_model_quantize_default_params()
+    p.ftype = ftype
+    p.nthread = 2
+    assert llama_cpp.llama_model_quantize(src.encode(), dst.encode(), p) == 0
+
+
+def has_avx512():
+    """Whether the CPU has what nanollama's AVX-512 kernels need (F, BW,
+    VL, VBMI, VNNI): without it only the AVX2 rows can run."""
+    with open("/proc/cpuinfo") as f:
+        flags = next((l.split(":", 1)[1].split() for l in f if l.startswith("flags")), [])
+    return all(x in flags for x in ("avx512f", "avx512bw", "avx512vl", "avx512vbmi", "avx512_vnni"))
 
 
 def weight_bytes(path):
@@ -148,8 +168,8 @@ def weight_bytes(path):
 def peaks():
     """{(kind, threads): multiply-adds per second} from tools/peak-probe.c."""
     exe = os.path.join("/tmp", "nanollama-peak-probe")
-    subprocess.run(["gcc", "-O2", "-mavx512f", "-mavx512bw", "-mavx512vnni", "-mfma", "-mavx2",
-                    "-pthread", os.path.join(ROOT, "tools", "peak-probe.c"), "-o", exe], check=True)
+    subprocess.run(["gcc", "-O2", "-pthread", os.path.join(ROOT, "tools", "peak-probe.c"), "-o", exe],
+                   check=True)
     out = {}
     for line in subprocess.run([exe], capture_output=True, text=True, check=True).stdout.splitlines():
         kind, th, g = line.split()
@@ -273,6 +293,9 @@ def main():
     if len(sys.argv) > 1 and sys.argv[1] == "--llama-worker":
         llama_worker(sys.argv[2], int(sys.argv[3]), 1)
         return
+    if len(sys.argv) > 1 and sys.argv[1] == "--quantize-worker":
+        quantize_worker(sys.argv[2], sys.argv[3], int(sys.argv[4]))
+        return
     ap = argparse.ArgumentParser()
     ap.add_argument("--shapes", default="stories110M,tinyllama-1.1B")
     ap.add_argument("--types", default=ALL_TYPES)
@@ -283,17 +306,21 @@ def main():
     ap.add_argument("--hugepages", action="store_true")
     ap.add_argument("--dir", default="/tmp/nanollama-bench")
     a = ap.parse_args()
-    if a.avx2 and not os.path.exists(AVX2_PYTHON):
-        sys.exit(f"--avx2 needs {AVX2_PYTHON}: run bash tools/setup-llama-avx2.sh")
+    avx512 = has_avx512()
+    if not avx512:
+        print("this CPU has no AVX-512 (F, BW, VL, VBMI, VNNI): AVX2 rows only, against the AVX2 llama.cpp",
+              flush=True)
+    if (a.avx2 or not avx512) and not os.path.exists(AVX2_PYTHON):
+        sys.exit(f"the AVX2 rows need {AVX2_PYTHON}: run bash tools/setup-llama-avx2.sh")
+    isas = (["AVX-512"] if avx512 else []) + (["AVX2"] if a.avx2 or not avx512 else [])
     os.makedirs(a.dir, exist_ok=True)
     threads = list(map(int, a.threads.split(",")))
     bw = {th: bandwidth(th) for th in threads}
     pk = peaks()
     for th in threads:
+        have = ", ".join(f"{k} {v / 1e9:.0f}" for (k, t), v in sorted(pk.items()) if t == th)
         print(f"{th} thread{'s' if th > 1 else ''}: read bandwidth (numpy sum) {bw[th] / 1e9:.1f} GB/s; "
-              f"peak (tools/peak-probe.c) int8 AVX-512 {pk[('int8-avx512', th)] / 1e9:.0f}, "
-              f"f32 AVX-512 {pk[('f32-avx512', th)] / 1e9:.0f}, int8 AVX2 {pk[('int8-avx2', th)] / 1e9:.0f}, "
-              f"f32 AVX2 {pk[('f32-avx2', th)] / 1e9:.0f} GMAC/s", flush=True)
+              f"peak (tools/peak-probe.c) {have} GMAC/s", flush=True)
     models = []
     if not a.no_real:
         if not os.path.exists(REAL[2]):
@@ -312,11 +339,13 @@ def main():
     m = statistics.median
     for s, t, path in models:
         nbytes, macs = weight_bytes(path)
-        for isa in (["AVX-512", "AVX2"] if a.avx2 else ["AVX-512"]):
+        for isa in isas:
             avx2 = isa == "AVX2"
             for th in threads:
                 floor = bw[th] / nbytes
                 kind = ("f32-" if t in ("F16", "BF16") else "int8-") + ("avx2" if avx2 else "avx512")
+                if t == "BF16" and not avx2 and ("bf16-avx512", th) in pk:
+                    kind = "bf16-avx512"
                 peak = pk[(kind, th)] / macs
                 lpp, ltg, opp, otg, hpp, htg = [], [], [], [], [], []
                 scalar = "none"
