@@ -236,7 +236,9 @@ typedef void (*nanollama_task_fn)(void *task_data, uint32_t task_index);
 
 // The host's parallel-for: call `fn(task_data, i)` once for every `i` in
 // `0..n_tasks`, on any threads and in any order, and return when all calls
-// have returned. `fn` is never NULL.
+// have returned. `fn` is never NULL. Calling an index twice, or returning
+// early, is undefined behaviour (tasks write disjoint parts of shared
+// buffers); an index out of range is ignored.
 typedef void (*nanollama_parallel_for_fn)(void *user_data,
                                           nanollama_task_fn fn_,
                                           void *task_data,

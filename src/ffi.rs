@@ -189,7 +189,9 @@ pub type nanollama_task_fn = Option<unsafe extern "C" fn(task_data: *mut c_void,
 
 /// The host's parallel-for: call `fn(task_data, i)` once for every `i` in
 /// `0..n_tasks`, on any threads and in any order, and return when all calls
-/// have returned. `fn` is never NULL.
+/// have returned. `fn` is never NULL. Calling an index twice, or returning
+/// early, is undefined behaviour (tasks write disjoint parts of shared
+/// buffers); an index out of range is ignored.
 pub type nanollama_parallel_for_fn = Option<
     unsafe extern "C" fn(
         user_data: *mut c_void,
@@ -289,24 +291,44 @@ struct HostParallel {
 // `user_data` is only passed back to it.
 unsafe impl Sync for HostParallel {}
 
-unsafe extern "C" fn trampoline(task_data: *mut c_void, i: u32) {
-    // SAFETY: `task_data` is the `&&dyn Fn` that `HostParallel::run` passed,
-    // alive until `run` returns, which is after every task has returned.
-    let task = unsafe { &*(task_data as *const &(dyn Fn(usize) + Sync)) };
-    task(i as usize);
+/// What `HostParallel::run` hands the host: the tasks and their number.
+struct Job<'a> {
+    task: &'a (dyn Fn(usize) + Sync),
+    n_tasks: u32,
 }
 
-impl Parallel for HostParallel {
+unsafe extern "C" fn trampoline(task_data: *mut c_void, i: u32) {
+    if task_data.is_null() {
+        return;
+    }
+    // SAFETY: `task_data` is the `&Job` that `HostParallel::run` passed,
+    // alive until `run` returns, which is after every task has returned.
+    let job = unsafe { &*(task_data as *const Job<'_>) };
+    // A broken host's index out of range is ignored (the task would index
+    // past its buffers, and a panic cannot cross the C boundary).
+    if i < job.n_tasks {
+        (job.task)(i as usize);
+    }
+}
+
+// SAFETY: the host's parallel-for promises (documented on
+// `nanollama_parallel_for_fn`) to call every index below `n_tasks` once and
+// to return after all have returned; indices out of range are ignored above.
+unsafe impl Parallel for HostParallel {
     fn threads(&self) -> usize {
         self.n_threads.max(1) as usize
     }
     fn run(&self, n_tasks: usize, task: &(dyn Fn(usize) + Sync)) {
         match self.f {
-            Some(f) if n_tasks > 1 => {
-                let data = &task as *const &(dyn Fn(usize) + Sync) as *mut c_void;
+            Some(f) if n_tasks > 1 && n_tasks <= u32::MAX as usize => {
+                let job = Job {
+                    task,
+                    n_tasks: n_tasks as u32,
+                };
+                let data = &job as *const Job<'_> as *mut c_void;
                 // SAFETY: `f` is the host's parallel-for; it calls
                 // `trampoline(data, i)` for i < n_tasks and returns when done,
-                // so `data` outlives every use. n_tasks fits u32 (rows, heads).
+                // so `data` outlives every use.
                 unsafe { f(self.user_data, Some(trampoline), data, n_tasks as u32) };
             }
             _ => {

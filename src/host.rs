@@ -7,7 +7,9 @@
 extern crate std;
 
 use crate::parallel::Parallel;
+use std::any::Any;
 use std::boxed::Box;
+use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
@@ -183,6 +185,9 @@ struct State {
     n_tasks: usize,
     finished: usize,
     shutdown: bool,
+    /// The first panic of a worker's task in this generation, for `run` to
+    /// raise on the calling thread.
+    panic: Option<Box<dyn Any + Send>>,
 }
 
 // SAFETY: the task pointer is only dereferenced while `run` keeps the task
@@ -227,6 +232,7 @@ impl ThreadPool {
                 n_tasks: 0,
                 finished: 0,
                 shutdown: false,
+                panic: None,
             }),
             work: Condvar::new(),
             done: Condvar::new(),
@@ -278,19 +284,29 @@ fn worker(s: &Shared) {
             seen = st.generation;
             (st.task, st.n_tasks)
         };
+        let mut panic = None;
         if let Some(t) = task {
             // SAFETY: `run` keeps the task alive until every worker has
-            // reported this generation finished, which happens below.
-            drain(s, unsafe { &*t }, n);
+            // reported this generation finished, which happens below (after
+            // a panic too: it is caught here).
+            let t = unsafe { &*t };
+            panic = catch_unwind(AssertUnwindSafe(|| drain(s, t, n))).err();
         }
         let mut st = s.state.lock().unwrap();
+        if st.panic.is_none() {
+            st.panic = panic;
+        }
         st.finished += 1;
         s.finished.fetch_add(1, Ordering::Release);
         s.done.notify_all();
     }
 }
 
-impl Parallel for ThreadPool {
+// SAFETY: tasks are handed out by one counter, so each index below `n_tasks`
+// runs once; `run` returns or unwinds only after every worker has reported
+// the generation finished (a task's panic, on any thread, is caught first
+// and raised again after that wait).
+unsafe impl Parallel for ThreadPool {
     fn threads(&self) -> usize {
         self.workers.len() + 1
     }
@@ -318,7 +334,9 @@ impl Parallel for ThreadPool {
             s.generation.store(st.generation, Ordering::Release);
             s.work.notify_all();
         }
-        drain(s, task, n_tasks);
+        // A panic here must not leave before the workers are done with the
+        // task (they hold its address): caught, and raised after the wait.
+        let mine = catch_unwind(AssertUnwindSafe(|| drain(s, task, n_tasks))).err();
         for _ in 0..SPINS {
             if s.finished.load(Ordering::Acquire) >= self.workers.len() {
                 break;
@@ -330,6 +348,11 @@ impl Parallel for ThreadPool {
             st = s.done.wait(st).unwrap();
         }
         st.task = None;
+        let theirs = st.panic.take();
+        drop(st);
+        if let Some(p) = mine.or(theirs) {
+            resume_unwind(p);
+        }
     }
 }
 
@@ -349,5 +372,63 @@ pub fn pool_or_inline(threads: usize) -> Box<dyn Parallel> {
         Box::new(crate::parallel::Inline)
     } else {
         Box::new(ThreadPool::new(threads))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicUsize;
+    use std::time::Duration;
+
+    /// A task's panic, on the calling thread or a worker's, reaches the
+    /// caller of `run`, and only once no task runs any more (the workers
+    /// hold the task's address); the pool works on afterwards. (Before,
+    /// the caller unwound while the workers went on calling the dead
+    /// closure, and a worker's panic made `run` wait forever.)
+    #[test]
+    fn a_task_panic_is_raised_once_every_task_has_stopped() {
+        let pool = ThreadPool::new(2);
+        for which in 0..3 {
+            let done = AtomicUsize::new(0);
+            let r = catch_unwind(AssertUnwindSafe(|| {
+                pool.run(12, &|i| {
+                    std::thread::sleep(Duration::from_millis(1));
+                    if i % 4 == which {
+                        panic!("task {i} fails on purpose");
+                    }
+                    done.fetch_add(1, Ordering::SeqCst);
+                })
+            }));
+            assert!(r.is_err());
+            let seen = done.load(Ordering::SeqCst);
+            std::thread::sleep(Duration::from_millis(5));
+            assert_eq!(
+                done.load(Ordering::SeqCst),
+                seen,
+                "a task ran after run returned"
+            );
+        }
+        let sum = AtomicUsize::new(0);
+        pool.run(100, &|i| {
+            sum.fetch_add(i, Ordering::SeqCst);
+        });
+        assert_eq!(sum.load(Ordering::SeqCst), 4950);
+    }
+
+    #[test]
+    fn any_thread_count_hint_is_split_safely() {
+        struct Huge;
+        // SAFETY: every task once, in order, on the calling thread.
+        unsafe impl Parallel for Huge {
+            fn threads(&self) -> usize {
+                usize::MAX
+            }
+            fn run(&self, n: usize, task: &(dyn Fn(usize) + Sync)) {
+                (0..n).for_each(task);
+            }
+        }
+        let (n, per) = crate::parallel::split(&Huge, 1000, 16, 32);
+        assert!(n * per >= 1000 && per >= 32);
     }
 }

@@ -11,7 +11,28 @@ use core::marker::PhantomData;
 use core::ops::Range;
 
 /// Runs a batch of independent tasks; the host's thread pool or job system.
-pub trait Parallel: Sync {
+///
+/// # Safety
+/// The library hands each task mutable views of parts of one buffer
+/// ([`DisjointMut`]), disjoint between task indices, and borrows that end
+/// when `run` returns. An implementation must therefore run `task(i)` for
+/// every `i` in `0..n_tasks` exactly once (never twice, never an index out
+/// of range), and return from `run` only once every task has returned, on
+/// every path, a panicking task's included (wait for the others, then
+/// unwind or abort). A safe implementation that broke this could make safe
+/// code race on memory or use it after it is freed, hence `unsafe`:
+///
+/// ```compile_fail,E0200
+/// struct Careless;
+/// impl nanollama::parallel::Parallel for Careless {
+///     fn threads(&self) -> usize {
+///         2
+///     }
+///     fn run(&self, _: usize, _: &(dyn Fn(usize) + Sync)) {}
+/// }
+/// ```
+#[allow(unsafe_code)]
+pub unsafe trait Parallel: Sync {
     /// How many threads the tasks will be spread over (a hint for how finely to
     /// split work; 1 for inline execution).
     fn threads(&self) -> usize;
@@ -24,7 +45,10 @@ pub trait Parallel: Sync {
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Inline;
 
-impl Parallel for Inline {
+// SAFETY: every task in order on the calling thread, before returning; a
+// panic unwinds out of `run` with no task running anywhere else.
+#[allow(unsafe_code)]
+unsafe impl Parallel for Inline {
     fn threads(&self) -> usize {
         1
     }
@@ -43,7 +67,8 @@ pub fn split(par: &dyn Parallel, n: usize, quantum: usize, min_items: usize) -> 
     if threads == 1 || n <= min_items {
         return (usize::from(n > 0), n);
     }
-    let want = threads * 4;
+    // Saturating: a host may claim any number of threads.
+    let want = threads.saturating_mul(4);
     let per = n.div_ceil(want).max(min_items).div_ceil(quantum) * quantum;
     (n.div_ceil(per), per)
 }
@@ -126,7 +151,9 @@ mod tests {
     use super::*;
 
     struct Fake(usize);
-    impl Parallel for Fake {
+    // SAFETY: every task once, in reverse order, on the calling thread.
+    #[allow(unsafe_code)]
+    unsafe impl Parallel for Fake {
         fn threads(&self) -> usize {
             self.0
         }
@@ -140,7 +167,7 @@ mod tests {
 
     #[test]
     fn split_covers_everything_in_quanta() {
-        for threads in [1, 2, 3, 8] {
+        for threads in [1, 2, 3, 8, 1 << 30, usize::MAX / 3, usize::MAX] {
             for n in [0usize, 1, 31, 32, 100, 4096, 32000] {
                 let (tasks, per) = split(&Fake(threads), n, 16, 32);
                 assert!(tasks * per >= n);
