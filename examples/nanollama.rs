@@ -517,13 +517,18 @@ fn detokenize(args: &[String]) -> Result<(), Fail> {
     let mut mem = AlignedBuf::new(0);
     let v = load_vocab(path, file.bytes(), &mut mem)?;
     let mut out = Vec::new();
-    let mut buf = [0u8; 256];
+    let mut buf = vec![0u8; 256];
     for id in ids {
         let id: u32 = parse("token id", id)?;
         if id as usize >= v.n_vocab() {
             return Err(Fail(format!("token id {id} outside the vocabulary"), 1));
         }
-        let k = v.piece(id, false, &mut buf);
+        let mut k = 0;
+        if v.piece(id, false, &mut buf, &mut k).is_err() {
+            buf.resize(k, 0);
+            v.piece(id, false, &mut buf, &mut k)
+                .map_err(|e| Fail(format!("token {id}: {e:?}"), 1))?;
+        }
         out.extend_from_slice(&buf[..k]);
     }
     std::io::stdout()

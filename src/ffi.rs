@@ -1517,18 +1517,18 @@ pub unsafe extern "C" fn nanollama_token_to_piece(
     if id as usize >= v.n_vocab() {
         return nanollama_status::TokenOutOfRange;
     }
-    let mut piece = [0u8; 256];
-    let k = v.piece(id, special == 1, &mut piece);
+    let out: &mut [u8] = if capacity == 0 {
+        &mut []
+    } else {
+        // SAFETY: non-NULL (checked above when capacity > 0), writable for
+        // `capacity` bytes (contract); at most isize::MAX as an allocation.
+        unsafe { core::slice::from_raw_parts_mut(buf, capacity.min(isize::MAX as usize)) }
+    };
+    let mut needed = 0;
+    let r = v.piece(id, special == 1, out, &mut needed);
     // SAFETY: non-NULL (checked), writable (contract).
-    unsafe { out_len.write(k) };
-    if k > capacity {
-        return nanollama_status::BufferTooSmall;
-    }
-    if k > 0 {
-        // SAFETY: `buf` non-NULL (capacity >= k > 0) and writable for k bytes.
-        unsafe { core::ptr::copy_nonoverlapping(piece.as_ptr(), buf, k) };
-    }
-    nanollama_status::Ok
+    unsafe { out_len.write(needed) };
+    status(r.map(|_| ()))
 }
 
 /// Starts (or restarts) a streaming detokenizer. Does nothing on NULL.

@@ -1155,53 +1155,68 @@ impl<'a> Vocab<'a> {
     /// gives it: control and unknown tokens are empty unless `special`, and
     /// written as stored (as are user-defined ones); SentencePiece's `▁`
     /// becomes a space and `<0xNN>` the byte NN, byte-level characters their
-    /// bytes; unused tokens and those of no known type are empty. At most
-    /// 256 bytes.
-    pub fn piece(&self, id: u32, special: bool, buf: &mut [u8; 256]) -> usize {
+    /// bytes; unused tokens and those of no known type are empty. Any length
+    /// (at most the token text's): returns the length, or `BufferTooSmall`
+    /// with `*needed` set when `out` is shorter (nothing meaningful written).
+    pub fn piece(
+        &self,
+        id: u32,
+        special: bool,
+        out: &mut [u8],
+        needed: &mut usize,
+    ) -> Result<usize> {
+        let mut n = 0;
+        self.piece_bytes(id, special, &mut |b| {
+            if let Some(o) = out.get_mut(n) {
+                *o = b;
+            }
+            n += 1;
+        });
+        *needed = n;
+        if n > out.len() {
+            return Err(Error::BufferTooSmall);
+        }
+        Ok(n)
+    }
+
+    /// Calls `f` with each byte of [`Vocab::piece`]'s text, in order.
+    fn piece_bytes(&self, id: u32, special: bool, f: &mut dyn FnMut(u8)) {
         let t = self.token_text(id);
         let a = self.attr(id);
-        let raw = |buf: &mut [u8; 256]| {
-            let n = t.len().min(buf.len());
-            buf[..n].copy_from_slice(&t[..n]);
-            n
-        };
         if a & (attr::CONTROL | attr::UNKNOWN) != 0 {
-            return if special { raw(buf) } else { 0 };
+            if special {
+                t.iter().for_each(|&b| f(b));
+            }
+            return;
         }
         if a & attr::USER_DEFINED != 0 {
-            return raw(buf);
+            t.iter().for_each(|&b| f(b));
+            return;
         }
         if a & attr::NORMAL != 0 {
-            let mut n = 0;
             if self.kind == VocabKind::Bpe {
                 // Byte-level characters back to bytes.
                 for c in core::str::from_utf8(t).unwrap_or("").chars() {
-                    if n < buf.len() {
-                        buf[n] = char_to_byte(c as u32);
-                        n += 1;
-                    }
+                    f(char_to_byte(c as u32));
                 }
-                return n;
+                return;
             }
             let mut i = 0;
-            while i < t.len() && n < buf.len() {
+            while i < t.len() {
                 if t[i..].starts_with("\u{2581}".as_bytes()) {
-                    buf[n] = b' ';
+                    f(b' ');
                     i += 3;
                 } else {
-                    buf[n] = t[i];
+                    f(t[i]);
                     i += 1;
                 }
-                n += 1;
             }
-            return n;
+            return;
         }
         if a & attr::BYTE != 0 && t.len() == 6 {
             let hex = |c: u8| (c as char).to_digit(16).unwrap_or(0) as u8;
-            buf[0] = hex(t[3]) << 4 | hex(t[4]);
-            return 1;
+            f(hex(t[3]) << 4 | hex(t[4]));
         }
-        0
     }
 }
 
@@ -1472,17 +1487,22 @@ impl StreamDecoder {
         if id as usize >= vocab.n_vocab() {
             return Err(Error::TokenOutOfRange);
         }
-        let mut piece = [0u8; 256];
-        let k = vocab.piece(id, special, &mut piece);
-        let mut all = [0u8; 260];
+        // The pending bytes and the piece, as one stream: its length and
+        // its last three bytes first.
         let p = self.n as usize;
-        all[..p].copy_from_slice(&self.pending[..p]);
-        all[p..p + k].copy_from_slice(&piece[..k]);
-        let total = p + k;
+        let pending = self.pending;
+        let mut total = 0;
+        let mut tail = [0u8; 3];
+        let mut see = |b: u8| {
+            tail = [tail[1], tail[2], b];
+            total += 1;
+        };
+        pending[..p].iter().for_each(|&b| see(b));
+        vocab.piece_bytes(id, special, &mut see);
         // Hold back a trailing sequence that is still incomplete.
         let mut keep = 0;
         for back in 1..=3.min(total) {
-            let b = all[total - back];
+            let b = tail[3 - back];
             if b & 0xC0 == 0x80 {
                 continue; // a continuation byte: look further back
             }
@@ -1497,8 +1517,17 @@ impl StreamDecoder {
         if emit > out.len() {
             return Err(Error::BufferTooSmall);
         }
-        out[..emit].copy_from_slice(&all[..emit]);
-        self.pending[..keep].copy_from_slice(&all[emit..total]);
+        let mut i = 0;
+        let mut put = |b: u8| {
+            if i < emit {
+                out[i] = b;
+            } else {
+                self.pending[i - emit] = b;
+            }
+            i += 1;
+        };
+        pending[..p].iter().for_each(|&b| put(b));
+        vocab.piece_bytes(id, special, &mut put);
         self.n = keep as u32;
         Ok(emit)
     }

@@ -113,7 +113,8 @@ fn spm_round_trip_and_buffers() {
     let mut back = Vec::new();
     let mut buf = [0u8; 256];
     for &t in &out[1..n] {
-        let k = v.piece(t, false, &mut buf);
+        let mut k = 0;
+        v.piece(t, false, &mut buf, &mut k).unwrap();
         back.extend_from_slice(&buf[..k]);
     }
     // SentencePiece adds one leading space.
@@ -162,7 +163,8 @@ fn bpe_round_trip() {
         let mut back = Vec::new();
         let mut buf = [0u8; 256];
         for &t in &out[..n] {
-            let k = v.piece(t, false, &mut buf);
+            let mut k = 0;
+            v.piece(t, false, &mut buf, &mut k).unwrap();
             back.extend_from_slice(&buf[..k]);
         }
         assert_eq!(back, text, "{:?}", String::from_utf8_lossy(text));
