@@ -203,20 +203,133 @@ pub struct Vocab<'a> {
     add_eos: bool,
     add_space_prefix: bool,
     ignore_merges: bool,
+    hash: Hasher,
+    /// Longest probe sequence in `table` and in `merges` (searches stop
+    /// after it).
+    probe: usize,
+    merge_probe: usize,
 }
 
-fn fnv1a(s: &[u8]) -> u32 {
-    let mut h = 0x811C_9DC5u32;
-    for &b in s {
-        h = (h ^ b as u32).wrapping_mul(0x0100_0193);
+/// SipHash (Aumasson and Bernstein) with `C` compression and `D`
+/// finalization rounds, fed in pieces.
+struct Sip<const C: usize, const D: usize> {
+    v: [u64; 4],
+    tail: u64,
+    ntail: usize,
+    len: usize,
+}
+
+impl<const C: usize, const D: usize> Sip<C, D> {
+    fn new(k0: u64, k1: u64) -> Self {
+        Self {
+            v: [
+                k0 ^ 0x736f_6d65_7073_6575,
+                k1 ^ 0x646f_7261_6e64_6f6d,
+                k0 ^ 0x6c79_6765_6e65_7261,
+                k1 ^ 0x7465_6462_7974_6573,
+            ],
+            tail: 0,
+            ntail: 0,
+            len: 0,
+        }
     }
-    h
+
+    fn round(&mut self) {
+        let v = &mut self.v;
+        v[0] = v[0].wrapping_add(v[1]);
+        v[1] = v[1].rotate_left(13) ^ v[0];
+        v[0] = v[0].rotate_left(32);
+        v[2] = v[2].wrapping_add(v[3]);
+        v[3] = v[3].rotate_left(16) ^ v[2];
+        v[0] = v[0].wrapping_add(v[3]);
+        v[3] = v[3].rotate_left(21) ^ v[0];
+        v[2] = v[2].wrapping_add(v[1]);
+        v[1] = v[1].rotate_left(17) ^ v[2];
+        v[2] = v[2].rotate_left(32);
+    }
+
+    fn word(&mut self, m: u64) {
+        self.v[3] ^= m;
+        for _ in 0..C {
+            self.round();
+        }
+        self.v[0] ^= m;
+    }
+
+    fn write(&mut self, mut s: &[u8]) {
+        self.len = self.len.wrapping_add(s.len());
+        while self.ntail > 0 && !s.is_empty() {
+            self.tail |= (s[0] as u64) << (8 * self.ntail);
+            self.ntail = (self.ntail + 1) % 8;
+            s = &s[1..];
+            if self.ntail == 0 {
+                let m = self.tail;
+                self.tail = 0;
+                self.word(m);
+            }
+        }
+        if s.is_empty() {
+            return;
+        }
+        // Here the tail is empty.
+        let mut words = s.chunks_exact(8);
+        for w in &mut words {
+            let m = u64::from_le_bytes([w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7]]);
+            self.word(m);
+        }
+        for (i, &b) in words.remainder().iter().enumerate() {
+            self.tail |= (b as u64) << (8 * i);
+        }
+        self.ntail = words.remainder().len();
+    }
+
+    fn finish(mut self) -> u64 {
+        let m = self.tail | ((self.len as u64) << 56);
+        self.word(m);
+        self.v[2] ^= 0xff;
+        for _ in 0..D {
+            self.round();
+        }
+        self.v[0] ^ self.v[1] ^ self.v[2] ^ self.v[3]
+    }
 }
 
-fn pair_hash(a: u32, b: u32) -> usize {
-    let k = ((a as u64) << 32 | b as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    (k >> 32) as usize
+/// Hashes of token strings and merge pairs for the vocabulary's tables,
+/// keyed by a SipHash-2-4 digest of everything the tables hold (every
+/// token text and merge line): a file cannot pick strings that collide,
+/// because changing a string changes the key (a preimage of a 64-bit
+/// SipHash, not a search for colliding strings under a known hash). FNV-1a
+/// unkeyed let 65,536 chosen strings take 9.4 s to load.
+#[derive(Clone, Copy)]
+struct Hasher {
+    k0: u64,
+    k1: u64,
 }
+
+impl Hasher {
+    fn string(&self, s: &[u8]) -> usize {
+        let mut h = Sip::<1, 3>::new(self.k0, self.k1);
+        h.write(s);
+        h.finish() as usize
+    }
+
+    fn pair(&self, a: u32, b: u32) -> usize {
+        // A bijective mixer (murmur3's fmix64) of the pair under the key.
+        let mut k = ((a as u64) << 32 | b as u64) ^ self.k0;
+        k ^= k >> 33;
+        k = k.wrapping_mul(0xff51_afd7_ed55_8ccd);
+        k ^= k >> 33;
+        k = k.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+        k ^= k >> 33;
+        (k ^ self.k1) as usize
+    }
+}
+
+/// Longest probe sequence a table may hold. With the keyed hash and tables
+/// at most half full, real vocabularies stay far below it; a file that
+/// reaches it is refused (`BadMetadata`) rather than loaded in time that
+/// grows with the square of its size, and lookups stop after it.
+const MAX_PROBE: usize = 256;
 
 fn round_up(n: usize) -> Option<usize> {
     n.checked_add(ALIGN - 1).map(|v| v / ALIGN * ALIGN)
@@ -412,19 +525,47 @@ impl<'a> Vocab<'a> {
             add_eos: flag("tokenizer.ggml.add_eos_token", false)?,
             add_space_prefix: flag("tokenizer.ggml.add_space_prefix", spm)?,
             ignore_merges: m.pre.ignore_merges,
+            hash: Hasher { k0: 0, k1: 0 },
+            probe: 0,
+            merge_probe: 0,
+        };
+        // The key: a digest of every string the tables will hold.
+        let mut key = Sip::<2, 4>::new(0x6e61_6e6f_6c6c_616d, 0x766f_6361_6220_6b65);
+        for i in 0..n {
+            let t = v.token_text(i as u32);
+            key.write(&(t.len() as u64).to_le_bytes());
+            key.write(t);
+        }
+        if let Some(list) = m.merges {
+            for item in list.iter() {
+                let text = item.as_bytes().ok_or(Error::BadMetadata)?;
+                key.write(&(text.len() as u64).to_le_bytes());
+                key.write(text);
+            }
+        }
+        let k0 = key.finish();
+        v.hash = Hasher {
+            k0,
+            k1: k0.rotate_left(29) ^ 0x9e37_79b9_7f4a_7c15,
         };
         v.table.fill(NONE);
         let mask = v.table.len() - 1;
         for i in 0..n {
             let t = v.token_text(i as u32);
-            let mut h = fnv1a(t) as usize & mask;
+            let mut h = v.hash.string(t) & mask;
             // First id wins for duplicate strings.
+            let mut probe = 0;
             while v.table[h] != NONE {
                 if v.token_text(v.table[h]) == t {
                     break;
                 }
                 h = (h + 1) & mask;
+                probe += 1;
+                if probe > MAX_PROBE {
+                    return Err(Error::BadMetadata);
+                }
             }
+            v.probe = v.probe.max(probe);
             if v.table[h] == NONE {
                 v.table[h] = i as u32;
             }
@@ -451,13 +592,19 @@ impl<'a> Vocab<'a> {
                 let Some(res) = v.lookup(&joined[..l.len() + r.len()]) else {
                     continue;
                 };
-                let mut h = pair_hash(a, b) & mask;
+                let mut h = v.hash.pair(a, b) & mask;
+                let mut probe = 0;
                 while v.merges[h][0] != NONE {
                     if v.merges[h][0] == a && v.merges[h][1] == b {
                         break;
                     }
                     h = (h + 1) & mask;
+                    probe += 1;
+                    if probe > MAX_PROBE {
+                        return Err(Error::BadMetadata);
+                    }
                 }
+                v.merge_probe = v.merge_probe.max(probe);
                 if v.merges[h][0] == NONE {
                     v.merges[h] = [a, b, rank as u32, res];
                 }
@@ -701,8 +848,8 @@ impl<'a> Vocab<'a> {
     /// The id of the token whose text is `s`.
     pub fn lookup(&self, s: &[u8]) -> Option<u32> {
         let mask = self.table.len() - 1;
-        let mut h = fnv1a(s) as usize & mask;
-        loop {
+        let mut h = self.hash.string(s) & mask;
+        for _ in 0..=self.probe {
             let id = self.table[h];
             if id == NONE {
                 return None;
@@ -712,6 +859,13 @@ impl<'a> Vocab<'a> {
             }
             h = (h + 1) & mask;
         }
+        None
+    }
+
+    /// The longest probe sequence of the token table (at most 256: a file
+    /// whose strings would make a longer one is refused).
+    pub fn max_probe(&self) -> usize {
+        self.probe
     }
 
     fn score(&self, id: u32) -> f32 {
@@ -1040,8 +1194,8 @@ impl<'a> Vocab<'a> {
 
     fn merge_of(&self, a: u32, b: u32) -> Option<(u32, u32)> {
         let mask = self.merges.len().checked_sub(1)?;
-        let mut h = pair_hash(a, b) & mask;
-        loop {
+        let mut h = self.hash.pair(a, b) & mask;
+        for _ in 0..=self.merge_probe {
             let e = self.merges[h];
             if e[0] == NONE {
                 return None;
@@ -1051,6 +1205,7 @@ impl<'a> Vocab<'a> {
             }
             h = (h + 1) & mask;
         }
+        None
     }
 
     /// Byte-pair merges of one byte-mapped word, lowest rank first.
@@ -1555,5 +1710,35 @@ impl StreamDecoder {
         out[..n].copy_from_slice(&self.pending[..n]);
         self.n = 0;
         Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Sip;
+
+    /// The reference vectors of the SipHash paper's appendix (key 00..0f,
+    /// messages 00..len-1): SipHash-2-4 of lengths 0, 1, 7, 8, 15, fed
+    /// whole and in pieces of every size.
+    #[test]
+    fn siphash_2_4_matches_the_reference_vectors() {
+        let want: [(usize, u64); 5] = [
+            (0, 0x726f_db47_dd0e_0e31),
+            (1, 0x74f8_39c5_93dc_67fd),
+            (7, 0xab02_00f5_8b01_d137),
+            (8, 0x93f5_f579_9a93_2462),
+            (15, 0xa129_ca61_49be_45e5),
+        ];
+        let (k0, k1) = (0x0706_0504_0302_0100, 0x0f0e_0d0c_0b0a_0908);
+        let msg: [u8; 15] = core::array::from_fn(|i| i as u8);
+        for (len, h) in want {
+            for piece in 1..=len.max(1) {
+                let mut s = Sip::<2, 4>::new(k0, k1);
+                for c in msg[..len].chunks(piece) {
+                    s.write(c);
+                }
+                assert_eq!(s.finish(), h, "len {len} pieces of {piece}");
+            }
+        }
     }
 }
