@@ -183,6 +183,9 @@ pub struct Vocab<'a> {
     /// unknown), longest text first: the order llama.cpp cuts them out.
     special: &'a mut [u32],
     n_special: usize,
+    /// Per special token, `[window hash, rank in special]`, sorted by hash
+    /// within each run of equal lengths of `special` (see `cut_special`).
+    special_hash: &'a mut [[u64; 2]],
     scores: Option<Array<'a>>,
     types: Option<Array<'a>>,
     /// Attributes llama.cpp changes from the token types: `(id, attr)`.
@@ -425,10 +428,12 @@ impl<'a> Vocab<'a> {
         let table = round_up(m.table_len * 4).ok_or(Error::BadMetadata)?;
         let merges = round_up(m.merges_len * 16).ok_or(Error::BadMetadata)?;
         let special = round_up(m.n_special * 4).ok_or(Error::BadMetadata)?;
+        let special_hash = round_up(m.n_special * 16).ok_or(Error::BadMetadata)?;
         spans
             .checked_add(table)
             .and_then(|v| v.checked_add(merges))
             .and_then(|v| v.checked_add(special))
+            .and_then(|v| v.checked_add(special_hash))
             .ok_or(Error::BadMetadata)
     }
 
@@ -454,8 +459,12 @@ impl<'a> Vocab<'a> {
         let (c, d) = c.split_at_mut(round_up(m.merges_len * 16).ok_or(Error::BadMetadata)?);
         let merges: &mut [[u32; 4]] = bytemuck::try_cast_slice_mut(&mut c[..m.merges_len * 16])
             .map_err(|_| Error::Misaligned)?;
+        let (d, e) = d.split_at_mut(round_up(m.n_special * 4).ok_or(Error::BadMetadata)?);
         let special: &mut [u32] = bytemuck::try_cast_slice_mut(&mut d[..m.n_special * 4])
             .map_err(|_| Error::Misaligned)?;
+        let special_hash: &mut [[u64; 2]] =
+            bytemuck::try_cast_slice_mut(&mut e[..m.n_special * 16])
+                .map_err(|_| Error::Misaligned)?;
         let base = gguf.as_ptr() as usize;
         for (i, v) in m.tokens.iter().enumerate() {
             let s = v.as_bytes().ok_or(Error::BadMetadata)?;
@@ -507,6 +516,7 @@ impl<'a> Vocab<'a> {
             merges,
             special,
             n_special: 0,
+            special_hash,
             scores,
             types,
             overrides: [(NONE, 0); MAX_OVERRIDES],
@@ -719,6 +729,31 @@ impl<'a> Vocab<'a> {
         let spans = &*self.spans;
         self.special[..k]
             .sort_unstable_by_key(|&id| (core::cmp::Reverse(spans[2 * id as usize + 1]), id));
+        // The window hashes, sorted within each length.
+        let mut i = 0;
+        while i < k {
+            let len = self.token_text(self.special[i]).len();
+            let mut j = i;
+            while j < k && self.token_text(self.special[j]).len() == len {
+                let h = self.window_hash(self.token_text(self.special[j]));
+                self.special_hash[j] = [h, j as u64];
+                j += 1;
+            }
+            self.special_hash[i..j].sort_unstable();
+            i = j;
+        }
+    }
+
+    /// The polynomial hash of `s` modulo 2^61 - 1, with a base drawn from
+    /// the vocabulary's key: what `cut_special` rolls over the text.
+    fn window_hash(&self, s: &[u8]) -> u64 {
+        let b = self.roll_base();
+        s.iter()
+            .fold(0, |h, &c| (mul_mod61(h, b) + c as u64 + 1) % M61)
+    }
+
+    fn roll_base(&self) -> u64 {
+        (self.hash.k1 % (M61 - 1000)) + 257
     }
 
     fn set_attr(&mut self, id: u32, a: u8) {
@@ -887,14 +922,14 @@ impl<'a> Vocab<'a> {
     /// Bytes of scratch [`Vocab::tokenize`] needs for texts of up to
     /// `max_text` bytes.
     pub fn scratch_size(max_text: usize) -> Option<usize> {
-        // Special-token cuts: one word per byte, and a bitmap of the byte
-        // pairs present. Text area: the escaped text (SPM: a space becomes
+        // Special-token cuts: one word per byte (and, for the cutting only,
+        // 8 bytes per byte of candidate places in the text area). Text area: the escaped text (SPM: a space becomes
         // 3 bytes) or the code points, the pre-token cuts and one byte-mapped
         // word (BPE: 4 + 1/8 + 6 bytes per byte). Symbols: 16 bytes each, at
         // most 3 per byte; bigram heap: 3 entries of 16 bytes per symbol, and
         // a back link of 4 bytes per symbol; or
         // the pre-tokenizer's matcher, whichever is larger.
-        let claims = max_text.checked_mul(4)?.checked_add(PAIRS_BYTES)?;
+        let claims = max_text.checked_mul(4)?;
         let n = max_text.checked_mul(3)?.checked_add(3)?;
         let text = max_text.checked_mul(12)?.checked_add(16)?;
         let sym = round_up(n.checked_mul(16)?)?;
@@ -948,14 +983,21 @@ impl<'a> Vocab<'a> {
         if !(scratch.as_ptr() as usize).is_multiple_of(ALIGN) {
             return Err(Error::Misaligned);
         }
-        let claims_len = round_up(text.len() * 4 + PAIRS_BYTES).ok_or(Error::InvalidArgument)?;
-        let (claim_mem, scratch) = scratch.split_at_mut(claims_len);
-        let (pairs, claims) = claim_mem.split_at_mut(PAIRS_BYTES);
+        // Places are packed into 32 bits in `cut_special`.
+        if text.len() > u32::MAX as usize {
+            return Err(Error::InvalidArgument);
+        }
+        let claims_len = round_up(text.len() * 4).ok_or(Error::InvalidArgument)?;
+        let (claims, scratch) = scratch.split_at_mut(claims_len);
         let claims: &mut [u32] = bytemuck::try_cast_slice_mut(&mut claims[..text.len() * 4])
             .map_err(|_| Error::Misaligned)?;
-        let pairs: &mut [u64] =
-            bytemuck::try_cast_slice_mut(pairs).map_err(|_| Error::Misaligned)?;
-        self.cut_special(text, parse_special, claims, pairs);
+        {
+            // The candidate places, in the text area (12 bytes per byte),
+            // used by the fragments only after this.
+            let found: &mut [u64] = bytemuck::try_cast_slice_mut(&mut scratch[..text.len() * 8])
+                .map_err(|_| Error::Misaligned)?;
+            self.cut_special(text, parse_special, claims, found);
+        }
         let mut w = Writer { out, n: 0 };
         if add.bos && self.bos != NONE {
             w.push(self.bos);
@@ -993,54 +1035,78 @@ impl<'a> Vocab<'a> {
     /// each token, longest first, at every place left to right where it
     /// fits between the tokens already cut. `claims[p]`: id + 1 where a
     /// token starts, [`CLAIMED`] inside it, 0 elsewhere.
-    fn cut_special(&self, text: &[u8], parse_special: bool, claims: &mut [u32], pairs: &mut [u64]) {
+    ///
+    /// In time linear in the text per distinct length of special tokens
+    /// (scanning every token at every position cost 22 s for 65,536 tokens
+    /// and 100 KB): for each length, longest first, a rolling hash finds
+    /// the places where a token of that length may stand (`found`: rank <<
+    /// 32 | place), sorted by rank then place; each is checked and cut in
+    /// that order. Every token cut before is at least as long, so a place
+    /// is free exactly when its first and last bytes are.
+    fn cut_special(&self, text: &[u8], parse_special: bool, claims: &mut [u32], found: &mut [u64]) {
         claims.fill(0);
-        if self.n_special == 0 {
-            return;
-        }
-        // Which bytes and byte pairs occur: most tokens can be skipped at once.
-        pairs.fill(0);
-        let mut firsts = [0u64; 4];
-        for (i, &b) in text.iter().enumerate() {
-            firsts[(b >> 6) as usize] |= 1 << (b & 63);
-            if let Some(&c) = text.get(i + 1) {
-                let k = (b as usize) << 8 | c as usize;
-                pairs[k / 64] |= 1 << (k % 64);
+        let k = self.n_special;
+        let n = text.len();
+        let base = self.roll_base();
+        // Groups longer than the text are skipped at once.
+        let mut i = self.special[..k].partition_point(|&id| self.token_text(id).len() > n);
+        while i < k {
+            let len = self.token_text(self.special[i]).len();
+            let mut j = i;
+            while j < k && self.token_text(self.special[j]).len() == len {
+                j += 1;
             }
-        }
-        for &id in &self.special[..self.n_special] {
-            if !parse_special && self.attr(id) & (attr::CONTROL | attr::UNKNOWN) != 0 {
+            let group = &self.special_hash[i..j];
+            i = j;
+            if len == 0 {
                 continue;
             }
-            let t = self.token_text(id);
-            let possible = match t {
-                [] => false,
-                [b] => firsts[(b >> 6) as usize] >> (b & 63) & 1 != 0,
-                [a, b, ..] => {
-                    let k = (*a as usize) << 8 | *b as usize;
-                    pairs[k / 64] >> (k % 64) & 1 != 0
+            // base^(len - 1), to roll the first byte out.
+            let mut top = 1u64;
+            let (mut e, mut sq) = (len - 1, base);
+            while e > 0 {
+                if e & 1 == 1 {
+                    top = mul_mod61(top, sq);
                 }
-            };
-            if !possible || t.len() > text.len() {
-                continue;
+                sq = mul_mod61(sq, sq);
+                e >>= 1;
             }
-            let mut p = 0;
-            while p + t.len() <= text.len() {
-                match claims[p] {
-                    CLAIMED => p += 1,
-                    0 => {
-                        if text[p..].starts_with(t)
-                            && claims[p..p + t.len()].iter().all(|&c| c == 0)
-                        {
-                            claims[p] = id + 1;
-                            claims[p + 1..p + t.len()].fill(CLAIMED);
-                            p += t.len();
-                        } else {
-                            p += 1;
-                        }
+            let mut m = 0;
+            let mut h = self.window_hash(&text[..len]);
+            for p in 0..=n - len {
+                if p > 0 {
+                    let out = mul_mod61(text[p - 1] as u64 + 1, top);
+                    h = (h + M61 - out) % M61;
+                    h = (mul_mod61(h, base) + text[p + len - 1] as u64 + 1) % M61;
+                }
+                if claims[p] != 0 || claims[p + len - 1] != 0 {
+                    continue;
+                }
+                let at = group.partition_point(|e| e[0] < h);
+                // The first of equal hashes (the lowest rank of equal texts);
+                // two texts of one length with one hash are not expected.
+                if let Some(e) = group.get(at).filter(|e| e[0] == h) {
+                    if m < found.len() {
+                        found[m] = e[1] << 32 | p as u64;
+                        m += 1;
                     }
-                    c => p += self.token_text(c - 1).len().max(1),
                 }
+            }
+            found[..m].sort_unstable();
+            for &f in &found[..m] {
+                let (rank, p) = ((f >> 32) as usize, (f & 0xffff_ffff) as usize);
+                let id = self.special[rank];
+                if claims[p] != 0 || claims[p + len - 1] != 0 {
+                    continue;
+                }
+                if !parse_special && self.attr(id) & (attr::CONTROL | attr::UNKNOWN) != 0 {
+                    continue;
+                }
+                if &text[p..p + len] != self.token_text(id) {
+                    continue;
+                }
+                claims[p] = id + 1;
+                claims[p + 1..p + len].fill(CLAIMED);
             }
         }
     }
@@ -1375,8 +1441,19 @@ impl<'a> Vocab<'a> {
     }
 }
 
-/// Bytes of the pair bitmap of [`Vocab::cut_special`].
-const PAIRS_BYTES: usize = 65536 / 8;
+/// The Mersenne prime 2^61 - 1 (the rolling hash's modulus).
+const M61: u64 = (1 << 61) - 1;
+
+/// `a * b mod 2^61 - 1` for `a, b < 2^61`.
+fn mul_mod61(a: u64, b: u64) -> u64 {
+    let p = a as u128 * b as u128;
+    let r = (p & M61 as u128) as u64 + (p >> 61) as u64;
+    if r >= M61 {
+        r - M61
+    } else {
+        r
+    }
+}
 
 /// Inside a special token cut out of the text.
 const CLAIMED: u32 = u32::MAX;

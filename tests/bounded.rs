@@ -172,3 +172,155 @@ fn real_vocabularies_probe_briefly() {
     }
     assert!(seen >= 9, "{seen} vocabularies");
 }
+
+/// A vocabulary-only GGUF with token types (1 normal, 3 control).
+fn typed_vocab(model: &str, tokens: &[String], types: &[i32]) -> Vec<u8> {
+    let refs: Vec<&str> = tokens.iter().map(String::as_str).collect();
+    let mut file = vocab_file(model, &refs);
+    // Replace the all-normal types written by vocab_file.
+    let mut t = vt::I32.to_le_bytes().to_vec();
+    t.extend_from_slice(&(types.len() as u64).to_le_bytes());
+    let mut want = t.clone();
+    for _ in types {
+        want.extend_from_slice(&1i32.to_le_bytes());
+    }
+    for &x in types {
+        t.extend_from_slice(&x.to_le_bytes());
+    }
+    let at = file
+        .windows(want.len())
+        .position(|w| w == want)
+        .expect("types array");
+    file[at..at + t.len()].copy_from_slice(&t);
+    file
+}
+
+/// llama.cpp's special-token cut, as it is written there: each token,
+/// longest first (ties by id), at every place left to right where it fits
+/// between the tokens already cut. Returns (place, id) of the cuts.
+fn cut_naive(text: &[u8], specials: &[(u32, &[u8])]) -> Vec<(usize, u32)> {
+    let mut order: Vec<&(u32, &[u8])> = specials.iter().collect();
+    order.sort_by_key(|(id, t)| (std::cmp::Reverse(t.len()), *id));
+    let mut taken = vec![false; text.len()];
+    let mut cuts = Vec::new();
+    for (id, t) in order {
+        let mut p = 0;
+        while p + t.len() <= text.len() {
+            if &text[p..p + t.len()] == *t && !taken[p..p + t.len()].iter().any(|&x| x) {
+                taken[p..p + t.len()].iter_mut().for_each(|x| *x = true);
+                cuts.push((p, *id));
+                p += t.len();
+            } else {
+                p += 1;
+            }
+        }
+    }
+    cuts.sort();
+    cuts
+}
+
+/// The linear-time cut gives llama.cpp's cuts on texts and token sets made
+/// to overlap every way (nested, equal lengths crossing, repeats of one
+/// text), 3,000 random cases.
+#[test]
+fn special_tokens_are_cut_as_llama_cpp_cuts_them() {
+    let mut rng = Rng::new(5);
+    for case in 0..3000 {
+        let n_special = 1 + (rng.next_u64() % 12) as usize;
+        // Bytes 'a'..'c' are normal tokens 3..6 (a byte-level BPE without
+        // merges: every other byte is its own token).
+        let mut tokens: Vec<String> = vec!["<unk>".into(), "<s>".into(), "</s>".into()];
+        tokens.extend(["a", "b", "c"].map(String::from));
+        let mut types = vec![3, 3, 3, 1, 1, 1];
+        for _ in 0..n_special {
+            let len = 1 + (rng.next_u64() % 4) as usize;
+            let s: String = (0..len)
+                .map(|_| (b'a' + (rng.next_u64() % 3) as u8) as char)
+                .collect();
+            tokens.push(s);
+            types.push(3);
+        }
+        let file = typed_vocab("gpt2", &tokens, &types);
+        let (mut mem, _) = load(&file);
+        let v = Vocab::init(&file, mem.as_mut_slice()).unwrap();
+        let len = (rng.next_u64() % 40) as usize;
+        let text: Vec<u8> = (0..len)
+            .map(|_| b'a' + (rng.next_u64() % 3) as u8)
+            .collect();
+        let specials: Vec<(u32, &[u8])> = (6..tokens.len())
+            .map(|i| (i as u32, tokens[i].as_bytes()))
+            .collect();
+        let cuts = cut_naive(&text, &specials);
+        // The ids llama.cpp would give: the cuts, and one token per other
+        // byte.
+        let mut want = Vec::new();
+        let mut p = 0;
+        let mut c = cuts.iter().peekable();
+        while p < text.len() {
+            if let Some(&&(at, id)) = c.peek() {
+                if at == p {
+                    want.push(id);
+                    p += tokens[id as usize].len();
+                    c.next();
+                    continue;
+                }
+            }
+            want.push(3 + (text[p] - b'a') as u32);
+            p += 1;
+        }
+        let mut scratch = AlignedBuf::new(Vocab::scratch_size(text.len()).unwrap());
+        let mut ids = vec![0u32; text.len() + 2];
+        let mut needed = 0;
+        let n = v
+            .tokenize(
+                &text,
+                false,
+                true,
+                scratch.as_mut_slice(),
+                &mut ids,
+                &mut needed,
+            )
+            .unwrap();
+        assert_eq!(
+            &ids[..n],
+            &want[..],
+            "case {case}: text {:?} specials {:?}",
+            String::from_utf8_lossy(&text),
+            &tokens[6..]
+        );
+    }
+}
+
+/// 65,536 control tokens that start like the text (the old cut compared
+/// every one at every place: 45 s for 100 KB here) and a 100 KB text: the
+/// cut finds nothing to cut and every byte is its own token. (Minutes on
+/// the old code, so a regression shows as a hang here; the benchmark
+/// figures are in the closing note.)
+#[test]
+fn a_special_token_flood_costs_one_pass_per_length() {
+    let mut tokens: Vec<String> = ["<unk>", "<s>", "</s>", "a"].map(String::from).to_vec();
+    let mut types = vec![2, 3, 3, 1];
+    for i in 0..1 << 16 {
+        tokens.push(format!("aa{i:05}"));
+        types.push(3);
+    }
+    let file = typed_vocab("gpt2", &tokens, &types);
+    let (mut mem, _) = load(&file);
+    let v = Vocab::init(&file, mem.as_mut_slice()).unwrap();
+    let text = vec![b'a'; 100_000];
+    let mut scratch = AlignedBuf::new(Vocab::scratch_size(text.len()).unwrap());
+    let mut ids = vec![0u32; text.len() + 2];
+    let mut needed = 0;
+    let n = v
+        .tokenize(
+            &text,
+            false,
+            true,
+            scratch.as_mut_slice(),
+            &mut ids,
+            &mut needed,
+        )
+        .unwrap();
+    assert_eq!(n, text.len());
+    assert!(ids[..n].iter().all(|&t| t == 3));
+}
