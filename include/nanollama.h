@@ -344,10 +344,12 @@ extern "C" {
 NANOLLAMA_API const char *nanollama_status_str(uint32_t status);
 
 // Bytes of memory `nanollama_model_init` needs for the GGUF file in
-// `gguf[0..gguf_len]`, written to `*out_size`. Parses and validates the file
-// header, the hyper-parameters and the tensor names (so a bad file, or one
-// asking for arithmetic this build does not do, is reported here already;
-// `nanollama_model_init` then checks each tensor's type and shape).
+// `gguf[0..gguf_len]`, written to `*out_size`. Makes every check of the file
+// that `nanollama_model_init` makes (header, hyper-parameters, each
+// tensor's name, type and shape, missing tensors, RoPE factors), with the
+// same status: a bad file, or one asking for arithmetic this build does not
+// do, is reported here already, and a file accepted here is accepted by
+// `nanollama_model_init` given the memory.
 //
 // # Safety
 // `gguf` must be readable for `gguf_len` bytes; `out_size` writable.

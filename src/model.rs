@@ -773,11 +773,17 @@ impl<'a> Model<'a> {
     /// table), after parsing and validating the hyper-parameters and the
     /// names of the tensors (a tensor the engine would not use is refused
     /// here already).
+    ///
+    /// As strict as [`Model::init`]: every check `init` makes on the file
+    /// is made here too, with the same status, so a file this accepts
+    /// `init` accepts (given the memory).
     pub fn size(gguf: &[u8]) -> Result<usize> {
         let g = Gguf::parse(gguf)?;
         let c = Config::from_gguf(&g)?;
         check_names(&g, &c)?;
-        Self::size_for(&c)
+        let need = Self::size_for(&c)?;
+        validate(gguf, &g, &c)?;
+        Ok(need)
     }
 
     fn size_for(c: &Config) -> Result<usize> {
@@ -1079,6 +1085,66 @@ impl<'a> Model<'a> {
 
 /// Refuses a file with a tensor the engine would not use (see [`role`]):
 /// what [`Model::size`] can check without a table.
+/// The checks [`Model::init`] makes on the tensors, without memory, in the
+/// same order (so with the same status): each tensor's role, type and
+/// shape in file order, then missing tensors, then element-wise tensors
+/// not in F32, then the RoPE factors. A block tensor cannot appear twice:
+/// names are unique in a GGUF file (the parser checks) and block numbers
+/// canonical (`parse_block_name`), so one count per kind finds a block
+/// without it.
+fn validate(gguf: &[u8], g: &Gguf<'_>, c: &Config) -> Result<()> {
+    let mut per_kind = [0usize; LAYER_TENSORS.len()];
+    let mut global = [false; 5];
+    let mut not_f32 = false;
+    let mut factors: Option<(usize, usize)> = None;
+    for t in g.tensors() {
+        let (rows, cols, gi) = match role(c, t.name)? {
+            Role::Global(Global::TokenEmbd) => (c.n_vocab, c.dim, 0),
+            Role::Global(Global::OutputNorm) => (1, c.dim, 1),
+            Role::Global(Global::Output) => (c.n_vocab, c.dim, 2),
+            Role::Global(Global::OutputBias) => (1, c.n_vocab, 3),
+            Role::Global(Global::RopeFreqs) => (1, c.rope_dim / 2, 4),
+            Role::Layer(_, k) => {
+                let (rows, cols) = layer_shape(c, k);
+                let r = check_tensor(&t, rows, cols)?;
+                per_kind[k] += 1;
+                let vector = k == slot::ATTN_NORM || k == slot::FFN_NORM || k >= slot::REQUIRED;
+                not_f32 |= vector && r.ty != WeightType::F32 as u32;
+                continue;
+            }
+        };
+        if global[gi] {
+            return Err(Error::DuplicateTensor);
+        }
+        global[gi] = true;
+        let r = check_tensor(&t, rows, cols)?;
+        not_f32 |= gi >= 1 && gi != 2 && r.ty != WeightType::F32 as u32;
+        if gi == 4 {
+            factors = Some((r.offset as usize, r.len as usize));
+        }
+    }
+    if !global[0] || !global[1] || per_kind[..slot::REQUIRED].iter().any(|&n| n != c.n_layers) {
+        return Err(Error::MissingTensor);
+    }
+    if not_f32 {
+        return Err(Error::UnsupportedTensorType);
+    }
+    if let Some((off, len)) = factors {
+        // As `Model::rope_freqs` reads them (the parser checked the bounds).
+        let data = off
+            .checked_add(len)
+            .and_then(|end| gguf.get(off..end))
+            .unwrap_or(&[]);
+        if data.chunks_exact(4).any(|b| {
+            let f = f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+            !(f.is_finite() && f > 0.0)
+        }) {
+            return Err(Error::UnsupportedRopeScaling);
+        }
+    }
+    Ok(())
+}
+
 fn check_names(g: &Gguf<'_>, c: &Config) -> Result<()> {
     for t in g.tensors() {
         role(c, t.name)?;
@@ -1110,7 +1176,13 @@ fn parse_block_name(name: &[u8]) -> Option<(usize, &[u8])> {
     let rest = name.strip_prefix(b"blk.")?;
     let dot = rest.iter().position(|&b| b == b'.')?;
     let (num, kind) = (&rest[..dot], &rest[dot + 1..]);
-    if num.is_empty() || num.len() > 6 || !num.iter().all(u8::is_ascii_digit) {
+    // Canonical numbers only ("blk.3", not "blk.03"), as llama.cpp writes
+    // them: one block, one name.
+    if num.is_empty()
+        || num.len() > 6
+        || !num.iter().all(u8::is_ascii_digit)
+        || (num.len() > 1 && num[0] == b'0')
+    {
         return None;
     }
     let n = num
