@@ -121,39 +121,71 @@ fn quants<const K: u8>(wb: &[u8]) -> __m256i {
 /// stay in registers (an index `i & 1` would keep them in memory).
 #[target_feature(enable = "avx2,fma,f16c")]
 fn dot_small<const K: u8, const R: usize>(w: &[u8], a: [&[u8]; R], n: usize) -> [f32; R] {
+    const { assert!(R >= 1 && R <= 4) };
     let (wbb, abb) = sizes(K);
     let nb = n / 32;
     let w = &w[..nb * wbb];
     let a = a.map(|a| &a[..nb * abb]);
     let mut acc = [[_mm256_setzero_ps(); R]; 2];
-    let mut mins = [_mm_setzero_ps(); R];
-    // Block `i` into `acc`; gives its `[d_w * d_a, m_w * s_a]` per row. A
-    // macro, not a closure: a closure called twice is not inlined, and its
-    // accumulators then live in memory.
+    // Lane 2r + 1: the minimum terms of row r (Q8_1 inputs).
+    let mut mins = _mm256_setzero_ps();
+    // Block `i` into `acc`; gives its products `d_w * d_a` (lane 2r) and
+    // `m_w * s_a` (lane 2r + 1) for each row r. A macro, not a closure: a
+    // closure called twice is not inlined, and its accumulators then live
+    // in memory.
     macro_rules! block {
         ($i:expr, $acc:expr) => {{
             let i = $i;
             let wb = &w[wbb * i..wbb * (i + 1)];
+            // (A loop, not `map`: `map` is not inlined here.)
+            let mut ab: [&[u8]; R] = [&[]; R];
+            for (ab, a) in ab.iter_mut().zip(a) {
+                *ab = &a[abb * i..abb * (i + 1)];
+            }
             let q = quants::<K>(wb);
-            let mut ds = [_mm_setzero_ps(); R];
+            // Several rows: their scales converted and multiplied in one
+            // vector (the same products as one at a time).
+            let ds = if R == 1 {
+                let d = if signed(K) {
+                    _mm_set_ss(f16(wb) * f16(ab[0]))
+                } else {
+                    _mm_mul_ps(f16x2(wb), f16x2(ab[0]))
+                };
+                _mm256_set_m128(_mm_setzero_ps(), d)
+            } else {
+                let dw = if signed(K) {
+                    _mm256_set1_ps(f16(wb))
+                } else {
+                    let dm = _mm_castps_pd(f16x2(wb));
+                    _mm256_castpd_ps(_mm256_broadcastsd_pd(dm))
+                };
+                // The first four bytes of each activation block as two
+                // f16 each: lanes 2r and 2r + 1 from block r (the `d` and
+                // `s` of Q8_1; the `d` of Q8_0 and two quant bytes, unused).
+                let word = |r: usize| match ab.get(r) {
+                    Some(b) => i32::from_le_bytes([b[0], b[1], b[2], b[3]]),
+                    None => 0,
+                };
+                let pairs = _mm_setr_epi32(word(0), word(1), word(2), word(3));
+                _mm256_mul_ps(dw, _mm256_cvtph_ps(pairs))
+            };
+            let scale = |r: usize| {
+                if R == 1 {
+                    _mm256_broadcastss_ps(_mm256_castps256_ps128(ds))
+                } else {
+                    _mm256_permutevar8x32_ps(ds, _mm256_set1_epi32(2 * r as i32))
+                }
+            };
             if signed(K) {
-                let dw = f16(wb);
                 let qabs = _mm256_sign_epi8(q, q);
-                for (acc, a) in $acc.iter_mut().zip(a) {
-                    let ab = &a[abb * i..abb * (i + 1)];
-                    let d = _mm256_set1_ps(dw * f16(ab));
+                for (r, (acc, ab)) in $acc.iter_mut().zip(ab).enumerate() {
                     // |q| * sign(a, q) = q * a, each product exact.
                     let p = dot_u8(qabs, _mm256_sign_epi8(load256(&ab[2..]), q));
-                    *acc = _mm256_fmadd_ps(d, p, *acc);
+                    *acc = _mm256_fmadd_ps(scale(r), p, *acc);
                 }
             } else {
-                let dm = f16x2(wb);
-                for ((acc, ds), a) in $acc.iter_mut().zip(&mut ds).zip(a) {
-                    let ab = &a[abb * i..abb * (i + 1)];
-                    // Lanes: d_w * d_a, m_w * s_a.
-                    *ds = _mm_mul_ps(dm, f16x2(ab));
-                    let d = _mm256_broadcastss_ps(*ds);
-                    *acc = _mm256_fmadd_ps(d, dot_u8(q, load256(&ab[4..])), *acc);
+                for (r, (acc, ab)) in $acc.iter_mut().zip(ab).enumerate() {
+                    *acc = _mm256_fmadd_ps(scale(r), dot_u8(q, load256(&ab[4..])), *acc);
                 }
             }
             ds
@@ -164,24 +196,22 @@ fn dot_small<const K: u8, const R: usize>(w: &[u8], a: [&[u8]; R], n: usize) -> 
         let e = block!(i, acc[0]);
         let o = block!(i + 1, acc[1]);
         if !signed(K) {
-            for ((m, e), o) in mins.iter_mut().zip(e).zip(o) {
-                *m = _mm_add_ps(*m, _mm_add_ps(e, o));
-            }
+            mins = _mm256_add_ps(mins, _mm256_add_ps(e, o));
         }
         i += 2;
     }
     if i < nb {
         let e = block!(i, acc[0]);
         if !signed(K) {
-            for (m, e) in mins.iter_mut().zip(e) {
-                *m = _mm_add_ps(*m, e);
-            }
+            mins = _mm256_add_ps(mins, e);
         }
     }
     let mut out = [0f32; R];
     for (r, o) in out.iter_mut().enumerate() {
-        // Lane 1 of `mins` holds the minimum terms (0 for signed kinds).
-        let m = _mm_cvtss_f32(_mm_movehdup_ps(mins[r]));
+        // 0 for signed kinds.
+        let lane = _mm256_set1_epi32(2 * r as i32 + 1);
+        let m = _mm256_cvtss_f32(_mm256_permutevar8x32_ps(mins, lane));
+        let m = if signed(K) { 0.0 } else { m };
         *o = hsum(_mm256_add_ps(acc[0][r], acc[1][r])) + m;
     }
     out
@@ -319,7 +349,12 @@ fn q8k_d(ab: &[u8]) -> f32 {
 /// The activation blocks of block `i` of `R` Q8_K rows.
 #[inline(always)]
 fn q8k_blocks<const R: usize>(a: [&[u8]; R], i: usize) -> [&[u8]; R] {
-    a.map(|a| &a[292 * i..292 * (i + 1)])
+    // (A loop, not `map`: `map` is not always inlined.)
+    let mut ab: [&[u8]; R] = [&[]; R];
+    for (ab, a) in ab.iter_mut().zip(a) {
+        *ab = &a[292 * i..292 * (i + 1)];
+    }
+    ab
 }
 
 /// Sum over the 16 sub-blocks of 16 of `scale[s] * <q, qa>_s` for each of
