@@ -170,12 +170,12 @@ fn avx2_kernel(t: crate::quant::WeightType) -> Option<Kernel> {
     {
         use crate::quant::WeightType as W;
         Some(match t {
-            W::Q8_0 => x86::dot_q8_0,
-            W::Q4_0 => x86::dot_q4_0,
+            W::Q8_0 => avx2::dot_q8_0,
+            W::Q4_0 => avx2::dot_q4_0,
             W::F16 => x86::dot_f16,
             W::F32 => x86::dot_f32,
-            W::Q4_K => x86::dot_q4_k,
-            W::Q6_K => x86::dot_q6_k,
+            W::Q4_K => avx2::dot_q4_k,
+            W::Q6_K => avx2::dot_q6_k,
             W::Q4_1 => avx2::dot_q4_1,
             W::Q5_0 => avx2::dot_q5_0,
             W::Q5_1 => avx2::dot_q5_1,
@@ -201,13 +201,18 @@ fn avx2_kernel4(t: crate::quant::WeightType) -> Option<Kernel4> {
     {
         use crate::quant::WeightType as W;
         Some(match t {
-            W::Q8_0 => x86::dot4_q8_0,
-            W::Q4_0 => x86::dot4_q4_0,
+            W::Q8_0 => avx2::dot4_q8_0,
+            W::Q4_0 => avx2::dot4_q4_0,
             W::F16 => x86::dot4_f16,
             W::Q4_1 => avx2::dot4_q4_1,
             W::Q5_0 => avx2::dot4_q5_0,
             W::Q5_1 => avx2::dot4_q5_1,
             W::BF16 => avx2::dot4_bf16,
+            W::Q2_K => avx2::dot4_q2_k,
+            W::Q3_K => avx2::dot4_q3_k,
+            W::Q4_K => avx2::dot4_q4_k,
+            W::Q5_K => avx2::dot4_q5_k,
+            W::Q6_K => avx2::dot4_q6_k,
             _ => return None,
         })
     }
@@ -549,50 +554,6 @@ mod x86 {
         _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(bits as i32)))
     }
 
-    /// Signed bytes `w` times signed bytes `a`, summed in groups of four
-    /// into 8 i32 lanes, as f32 (|w| * sign(a, w) keeps maddubs exact: no
-    /// pair sum of two 127 * 127 products overflows i16).
-    #[target_feature(enable = "avx2,fma,f16c")]
-    pub(super) fn dot_i8(w: __m256i, a: __m256i) -> __m256 {
-        let ax = _mm256_sign_epi8(w, w);
-        let sy = _mm256_sign_epi8(a, w);
-        let p16 = _mm256_maddubs_epi16(ax, sy);
-        let p32 = _mm256_madd_epi16(p16, _mm256_set1_epi16(1));
-        _mm256_cvtepi32_ps(p32)
-    }
-
-    #[target_feature(enable = "avx2,fma,f16c")]
-    pub fn dot_q8_0(w: &[u8], a: &[u8], n: usize) -> f32 {
-        let nb = n / 32;
-        let (w, a) = (&w[..nb * 34], &a[..nb * 34]);
-        // Two accumulators (even and odd blocks) so that consecutive
-        // blocks' multiply-adds do not wait for each other.
-        let mut acc = [_mm256_setzero_ps(); 2];
-        for (i, (wb, ab)) in w.chunks_exact(34).zip(a.chunks_exact(34)).enumerate() {
-            let d = _mm256_set1_ps(f16(wb) * f16(ab));
-            let p = dot_i8(load256(&wb[2..]), load256(&ab[2..]));
-            acc[i & 1] = _mm256_fmadd_ps(d, p, acc[i & 1]);
-        }
-        hsum(_mm256_add_ps(acc[0], acc[1]))
-    }
-
-    #[target_feature(enable = "avx2,fma,f16c")]
-    pub fn dot_q4_0(w: &[u8], a: &[u8], n: usize) -> f32 {
-        let nb = n / 32;
-        let (w, a) = (&w[..nb * 18], &a[..nb * 34]);
-        let mut acc = [_mm256_setzero_ps(); 2];
-        let low = _mm_set1_epi8(0x0f);
-        for (i, (wb, ab)) in w.chunks_exact(18).zip(a.chunks_exact(34)).enumerate() {
-            let d = _mm256_set1_ps(f16(wb) * f16(ab));
-            let q = load128(&wb[2..]);
-            let lo = _mm_and_si128(q, low);
-            let hi = _mm_and_si128(_mm_srli_epi16(q, 4), low);
-            let qw = _mm256_sub_epi8(_mm256_set_m128i(hi, lo), _mm256_set1_epi8(8));
-            acc[i & 1] = _mm256_fmadd_ps(d, dot_i8(qw, load256(&ab[2..])), acc[i & 1]);
-        }
-        hsum(_mm256_add_ps(acc[0], acc[1]))
-    }
-
     #[target_feature(enable = "avx2,fma,f16c")]
     pub fn scores_f16(k: &[u16], stride: usize, q: &[u16], scale: f32, out: &mut [f32]) {
         let n = q.len();
@@ -649,46 +610,6 @@ mod x86 {
     }
 
     #[target_feature(enable = "avx2,fma,f16c")]
-    pub fn dot4_q8_0(w: &[u8], a: [&[u8]; 4], n: usize) -> [f32; 4] {
-        let nb = n / 32;
-        let w = &w[..nb * 34];
-        let a = a.map(|a| &a[..nb * 34]);
-        let mut acc = [[_mm256_setzero_ps(); 2]; 4];
-        for (i, wb) in w.chunks_exact(34).enumerate() {
-            let qw = load256(&wb[2..]);
-            let dw = f16(wb);
-            for (acc, a) in acc.iter_mut().zip(a) {
-                let ab = &a[34 * i..34 * i + 34];
-                let d = _mm256_set1_ps(dw * f16(ab));
-                acc[i & 1] = _mm256_fmadd_ps(d, dot_i8(qw, load256(&ab[2..])), acc[i & 1]);
-            }
-        }
-        acc.map(|v| hsum(_mm256_add_ps(v[0], v[1])))
-    }
-
-    #[target_feature(enable = "avx2,fma,f16c")]
-    pub fn dot4_q4_0(w: &[u8], a: [&[u8]; 4], n: usize) -> [f32; 4] {
-        let nb = n / 32;
-        let w = &w[..nb * 18];
-        let a = a.map(|a| &a[..nb * 34]);
-        let low = _mm_set1_epi8(0x0f);
-        let mut acc = [[_mm256_setzero_ps(); 2]; 4];
-        for (i, wb) in w.chunks_exact(18).enumerate() {
-            let q = load128(&wb[2..]);
-            let lo = _mm_and_si128(q, low);
-            let hi = _mm_and_si128(_mm_srli_epi16(q, 4), low);
-            let qw = _mm256_sub_epi8(_mm256_set_m128i(hi, lo), _mm256_set1_epi8(8));
-            let dw = f16(wb);
-            for (acc, a) in acc.iter_mut().zip(a) {
-                let ab = &a[34 * i..34 * i + 34];
-                let d = _mm256_set1_ps(dw * f16(ab));
-                acc[i & 1] = _mm256_fmadd_ps(d, dot_i8(qw, load256(&ab[2..])), acc[i & 1]);
-            }
-        }
-        acc.map(|v| hsum(_mm256_add_ps(v[0], v[1])))
-    }
-
-    #[target_feature(enable = "avx2,fma,f16c")]
     pub fn dot4_f16(w: &[u8], a: [&[u8]; 4], n: usize) -> [f32; 4] {
         let w = &w[..n * 2];
         let a = a.map(|a| &a[..n * 2]);
@@ -736,115 +657,6 @@ mod x86 {
         for j in full..n {
             o[j] += p * f16(&v[2 * j..]);
         }
-    }
-
-    /// Q8_K activation block: scale, 256 quants, 16 sums of 16.
-    #[inline(always)]
-    pub(super) fn q8k(a: &[u8]) -> (f32, &[u8], impl Fn(usize) -> i32 + '_) {
-        let d = f32::from_le_bytes([a[0], a[1], a[2], a[3]]);
-        let bsum = move |g: usize| i16::from_le_bytes([a[260 + 2 * g], a[261 + 2 * g]]) as i32;
-        (d, &a[4..260], bsum)
-    }
-
-    #[target_feature(enable = "avx2,fma,f16c")]
-    fn hsum_i32(v: __m256i) -> i32 {
-        let s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
-        let s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0b01_00_11_10));
-        let s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0b10_11_00_01));
-        _mm_cvtsi128_si32(s)
-    }
-
-    /// Q4_K × Q8_K: per quarter of 64, the low nibbles (sub-block 2c) and
-    /// high nibbles (2c + 1) against their 32 activations, each product
-    /// pair weighted by its sub-block's 6-bit scale in the i16 → i32 step;
-    /// the minimums meet the activation sums.
-    #[target_feature(enable = "avx2,fma,f16c")]
-    pub fn dot_q4_k(w: &[u8], a: &[u8], n: usize) -> f32 {
-        let nb = n / 256;
-        let (w, a) = (&w[..nb * 144], &a[..nb * 292]);
-        let mask = _mm256_set1_epi8(0x0f);
-        let mut acc = _mm256_setzero_ps();
-        let mut acc_min = 0f32;
-        for (wb, ab) in w.chunks_exact(144).zip(a.chunks_exact(292)) {
-            let (d, dmin) = (f16(wb), f16(&wb[2..]));
-            let sc = &wb[4..16];
-            let (da, qa, bsum) = q8k(ab);
-            let mut sums = _mm256_setzero_si256();
-            let mut mins = 0i32;
-            for c in 0..4 {
-                let (s0, m0) = crate::blocks::scale_min_k4(sc, 2 * c);
-                let (s1, m1) = crate::blocks::scale_min_k4(sc, 2 * c + 1);
-                mins += m0 as i32 * (bsum(4 * c) + bsum(4 * c + 1));
-                mins += m1 as i32 * (bsum(4 * c + 2) + bsum(4 * c + 3));
-                let q = load256(&wb[16 + 32 * c..]);
-                let lo = _mm256_and_si256(q, mask);
-                let hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), mask);
-                let p0 = _mm256_maddubs_epi16(lo, load256(&qa[64 * c..]));
-                let p1 = _mm256_maddubs_epi16(hi, load256(&qa[64 * c + 32..]));
-                sums = _mm256_add_epi32(sums, _mm256_madd_epi16(p0, _mm256_set1_epi16(s0)));
-                sums = _mm256_add_epi32(sums, _mm256_madd_epi16(p1, _mm256_set1_epi16(s1)));
-            }
-            acc = _mm256_fmadd_ps(_mm256_set1_ps(d * da), _mm256_cvtepi32_ps(sums), acc);
-            acc_min += dmin * da * mins as f32;
-        }
-        hsum(acc) - acc_min
-    }
-
-    /// Q6_K × Q8_K: the 6-bit quants (0..63) rebuilt per quarter from the
-    /// low nibbles and the 2-bit high parts, multiplied as unsigned, scaled
-    /// per sub-block of 16 in the i16 → i32 step; the offset of 32 meets the
-    /// activation sums.
-    #[target_feature(enable = "avx2,fma,f16c")]
-    pub fn dot_q6_k(w: &[u8], a: &[u8], n: usize) -> f32 {
-        let nb = n / 256;
-        let (w, a) = (&w[..nb * 210], &a[..nb * 292]);
-        let m4 = _mm256_set1_epi8(0x0f);
-        let m2 = _mm256_set1_epi8(0x03);
-        let mut sum = 0f32;
-        for (wb, ab) in w.chunks_exact(210).zip(a.chunks_exact(292)) {
-            let d = f16(&wb[208..]);
-            let sc = &wb[192..208];
-            let (da, qa, bsum) = q8k(ab);
-            let mut sums = _mm256_setzero_si256();
-            let mut offset = 0i32;
-            for (g, &s) in sc.iter().enumerate() {
-                offset += s as i8 as i32 * bsum(g);
-            }
-            for h in 0..2 {
-                let ql0 = load256(&wb[64 * h..]);
-                let ql1 = load256(&wb[64 * h + 32..]);
-                let qh = load256(&wb[128 + 32 * h..]);
-                let high = |shift: i32| {
-                    let v = match shift {
-                        0 => qh,
-                        2 => _mm256_srli_epi16(qh, 2),
-                        4 => _mm256_srli_epi16(qh, 4),
-                        _ => _mm256_srli_epi16(qh, 6),
-                    };
-                    _mm256_slli_epi16(_mm256_and_si256(v, m2), 4)
-                };
-                let quarters = [
-                    _mm256_or_si256(_mm256_and_si256(ql0, m4), high(0)),
-                    _mm256_or_si256(_mm256_and_si256(ql1, m4), high(2)),
-                    _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql0, 4), m4), high(4)),
-                    _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql1, 4), m4), high(6)),
-                ];
-                for (c, q) in quarters.into_iter().enumerate() {
-                    let sub = 8 * h + 2 * c;
-                    let p = _mm256_maddubs_epi16(q, load256(&qa[128 * h + 32 * c..]));
-                    // Lanes 0-7 hold elements 0..16 (sub-block `sub`), 8-15
-                    // elements 16..32 (`sub + 1`).
-                    let scales = _mm256_set_m128i(
-                        _mm_set1_epi16(sc[sub + 1] as i8 as i16),
-                        _mm_set1_epi16(sc[sub] as i8 as i16),
-                    );
-                    sums = _mm256_add_epi32(sums, _mm256_madd_epi16(p, scales));
-                }
-            }
-            let total = hsum_i32(sums) - 32 * offset;
-            sum += d * da * total as f32;
-        }
-        sum
     }
 
     #[target_feature(enable = "avx2,fma,f16c")]
@@ -996,44 +808,134 @@ mod tests {
             return;
         }
         let mut rng = Rng(5);
-        for t in [W::Q8_0, W::Q4_0, W::F16, W::Q4_1, W::Q5_0, W::Q5_1, W::BF16] {
-            let n = 7 * 32 + if t.block_len() == 1 { 5 } else { 0 };
+        let mut checked = 0;
+        for t in [
+            W::Q8_0,
+            W::Q4_0,
+            W::F16,
+            W::Q4_1,
+            W::Q5_0,
+            W::Q5_1,
+            W::BF16,
+            W::Q2_K,
+            W::Q3_K,
+            W::Q4_K,
+            W::Q5_K,
+            W::Q6_K,
+        ] {
             let at = t.act_type();
-            let wv: std::vec::Vec<f32> = (0..n).map(|_| rng.f()).collect();
-            let mut w = std::vec![0u8; at.row_bytes(n)];
-            quantize_act(at, &wv, &mut w);
-            if matches!(t, W::Q4_0 | W::Q4_1 | W::Q5_0 | W::Q5_1) {
-                // Random bits; the high bytes of the f16 scales (d, and m
-                // for Q4_1 and Q5_1) in 1..2.
-                let bb = t.block_bytes();
-                let min = matches!(t, W::Q4_1 | W::Q5_1);
-                w = std::vec![0u8; n / 32 * bb];
-                for (i, v) in w.iter_mut().enumerate() {
-                    *v = if i % bb == 1 || (min && i % bb == 3) {
-                        0x3c
-                    } else {
-                        (rng.f().abs() * 255.0) as u8
+            let k1 = avx2_kernel(t).unwrap();
+            let k4 = avx2_kernel4(t).unwrap();
+            for n_blocks in [1usize, 2, 3, 7, 33] {
+                let n = n_blocks * t.block_len().max(32) + if t.block_len() == 1 { 5 } else { 0 };
+                let w = random_rows(&mut rng, t, n, 1);
+                let rows: std::vec::Vec<std::vec::Vec<u8>> = (0..4)
+                    .map(|_| {
+                        let x: std::vec::Vec<f32> = (0..n).map(|_| rng.f() * 3.0).collect();
+                        let mut xa = std::vec![0u8; at.row_bytes(n)];
+                        quantize_act(at, &x, &mut xa);
+                        xa
+                    })
+                    .collect();
+                for off in 0..3 {
+                    // Unaligned copies of the weights and of each input.
+                    let shift = |b: &[u8]| {
+                        let mut v = std::vec![0u8; b.len() + off];
+                        v[off..].copy_from_slice(b);
+                        v
                     };
+                    let wbuf = shift(&w);
+                    let abuf: std::vec::Vec<std::vec::Vec<u8>> =
+                        rows.iter().map(|r| shift(r)).collect();
+                    let a: [&[u8]; 4] = core::array::from_fn(|k| &abuf[k][off..]);
+                    #[allow(unsafe_code)]
+                    // SAFETY: the probe found AVX2, FMA and F16C.
+                    let four = unsafe { k4(&wbuf[off..], a, n) };
+                    for (k, a) in a.iter().enumerate() {
+                        #[allow(unsafe_code)]
+                        // SAFETY: as above.
+                        let one = unsafe { k1(&wbuf[off..], a, n) };
+                        assert_eq!(four[k].to_bits(), one.to_bits(), "{t:?} n={n} row {k}");
+                        checked += 1;
+                    }
                 }
             }
-            let rows: std::vec::Vec<std::vec::Vec<u8>> = (0..4)
+        }
+        assert_eq!(checked, 12 * 5 * 3 * 4);
+    }
+
+    /// Not a check: the AVX2 kernels' speed on weights in cache, best of
+    /// many trials (`cargo test --release --lib kernel_speed -- --ignored
+    /// --nocapture`), in multiply-adds per second, one input at a time
+    /// and four at a time.
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    #[ignore]
+    fn kernel_speed() {
+        if !matches!(probe(), AVX2 | AVX512) {
+            return;
+        }
+        let mut rng = Rng(3);
+        let (n, nrows) = (2048, 64);
+        for t in [
+            W::Q8_0,
+            W::Q4_0,
+            W::Q4_1,
+            W::Q5_0,
+            W::Q5_1,
+            W::Q2_K,
+            W::Q3_K,
+            W::Q4_K,
+            W::Q5_K,
+            W::Q6_K,
+            W::F16,
+            W::BF16,
+        ] {
+            let at = t.act_type();
+            let w = random_rows(&mut rng, t, n, nrows);
+            let wrb = w.len() / nrows;
+            let xa: std::vec::Vec<std::vec::Vec<u8>> = (0..4)
                 .map(|_| {
-                    let x: std::vec::Vec<f32> = (0..n).map(|_| rng.f() * 3.0).collect();
+                    let x: std::vec::Vec<f32> = (0..n).map(|_| rng.f()).collect();
                     let mut xa = std::vec![0u8; at.row_bytes(n)];
                     quantize_act(at, &x, &mut xa);
                     xa
                 })
                 .collect();
+            let a: [&[u8]; 4] = core::array::from_fn(|k| &xa[k][..]);
             let (k1, k4) = (avx2_kernel(t).unwrap(), avx2_kernel4(t).unwrap());
+            let best = |f: &dyn Fn() -> f32| {
+                let mut best = f64::MAX;
+                let mut sink = 0f32;
+                for _ in 0..300 {
+                    let t0 = std::time::Instant::now();
+                    sink += f();
+                    best = best.min(t0.elapsed().as_secs_f64());
+                }
+                std::hint::black_box(sink);
+                (4 * n * nrows) as f64 / best / 1e9
+            };
             #[allow(unsafe_code)]
-            // SAFETY: the probe found AVX2, FMA and F16C.
-            let four = unsafe { k4(&w, [&rows[0], &rows[1], &rows[2], &rows[3]], n) };
-            for (k, r) in rows.iter().enumerate() {
-                #[allow(unsafe_code)]
-                // SAFETY: as above.
-                let one = unsafe { k1(&w, r, n) };
-                assert_eq!(four[k].to_bits(), one.to_bits(), "{t:?} row {k}");
-            }
+            let one = best(&|| {
+                let mut s = 0f32;
+                for r in w.chunks_exact(wrb) {
+                    for a in a {
+                        // SAFETY: the probe found AVX2, FMA and F16C.
+                        s += unsafe { k1(r, a, n) };
+                    }
+                }
+                s
+            });
+            #[allow(unsafe_code)]
+            let four = best(&|| {
+                let mut s = 0f32;
+                for r in w.chunks_exact(wrb) {
+                    // SAFETY: as above.
+                    s += unsafe { k4(r, a, n) }.iter().sum::<f32>();
+                }
+                s
+            });
+            std::println!("{t:?}: one {one:.1} GMAC/s, four {four:.1} GMAC/s");
         }
     }
 

@@ -16,6 +16,7 @@
 //!   where its two largest logits differ by more than 1e-3 of the largest.
 //!
 //! `cargo test --test parity -- --nocapture` prints the figures.
+mod common;
 use nanollama::host::{AlignedBuf, ThreadPool};
 use nanollama::{Context, ContextParams, Inline, KvType, Model, Parallel};
 use std::path::PathBuf;
@@ -113,6 +114,7 @@ fn our_logits(
 
 #[test]
 fn parity_with_llama_cpp_and_float64() {
+    common::kernels_from_env();
     let pool = ThreadPool::new(2);
     let mut failures = Vec::new();
     println!(

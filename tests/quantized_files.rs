@@ -74,6 +74,7 @@ const NEG_INF: u16 = 0xfc00;
 
 #[test]
 fn bad_scale_in_a_layer_makes_every_logit_nan() {
+    common::kernels_from_env();
     for (file, tensor) in [
         ("gqa4-q4_k_m.gguf", "blk.0.attn_q.weight"),
         ("gqa2-q5_0.gguf", "blk.0.ffn_down.weight"),
@@ -97,6 +98,7 @@ fn bad_scale_in_a_layer_makes_every_logit_nan() {
 
 #[test]
 fn bad_scale_in_an_output_row_spoils_only_that_token() {
+    common::kernels_from_env();
     let file = "gqa2-q6_k.gguf";
     let clean = logits(
         &std::fs::read(
@@ -156,6 +158,7 @@ fn bad_scale_in_an_output_row_spoils_only_that_token() {
 /// batch (the four-token kernels equal the one-token ones bit for bit).
 #[test]
 fn batch_splits_give_identical_logits_on_quantized_files() {
+    common::kernels_from_env();
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/parity");
     let tokens: Vec<u32> = (0..13).map(|i| (i * 37 + 5) % 256).collect();
     for file in [
@@ -163,6 +166,12 @@ fn batch_splits_give_identical_logits_on_quantized_files() {
         "gqa4-q4_k_m.gguf",
         "gqa2-llq8_0.gguf",
         "mqa-q4_1.gguf",
+        "gqa2-q2_k.gguf",
+        "mqa-q3_k_m.gguf",
+        "mha-q5_k_m.gguf",
+        "gqa2-q6_k.gguf",
+        "gqa2-q5_0.gguf",
+        "mha-q5_1.gguf",
     ] {
         let bytes = std::fs::read(dir.join(file)).unwrap();
         let mut mm = AlignedBuf::new(Model::size(&bytes).unwrap());

@@ -65,6 +65,7 @@ fn greedy(model: &Model<'_>, prompt: &[u32], n: usize, par: &dyn Parallel) -> Ve
 
 #[test]
 fn greedy_text_matches_llama_cpp_token_for_token() {
+    common::kernels_from_env();
     let bytes = std::fs::read(root().join("models/kjv-llama.gguf")).unwrap();
     let mut mm = AlignedBuf::new(Model::size(&bytes).unwrap());
     let model = Model::init(&bytes, mm.as_mut_slice()).unwrap();

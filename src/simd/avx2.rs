@@ -11,11 +11,12 @@
 //!
 //! Integer parts are exact: `maddubs` multiplies unsigned weight quants
 //! (at most 31 here) by signed activation bytes, so no pair sum reaches the
-//! i16 limit; signed Q5_0 quants use `dot_i8`'s sign trick; Q3_K's quants
+//! i16 limit; signed Q5_0 quants (Q4_0, Q5_0, Q8_0) meet their activations as `|q|` times
+//! `sign(a, q)`; Q3_K's quants
 //! (-4..=3) are taken as `q + 4` (0..=7) and the offset of 4 meets the
 //! activation sums of 16.
 
-use super::x86::{dot_i8, f16, hsum, load128, load256, q8k};
+use super::x86::{f16, hsum, load128, load256};
 use core::arch::x86_64::*;
 
 /// The two f16 at the start of `b` (the `d` and `m` of Q4_1/Q5_1 blocks,
@@ -55,7 +56,9 @@ fn bit_bytes(qh: &[u8]) -> __m256i {
 }
 
 /// Unsigned bytes `w` times signed bytes `a`, summed in groups of four into
-/// 8 i32 lanes, as f32 (exact for `w` below 128).
+/// 8 i32 lanes, as f32 (exact for `w` below 128; for signed weights, `|w|`
+/// times `sign(a, w)` keeps it exact: no pair sum of two 127 * 127
+/// products overflows i16).
 #[target_feature(enable = "avx2,fma,f16c")]
 fn dot_u8(w: __m256i, a: __m256i) -> __m256 {
     let p16 = _mm256_maddubs_epi16(w, a);
@@ -66,22 +69,34 @@ fn dot_u8(w: __m256i, a: __m256i) -> __m256 {
 const Q4_1: u8 = 0;
 const Q5_0: u8 = 1;
 const Q5_1: u8 = 2;
+const Q4_0: u8 = 3;
+const Q8_0: u8 = 4;
 
 /// Weight and activation block bytes of kind `K`.
 const fn sizes(k: u8) -> (usize, usize) {
     match k {
         Q4_1 => (20, 36),
         Q5_0 => (22, 34),
+        Q4_0 => (18, 34),
+        Q8_0 => (34, 34),
         _ => (24, 36),
     }
 }
 
+/// Whether kind `k` has signed quants (and a Q8_0 input, no minimum).
+const fn signed(k: u8) -> bool {
+    matches!(k, Q5_0 | Q4_0 | Q8_0)
+}
+
 /// One block of kind `K` unpacked: its quants (Q4_1 and Q5_1 unsigned
-/// 0..=31, Q5_0 signed -16..=15) in weight order.
+/// 0..=31; Q5_0 signed -16..=15, Q4_0 -8..=7, Q8_0 any byte) in weight
+/// order.
 #[target_feature(enable = "avx2,fma,f16c")]
 fn quants<const K: u8>(wb: &[u8]) -> __m256i {
     match K {
         Q4_1 => nibbles(&wb[4..]),
+        Q4_0 => _mm256_sub_epi8(nibbles(&wb[2..]), _mm256_set1_epi8(8)),
+        Q8_0 => load256(&wb[2..]),
         Q5_0 => {
             // Without its fifth bit a quant is `nibble - 16`: the nibble
             // with the top four bits set, as a signed byte.
@@ -95,44 +110,82 @@ fn quants<const K: u8>(wb: &[u8]) -> __m256i {
     }
 }
 
-/// Q4_1, Q5_0 or Q5_1 weights (kind `K`) against `R` activation rows: per
-/// block `d_w * d_a * sumi` into two vector accumulators (even and odd
-/// blocks, so that consecutive blocks' multiply-adds do not wait for each
-/// other), and with Q8_1 the minimum terms `m_w * s_a`, a pair of blocks
-/// at a time, into one more. Blocks go in pairs so that the accumulators
+/// Q4_0, Q8_0, Q4_1, Q5_0 or Q5_1 weights (kind `K`) against `R`
+/// activation rows: per block `d_w * d_a * sumi` into two vector
+/// accumulators (even and odd blocks, so that consecutive blocks'
+/// multiply-adds do not wait for each other), and with Q8_1 the minimum
+/// terms `m_w * s_a`, a pair of blocks at a time, into one more. Signed
+/// quants meet the activations by the sign trick of `dot_u8`, the weights'
+/// half
+/// (`|q|`) done once for all `R` rows. Blocks go in pairs so that the accumulators
 /// stay in registers (an index `i & 1` would keep them in memory).
 #[target_feature(enable = "avx2,fma,f16c")]
 fn dot_small<const K: u8, const R: usize>(w: &[u8], a: [&[u8]; R], n: usize) -> [f32; R] {
+    const { assert!(R >= 1 && R <= 4) };
     let (wbb, abb) = sizes(K);
     let nb = n / 32;
     let w = &w[..nb * wbb];
     let a = a.map(|a| &a[..nb * abb]);
     let mut acc = [[_mm256_setzero_ps(); R]; 2];
-    let mut mins = [_mm_setzero_ps(); R];
-    // Block `i` into `acc`; gives its `[d_w * d_a, m_w * s_a]` per row. A
-    // macro, not a closure: a closure called twice is not inlined, and its
-    // accumulators then live in memory.
+    // Lane 2r + 1: the minimum terms of row r (Q8_1 inputs).
+    let mut mins = _mm256_setzero_ps();
+    // Block `i` into `acc`; gives its products `d_w * d_a` (lane 2r) and
+    // `m_w * s_a` (lane 2r + 1) for each row r. A macro, not a closure: a
+    // closure called twice is not inlined, and its accumulators then live
+    // in memory.
     macro_rules! block {
         ($i:expr, $acc:expr) => {{
             let i = $i;
             let wb = &w[wbb * i..wbb * (i + 1)];
+            // (A loop, not `map`: `map` is not inlined here.)
+            let mut ab: [&[u8]; R] = [&[]; R];
+            for (ab, a) in ab.iter_mut().zip(a) {
+                *ab = &a[abb * i..abb * (i + 1)];
+            }
             let q = quants::<K>(wb);
-            let mut ds = [_mm_setzero_ps(); R];
-            if K == Q5_0 {
-                let dw = f16(wb);
-                for (acc, a) in $acc.iter_mut().zip(a) {
-                    let ab = &a[abb * i..abb * (i + 1)];
-                    let d = _mm256_set1_ps(dw * f16(ab));
-                    *acc = _mm256_fmadd_ps(d, dot_i8(q, load256(&ab[2..])), *acc);
+            // Several rows: their scales converted and multiplied in one
+            // vector (the same products as one at a time).
+            let ds = if R == 1 {
+                let d = if signed(K) {
+                    _mm_set_ss(f16(wb) * f16(ab[0]))
+                } else {
+                    _mm_mul_ps(f16x2(wb), f16x2(ab[0]))
+                };
+                _mm256_set_m128(_mm_setzero_ps(), d)
+            } else {
+                let dw = if signed(K) {
+                    _mm256_set1_ps(f16(wb))
+                } else {
+                    let dm = _mm_castps_pd(f16x2(wb));
+                    _mm256_castpd_ps(_mm256_broadcastsd_pd(dm))
+                };
+                // The first four bytes of each activation block as two
+                // f16 each: lanes 2r and 2r + 1 from block r (the `d` and
+                // `s` of Q8_1; the `d` of Q8_0 and two quant bytes, unused).
+                let word = |r: usize| match ab.get(r) {
+                    Some(b) => i32::from_le_bytes([b[0], b[1], b[2], b[3]]),
+                    None => 0,
+                };
+                let pairs = _mm_setr_epi32(word(0), word(1), word(2), word(3));
+                _mm256_mul_ps(dw, _mm256_cvtph_ps(pairs))
+            };
+            let scale = |r: usize| {
+                if R == 1 {
+                    _mm256_broadcastss_ps(_mm256_castps256_ps128(ds))
+                } else {
+                    _mm256_permutevar8x32_ps(ds, _mm256_set1_epi32(2 * r as i32))
+                }
+            };
+            if signed(K) {
+                let qabs = _mm256_sign_epi8(q, q);
+                for (r, (acc, ab)) in $acc.iter_mut().zip(ab).enumerate() {
+                    // |q| * sign(a, q) = q * a, each product exact.
+                    let p = dot_u8(qabs, _mm256_sign_epi8(load256(&ab[2..]), q));
+                    *acc = _mm256_fmadd_ps(scale(r), p, *acc);
                 }
             } else {
-                let dm = f16x2(wb);
-                for ((acc, ds), a) in $acc.iter_mut().zip(&mut ds).zip(a) {
-                    let ab = &a[abb * i..abb * (i + 1)];
-                    // Lanes: d_w * d_a, m_w * s_a.
-                    *ds = _mm_mul_ps(dm, f16x2(ab));
-                    let d = _mm256_broadcastss_ps(*ds);
-                    *acc = _mm256_fmadd_ps(d, dot_u8(q, load256(&ab[4..])), *acc);
+                for (r, (acc, ab)) in $acc.iter_mut().zip(ab).enumerate() {
+                    *acc = _mm256_fmadd_ps(scale(r), dot_u8(q, load256(&ab[4..])), *acc);
                 }
             }
             ds
@@ -142,28 +195,46 @@ fn dot_small<const K: u8, const R: usize>(w: &[u8], a: [&[u8]; R], n: usize) -> 
     while i + 2 <= nb {
         let e = block!(i, acc[0]);
         let o = block!(i + 1, acc[1]);
-        if K != Q5_0 {
-            for ((m, e), o) in mins.iter_mut().zip(e).zip(o) {
-                *m = _mm_add_ps(*m, _mm_add_ps(e, o));
-            }
+        if !signed(K) {
+            mins = _mm256_add_ps(mins, _mm256_add_ps(e, o));
         }
         i += 2;
     }
     if i < nb {
         let e = block!(i, acc[0]);
-        if K != Q5_0 {
-            for (m, e) in mins.iter_mut().zip(e) {
-                *m = _mm_add_ps(*m, e);
-            }
+        if !signed(K) {
+            mins = _mm256_add_ps(mins, e);
         }
     }
     let mut out = [0f32; R];
     for (r, o) in out.iter_mut().enumerate() {
-        // Lane 1 of `mins` holds the minimum terms (0 for Q5_0).
-        let m = _mm_cvtss_f32(_mm_movehdup_ps(mins[r]));
+        // 0 for signed kinds.
+        let lane = _mm256_set1_epi32(2 * r as i32 + 1);
+        let m = _mm256_cvtss_f32(_mm256_permutevar8x32_ps(mins, lane));
+        let m = if signed(K) { 0.0 } else { m };
         *o = hsum(_mm256_add_ps(acc[0][r], acc[1][r])) + m;
     }
     out
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+pub fn dot_q4_0(w: &[u8], a: &[u8], n: usize) -> f32 {
+    dot_small::<Q4_0, 1>(w, [a], n)[0]
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+pub fn dot_q8_0(w: &[u8], a: &[u8], n: usize) -> f32 {
+    dot_small::<Q8_0, 1>(w, [a], n)[0]
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+pub fn dot4_q4_0(w: &[u8], a: [&[u8]; 4], n: usize) -> [f32; 4] {
+    dot_small::<Q4_0, 4>(w, a, n)
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+pub fn dot4_q8_0(w: &[u8], a: [&[u8]; 4], n: usize) -> [f32; 4] {
+    dot_small::<Q8_0, 4>(w, a, n)
 }
 
 #[target_feature(enable = "avx2,fma,f16c")]
@@ -269,53 +340,91 @@ fn halves(sc16: __m256i) -> [__m256i; 2] {
     ]
 }
 
-/// Sum over the 16 sub-blocks of 16 of `scale[s] * <q, qa>_s`, `q` the
-/// 2-bit fields of `qs` (64 bytes: in each half `h`, byte `l` holds weight
-/// `128h + 32j + l` at shift `2j`) plus what `high()` gives, called once
-/// per step `(h, j)` in order (bits already above the two).
+/// The scale of a Q8_K activation block (then 256 quants, 16 sums of 16).
+#[inline(always)]
+fn q8k_d(ab: &[u8]) -> f32 {
+    f32::from_le_bytes([ab[0], ab[1], ab[2], ab[3]])
+}
+
+/// The activation blocks of block `i` of `R` Q8_K rows.
+#[inline(always)]
+fn q8k_blocks<const R: usize>(a: [&[u8]; R], i: usize) -> [&[u8]; R] {
+    // (A loop, not `map`: `map` is not always inlined.)
+    let mut ab: [&[u8]; R] = [&[]; R];
+    for (ab, a) in ab.iter_mut().zip(a) {
+        *ab = &a[292 * i..292 * (i + 1)];
+    }
+    ab
+}
+
+/// Sum over the 16 sub-blocks of 16 of `scale[s] * <q, qa>_s` for each of
+/// `R` activation blocks, `q` the 2-bit fields of `qs` (64 bytes: in each
+/// half `h`, byte `l` holds weight `128h + 32j + l` at shift `2j`) plus
+/// what `high()` gives, called once per step `(h, j)` in order (bits
+/// already above the two). Each step's quants and scales are made once for
+/// all `R` blocks.
 #[target_feature(enable = "avx2,fma,f16c")]
-fn sum_2bit(qs: &[u8], qa: &[u8], sc16: __m256i, mut high: impl FnMut() -> __m256i) -> __m256i {
+fn sum_2bit<const R: usize>(
+    qs: &[u8],
+    ab: [&[u8]; R],
+    sc16: __m256i,
+    mut high: impl FnMut() -> __m256i,
+) -> [__m256i; R] {
     let m3 = _mm256_set1_epi8(3);
     let halves = halves(sc16);
-    let mut sums = [_mm256_setzero_si256(); 2];
+    let mut sums = [_mm256_setzero_si256(); R];
     for (h, half) in halves.into_iter().enumerate() {
         let mut q = load256(&qs[32 * h..]);
         for j in 0..4 {
             let qj = _mm256_or_si256(_mm256_and_si256(q, m3), high());
             q = _mm256_srli_epi16(q, 2);
-            let p = _mm256_maddubs_epi16(qj, load256(&qa[128 * h + 32 * j..]));
-            // Two sums alternating: the adds of one do not wait for the other.
-            sums[j & 1] = _mm256_add_epi32(sums[j & 1], _mm256_madd_epi16(p, pair_scales(half, j)));
+            let s = pair_scales(half, j);
+            for (sum, ab) in sums.iter_mut().zip(ab) {
+                let p = _mm256_maddubs_epi16(qj, load256(&ab[4 + 128 * h + 32 * j..]));
+                *sum = _mm256_add_epi32(*sum, _mm256_madd_epi16(p, s));
+            }
         }
     }
-    _mm256_add_epi32(sums[0], sums[1])
+    sums
 }
 
-/// Q2_K × Q8_K: the 2-bit quants (0..=3) against their 32 activations per
-/// shift, each product pair weighted by its sub-block's 4-bit scale in the
-/// i16 → i32 step; the 4-bit minimums meet the activation sums of 16 in one
-/// `madd`.
+/// Q2_K × Q8_K over `R` activation rows: the 2-bit quants (0..=3) against
+/// their 32 activations per shift, each product pair weighted by its
+/// sub-block's 4-bit scale in the i16 → i32 step; the 4-bit minimums meet
+/// the activation sums of 16 in one `madd`. One float accumulator per row:
+/// per block `+ d * d_a * sums`, then `- dmin * d_a * mins`.
 #[target_feature(enable = "avx2,fma,f16c")]
-pub fn dot_q2_k(w: &[u8], a: &[u8], n: usize) -> f32 {
+fn dot_q2k<const R: usize>(w: &[u8], a: [&[u8]; R], n: usize) -> [f32; R] {
     let nb = n / 256;
-    let (w, a) = (&w[..nb * 84], &a[..nb * 292]);
+    let w = &w[..nb * 84];
+    let a = a.map(|a| &a[..nb * 292]);
     let m4 = _mm_set1_epi8(0x0f);
-    // One accumulator each: a block's integer work is long enough that
-    // the next block's multiply-add does not wait.
-    let (mut acc, mut acc_min) = (_mm256_setzero_ps(), _mm256_setzero_ps());
-    for (wb, ab) in w.chunks_exact(84).zip(a.chunks_exact(292)) {
+    let mut acc = [_mm256_setzero_ps(); R];
+    for (i, wb) in w.chunks_exact(84).enumerate() {
         let (d, dmin) = (f16(&wb[80..]), f16(&wb[82..]));
-        let (da, qa, _) = q8k(ab);
+        let ab = q8k_blocks(a, i);
         let sc = load128(wb);
         let scales = _mm256_cvtepu8_epi16(_mm_and_si128(sc, m4));
         let mins = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(sc, 4), m4));
-        let bsums = load256(&ab[260..]);
-        let m = _mm256_madd_epi16(mins, bsums);
-        let sums = sum_2bit(&wb[16..], qa, scales, || _mm256_setzero_si256());
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(d * da), _mm256_cvtepi32_ps(sums), acc);
-        acc_min = _mm256_fmadd_ps(_mm256_set1_ps(dmin * da), _mm256_cvtepi32_ps(m), acc_min);
+        let sums = sum_2bit(&wb[16..], ab, scales, || _mm256_setzero_si256());
+        for ((acc, sums), ab) in acc.iter_mut().zip(sums).zip(ab) {
+            let da = q8k_d(ab);
+            let m = _mm256_madd_epi16(mins, load256(&ab[260..]));
+            let s = _mm256_fmadd_ps(_mm256_set1_ps(d * da), _mm256_cvtepi32_ps(sums), *acc);
+            *acc = _mm256_fnmadd_ps(_mm256_set1_ps(dmin * da), _mm256_cvtepi32_ps(m), s);
+        }
     }
-    hsum(acc) - hsum(acc_min)
+    acc.map(|v| hsum(v))
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+pub fn dot_q2_k(w: &[u8], a: &[u8], n: usize) -> f32 {
+    dot_q2k::<1>(w, [a], n)[0]
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+pub fn dot4_q2_k(w: &[u8], a: [&[u8]; 4], n: usize) -> [f32; 4] {
+    dot_q2k::<4>(w, a, n)
 }
 
 /// Q3_K's 16 scales (6 bits, stored plus 32): the low nibbles in bytes
@@ -340,21 +449,22 @@ fn q3k_scales(sc: &[u8]) -> [u8; 16] {
     out
 }
 
-/// Q3_K × Q8_K: each quant taken as `q + 4` (its two low bits, and 4 where
-/// the high bit is set), multiplied as unsigned and scaled per sub-block of
-/// 16 in the i16 → i32 step; `4 * scale` meets the activation sums.
+/// Q3_K × Q8_K over `R` activation rows: each quant taken as `q + 4` (its
+/// two low bits, and 4 where the high bit is set), multiplied as unsigned
+/// and scaled per sub-block of 16 in the i16 → i32 step; `4 * scale` meets
+/// the activation sums. One float multiply-add per block and row.
 #[target_feature(enable = "avx2,fma,f16c")]
-pub fn dot_q3_k(w: &[u8], a: &[u8], n: usize) -> f32 {
+fn dot_q3k<const R: usize>(w: &[u8], a: [&[u8]; R], n: usize) -> [f32; R] {
     let nb = n / 256;
-    let (w, a) = (&w[..nb * 110], &a[..nb * 292]);
+    let w = &w[..nb * 110];
+    let a = a.map(|a| &a[..nb * 292]);
     let bit = _mm256_set1_epi8(1);
-    let mut acc = _mm256_setzero_ps();
-    for (wb, ab) in w.chunks_exact(110).zip(a.chunks_exact(292)) {
+    let mut acc = [_mm256_setzero_ps(); R];
+    for (i, wb) in w.chunks_exact(110).enumerate() {
         let d = f16(&wb[108..]);
-        let (da, qa, _) = q8k(ab);
+        let ab = q8k_blocks(a, i);
         let sc = q3k_scales(&wb[96..108]);
         let scales = _mm256_cvtepi8_epi16(_mm_sub_epi8(load128(&sc), _mm_set1_epi8(32)));
-        let offset = _mm256_slli_epi32(_mm256_madd_epi16(scales, load256(&ab[260..])), 2);
         // The high bit of weight 128h + 32j + l is bit 4h + j of byte l:
         // one shift per step, in the order the steps come.
         let mut hm = load256(wb);
@@ -363,11 +473,25 @@ pub fn dot_q3_k(w: &[u8], a: &[u8], n: usize) -> f32 {
             hm = _mm256_srli_epi16(hm, 1);
             v
         };
-        let sums = sum_2bit(&wb[32..96], qa, scales, high);
-        let total = _mm256_sub_epi32(sums, offset);
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(d * da), _mm256_cvtepi32_ps(total), acc);
+        let sums = sum_2bit(&wb[32..96], ab, scales, high);
+        for ((acc, sums), ab) in acc.iter_mut().zip(sums).zip(ab) {
+            let da = q8k_d(ab);
+            let offset = _mm256_slli_epi32(_mm256_madd_epi16(scales, load256(&ab[260..])), 2);
+            let total = _mm256_sub_epi32(sums, offset);
+            *acc = _mm256_fmadd_ps(_mm256_set1_ps(d * da), _mm256_cvtepi32_ps(total), *acc);
+        }
     }
-    hsum(acc)
+    acc.map(|v| hsum(v))
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+pub fn dot_q3_k(w: &[u8], a: &[u8], n: usize) -> f32 {
+    dot_q3k::<1>(w, [a], n)[0]
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+pub fn dot4_q3_k(w: &[u8], a: [&[u8]; 4], n: usize) -> [f32; 4] {
+    dot_q3k::<4>(w, a, n)
 }
 
 /// The eight 6-bit scales and eight minimums of a Q4_K/Q5_K block (12
@@ -384,28 +508,31 @@ fn k4_scales_mins(sc: &[u8]) -> (u64, u64) {
     (join(w0 & m6, scales_hi), join(w1 & m6, mins_hi))
 }
 
-/// Q5_K × Q8_K: per quarter of 64, the low nibbles (sub-block 2c) and high
-/// nibbles (2c + 1) with their fifth bits (bits 2c and 2c + 1 of `qh`),
-/// 0..=31, against their 32 activations, each product pair weighted by its
-/// sub-block's 6-bit scale (broadcast by a byte shuffle) in the i16 → i32
-/// step; the minimums meet the pairwise sums of the activation sums of 16
-/// in one `madd`.
+/// Q4_K (`FIFTH` false) or Q5_K × Q8_K over `R` activation rows: per
+/// quarter of 64, the low nibbles (sub-block 2c) and high nibbles (2c + 1),
+/// with Q5_K their fifth bits (bits 2c and 2c + 1 of `qh`), against their
+/// 32 activations, each product pair weighted by its sub-block's 6-bit
+/// scale (broadcast by a byte shuffle) in the i16 → i32 step; each minimum,
+/// twice over in i16 lanes, meets the activation sums of 16 of its
+/// sub-block in one `madd`. One float accumulator per row: per block
+/// `+ d * d_a * sums`, then `- dmin * d_a * mins`.
 #[target_feature(enable = "avx2,fma,f16c")]
-pub fn dot_q5_k(w: &[u8], a: &[u8], n: usize) -> f32 {
+fn dot_k45<const FIFTH: bool, const R: usize>(w: &[u8], a: [&[u8]; R], n: usize) -> [f32; R] {
+    let (bb, qs_at) = if FIFTH { (176, 48) } else { (144, 16) };
     let nb = n / 256;
-    let (w, a) = (&w[..nb * 176], &a[..nb * 292]);
+    let w = &w[..nb * bb];
+    let a = a.map(|a| &a[..nb * 292]);
     let m4 = _mm256_set1_epi8(0x0f);
     let bit = _mm256_set1_epi8(1);
-    let mut acc = _mm256_setzero_ps();
-    let mut acc_min = _mm_setzero_ps();
-    for (wb, ab) in w.chunks_exact(176).zip(a.chunks_exact(292)) {
+    // Byte k of the minimums to i16 lanes 2k and 2k + 1.
+    let twice = _mm_set_epi64x(0x0707_0606_0505_0404, 0x0303_0202_0101_0000);
+    let mut acc = [_mm256_setzero_ps(); R];
+    for (i, wb) in w.chunks_exact(bb).enumerate() {
         let (d, dmin) = (f16(wb), f16(&wb[2..]));
-        let (da, qa, _) = q8k(ab);
+        let ab = q8k_blocks(a, i);
         let (scales, mins) = k4_scales_mins(&wb[4..16]);
-        let mins = _mm_cvtepu8_epi16(_mm_cvtsi64_si128(mins as i64));
-        // Sums of 32: bsum(2s) + bsum(2s + 1), s = 0..8.
-        let bsums = _mm_hadd_epi16(load128(&ab[260..]), load128(&ab[276..]));
-        let m = _mm_madd_epi16(mins, bsums);
+        let mins = _mm_shuffle_epi8(_mm_cvtsi64_si128(mins as i64), twice);
+        let mins = _mm256_cvtepu8_epi16(mins);
         let scales = _mm_cvtepu8_epi16(_mm_cvtsi64_si128(scales as i64));
         let scales = _mm256_broadcastsi128_si256(scales);
         // Scale s in every i16 lane: bytes 2s and 2s + 1 of `scales`.
@@ -413,25 +540,123 @@ pub fn dot_q5_k(w: &[u8], a: &[u8], n: usize) -> f32 {
             let pair = (((2 * s + 1) << 8) | (2 * s)) as i16;
             _mm256_shuffle_epi8(scales, _mm256_set1_epi16(pair))
         };
-        let mut hm = load256(&wb[16..]);
-        let mut sums = [_mm256_setzero_si256(); 2];
+        let mut hm = if FIFTH {
+            load256(&wb[16..])
+        } else {
+            _mm256_setzero_si256()
+        };
+        let mut sums = [_mm256_setzero_si256(); R];
         for c in 0..4 {
-            let q = load256(&wb[48 + 32 * c..]);
-            let h0 = _mm256_slli_epi16(_mm256_and_si256(hm, bit), 4);
-            let h1 = _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hm, 1), bit), 4);
-            hm = _mm256_srli_epi16(hm, 2);
-            let lo = _mm256_or_si256(_mm256_and_si256(q, m4), h0);
-            let hi = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(q, 4), m4), h1);
-            let p0 = _mm256_maddubs_epi16(lo, load256(&qa[64 * c..]));
-            let p1 = _mm256_maddubs_epi16(hi, load256(&qa[64 * c + 32..]));
-            sums[0] = _mm256_add_epi32(sums[0], _mm256_madd_epi16(p0, scale(2 * c)));
-            sums[1] = _mm256_add_epi32(sums[1], _mm256_madd_epi16(p1, scale(2 * c + 1)));
+            let q = load256(&wb[qs_at + 32 * c..]);
+            let mut lo = _mm256_and_si256(q, m4);
+            let mut hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), m4);
+            if FIFTH {
+                let h0 = _mm256_slli_epi16(_mm256_and_si256(hm, bit), 4);
+                let h1 = _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hm, 1), bit), 4);
+                hm = _mm256_srli_epi16(hm, 2);
+                lo = _mm256_or_si256(lo, h0);
+                hi = _mm256_or_si256(hi, h1);
+            }
+            let (s0, s1) = (scale(2 * c), scale(2 * c + 1));
+            for (sum, ab) in sums.iter_mut().zip(ab) {
+                let p0 = _mm256_maddubs_epi16(lo, load256(&ab[4 + 64 * c..]));
+                let p1 = _mm256_maddubs_epi16(hi, load256(&ab[36 + 64 * c..]));
+                let p = _mm256_add_epi32(_mm256_madd_epi16(p0, s0), _mm256_madd_epi16(p1, s1));
+                *sum = _mm256_add_epi32(*sum, p);
+            }
         }
-        let sums = _mm256_add_epi32(sums[0], sums[1]);
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(d * da), _mm256_cvtepi32_ps(sums), acc);
-        acc_min = _mm_fmadd_ps(_mm_set1_ps(dmin * da), _mm_cvtepi32_ps(m), acc_min);
+        for ((acc, sums), ab) in acc.iter_mut().zip(sums).zip(ab) {
+            let da = q8k_d(ab);
+            let m = _mm256_madd_epi16(mins, load256(&ab[260..]));
+            let s = _mm256_fmadd_ps(_mm256_set1_ps(d * da), _mm256_cvtepi32_ps(sums), *acc);
+            *acc = _mm256_fnmadd_ps(_mm256_set1_ps(dmin * da), _mm256_cvtepi32_ps(m), s);
+        }
     }
-    let s = _mm_add_ps(acc_min, _mm_movehl_ps(acc_min, acc_min));
-    let s = _mm_add_ss(s, _mm_movehdup_ps(s));
-    hsum(acc) - _mm_cvtss_f32(s)
+    acc.map(|v| hsum(v))
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+pub fn dot_q4_k(w: &[u8], a: &[u8], n: usize) -> f32 {
+    dot_k45::<false, 1>(w, [a], n)[0]
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+pub fn dot4_q4_k(w: &[u8], a: [&[u8]; 4], n: usize) -> [f32; 4] {
+    dot_k45::<false, 4>(w, a, n)
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+pub fn dot_q5_k(w: &[u8], a: &[u8], n: usize) -> f32 {
+    dot_k45::<true, 1>(w, [a], n)[0]
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+pub fn dot4_q5_k(w: &[u8], a: [&[u8]; 4], n: usize) -> [f32; 4] {
+    dot_k45::<true, 4>(w, a, n)
+}
+
+/// Q6_K × Q8_K over `R` activation rows: the 6-bit quants (0..=63) rebuilt
+/// per quarter from the low nibbles and the 2-bit high parts, multiplied
+/// as unsigned, scaled per sub-block of 16 in the i16 → i32 step; the
+/// offset of 32 meets the activation sums of 16 in one `madd`. One float
+/// multiply-add per block and row.
+#[target_feature(enable = "avx2,fma,f16c")]
+fn dot_q6k<const R: usize>(w: &[u8], a: [&[u8]; R], n: usize) -> [f32; R] {
+    let nb = n / 256;
+    let w = &w[..nb * 210];
+    let a = a.map(|a| &a[..nb * 292]);
+    let m4 = _mm256_set1_epi8(0x0f);
+    let m2 = _mm256_set1_epi8(0x03);
+    let mut acc = [_mm256_setzero_ps(); R];
+    for (i, wb) in w.chunks_exact(210).enumerate() {
+        let d = f16(&wb[208..]);
+        let ab = q8k_blocks(a, i);
+        let sc16 = _mm256_cvtepi8_epi16(load128(&wb[192..]));
+        let halves = halves(sc16);
+        let mut sums = [_mm256_setzero_si256(); R];
+        for (h, half) in halves.into_iter().enumerate() {
+            let ql0 = load256(&wb[64 * h..]);
+            let ql1 = load256(&wb[64 * h + 32..]);
+            let qh = load256(&wb[128 + 32 * h..]);
+            let high = |v: __m256i| _mm256_slli_epi16(_mm256_and_si256(v, m2), 4);
+            let quarters = [
+                _mm256_or_si256(_mm256_and_si256(ql0, m4), high(qh)),
+                _mm256_or_si256(_mm256_and_si256(ql1, m4), high(_mm256_srli_epi16(qh, 2))),
+                _mm256_or_si256(
+                    _mm256_and_si256(_mm256_srli_epi16(ql0, 4), m4),
+                    high(_mm256_srli_epi16(qh, 4)),
+                ),
+                _mm256_or_si256(
+                    _mm256_and_si256(_mm256_srli_epi16(ql1, 4), m4),
+                    high(_mm256_srli_epi16(qh, 6)),
+                ),
+            ];
+            for (c, q) in quarters.into_iter().enumerate() {
+                // Quarter c holds weights 128h + 32c.., sub-blocks 8h + 2c
+                // and 8h + 2c + 1.
+                let s = pair_scales(half, c);
+                for (sum, ab) in sums.iter_mut().zip(ab) {
+                    let p = _mm256_maddubs_epi16(q, load256(&ab[4 + 128 * h + 32 * c..]));
+                    *sum = _mm256_add_epi32(*sum, _mm256_madd_epi16(p, s));
+                }
+            }
+        }
+        for ((acc, sums), ab) in acc.iter_mut().zip(sums).zip(ab) {
+            let da = q8k_d(ab);
+            let offset = _mm256_slli_epi32(_mm256_madd_epi16(sc16, load256(&ab[260..])), 5);
+            let total = _mm256_sub_epi32(sums, offset);
+            *acc = _mm256_fmadd_ps(_mm256_set1_ps(d * da), _mm256_cvtepi32_ps(total), *acc);
+        }
+    }
+    acc.map(|v| hsum(v))
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+pub fn dot_q6_k(w: &[u8], a: &[u8], n: usize) -> f32 {
+    dot_q6k::<1>(w, [a], n)[0]
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+pub fn dot4_q6_k(w: &[u8], a: [&[u8]; 4], n: usize) -> [f32; 4] {
+    dot_q6k::<4>(w, a, n)
 }

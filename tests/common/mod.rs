@@ -321,6 +321,19 @@ pub use nanollama::host::AlignedBuf;
 
 /// The `nanollama` example binary, (re)built once per test binary so that it
 /// is never stale (`cargo test --test X` alone does not build examples).
+/// Caps the kernels as `NANOLLAMA_KERNELS` says (`scalar` or `avx2`, as for
+/// the example program), so that one machine can run a test over the AVX2
+/// kernels too: `NANOLLAMA_KERNELS=avx2 cargo test --release --test parity`.
+/// Every test of a binary that calls it calls it first.
+pub fn kernels_from_env() {
+    use nanollama::simd::{limit, Level};
+    match std::env::var("NANOLLAMA_KERNELS").as_deref() {
+        Ok("scalar") => limit(Level::Scalar),
+        Ok("avx2") => limit(Level::Avx2),
+        _ => {}
+    }
+}
+
 pub fn cli_exe() -> std::path::PathBuf {
     static EXE: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
     EXE.get_or_init(|| {
