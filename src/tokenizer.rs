@@ -1167,11 +1167,7 @@ impl<'a> Vocab<'a> {
             };
             ns += 1;
         }
-        let mut q = Heap {
-            h: heap,
-            n: 0,
-            before: by_score,
-        };
+        let mut q = Heap::<false> { h: heap, n: 0 };
         for i in 1..ns {
             self.try_bigram(esc, syms, &mut q, i - 1, i);
         }
@@ -1305,12 +1301,8 @@ impl<'a> Vocab<'a> {
         if ns > 0 {
             syms[ns - 1][3] = NONE;
         }
-        let mut q = Heap {
-            h: heap,
-            n: 0,
-            before: by_rank,
-        };
-        let push = |q: &mut Heap<'_>, syms: &[[u32; 4]], l: usize, r: usize| {
+        let mut q = Heap::<true> { h: heap, n: 0 };
+        let push = |q: &mut Heap<'_, true>, syms: &[[u32; 4]], l: usize, r: usize| {
             if let Some((rank, _)) = self.merge_of(syms[l][2], syms[r][2]) {
                 q.push([l as u32, r as u32, rank, syms[l][1] + syms[r][1]]);
             }
@@ -1365,7 +1357,14 @@ impl<'a> Vocab<'a> {
         }
     }
 
-    fn try_bigram(&self, esc: &[u8], syms: &[[u32; 4]], q: &mut Heap<'_>, l: usize, r: usize) {
+    fn try_bigram(
+        &self,
+        esc: &[u8],
+        syms: &[[u32; 4]],
+        q: &mut Heap<'_, false>,
+        l: usize,
+        r: usize,
+    ) {
         let (s, len) = (syms[l][0] as usize, (syms[l][1] + syms[r][1]) as usize);
         if let Some(id) = self.lookup(&esc[s..s + len]) {
             q.push([l as u32, r as u32, self.score(id).to_bits(), len as u32]);
@@ -1612,10 +1611,12 @@ impl Writer<'_> {
 /// A binary heap of bigrams `[left, right, key, size]` in caller scratch,
 /// ordered by `before` (SentencePiece: highest score first; BPE: lowest rank
 /// first; then leftmost).
-struct Heap<'h> {
+/// A binary min-heap of bigrams in caller memory; `BPE` picks the order
+/// ([`by_rank`], else [`by_score`]) at compile time, so that comparisons
+/// inline (through a function pointer they were a call each).
+struct Heap<'h, const BPE: bool> {
     h: &'h mut [[u32; 4]],
     n: usize,
-    before: fn(&[u32; 4], &[u32; 4]) -> bool,
 }
 
 /// SentencePiece order: higher score (f32 bits) first, then leftmost.
@@ -1629,7 +1630,16 @@ fn by_rank(a: &[u32; 4], b: &[u32; 4]) -> bool {
     a[2] < b[2] || (a[2] == b[2] && a[0] < b[0])
 }
 
-impl Heap<'_> {
+impl<const BPE: bool> Heap<'_, BPE> {
+    #[inline(always)]
+    fn before(a: &[u32; 4], b: &[u32; 4]) -> bool {
+        if BPE {
+            by_rank(a, b)
+        } else {
+            by_score(a, b)
+        }
+    }
+
     fn push(&mut self, e: [u32; 4]) {
         if self.n == self.h.len() {
             return; // cannot happen: at most 3 pushes per symbol
@@ -1639,7 +1649,7 @@ impl Heap<'_> {
         self.n += 1;
         while i > 0 {
             let p = (i - 1) / 2;
-            if (self.before)(&self.h[i], &self.h[p]) {
+            if Self::before(&self.h[i], &self.h[p]) {
                 self.h.swap(i, p);
                 i = p;
             } else {
@@ -1658,10 +1668,10 @@ impl Heap<'_> {
         loop {
             let (l, r) = (2 * i + 1, 2 * i + 2);
             let mut m = i;
-            if l < self.n && (self.before)(&self.h[l], &self.h[m]) {
+            if l < self.n && Self::before(&self.h[l], &self.h[m]) {
                 m = l;
             }
-            if r < self.n && (self.before)(&self.h[r], &self.h[m]) {
+            if r < self.n && Self::before(&self.h[r], &self.h[m]) {
                 m = r;
             }
             if m == i {
