@@ -33,18 +33,31 @@ if ! ok "$name.Q4_1.gguf"; then
 fi
 echo "fetch-smollm2: models/$name.Q4_1.gguf"
 
-if [ "${1:-}" = "--requantize" ] && ! python3 -c "import llama_cpp" 2>/dev/null; then
-    echo "fetch-smollm2: building llama-cpp-python 0.3.36 (about 15 minutes on 2 cores)" >&2
-    CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON \
+# The llama.cpp to quantize with: the AVX-512 build of tools/README.md
+# system-wide where the CPU has AVX-512, else the AVX2-only build of
+# tools/setup-llama-avx2.sh (an AVX-512 build dies there with SIGILL, and
+# llama.cpp's quantizer writes the same bytes either way).
+if grep -qw avx512f /proc/cpuinfo 2>/dev/null; then
+    py=python3
+    if [ "${1:-}" = "--requantize" ] && ! "$py" -c "import llama_cpp" 2>/dev/null; then
+        echo "fetch-smollm2: building llama-cpp-python 0.3.36 (about 15 minutes on 2 cores)" >&2
+        CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON \
  -DGGML_AVX512=ON -DGGML_AVX512_VBMI=ON -DGGML_AVX512_VNNI=ON -DGGML_AVX512_BF16=ON \
  -DGGML_AVX_VNNI=OFF -DGGML_BMI2=ON -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_BF16=OFF" \
-        python3 -m pip install --quiet --no-cache-dir llama-cpp-python==0.3.36 gguf numpy
+            "$py" -m pip install --quiet --no-cache-dir llama-cpp-python==0.3.36 gguf numpy
+    fi
+else
+    py=.venv-llama-avx2/bin/python
+    if [ "${1:-}" = "--requantize" ] && ! { [ -x "$py" ] && "$py" -c "import llama_cpp" 2>/dev/null; }; then
+        echo "fetch-smollm2: no AVX-512 here: building the AVX2 llama-cpp-python (tools/setup-llama-avx2.sh)" >&2
+        bash tools/setup-llama-avx2.sh
+    fi
 fi
-if python3 -c "import llama_cpp" 2>/dev/null; then
+if [ -x "$(command -v "$py")" ] && "$py" -c "import llama_cpp" 2>/dev/null; then
     for t in Q8_0 Q4_K_M Q5_K_M; do
         f="$name.$t.gguf"
         if ! ok "$f"; then
-            python3 tools/smollm2.py requantize "$t" >"models/.requantize-$t.log" 2>&1 || { cat "models/.requantize-$t.log" >&2; exit 1; }
+            "$py" tools/smollm2.py requantize "$t" >"models/.requantize-$t.log" 2>&1 || { cat "models/.requantize-$t.log" >&2; exit 1; }
             ok "$f" || { echo "fetch-smollm2: $f differs from the one the fixtures were made from" >&2; exit 1; }
         fi
         echo "fetch-smollm2: models/$f"
