@@ -31,7 +31,9 @@ pub fn matmul(
     let x = &x[..n_tok * cols];
     let mut act = act;
     if let Some(buf) = act.as_deref_mut() {
-        if wide_matmul(par, &[w], x, n_tok, &mut [out], buf) {
+        if wide_matmul(par, &[w], x, n_tok, &mut [out], buf)
+            || tiles_matmul(par, w, x, n_tok, out, buf)
+        {
             return;
         }
     }
@@ -240,6 +242,79 @@ fn wide_matmul(
                     }
                 });
                 wide.block(wb, w.row_bytes, &a[..c], cols, &mut o[..c], batch);
+                b += c;
+            }
+            t0 = t1;
+        }
+    });
+    true
+}
+
+/// F16 and BF16 weights on AVX2 ([`crate::simd::Tiles`]): the inputs
+/// prepared as f32 once, then tiles of several rows x up to four inputs;
+/// false (nothing done) where they do not apply (another type or level, too
+/// small a scratch).
+fn tiles_matmul(
+    par: &dyn Parallel,
+    w: &Matrix<'_>,
+    x: &[f32],
+    n_tok: usize,
+    out: &mut [f32],
+    buf: &mut [u8],
+) -> bool {
+    let Some(k) = crate::simd::tiles(w.ty) else {
+        return false;
+    };
+    let (rows, cols) = (w.rows, w.cols);
+    let rb = k.row_bytes(cols);
+    if rb * n_tok > buf.len() {
+        return false;
+    }
+    let buf = &mut buf[..n_tok * rb];
+    for (o, xb) in buf.chunks_exact_mut(rb).zip(x.chunks_exact(cols)) {
+        k.prepare(xb, o);
+    }
+    let buf = &*buf;
+    let out = &mut out[..n_tok * rows];
+    let (n_tasks, per) = split(par, rows, MIN_ROWS_PER_TASK, MIN_ROWS_PER_TASK);
+    let shared = DisjointMut::new(out);
+    // One input: all the task's rows in one pass. A batch: rows in tiles
+    // of about 16 KB of weights (a multiple of the tiles' 3 rows) that
+    // stay in cache while the inputs pass, four at a time.
+    let tile = if n_tok == 1 {
+        rows
+    } else {
+        (16 * 1024 / w.row_bytes.max(1) / 12 * 12).clamp(12, 96)
+    };
+    par.run(n_tasks, &|t| {
+        let r0 = t * per;
+        let r1 = (r0 + per).min(rows);
+        let mut t0 = r0;
+        while t0 < r1 {
+            let t1 = (t0 + tile).min(r1);
+            let wb = &w.data[t0 * w.row_bytes..t1 * w.row_bytes];
+            let mut b = 0;
+            while b < n_tok {
+                let c = (n_tok - b).min(4);
+                let a: [&[u8]; 4] =
+                    core::array::from_fn(|k| &buf[(b + k).min(n_tok - 1) * rb..][..rb]);
+                let mut o: [&mut [f32]; 4] = core::array::from_fn(|k| {
+                    let tok = b + k;
+                    let range = if k < c {
+                        tok * rows + t0..tok * rows + t1
+                    } else {
+                        0..0
+                    };
+                    #[allow(unsafe_code)]
+                    // SAFETY: task t alone owns rows r0..r1 of every token's
+                    // output row; these views are of different tokens' rows,
+                    // disjoint, and dropped before the next are taken (empty
+                    // for unused slots).
+                    unsafe {
+                        shared.range(range)
+                    }
+                });
+                k.block(wb, w.row_bytes, &a[..c], cols, &mut o[..c]);
                 b += c;
             }
             t0 = t1;

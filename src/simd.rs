@@ -409,6 +409,76 @@ mod avx512;
 #[cfg(target_arch = "x86_64")]
 mod avx2;
 
+#[cfg(target_arch = "x86_64")]
+mod avx2_f16;
+
+/// The AVX2 tiles of F16 and BF16 weights over inputs prepared as f32
+/// (`avx2_f16`): several rows x up to four inputs per call, each result
+/// bit-identical to the one-input kernels `x86::dot_f16` and
+/// `avx2::dot_bf16` (on the inputs rounded to f16 or bf16). A value exists
+/// only where the CPU has AVX2, FMA and F16C.
+#[derive(Clone, Copy)]
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+pub struct Tiles {
+    bf16: bool,
+}
+
+/// The AVX2 F16/BF16 tiles for weights of type `t`, if the fast kernels
+/// are in use and `t` is F16 or BF16.
+pub fn tiles(t: crate::quant::WeightType) -> Option<Tiles> {
+    use crate::quant::WeightType as W;
+    if !cfg!(target_arch = "x86_64") || !x86_fast() {
+        return None;
+    }
+    match t {
+        W::F16 => Some(Tiles { bf16: false }),
+        W::BF16 => Some(Tiles { bf16: true }),
+        _ => None,
+    }
+}
+
+impl Tiles {
+    /// Bytes of one prepared input of `n` values.
+    pub fn row_bytes(&self, n: usize) -> usize {
+        4 * n
+    }
+
+    /// Prepares input `x` into `out` ([`Self::row_bytes`]): the values the
+    /// scalar reference multiplies (rounded to f16 or bf16), as f32.
+    #[allow(unsafe_code)]
+    pub fn prepare(&self, x: &[f32], out: &mut [u8]) {
+        #[cfg(target_arch = "x86_64")]
+        if self.bf16 {
+            // SAFETY: `Tiles` exists only where the CPU has AVX2, FMA and
+            // F16C.
+            unsafe { avx2_f16::prepare::<{ avx2_f16::BF16 }>(x, out) }
+        } else {
+            // SAFETY: as above.
+            unsafe { avx2_f16::prepare::<{ avx2_f16::F16 }>(x, out) }
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        let _ = (x, out);
+    }
+
+    /// `out[c][r] = dot(row r of w, input c)`, `w` whole rows of `wrb`
+    /// bytes (`n` weights each), `a` 1 to 4 prepared inputs (`out[c]` as
+    /// long as there are rows). The same bits whatever the grouping.
+    #[allow(unsafe_code)]
+    pub fn block(&self, w: &[u8], wrb: usize, a: &[&[u8]], n: usize, out: &mut [&mut [f32]]) {
+        assert!(out.iter().all(|o| o.len() * wrb == w.len()));
+        #[cfg(target_arch = "x86_64")]
+        if self.bf16 {
+            // SAFETY: as in `prepare`.
+            unsafe { avx2_f16::block::<{ avx2_f16::BF16 }>(w, wrb, a, n, out) }
+        } else {
+            // SAFETY: as in `prepare`.
+            unsafe { avx2_f16::block::<{ avx2_f16::F16 }>(w, wrb, a, n, out) }
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        let _ = (w, wrb, a, n, out);
+    }
+}
+
 /// The AVX-512 matrix tiles for one weight type, with their input layout.
 /// Exists only when the AVX-512 level is in use.
 pub struct Wide {
@@ -937,6 +1007,121 @@ mod tests {
             });
             std::println!("{t:?}: one {one:.1} GMAC/s, four {four:.1} GMAC/s");
         }
+    }
+
+    /// The AVX2 F16/BF16 tiles (`avx2_f16`): the prepared inputs are the
+    /// scalar conversion's values (BF16 in its even/odd order), and every
+    /// output of every tile shape (1 to 4 inputs, any grouping of rows)
+    /// has exactly the bits of the one-input kernel `dot_f16`/`dot_bf16`
+    /// and is within tolerance of the scalar reference; lengths with and
+    /// without a tail of `n % 16`, rows at odd offsets.
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn tiles_equal_one_input_kernels_and_the_scalar_reference() {
+        if !matches!(probe(), AVX2 | AVX512) {
+            std::println!("no x86 kernels on this CPU: nothing to compare");
+            return;
+        }
+        let mut rng = Rng(11);
+        let mut checked = 0;
+        for (t, bf16) in [(W::F16, false), (W::BF16, true)] {
+            let tiles = Tiles { bf16 };
+            let k1 = avx2_kernel(t).unwrap();
+            let at = t.act_type();
+            for n in [5usize, 16, 21, 32, 77, 96, 576, 2053] {
+                let nr = 11;
+                // Rows at an odd offset, so that no load is aligned.
+                let wr = random_rows(&mut rng, t, n, nr);
+                let mut wbuf = std::vec![0u8; wr.len() + 1];
+                wbuf[1..].copy_from_slice(&wr);
+                let w = &wbuf[1..];
+                let wrb = 2 * n;
+                let mut xs: std::vec::Vec<std::vec::Vec<f32>> = (0..6)
+                    .map(|_| (0..n).map(|_| rng.f() * 3.0).collect())
+                    .collect();
+                // Values that round in interesting ways (ties, subnormals in
+                // f16, overflow to infinity in f16).
+                xs[0][0] = 1.0 + 1.0 / 2048.0;
+                xs[1][n - 1] = 3.0e-6;
+                xs[2][n / 2] = 70000.0;
+                let acts: std::vec::Vec<std::vec::Vec<u8>> = xs
+                    .iter()
+                    .map(|x| {
+                        let mut a = std::vec![0u8; at.row_bytes(n)];
+                        quantize_act(at, x, &mut a);
+                        a
+                    })
+                    .collect();
+                let prepared: std::vec::Vec<std::vec::Vec<u8>> = xs
+                    .iter()
+                    .map(|x| {
+                        let mut p = std::vec![0u8; tiles.row_bytes(n) + 1];
+                        tiles.prepare(x, &mut p[1..]);
+                        p
+                    })
+                    .collect();
+                for (a, p) in acts.iter().zip(&prepared) {
+                    for j in 0..n {
+                        let bits = u16::from_le_bytes([a[2 * j], a[2 * j + 1]]);
+                        let v = if bf16 {
+                            f32::from_bits((bits as u32) << 16)
+                        } else {
+                            half::f16::from_bits(bits).to_f32()
+                        };
+                        // BF16: per chunk of 16, the even values then the odd.
+                        let at = if bf16 && j < n / 16 * 16 {
+                            j / 16 * 16 + (j % 16) / 2 + 8 * (j % 2)
+                        } else {
+                            j
+                        };
+                        let got = &p[1 + 4 * at..][..4];
+                        assert_eq!(got, v.to_le_bytes(), "{t:?} n={n} j={j}");
+                    }
+                }
+                let one: std::vec::Vec<std::vec::Vec<u32>> = acts
+                    .iter()
+                    .map(|a| {
+                        (0..nr)
+                            .map(|r| {
+                                // SAFETY: the probe found AVX2, FMA and F16C.
+                                #[allow(unsafe_code)]
+                                let v = unsafe { k1(&w[r * wrb..(r + 1) * wrb], a, n) };
+                                let slow = dot_act_scalar(t, &w[r * wrb..(r + 1) * wrb], a, n);
+                                let tol = 1e-5 * (n as f32).sqrt() * slow.abs().max(1.0);
+                                let near = v == slow || (v - slow).abs() <= tol;
+                                assert!(near, "{t:?} n={n}: {v} vs {slow}");
+                                v.to_bits()
+                            })
+                            .collect()
+                    })
+                    .collect();
+                for c in 1..=4 {
+                    // Inputs 2..2 + c (so that groups start anywhere), rows
+                    // split at `cut` into two calls.
+                    for cut in [0, 1, 5] {
+                        let mut out = std::vec![std::vec![0f32; nr]; c];
+                        let a: std::vec::Vec<&[u8]> =
+                            prepared[2..2 + c].iter().map(|p| &p[1..]).collect();
+                        for (r0, r1) in [(0, cut), (cut, nr)] {
+                            let mut o: std::vec::Vec<&mut [f32]> =
+                                out.iter_mut().map(|o| &mut o[r0..r1]).collect();
+                            tiles.block(&w[r0 * wrb..r1 * wrb], wrb, &a, n, &mut o);
+                        }
+                        for (k, o) in out.iter().enumerate() {
+                            for r in 0..nr {
+                                assert_eq!(
+                                    o[r].to_bits(),
+                                    one[2 + k][r],
+                                    "{t:?} n={n} c={c} cut={cut} input {k} row {r}"
+                                );
+                                checked += 1;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        assert_eq!(checked, 2 * 8 * 3 * 11 * 10);
     }
 
     #[cfg(target_arch = "x86_64")]
