@@ -39,8 +39,12 @@ const TYPES: [&str; 4] = ["Q4_1", "Q8_0", "Q4_K_M", "Q5_K_M"];
 /// every later rounding of the token differs (measured: one block gives
 /// logits within 1e-5 of llama.cpp's, thirty blocks within 0.15-0.65), so
 /// the two engines' KLs are two draws of the same noise: 0.76x-1.23x
-/// llama.cpp's on these four files (this test prints them).
-const DEFAULT_KL_SLACK: f64 = 1.35;
+/// llama.cpp's on these four files with the AVX-512 kernels, and with the
+/// AVX2 kernels (a Zen 3, 2026-12-02) 0.83x, 0.91x, 1.07x and 1.55x (Q8_0;
+/// 1.54x with the scalar kernels, whose products are exact too: the draw,
+/// not the arithmetic; this test prints them). The bound that checks the
+/// arithmetic is the f32-input one below.
+const DEFAULT_KL_SLACK: f64 = 1.7;
 /// f32 inputs: at most this fraction of llama.cpp's mean KL.
 const EXACT_KL_SHARE: f64 = 1e-3;
 /// Steps where llama.cpp's top-2 logit gap is below this are near ties.
