@@ -126,8 +126,10 @@ def make_model(d, shape_name, t):
     # In a child process of the interpreter whose llama.cpp runs on this CPU
     # (an AVX-512 build dies with SIGILL without AVX-512).
     py = sys.executable if has_avx512() else AVX2_PYTHON
-    subprocess.run([py, os.path.abspath(__file__), "--quantize-worker", f16, path + ".tmp",
-                    str(FTYPES[t])], check=True)
+    r = subprocess.run([py, os.path.abspath(__file__), "--quantize-worker", f16, path + ".tmp",
+                        str(FTYPES[t])], capture_output=True, text=True)
+    if r.returncode != 0:
+        sys.exit(f"quantizing {path} failed:\n{r.stdout[-2000:]}{r.stderr[-2000:]}")
     os.rename(path + ".tmp", path)
     return path
 
