@@ -648,7 +648,7 @@ impl<'a> Sampler<'a> {
         for i in 0..n {
             self.counts[i] = self.hist[(start + i) % cap];
         }
-        self.counts[..n].sort_unstable();
+        heap_sort(&mut self.counts[..n], |a, b| a < b);
         let mut i = 0;
         while i < n {
             let t = self.counts[i];
@@ -904,9 +904,11 @@ fn sort_desc(c: &mut [Candidate]) {
 }
 
 /// In-place heapsort by `less`: O(n log n), no allocation, and a fraction of
-/// the code of `sort_unstable_by` (which matters on small devices).
-fn heap_sort(c: &mut [Candidate], less: impl Fn(&Candidate, &Candidate) -> bool) {
-    let sift = |c: &mut [Candidate], mut i: usize, n: usize| loop {
+/// the code of `sort_unstable_by` (which matters on small devices: core's
+/// sort cost the Cortex-M build about 6 KB per element type). The crate's
+/// one sort.
+pub(crate) fn heap_sort<T>(c: &mut [T], less: impl Fn(&T, &T) -> bool) {
+    let sift = |c: &mut [T], mut i: usize, n: usize| loop {
         let (l, r) = (2 * i + 1, 2 * i + 2);
         let mut m = i;
         if l < n && less(&c[m], &c[l]) {

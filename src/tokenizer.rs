@@ -727,8 +727,8 @@ impl<'a> Vocab<'a> {
         }
         self.n_special = k;
         let spans = &*self.spans;
-        self.special[..k]
-            .sort_unstable_by_key(|&id| (core::cmp::Reverse(spans[2 * id as usize + 1]), id));
+        let key = |id: u32| (core::cmp::Reverse(spans[2 * id as usize + 1]), id);
+        crate::sampler::heap_sort(&mut self.special[..k], |&a, &b| key(a) < key(b));
         // The window hashes, sorted within each length.
         let mut i = 0;
         while i < k {
@@ -739,7 +739,7 @@ impl<'a> Vocab<'a> {
                 self.special_hash[j] = [h, j as u64];
                 j += 1;
             }
-            self.special_hash[i..j].sort_unstable();
+            crate::sampler::heap_sort(&mut self.special_hash[i..j], |a, b| a < b);
             i = j;
         }
     }
@@ -1092,7 +1092,7 @@ impl<'a> Vocab<'a> {
                     }
                 }
             }
-            found[..m].sort_unstable();
+            crate::sampler::heap_sort(&mut found[..m], |a, b| a < b);
             for &f in &found[..m] {
                 let (rank, p) = ((f >> 32) as usize, (f & 0xffff_ffff) as usize);
                 let id = self.special[rank];
