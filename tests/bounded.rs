@@ -195,25 +195,6 @@ fn typed_vocab(model: &str, tokens: &[String], types: &[i32]) -> Vec<u8> {
     file
 }
 
-/// `text` tokenized without BOS, special tokens parsed.
-fn special_ids(v: &Vocab<'_>, text: &[u8]) -> Vec<u32> {
-    let mut scratch = AlignedBuf::new(Vocab::scratch_size(text.len()).unwrap());
-    let mut ids = vec![0u32; text.len() + 2];
-    let mut needed = 0;
-    let n = v
-        .tokenize(
-            text,
-            false,
-            true,
-            scratch.as_mut_slice(),
-            &mut ids,
-            &mut needed,
-        )
-        .unwrap();
-    ids.truncate(n);
-    ids
-}
-
 /// llama.cpp's special-token cut, as it is written there: each token,
 /// longest first (ties by id), at every place left to right where it fits
 /// between the tokens already cut. Returns (place, id) of the cuts.
@@ -287,7 +268,7 @@ fn special_tokens_are_cut_as_llama_cpp_cuts_them() {
             want.push(3 + (text[p] - b'a') as u32);
             p += 1;
         }
-        let ids = special_ids(&v, &text);
+        let ids = tokenize_with(&v, &text, false, true);
         assert_eq!(
             &ids[..],
             &want[..],
@@ -315,7 +296,7 @@ fn a_special_token_flood_costs_one_pass_per_length() {
     let (mut mem, _) = load(&file);
     let v = Vocab::init(&file, mem.as_mut_slice()).unwrap();
     let text = vec![b'a'; 100_000];
-    let ids = special_ids(&v, &text);
+    let ids = tokenize_with(&v, &text, false, true);
     assert_eq!(ids.len(), text.len());
     assert!(ids.iter().all(|&t| t == 3));
 }

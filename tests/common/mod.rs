@@ -355,7 +355,17 @@ pub fn cli_exe() -> std::path::PathBuf {
 
 /// `text` tokenized by `vocab` with BOS, no special-token parsing.
 pub fn tokenize(vocab: &nanollama::tokenizer::Vocab<'_>, text: &str) -> Vec<u32> {
-    let text = text.as_bytes();
+    tokenize_with(vocab, text.as_bytes(), true, false)
+}
+
+/// `text` tokenized by `vocab`, with BOS if `bos`, special tokens parsed if
+/// `special`.
+pub fn tokenize_with(
+    vocab: &nanollama::tokenizer::Vocab<'_>,
+    text: &[u8],
+    bos: bool,
+    special: bool,
+) -> Vec<u32> {
     let mut scratch =
         AlignedBuf::new(nanollama::tokenizer::Vocab::scratch_size(text.len()).unwrap());
     let mut ids = vec![0u32; text.len() + 2];
@@ -363,8 +373,8 @@ pub fn tokenize(vocab: &nanollama::tokenizer::Vocab<'_>, text: &str) -> Vec<u32>
     let n = vocab
         .tokenize(
             text,
-            true,
-            false,
+            bos,
+            special,
             scratch.as_mut_slice(),
             &mut ids,
             &mut needed,
