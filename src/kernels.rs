@@ -223,24 +223,12 @@ fn wide_matmul(
             let mut b = 0;
             while b < n_tok {
                 let c = if b + cb <= n_tok { cb } else { 1 };
-                let a: [&[u8]; MAX_C] =
-                    core::array::from_fn(|k| &buf[(b + k).min(n_tok - 1) * rb..][..rb]);
-                let mut o: [&mut [f32]; MAX_C] = core::array::from_fn(|k| {
-                    let tok = b + k;
-                    let range = if k < c {
-                        tok * rows + t0..tok * rows + t1
-                    } else {
-                        0..0
-                    };
-                    #[allow(unsafe_code)]
-                    // SAFETY: task t alone owns rows r0..r1 of every token's
-                    // output row of matrix m; these views are of different
-                    // tokens' rows, disjoint, and dropped before the next
-                    // are taken (empty for unused slots).
-                    unsafe {
-                        shared.range(range)
-                    }
-                });
+                #[allow(unsafe_code)]
+                // SAFETY: task t alone owns rows r0..r1 of every token's
+                // output row of matrix m, and the views are dropped before
+                // the next are taken.
+                let (a, mut o) =
+                    unsafe { token_views::<MAX_C>(buf, rb, shared, b, c, n_tok, rows, t0..t1) };
                 wide.block(wb, w.row_bytes, &a[..c], cols, &mut o[..c], batch);
                 b += c;
             }
@@ -296,24 +284,12 @@ fn tiles_matmul(
             let mut b = 0;
             while b < n_tok {
                 let c = (n_tok - b).min(4);
-                let a: [&[u8]; 4] =
-                    core::array::from_fn(|k| &buf[(b + k).min(n_tok - 1) * rb..][..rb]);
-                let mut o: [&mut [f32]; 4] = core::array::from_fn(|k| {
-                    let tok = b + k;
-                    let range = if k < c {
-                        tok * rows + t0..tok * rows + t1
-                    } else {
-                        0..0
-                    };
-                    #[allow(unsafe_code)]
-                    // SAFETY: task t alone owns rows r0..r1 of every token's
-                    // output row; these views are of different tokens' rows,
-                    // disjoint, and dropped before the next are taken (empty
-                    // for unused slots).
-                    unsafe {
-                        shared.range(range)
-                    }
-                });
+                #[allow(unsafe_code)]
+                // SAFETY: task t alone owns rows r0..r1 of every token's
+                // output row, and the views are dropped before the next are
+                // taken.
+                let (a, mut o) =
+                    unsafe { token_views::<4>(buf, rb, &shared, b, c, n_tok, rows, t0..t1) };
                 k.block(wb, w.row_bytes, &a[..c], cols, &mut o[..c]);
                 b += c;
             }
@@ -321,6 +297,41 @@ fn tiles_matmul(
         }
     });
     true
+}
+
+/// The prepared inputs `b..b + N` of a batch (`rb` bytes each in `buf`; past
+/// the last token, the last again) and the views of rows `r` of the output
+/// rows (`rows` wide) of the first `c` of them (empty for the rest).
+///
+/// # Safety
+/// No other view of rows `r` of tokens `b..b + c` in `shared` may be alive
+/// while these are: the caller's task owns those rows and drops the views
+/// before taking the next.
+#[allow(unsafe_code, clippy::too_many_arguments, clippy::mut_from_ref)]
+unsafe fn token_views<'a, const N: usize>(
+    buf: &'a [u8],
+    rb: usize,
+    shared: &'a DisjointMut<'_, f32>,
+    b: usize,
+    c: usize,
+    n_tok: usize,
+    rows: usize,
+    r: core::ops::Range<usize>,
+) -> ([&'a [u8]; N], [&'a mut [f32]; N]) {
+    let a = core::array::from_fn(|k| &buf[(b + k).min(n_tok - 1) * rb..][..rb]);
+    let o = core::array::from_fn(|k| {
+        let tok = b + k;
+        let range = if k < c {
+            tok * rows + r.start..tok * rows + r.end
+        } else {
+            0..0
+        };
+        // SAFETY: these views are of different tokens' rows, disjoint, and
+        // no other view of them is alive (the caller's promise); the unused
+        // slots are empty.
+        unsafe { shared.range(range) }
+    });
+    (a, o)
 }
 
 /// `out = x / sqrt(mean(x²) + eps) * w`, with `w` as little-endian f32 bytes.
