@@ -55,8 +55,12 @@ fuzz_target!(|data: &[u8]| {
         if let Ok(v) = Vocab::init(data, mem.as_mut_slice()) {
             let mut buf = [0u8; 256];
             for id in 0..v.n_vocab().min(512) as u32 {
-                let k = v.piece(id, true, &mut buf);
-                assert!(k <= 256);
+                let mut needed = 0;
+                match v.piece(id, true, &mut buf, &mut needed) {
+                    Ok(k) => assert!(k <= buf.len() && k == needed),
+                    // Too small a buffer says how much is needed.
+                    Err(_) => assert!(needed > buf.len()),
+                }
                 let t = v.token_text(id);
                 if let Some(found) = v.lookup(t) {
                     assert!((found as usize) < v.n_vocab());
