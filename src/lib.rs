@@ -21,6 +21,7 @@
 pub mod block;
 pub mod blocks;
 pub mod context;
+mod cost;
 pub mod error;
 pub mod ffi;
 pub mod gguf;

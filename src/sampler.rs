@@ -650,6 +650,7 @@ impl<'a> Sampler<'a> {
         }
         heap_sort(&mut self.counts[..n], |a, b| a < b);
         let mut i = 0;
+        crate::cost::tick(n as u64);
         while i < n {
             let t = self.counts[i];
             let mut count = 1;
@@ -909,6 +910,7 @@ fn sort_desc(c: &mut [Candidate]) {
 /// one sort.
 pub(crate) fn heap_sort<T>(c: &mut [T], less: impl Fn(&T, &T) -> bool) {
     let sift = |c: &mut [T], mut i: usize, n: usize| loop {
+        crate::cost::tick(1);
         let (l, r) = (2 * i + 1, 2 * i + 2);
         let mut m = i;
         if l < n && less(&c[m], &c[l]) {
@@ -947,5 +949,44 @@ fn words_as_candidates(w: &mut [u32]) -> &mut [Candidate] {
     #[allow(unsafe_code)]
     unsafe {
         core::slice::from_raw_parts_mut(ptr, n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Sampler, SamplerParams, MAX_PENALTY_LAST_N};
+    use crate::cost::{assert_n_log_n, take, Aligned};
+
+    /// With LLaMA 3's 128,256 tokens and a full window of distinct
+    /// tokens, the counted work of the penalties (the window sorted once,
+    /// then one pass) grows as w log w from 1,024 to the largest window;
+    /// comparing each entry with every earlier one, as before, grew as w².
+    #[test]
+    fn penalties_cost_w_log_w() {
+        let n_vocab = 128_256;
+        let logits: std::vec::Vec<f32> = (0..n_vocab).map(|i| (i % 97) as f32 * 0.01).collect();
+        let windows = [1024, 4096, 16_384, MAX_PENALTY_LAST_N];
+        let counted: std::vec::Vec<u64> = windows
+            .iter()
+            .map(|&w| {
+                let p = SamplerParams {
+                    penalty_last_n: w as u32,
+                    penalty_repeat: 1.1,
+                    penalty_freq: 0.1,
+                    ..SamplerParams::default()
+                };
+                let size = Sampler::size(n_vocab, &p, 0).unwrap();
+                let mut mem = Aligned::new(size);
+                let mut s = Sampler::init(n_vocab, &p, &[], mem.get(size)).unwrap();
+                for i in 0..w {
+                    // Distinct tokens, in an order that is not sorted.
+                    s.accept((i * 7919 % n_vocab) as u32).unwrap();
+                }
+                take();
+                s.sample(&logits).unwrap();
+                take()
+            })
+            .collect();
+        assert_n_log_n("penalty window", &windows, &counted);
     }
 }

@@ -885,6 +885,7 @@ impl<'a> Vocab<'a> {
         let mask = self.table.len() - 1;
         let mut h = self.hash.string(s) & mask;
         for _ in 0..=self.probe {
+            crate::cost::tick(1);
             let id = self.table[h];
             if id == NONE {
                 return None;
@@ -1073,6 +1074,7 @@ impl<'a> Vocab<'a> {
             }
             let mut m = 0;
             let mut h = self.window_hash(&text[..len]);
+            crate::cost::tick((n - len + 1) as u64);
             for p in 0..=n - len {
                 if p > 0 {
                     let out = mul_mod61(text[p - 1] as u64 + 1, top);
@@ -1167,7 +1169,7 @@ impl<'a> Vocab<'a> {
             };
             ns += 1;
         }
-        let mut q = Heap::<false> { h: heap, n: 0 };
+        let mut q = Heap { h: heap, n: 0 };
         for i in 1..ns {
             self.try_bigram(esc, syms, &mut q, i - 1, i);
         }
@@ -1231,7 +1233,8 @@ impl<'a> Vocab<'a> {
             .map_err(|_| Error::Misaligned)?;
             pretokenize::split(self.pre, cps, &mut cuts[..n_cp / 64 + 1], work);
         }
-        let (syms, heap, prevs) = symbols_and_heap(rest, cap)?;
+        let (syms, heap, _) = symbols_and_heap(rest, cap)?;
+        let heap: &mut [u64] = bytemuck::try_cast_slice_mut(heap).map_err(|_| Error::Misaligned)?;
         let mut pos = 0;
         while pos < cps.len() {
             let end = pretokenize::next_cut(cuts, pos);
@@ -1248,7 +1251,7 @@ impl<'a> Vocab<'a> {
                     n += enc.len();
                 }
             }
-            self.bpe_word(&word[..n], syms, heap, prevs, w);
+            self.bpe_word(&word[..n], syms, heap, w);
             pos = end;
         }
         Ok(())
@@ -1258,6 +1261,7 @@ impl<'a> Vocab<'a> {
         let mask = self.merges.len().checked_sub(1)?;
         let mut h = self.hash.pair(a, b) & mask;
         for _ in 0..=self.merge_probe {
+            crate::cost::tick(1);
             let e = self.merges[h];
             if e[0] == NONE {
                 return None;
@@ -1271,14 +1275,7 @@ impl<'a> Vocab<'a> {
     }
 
     /// Byte-pair merges of one byte-mapped word, lowest rank first.
-    fn bpe_word(
-        &self,
-        word: &[u8],
-        syms: &mut [[u32; 4]],
-        heap: &mut [[u32; 4]],
-        prevs: &mut [u32],
-        w: &mut Writer<'_>,
-    ) {
+    fn bpe_word(&self, word: &[u8], syms: &mut [[u32; 4]], heap: &mut [u64], w: &mut Writer<'_>) {
         // LLaMA 3 and Tekken ignore merges when the whole word is a token.
         if self.ignore_merges {
             if let Some(id) = self.lookup(word) {
@@ -1286,60 +1283,69 @@ impl<'a> Vocab<'a> {
                 return;
             }
         }
-        // Symbols: [start, len, id, next]; `prevs` links them back.
+        // Symbols: [len, id, prev, next] (NONE for none), one per
+        // character; both links in the entry a merge touches.
+        const LEN: usize = 0;
+        const ID: usize = 1;
+        const PREV: usize = 2;
+        const NEXT: usize = 3;
         let mut ns = 0;
         let mut off = 0;
         while off < word.len() {
             let len = symbol_len(word[off]).min(word.len() - off);
             let id = self.lookup(&word[off..off + len]).unwrap_or(NONE);
-            syms[ns] = [off as u32, len as u32, id, ns as u32 + 1];
-            prevs[ns] = if ns == 0 { NONE } else { ns as u32 - 1 };
+            let prev = if ns == 0 { NONE } else { ns as u32 - 1 };
+            syms[ns] = [len as u32, id, prev, ns as u32 + 1];
             off += len;
             ns += 1;
         }
-        // Next links in [3]; the previous live symbol is found by walking.
-        if ns > 0 {
-            syms[ns - 1][3] = NONE;
+        if ns == 0 {
+            return;
         }
-        let mut q = Heap::<true> { h: heap, n: 0 };
-        let push = |q: &mut Heap<'_, true>, syms: &[[u32; 4]], l: usize, r: usize| {
-            if let Some((rank, _)) = self.merge_of(syms[l][2], syms[r][2]) {
-                q.push([l as u32, r as u32, rank, syms[l][1] + syms[r][1]]);
+        syms[ns - 1][NEXT] = NONE;
+        // Candidate merges keyed `rank << 32 | left`: lowest rank first,
+        // then leftmost. An entry is checked when it comes out (its left
+        // symbol alive, and the pair with its right neighbour now still of
+        // that rank), not removed when a merge makes it stale. Every live
+        // pair that has a merge has an entry of its key in the heap, so the
+        // first entry that checks out is the merge to make (a stale
+        // duplicate of the same key makes that same merge).
+        let mut q = RankHeap { h: heap, n: 0 };
+        let push = |q: &mut RankHeap<'_>, syms: &[[u32; 4]], l: usize, r: usize| {
+            if let Some((rank, _)) = self.merge_of(syms[l][ID], syms[r][ID]) {
+                q.push((rank as u64) << 32 | l as u64);
             }
         };
         for i in 1..ns {
             push(&mut q, syms, i - 1, i);
         }
-        while let Some([l, r, _, size]) = q.pop() {
-            let (l, r) = (l as usize, r as usize);
-            if syms[l][1] == 0
-                || syms[r][1] == 0
-                || syms[l][3] != r as u32
-                || syms[l][1] + syms[r][1] != size
-            {
+        while let Some(key) = q.pop() {
+            let (rank, l) = ((key >> 32) as u32, key as u32 as usize);
+            let [len, id, prev, r] = syms[l];
+            if len == 0 || r == NONE {
                 continue;
             }
-            let Some((_, res)) = self.merge_of(syms[l][2], syms[r][2]) else {
-                continue;
-            };
-            syms[l][1] += syms[r][1];
-            syms[l][2] = res;
-            syms[r][1] = 0;
-            syms[l][3] = syms[r][3];
-            if syms[r][3] != NONE {
-                prevs[syms[r][3] as usize] = l as u32;
+            let [r_len, r_id, _, next] = syms[r as usize];
+            match self.merge_of(id, r_id) {
+                Some((now, res)) if now == rank => {
+                    syms[l] = [len + r_len, res, prev, next];
+                }
+                _ => continue,
             }
-            let prev = prevs[l];
+            syms[r as usize][LEN] = 0;
+            if next != NONE {
+                syms[next as usize][PREV] = l as u32;
+                push(&mut q, syms, l, next as usize);
+            }
             if prev != NONE {
                 push(&mut q, syms, prev as usize, l);
             }
-            if syms[l][3] != NONE {
-                push(&mut q, syms, l, syms[l][3] as usize);
-            }
         }
-        let mut i = 0u32;
-        while i != NONE && ns > 0 {
-            let [s, len, id, next] = syms[i as usize];
+        // The symbols left, in order (each starts where the last ended).
+        let (mut i, mut start) = (0u32, 0usize);
+        while i != NONE {
+            let [len, id, _, next] = syms[i as usize];
+            let len = len as usize;
             if id != NONE {
                 w.push(id);
             } else {
@@ -1347,24 +1353,18 @@ impl<'a> Vocab<'a> {
                 // one-byte tokens; a byte without one is dropped, as
                 // llama.cpp drops it (Falcon's vocabulary has no token for
                 // the byte-level character of 0x04, for one).
-                for k in s..s + len {
-                    if let Some(id) = self.lookup(&[word[k as usize]]) {
+                for &b in &word[start..start + len] {
+                    if let Some(id) = self.lookup(&[b]) {
                         w.push(id);
                     }
                 }
             }
+            start += len;
             i = next;
         }
     }
 
-    fn try_bigram(
-        &self,
-        esc: &[u8],
-        syms: &[[u32; 4]],
-        q: &mut Heap<'_, false>,
-        l: usize,
-        r: usize,
-    ) {
+    fn try_bigram(&self, esc: &[u8], syms: &[[u32; 4]], q: &mut Heap<'_>, l: usize, r: usize) {
         let (s, len) = (syms[l][0] as usize, (syms[l][1] + syms[r][1]) as usize);
         if let Some(id) = self.lookup(&esc[s..s + len]) {
             q.push([l as u32, r as u32, self.score(id).to_bits(), len as u32]);
@@ -1608,36 +1608,18 @@ impl Writer<'_> {
     }
 }
 
-/// A binary heap of bigrams `[left, right, key, size]` in caller scratch,
-/// ordered by `before` (SentencePiece: highest score first; BPE: lowest rank
-/// first; then leftmost).
-/// A binary min-heap of bigrams in caller memory; `BPE` picks the order
-/// ([`by_rank`], else [`by_score`]) at compile time, so that comparisons
-/// inline (through a function pointer they were a call each).
-struct Heap<'h, const BPE: bool> {
+/// A binary heap of SentencePiece bigrams `[left, right, score bits,
+/// size]` in caller scratch: highest score first, then leftmost.
+struct Heap<'h> {
     h: &'h mut [[u32; 4]],
     n: usize,
 }
 
-/// SentencePiece order: higher score (f32 bits) first, then leftmost.
-fn by_score(a: &[u32; 4], b: &[u32; 4]) -> bool {
-    let (sa, sb) = (f32::from_bits(a[2]), f32::from_bits(b[2]));
-    sa > sb || (sa == sb && a[0] < b[0])
-}
-
-/// BPE order: lower merge rank first, then leftmost.
-fn by_rank(a: &[u32; 4], b: &[u32; 4]) -> bool {
-    a[2] < b[2] || (a[2] == b[2] && a[0] < b[0])
-}
-
-impl<const BPE: bool> Heap<'_, BPE> {
+impl Heap<'_> {
     #[inline(always)]
     fn before(a: &[u32; 4], b: &[u32; 4]) -> bool {
-        if BPE {
-            by_rank(a, b)
-        } else {
-            by_score(a, b)
-        }
+        let (sa, sb) = (f32::from_bits(a[2]), f32::from_bits(b[2]));
+        sa > sb || (sa == sb && a[0] < b[0])
     }
 
     fn push(&mut self, e: [u32; 4]) {
@@ -1648,6 +1630,7 @@ impl<const BPE: bool> Heap<'_, BPE> {
         self.h[i] = e;
         self.n += 1;
         while i > 0 {
+            crate::cost::tick(1);
             let p = (i - 1) / 2;
             if Self::before(&self.h[i], &self.h[p]) {
                 self.h.swap(i, p);
@@ -1666,6 +1649,7 @@ impl<const BPE: bool> Heap<'_, BPE> {
         self.h[0] = self.h[self.n];
         let mut i = 0;
         loop {
+            crate::cost::tick(1);
             let (l, r) = (2 * i + 1, 2 * i + 2);
             let mut m = i;
             if l < self.n && Self::before(&self.h[l], &self.h[m]) {
@@ -1679,6 +1663,67 @@ impl<const BPE: bool> Heap<'_, BPE> {
             }
             self.h.swap(i, m);
             i = m;
+        }
+        Some(top)
+    }
+}
+
+/// A 4-ary min-heap of `u64` keys in caller memory, for the BPE merges:
+/// entries half the size of [`Heap`]'s and half as many levels, which
+/// keeps the heap of a long pre-token closer to the cache.
+struct RankHeap<'h> {
+    h: &'h mut [u64],
+    n: usize,
+}
+
+impl RankHeap<'_> {
+    fn push(&mut self, e: u64) {
+        if self.n == self.h.len() {
+            return; // cannot happen: at most 3 pushes per symbol
+        }
+        let mut i = self.n;
+        self.n += 1;
+        while i > 0 {
+            crate::cost::tick(1);
+            let p = (i - 1) / 4;
+            if e >= self.h[p] {
+                break;
+            }
+            self.h[i] = self.h[p];
+            i = p;
+        }
+        self.h[i] = e;
+    }
+
+    fn pop(&mut self) -> Option<u64> {
+        if self.n == 0 {
+            return None;
+        }
+        let top = self.h[0];
+        self.n -= 1;
+        let n = self.n;
+        let e = self.h[n];
+        let mut i = 0;
+        loop {
+            crate::cost::tick(1);
+            let c = 4 * i + 1;
+            if c >= n {
+                break;
+            }
+            let mut m = c;
+            for k in c + 1..(c + 4).min(n) {
+                if self.h[k] < self.h[m] {
+                    m = k;
+                }
+            }
+            if self.h[m] >= e {
+                break;
+            }
+            self.h[i] = self.h[m];
+            i = m;
+        }
+        if n > 0 {
+            self.h[i] = e;
         }
         Some(top)
     }
@@ -1802,7 +1847,136 @@ impl StreamDecoder {
 
 #[cfg(test)]
 mod tests {
-    use super::Sip;
+    use super::{Sip, Vocab};
+    use crate::cost::{assert_n_log_n, take, Aligned};
+    use std::vec::Vec;
+
+    fn vocab_file(name: &str) -> Vec<u8> {
+        let dir = std::env!("CARGO_MANIFEST_DIR");
+        std::fs::read(std::format!("{dir}/tests/data/vocab/{name}")).unwrap()
+    }
+
+    /// The steps `v` counts to tokenize `text`, and the token count.
+    fn steps(v: &Vocab<'_>, text: &[u8], special: bool) -> (u64, usize) {
+        let n = Vocab::scratch_size(text.len()).unwrap();
+        let mut scratch = Aligned::new(n);
+        let mut out = std::vec![0u32; text.len() + 2];
+        let mut needed = 0;
+        take();
+        let k = v
+            .tokenize(text, false, special, scratch.get(n), &mut out, &mut needed)
+            .unwrap();
+        (take(), k)
+    }
+
+    /// Counted work (heap levels, hash probes) of one long pre-token grows
+    /// as n log n, from 1 KB to 100 KB, in both tokenizer kinds: a run of
+    /// one letter and a run of bytes that are no UTF-8 (three symbols each
+    /// in byte-level BPE). Merging by walking the word back to find the
+    /// previous symbol, as the old BPE did, multiplies by 100 per step.
+    #[test]
+    fn one_long_pre_token_costs_n_log_n() {
+        let sizes = [1_000, 10_000, 100_000];
+        for (file, byte) in [
+            ("ggml-vocab-llama-bpe.gguf", b'a'),
+            ("ggml-vocab-llama-bpe.gguf", 0xff),
+            ("ggml-vocab-llama-spm.gguf", b'a'),
+            ("ggml-vocab-gpt-2.gguf", b' '),
+        ] {
+            let bytes = vocab_file(file);
+            let size = Vocab::size(&bytes).unwrap();
+            let mut mem = Aligned::new(size);
+            let v = Vocab::init(&bytes, mem.get(size)).unwrap();
+            let counted: Vec<u64> = sizes
+                .iter()
+                .map(|&n| {
+                    let (steps, k) = steps(&v, &std::vec![byte; n], false);
+                    assert!(k > 0 && k <= 3 * n);
+                    steps
+                })
+                .collect();
+            assert_n_log_n(&std::format!("{file} {byte:#x}"), &sizes, &counted);
+        }
+    }
+
+    /// A minimal GGUF holding a byte-level BPE vocabulary: `tokens` with
+    /// their types, no merges.
+    fn bpe_vocab(tokens: &[Vec<u8>], types: &[i32]) -> Vec<u8> {
+        let mut f = b"GGUF".to_vec();
+        let s = |f: &mut Vec<u8>, b: &[u8]| {
+            f.extend_from_slice(&(b.len() as u64).to_le_bytes());
+            f.extend_from_slice(b);
+        };
+        f.extend_from_slice(&3u32.to_le_bytes());
+        f.extend_from_slice(&0u64.to_le_bytes());
+        f.extend_from_slice(&6u64.to_le_bytes());
+        s(&mut f, b"tokenizer.ggml.merges");
+        f.extend_from_slice(&9u32.to_le_bytes());
+        f.extend_from_slice(&8u32.to_le_bytes());
+        f.extend_from_slice(&0u64.to_le_bytes());
+        for (k, v) in [
+            ("general.architecture", "llama"),
+            ("tokenizer.ggml.model", "gpt2"),
+            ("tokenizer.ggml.pre", "default"),
+        ] {
+            s(&mut f, k.as_bytes());
+            f.extend_from_slice(&8u32.to_le_bytes());
+            s(&mut f, v.as_bytes());
+        }
+        s(&mut f, b"tokenizer.ggml.tokens");
+        f.extend_from_slice(&9u32.to_le_bytes());
+        f.extend_from_slice(&8u32.to_le_bytes());
+        f.extend_from_slice(&(tokens.len() as u64).to_le_bytes());
+        for t in tokens {
+            s(&mut f, t);
+        }
+        s(&mut f, b"tokenizer.ggml.token_type");
+        f.extend_from_slice(&9u32.to_le_bytes());
+        f.extend_from_slice(&5u32.to_le_bytes());
+        f.extend_from_slice(&(types.len() as u64).to_le_bytes());
+        for t in types {
+            f.extend_from_slice(&t.to_le_bytes());
+        }
+        while !f.len().is_multiple_of(32) {
+            f.push(0);
+        }
+        f
+    }
+
+    /// 65,536 control tokens that start like the text: the special-token
+    /// cut scans the text once per token length, so its counted work (and
+    /// the tokenizer's) grows linearly with the text; the old cut compared
+    /// every token at every place (45 s for 100 KB).
+    #[test]
+    fn a_special_token_flood_costs_linear_work() {
+        let mut tokens: Vec<Vec<u8>> = std::vec![
+            b"<unk>".to_vec(),
+            b"<s>".to_vec(),
+            b"</s>".to_vec(),
+            b"a".to_vec()
+        ];
+        let mut types = std::vec![2, 3, 3, 1];
+        for i in 0..1 << 16 {
+            tokens.push(std::format!("aa{i:05}").into_bytes());
+            types.push(3);
+        }
+        let bytes = bpe_vocab(&tokens, &types);
+        let size = Vocab::size(&bytes).unwrap();
+        let mut mem = Aligned::new(size);
+        let v = Vocab::init(&bytes, mem.get(size)).unwrap();
+        let sizes = [1_000, 10_000, 100_000];
+        let counted: Vec<u64> = sizes
+            .iter()
+            .map(|&n| {
+                let (steps, k) = steps(&v, &std::vec![b'a'; n], true);
+                assert_eq!(k, n);
+                steps
+            })
+            .collect();
+        assert_n_log_n("special flood", &sizes, &counted);
+        // Linear, in fact: a constant number of steps per byte.
+        assert!(counted[2] <= 12 * counted[1], "{counted:?}");
+    }
 
     /// The reference vectors of the SipHash paper's appendix (key 00..0f,
     /// messages 00..len-1): SipHash-2-4 of lengths 0, 1, 7, 8, 15, fed
