@@ -76,73 +76,40 @@ fn pieces_of_any_length() {
     }
 }
 
-/// 65,536 distinct 10-byte token strings whose FNV-1a hashes agree in their
-/// low 20 bits (found by meeting in the middle: random 7-byte prefixes by
-/// the state they reach, and 3-byte suffixes run backwards from the target
-/// state). The old token table hashed with FNV-1a, so every one of these
-/// landed in one slot: 9.4 s to load, every lookup a scan.
-fn fnv_flood() -> Vec<String> {
-    const P: u32 = 0x0100_0193;
-    const MASK: u32 = (1 << 20) - 1;
-    let alpha: Vec<u8> = (b'a'..=b'z')
-        .chain(b'A'..=b'Z')
-        .chain(b'0'..=b'9')
-        .collect();
-    let step = |h: u32, b: u8| (h ^ b as u32).wrapping_mul(P);
-    let mut inv = P;
-    for _ in 0..5 {
-        inv = inv.wrapping_mul(2u32.wrapping_sub(P.wrapping_mul(inv)));
-    }
-    let mut by_state: Vec<Option<[u8; 7]>> = vec![None; 1 << 20];
-    let mut rng = Rng::new(16);
-    for _ in 0..(1 << 21) {
-        let p: [u8; 7] = core::array::from_fn(|_| alpha[(rng.next_u64() % 62) as usize]);
-        let h = p.iter().fold(0x811C_9DC5u32, |h, &b| step(h, b));
-        by_state[(h & MASK) as usize] = Some(p);
-    }
-    let target = 0x5_5555 & MASK;
-    let mut out = Vec::new();
-    'all: for &a in &alpha {
-        for &b in &alpha {
-            for &c in &alpha {
-                // Back through c, b, a: the state the prefix must reach.
-                let mut h = target;
-                for x in [c, b, a] {
-                    h = (h.wrapping_mul(inv) ^ x as u32) & MASK;
-                }
-                if let Some(p) = by_state[h as usize] {
-                    let mut s = p.to_vec();
-                    s.extend_from_slice(&[a, b, c]);
-                    out.push(String::from_utf8(s).unwrap());
-                    if out.len() == 1 << 16 {
-                        break 'all;
-                    }
-                }
-            }
-        }
-    }
-    assert_eq!(out.len(), 1 << 16);
-    // They are the attack: FNV-1a's low 20 bits are all the target.
-    for s in &out {
-        let h = s.bytes().fold(0x811C_9DC5u32, step);
-        assert_eq!(h & MASK, target);
-    }
-    out
+fn hostile_vocab(name: &str) -> Vec<u8> {
+    let p = format!(
+        "{}/tests/data/hostile/vocab/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    std::fs::read(&p).unwrap_or_else(|e| panic!("{p}: {e}"))
 }
 
-/// The flood loads with short probe sequences (the table is keyed by a
-/// digest of the strings), and every string is found.
+/// `tests/data/hostile/vocab/flood-fnv.gguf` (tools/make_flood.py): 65,536
+/// distinct 10-byte tokens whose FNV-1a hashes agree in their low 20 bits.
+/// The old token table hashed with FNV-1a, so every one landed in one slot:
+/// 9.4 s to load, every lookup a scan. It loads with short probe sequences
+/// (the table is keyed by a digest of the strings), and every string is
+/// found.
 #[test]
 fn a_hash_flood_vocabulary_loads_in_linear_time() {
-    let flood = fnv_flood();
-    let mut toks: Vec<&str> = vec!["<unk>", "<s>", "</s>"];
-    toks.extend(flood.iter().map(String::as_str));
-    let file = vocab_file("llama", &toks);
+    let file = hostile_vocab("flood-fnv.gguf");
     let (mut mem, _) = load(&file);
     let v = Vocab::init(&file, mem.as_mut_slice()).unwrap();
+    assert_eq!(v.n_vocab(), 5 + (1 << 16));
+    // The file is the attack: FNV-1a's low 20 bits are one value for all.
+    let fnv = |s: &[u8]| {
+        s.iter().fold(0x811C_9DC5u32, |h, &b| {
+            (h ^ b as u32).wrapping_mul(0x0100_0193)
+        }) & ((1 << 20) - 1)
+    };
+    let target = fnv(v.token_text(5));
+    for id in 5..v.n_vocab() as u32 {
+        assert_eq!(v.token_text(id).len(), 10);
+        assert_eq!(fnv(v.token_text(id)), target, "token {id}");
+    }
     assert!(v.max_probe() <= 64, "probe {}", v.max_probe());
-    for (i, s) in toks.iter().enumerate() {
-        assert_eq!(v.lookup(s.as_bytes()), Some(i as u32));
+    for id in 0..v.n_vocab() as u32 {
+        assert_eq!(v.lookup(v.token_text(id)), Some(id));
     }
     assert_eq!(v.lookup(b"not-a-token"), None);
 }
@@ -279,24 +246,24 @@ fn special_tokens_are_cut_as_llama_cpp_cuts_them() {
     }
 }
 
-/// 65,536 control tokens that start like the text (the old cut compared
-/// every one at every place: 45 s for 100 KB here) and a 100 KB text: the
-/// cut finds nothing to cut and every byte is its own token. (Minutes on
-/// the old code, so a regression shows as a hang here; the benchmark
-/// figures are in the closing note.)
+/// `tests/data/hostile/vocab/flood-special.gguf`: 65,536 control tokens
+/// that start like the text (the old cut compared every one at every
+/// place: 45 s for 100 KB here) and a 100 KB text: the cut finds nothing to
+/// cut. (Minutes on the old code, so a regression shows as a hang here; the
+/// unit test `a_special_token_flood_costs_linear_work` counts the work, and
+/// `examples/bench_cost.rs` times it.)
 #[test]
 fn a_special_token_flood_costs_one_pass_per_length() {
-    let mut tokens: Vec<String> = ["<unk>", "<s>", "</s>", "a"].map(String::from).to_vec();
-    let mut types = vec![2, 3, 3, 1];
-    for i in 0..1 << 16 {
-        tokens.push(format!("aa{i:05}"));
-        types.push(3);
-    }
-    let file = typed_vocab("gpt2", &tokens, &types);
+    let file = hostile_vocab("flood-special.gguf");
     let (mut mem, _) = load(&file);
     let v = Vocab::init(&file, mem.as_mut_slice()).unwrap();
+    assert_eq!(v.n_vocab(), 5 + (1 << 16));
+    assert!((5..v.n_vocab() as u32).all(|id| v.token_text(id).starts_with(b"aa")));
     let text = vec![b'a'; 100_000];
     let ids = tokenize_with(&v, &text, false, true);
+    // SentencePiece: the space-prefixed "a", then "a" for every other byte.
+    let (lead, a) = (v.lookup("\u{2581}a".as_bytes()), v.lookup(b"a"));
     assert_eq!(ids.len(), text.len());
-    assert!(ids.iter().all(|&t| t == 3));
+    assert_eq!(Some(ids[0]), lead);
+    assert!(ids[1..].iter().all(|&t| Some(t) == a));
 }

@@ -7,9 +7,9 @@
   flood-special.gguf  65,536 control tokens that all start with "aa" (the old
                       special-token cut scanned every one at every position)
 
-Run: python3 tools/make_flood.py OUTDIR   (needs numpy and gguf)
-tests/bounded.rs builds the first in memory the same way, so cargo test
-needs neither Python nor these files.
+Run: python3 tools/make_flood.py tests/data/hostile/vocab   (needs numpy and gguf)
+The files are committed there: tests/bounded.rs and examples/bench_cost.rs
+read them, so cargo test needs no Python.
 """
 import os
 import random
