@@ -469,8 +469,9 @@ fn tokenize(args: &[String]) -> Result<(), Fail> {
     let scratch_len =
         Vocab::scratch_size(t.len()).ok_or_else(|| Fail("text too long".into(), 1))?;
     let mut scratch = AlignedBuf::new(scratch_len);
-    // One token per byte plus BOS, EOS and a SentencePiece prefix (up to 3
-    // byte tokens) always suffices.
+    // One token per byte plus BOS and EOS is the usual most; a byte that is
+    // no UTF-8 becomes U+FFFD, up to three tokens: then ask again with the
+    // size the tokenizer says it needs.
     let mut out = vec![0u32; t.len() + 5];
     let mut needed = 0;
     let add = match bos {
@@ -482,16 +483,17 @@ fn tokenize(args: &[String]) -> Result<(), Fail> {
         },
     };
     let start = std::time::Instant::now();
-    let n = v
-        .tokenize_with(
-            t,
-            add,
-            special,
-            scratch.as_mut_slice(),
-            &mut out,
-            &mut needed,
-        )
-        .map_err(|e| Fail(e.to_string(), 1))?;
+    let mut run = |out: &mut [u32], needed: &mut usize| {
+        v.tokenize_with(t, add, special, scratch.as_mut_slice(), out, needed)
+    };
+    let n = match run(&mut out, &mut needed) {
+        Err(nanollama::Error::BufferTooSmall) if needed > out.len() => {
+            out.resize(needed, 0);
+            run(&mut out, &mut needed)
+        }
+        r => r,
+    }
+    .map_err(|e| Fail(e.to_string(), 1))?;
     if time {
         // Only the timing, for benchmarks: the ids of a large file are noise.
         let secs = start.elapsed().as_secs_f64();

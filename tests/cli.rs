@@ -416,6 +416,29 @@ fn tokenize_and_detokenize() {
     assert_refused(&nanollama(&["tokenize", v]), "no text");
 }
 
+/// Bytes that are no UTF-8 become U+FFFD, which Falcon's vocabulary
+/// tokenizes as three byte tokens: more tokens than bytes. The command
+/// asks again with the size the tokenizer needs (it said "buffer too
+/// small" and printed nothing).
+#[test]
+fn tokenize_more_tokens_than_bytes() {
+    let vocab =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/vocab/ggml-vocab-falcon.gguf");
+    let text = tmp("invalid-utf8.txt");
+    std::fs::write(&text, [0xffu8; 50]).unwrap();
+    let o = nanollama(&[
+        "tokenize",
+        vocab.to_str().unwrap(),
+        "--file",
+        text.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let n = String::from_utf8_lossy(&o.stdout)
+        .split_whitespace()
+        .count();
+    assert!(n > 55, "{n} tokens for 50 bytes");
+}
+
 #[test]
 fn generate_streams_text_and_reports_speed() {
     let (p, _) = model_file("gen.gguf", ty::F32);
