@@ -129,6 +129,30 @@ fn spm_vocab(tokens: &[&[u8]], types: &[i32]) -> Vec<u8> {
     f
 }
 
+/// A GGUF of `t` one-row F32 tensors whose names share 54 bytes.
+fn many_tensors(t: usize) -> Vec<u8> {
+    let s = |f: &mut Vec<u8>, b: &[u8]| {
+        f.extend_from_slice(&(b.len() as u64).to_le_bytes());
+        f.extend_from_slice(b);
+    };
+    let mut f = b"GGUF".to_vec();
+    f.extend_from_slice(&3u32.to_le_bytes());
+    f.extend_from_slice(&(t as u64).to_le_bytes());
+    f.extend_from_slice(&1u64.to_le_bytes());
+    s(&mut f, b"general.architecture");
+    f.extend_from_slice(&8u32.to_le_bytes());
+    s(&mut f, b"llama");
+    for i in 0..t {
+        s(&mut f, format!("{}{i:09}", "x".repeat(54)).as_bytes());
+        f.extend_from_slice(&1u32.to_le_bytes());
+        f.extend_from_slice(&8u64.to_le_bytes());
+        f.extend_from_slice(&0u32.to_le_bytes());
+        f.extend_from_slice(&(32 * i as u64).to_le_bytes());
+    }
+    f.resize(f.len().div_ceil(32) * 32 + 32 * t, 0);
+    f
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let arg = |name: &str, default: usize| {
@@ -217,6 +241,26 @@ fn main() {
             fmt_secs(s)
         );
     });
+
+    // Gguf::parse of T tensor records with 63-byte names sharing a prefix
+    // (names are checked unique: in passes of 256 names, so ~T^2/512
+    // hashes; the maximum is 8,192 tensors).
+    let counts = [1024usize, 2048, 4096, 8192];
+    let secs: Vec<f64> = counts
+        .iter()
+        .map(|&t| {
+            let file = many_tensors(t);
+            time(reps, || {
+                nanollama::Gguf::parse(&file).expect("parse");
+            })
+        })
+        .collect();
+    report(
+        "Gguf::parse, T tensors named with a 54-byte common prefix",
+        "tensors",
+        &counts,
+        &secs,
+    );
 
     // Penalties over LLaMA 3's vocabulary, a full window of distinct tokens.
     let n_vocab = 128_256;

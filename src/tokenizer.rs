@@ -215,7 +215,7 @@ pub struct Vocab<'a> {
 
 /// SipHash (Aumasson and Bernstein) with `C` compression and `D`
 /// finalization rounds, fed in pieces.
-struct Sip<const C: usize, const D: usize> {
+pub(crate) struct Sip<const C: usize, const D: usize> {
     v: [u64; 4],
     tail: u64,
     ntail: usize,
@@ -223,7 +223,7 @@ struct Sip<const C: usize, const D: usize> {
 }
 
 impl<const C: usize, const D: usize> Sip<C, D> {
-    fn new(k0: u64, k1: u64) -> Self {
+    pub(crate) fn new(k0: u64, k1: u64) -> Self {
         Self {
             v: [
                 k0 ^ 0x736f_6d65_7073_6575,
@@ -259,7 +259,7 @@ impl<const C: usize, const D: usize> Sip<C, D> {
         self.v[0] ^= m;
     }
 
-    fn write(&mut self, mut s: &[u8]) {
+    pub(crate) fn write(&mut self, mut s: &[u8]) {
         self.len = self.len.wrapping_add(s.len());
         while self.ntail > 0 && !s.is_empty() {
             self.tail |= (s[0] as u64) << (8 * self.ntail);
@@ -286,7 +286,7 @@ impl<const C: usize, const D: usize> Sip<C, D> {
         self.ntail = words.remainder().len();
     }
 
-    fn finish(mut self) -> u64 {
+    pub(crate) fn finish(mut self) -> u64 {
         let m = self.tail | ((self.len as u64) << 56);
         self.word(m);
         self.v[2] ^= 0xff;

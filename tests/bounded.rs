@@ -267,3 +267,38 @@ fn a_special_token_flood_costs_one_pass_per_length() {
     assert_eq!(Some(ids[0]), lead);
     assert!(ids[1..].iter().all(|&t| Some(t) == a));
 }
+
+/// 600 tensors, so that the name check runs in passes of 256 (the names of
+/// one pass against each other and against every later record): a
+/// duplicate is found in one pass, across passes and in the last, partial
+/// one; unique names parse.
+#[test]
+fn duplicate_tensor_names_are_found_in_every_pass() {
+    let file = |dup: Option<(usize, usize)>| {
+        let mut b = GgufBuilder::default();
+        b.kv_str("general.architecture", "llama");
+        for i in 0..600 {
+            let name = match dup {
+                Some((a, d)) if i == d => format!("blk.{a}.w"),
+                _ => format!("blk.{i}.w"),
+            };
+            b.tensor(&name, &[8], 0, vec![0; 32]);
+        }
+        b.build()
+    };
+    assert!(nanollama::Gguf::parse(&file(None)).is_ok());
+    for pair in [
+        (3, 200),
+        (0, 255),
+        (255, 256),
+        (10, 300),
+        (513, 599),
+        (0, 599),
+    ] {
+        assert_eq!(
+            nanollama::Gguf::parse(&file(Some(pair))).err(),
+            Some(Error::DuplicateTensor),
+            "{pair:?}"
+        );
+    }
+}
