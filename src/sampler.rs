@@ -962,8 +962,8 @@ mod tests {
     /// then one pass) grows as w log w from 1,024 to the largest window;
     /// comparing each entry with every earlier one, as before, grew as w².
     #[test]
-    // Large inputs and files: far too slow under Miri (the counting is
-    // plain arithmetic; the code paths run under Miri in smaller tests).
+    // Large inputs and files: far too slow under Miri, and the code they
+    // count (heaps, tables, the cut) is safe Rust.
     #[cfg_attr(miri, ignore)]
     fn penalties_cost_w_log_w() {
         let n_vocab = 128_256;

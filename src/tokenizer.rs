@@ -1897,8 +1897,8 @@ mod tests {
     /// in byte-level BPE). Merging by walking the word back to find the
     /// previous symbol, as the old BPE did, multiplies by 100 per step.
     #[test]
-    // Large inputs and files: far too slow under Miri (the counting is
-    // plain arithmetic; the code paths run under Miri in smaller tests).
+    // Large inputs and files: far too slow under Miri, and the code they
+    // count (heaps, tables, the cut) is safe Rust.
     #[cfg_attr(miri, ignore)]
     fn one_long_pre_token_costs_n_log_n() {
         let sizes = [1_000, 10_000, 100_000];
@@ -1973,8 +1973,8 @@ mod tests {
     /// the tokenizer's) grows linearly with the text; the old cut compared
     /// every token at every place (45 s for 100 KB).
     #[test]
-    // Large inputs and files: far too slow under Miri (the counting is
-    // plain arithmetic; the code paths run under Miri in smaller tests).
+    // Large inputs and files: far too slow under Miri, and the code they
+    // count (heaps, tables, the cut) is safe Rust.
     #[cfg_attr(miri, ignore)]
     fn a_special_token_flood_costs_linear_work() {
         let mut tokens: Vec<Vec<u8>> = std::vec![
