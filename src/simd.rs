@@ -462,14 +462,12 @@ impl QTiles {
     }
 
     /// Prepares input `x` into `out` ([`Self::row_bytes`]).
+    #[allow(unsafe_code)]
     pub fn prepare(&self, x: &[f32], out: &mut [u8]) {
         #[cfg(target_arch = "x86_64")]
-        match self.k {
-            avx2_q8::Q4_0 => avx2_q8::prepare::<{ avx2_q8::Q4_0 }>(x, out),
-            avx2_q8::Q5_0 => avx2_q8::prepare::<{ avx2_q8::Q5_0 }>(x, out),
-            avx2_q8::Q4_1 => avx2_q8::prepare::<{ avx2_q8::Q4_1 }>(x, out),
-            avx2_q8::Q5_1 => avx2_q8::prepare::<{ avx2_q8::Q5_1 }>(x, out),
-            _ => avx2_q8::prepare::<{ avx2_q8::Q8_0 }>(x, out),
+        // SAFETY: as in `block`.
+        unsafe {
+            avx2_q8::prepare_of(self.k, x, out)
         }
         #[cfg(not(target_arch = "x86_64"))]
         let _ = (x, out);

@@ -96,11 +96,52 @@ pub fn row_bytes(n: usize) -> usize {
 }
 
 /// Writes input `x` (a multiple of 32 values) into `out`
-/// ([`row_bytes`]) in the layout above, for weights of kind `K`.
+/// ([`row_bytes`]) in the layout above, for weights of kind `K`: per block
+/// `blocks::quantize_block_q8`'s quants, scale and sum (vectorized, the
+/// same operations: `max|x|`, `id = 127 / max`, `rint(x * id)` clamped to
+/// ±127, `d = max / 127`; a block with a NaN goes through the scalar code).
+#[target_feature(enable = "avx2,fma,f16c")]
+#[allow(unsafe_code)]
 pub fn prepare<const K: u8>(x: &[f32], out: &mut [u8]) {
     use half::f16 as F16;
+    let abs = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fff_ffff));
     for (o, xb) in out.chunks_exact_mut(ABB).zip(x.chunks_exact(32)) {
-        let (d, sum) = crate::blocks::quantize_block_q8(xb, &mut o[..32]);
+        let v: [__m256; 4] = core::array::from_fn(|k| {
+            let c = &xb[8 * k..8 * k + 8];
+            // SAFETY: 8 readable floats (the slice above); no alignment
+            // needed.
+            unsafe { _mm256_loadu_ps(c.as_ptr()) }
+        });
+        let nan = v.iter().fold(_mm256_setzero_ps(), |m, &v| {
+            _mm256_or_ps(m, _mm256_cmp_ps::<_CMP_UNORD_Q>(v, v))
+        });
+        let (d, sum) = if _mm256_movemask_ps(nan) != 0 {
+            crate::blocks::quantize_block_q8(xb, &mut o[..32])
+        } else {
+            let a = v.map(|v| _mm256_and_ps(v, abs));
+            let m = _mm256_max_ps(_mm256_max_ps(a[0], a[1]), _mm256_max_ps(a[2], a[3]));
+            let m = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+            let m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+            let am = _mm_cvtss_f32(_mm_max_ss(m, _mm_movehdup_ps(m)));
+            let id = _mm256_set1_ps(if am != 0.0 { 127.0 / am } else { 0.0 });
+            let (lo, hi) = (_mm256_set1_epi32(-127), _mm256_set1_epi32(127));
+            let q = v.map(|v| {
+                let r = _mm256_round_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(
+                    _mm256_mul_ps(v, id),
+                );
+                _mm256_min_epi32(_mm256_max_epi32(_mm256_cvtps_epi32(r), lo), hi)
+            });
+            let s = _mm256_add_epi32(_mm256_add_epi32(q[0], q[1]), _mm256_add_epi32(q[2], q[3]));
+            let b = _mm256_packs_epi16(
+                _mm256_packs_epi32(q[0], q[1]),
+                _mm256_packs_epi32(q[2], q[3]),
+            );
+            let b = _mm256_permutevar8x32_epi32(b, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+            let oq = &mut o[..32];
+            // SAFETY: 32 writable bytes (the slice above).
+            unsafe { _mm256_storeu_si256(oq.as_mut_ptr().cast(), b) };
+            (am / 127.0, hsum_i32(s))
+        };
         o[32..36].copy_from_slice(&F16::from_f32(d).to_f32().to_le_bytes());
         let extra = if has_min(K) {
             F16::from_f32(d * sum as f32).to_f32().to_le_bytes()
@@ -346,6 +387,18 @@ pub fn block<const K: u8>(w: &[u8], wrb: usize, a: &[&[u8]], n: usize, out: &mut
         [a0, a1] => rows::<K, 2>(w, wrb, [a0, a1], n, out),
         [a0] => rows::<K, 1>(w, wrb, [a0], n, out),
         _ => panic!("1 to 4 inputs"),
+    }
+}
+
+/// [`prepare`] for kind `k`.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub fn prepare_of(k: u8, x: &[f32], out: &mut [u8]) {
+    match k {
+        Q4_0 => prepare::<Q4_0>(x, out),
+        Q4_1 => prepare::<Q4_1>(x, out),
+        Q5_0 => prepare::<Q5_0>(x, out),
+        Q5_1 => prepare::<Q5_1>(x, out),
+        _ => prepare::<Q8_0>(x, out),
     }
 }
 
