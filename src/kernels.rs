@@ -302,7 +302,7 @@ fn tiles_matmul(
 
 /// The 32-weight block types on AVX2 ([`crate::simd::QTiles`]): the
 /// inputs prepared once (in tasks of whole tokens for a batch), then tiles
-/// of 8 rows x up to four inputs, a single token too, so that every output
+/// of 8 rows x up to eight inputs, a single token too, so that every output
 /// has the same bits whatever the batch; false (nothing done) where they do
 /// not apply (another type or level, too small a scratch).
 fn qtiles_matmul(
@@ -364,7 +364,7 @@ fn qtiles_many(
         let shared = DisjointMut::new(out);
         // One input: all the task's rows in one pass. A batch: rows in
         // tiles of about 16 KB of weights (a multiple of the tiles' 8 rows)
-        // that stay in cache while the inputs pass, four at a time.
+        // that stay in cache while the inputs pass, eight at a time.
         let tile = if n_tok == 1 {
             rows
         } else {
@@ -379,13 +379,17 @@ fn qtiles_many(
                 let wb = &w.data[t0 * w.row_bytes..t1 * w.row_bytes];
                 let mut b = 0;
                 while b < n_tok {
-                    let c = (n_tok - b).min(4);
+                    let c = if n_tok - b >= 8 {
+                        8
+                    } else {
+                        (n_tok - b).min(4)
+                    };
                     #[allow(unsafe_code)]
                     // SAFETY: task t alone owns rows r0..r1 of every token's
                     // output row, and the views are dropped before the next
                     // are taken.
                     let (a, mut o) =
-                        unsafe { token_views::<4>(buf, rb, &shared, b, c, n_tok, rows, t0..t1) };
+                        unsafe { token_views::<8>(buf, rb, &shared, b, c, n_tok, rows, t0..t1) };
                     k.block(wb, w.row_bytes, &a[..c], cols, &mut o[..c]);
                     b += c;
                 }

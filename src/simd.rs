@@ -412,7 +412,7 @@ mod avx2_q8;
 
 /// The AVX2 tiles of the 32-weight block types (Q4_0, Q4_1, Q5_0, Q5_1,
 /// Q8_0) over inputs prepared in their own layout (`avx2_q8`: llama.cpp's
-/// Q8_0/Q8_1 values): 8 rows x up to four inputs per call, each result
+/// Q8_0/Q8_1 values): 8 rows x 1 to 4 or 8 inputs per call, each result
 /// bit-identical to the one-input kernel [`dot_act`] uses for these types
 /// at the AVX2 level. A value exists only where the CPU has AVX2, FMA and
 /// F16C.
@@ -474,7 +474,7 @@ impl QTiles {
     }
 
     /// `out[c][r] = dot(row r of w, input c)`, `w` whole rows of `wrb`
-    /// bytes (`n` weights each), `a` 1 to 4 prepared inputs (`out[c]` as
+    /// bytes (`n` weights each), `a` 1 to 4 or 8 prepared inputs (`out[c]` as
     /// long as there are rows). The same bits whatever the grouping.
     #[allow(unsafe_code)]
     pub fn block(&self, w: &[u8], wrb: usize, a: &[&[u8]], n: usize, out: &mut [&mut [f32]]) {
@@ -1064,7 +1064,7 @@ mod tests {
 
     /// Not a check: the AVX2 tiles of the 32-weight block types on weights
     /// in cache, best of many trials (`cargo test --release --lib
-    /// qtile_speed -- --ignored --nocapture`), one input and four at a time.
+    /// qtile_speed -- --ignored --nocapture`), one, four and eight inputs at a time.
     #[cfg(target_arch = "x86_64")]
     #[test]
     #[ignore]
@@ -1078,7 +1078,7 @@ mod tests {
             let k = qtiles(t).unwrap();
             let w = random_rows(&mut rng, t, n, nrows);
             let wrb = w.len() / nrows;
-            let xa: std::vec::Vec<std::vec::Vec<u8>> = (0..4)
+            let xa: std::vec::Vec<std::vec::Vec<u8>> = (0..8)
                 .map(|_| {
                     let x: std::vec::Vec<f32> = (0..n).map(|_| rng.f()).collect();
                     let mut xa = std::vec![0u8; k.row_bytes(n)];
@@ -1092,7 +1092,7 @@ mod tests {
                 let mut best = f64::MAX;
                 for _ in 0..300 {
                     let t0 = std::time::Instant::now();
-                    for _ in 0..4 / c {
+                    for _ in 0..8 / c {
                         let mut o: std::vec::Vec<&mut [f32]> =
                             out.iter_mut().map(|o| &mut o[..]).collect();
                         k.block(&w, wrb, &a, n, &mut o);
@@ -1100,16 +1100,16 @@ mod tests {
                     best = best.min(t0.elapsed().as_secs_f64());
                     std::hint::black_box(&out);
                 }
-                (4 / c * c * n * nrows) as f64 / best / 1e9
+                (8 / c * c * n * nrows) as f64 / best / 1e9
             };
-            let (one, four) = (best(1), best(4));
-            std::println!("{t:?}: one {one:.1} GMAC/s, four {four:.1} GMAC/s");
+            let (one, four, eight) = (best(1), best(4), best(8));
+            std::println!("{t:?}: one {one:.1}, four {four:.1}, eight {eight:.1} GMAC/s");
         }
     }
 
     /// The AVX2 tiles of the 32-weight block types (`avx2_q8`): the
     /// prepared inputs hold exactly the scalar conversion's quants, scales
-    /// and sums, and every output of every tile shape (1 to 4 inputs, any
+    /// and sums, and every output of every tile shape (1 to 4 or 8 inputs, any
     /// grouping of rows, row counts that leave a partial group of 8) has
     /// exactly the bits of the one-input kernel (the one `dot_act` runs for
     /// these types) and is within tolerance of the scalar reference; odd
@@ -1137,7 +1137,7 @@ mod tests {
                     wbuf[1..].copy_from_slice(&wr);
                     let w = &wbuf[1..];
                     let wrb = t.row_bytes(n).unwrap();
-                    let mut xs: std::vec::Vec<std::vec::Vec<f32>> = (0..6)
+                    let mut xs: std::vec::Vec<std::vec::Vec<f32>> = (0..10)
                         .map(|_| (0..n).map(|_| rng.f() * 3.0).collect())
                         .collect();
                     // A block of zeros, and one with a single large value.
@@ -1199,7 +1199,7 @@ mod tests {
                                 .collect()
                         })
                         .collect();
-                    for c in 1..=4 {
+                    for c in [1, 2, 3, 4, 8] {
                         for cut in [0, 3, 8, 11] {
                             let cut = cut.min(nr);
                             let mut out = std::vec![std::vec![0f32; nr]; c];
@@ -1228,7 +1228,7 @@ mod tests {
                 }
             }
         }
-        assert_eq!(checked, 5 * 6 * (1 + 7 + 8 + 19) * 4 * 10);
+        assert_eq!(checked, 5 * 6 * (1 + 7 + 8 + 19) * 4 * 18);
     }
 
     /// The AVX2 F16/BF16 tiles (`avx2_f16`): the prepared inputs are the

@@ -1,6 +1,6 @@
 //! The 32-weight block types (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0) on AVX2, FMA
 //! and F16C against inputs prepared in a layout of their own: tiles of 8
-//! weight rows x 1 to 4 inputs, the integer work of every block done for 4
+//! weight rows x 1 to 4 or 8 inputs, the integer work of every block done for 4
 //! rows per vector and the float work (one convert, one multiply-add) for
 //! 8 rows per vector. A prompt and a single token go through the same
 //! tiles.
@@ -376,17 +376,20 @@ fn rows<const K: u8, const C: usize>(
     }
 }
 
-/// `out[c][r] = dot(row r of w, input c)` for 1 to 4 prepared inputs `a`
+/// `out[c][r] = dot(row r of w, input c)` for 1 to 4 or 8 prepared inputs `a`
 /// (`out[c]` as long as there are rows).
 #[target_feature(enable = "avx2,fma,f16c")]
 pub fn block<const K: u8>(w: &[u8], wrb: usize, a: &[&[u8]], n: usize, out: &mut [&mut [f32]]) {
     assert!(wrb >= n / 32 * wbb(K) && out.len() == a.len());
     match *a {
+        [a0, a1, a2, a3, a4, a5, a6, a7] => {
+            rows::<K, 8>(w, wrb, [a0, a1, a2, a3, a4, a5, a6, a7], n, out)
+        }
         [a0, a1, a2, a3] => rows::<K, 4>(w, wrb, [a0, a1, a2, a3], n, out),
         [a0, a1, a2] => rows::<K, 3>(w, wrb, [a0, a1, a2], n, out),
         [a0, a1] => rows::<K, 2>(w, wrb, [a0, a1], n, out),
         [a0] => rows::<K, 1>(w, wrb, [a0], n, out),
-        _ => panic!("1 to 4 inputs"),
+        _ => panic!("1 to 4 or 8 inputs"),
     }
 }
 
