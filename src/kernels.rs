@@ -33,6 +33,7 @@ pub fn matmul(
     if let Some(buf) = act.as_deref_mut() {
         if wide_matmul(par, &[w], x, n_tok, &mut [out], buf)
             || tiles_matmul(par, w, x, n_tok, out, buf)
+            || qtiles_matmul(par, w, x, n_tok, out, buf)
         {
             return;
         }
@@ -129,7 +130,7 @@ pub fn matmul_many(
 ) {
     let mut act = act;
     if let Some(buf) = act.as_deref_mut() {
-        if wide_matmul(par, ws, x, n_tok, outs, buf) {
+        if wide_matmul(par, ws, x, n_tok, outs, buf) || qtiles_many(par, ws, x, n_tok, outs, buf) {
             return;
         }
     }
@@ -296,6 +297,106 @@ fn tiles_matmul(
             t0 = t1;
         }
     });
+    true
+}
+
+/// The 32-weight block types on AVX2 ([`crate::simd::QTiles`]): the
+/// inputs prepared once (in tasks of whole tokens for a batch), then tiles
+/// of 8 rows x up to eight inputs, a single token too, so that every output
+/// has the same bits whatever the batch; false (nothing done) where they do
+/// not apply (another type or level, too small a scratch).
+fn qtiles_matmul(
+    par: &dyn Parallel,
+    w: &Matrix<'_>,
+    x: &[f32],
+    n_tok: usize,
+    out: &mut [f32],
+    buf: &mut [u8],
+) -> bool {
+    qtiles_many(par, &[w], x, n_tok, &mut [out], buf)
+}
+
+/// [`qtiles_matmul`] for several matrices of one type and width meeting
+/// the same input: prepared once for all.
+fn qtiles_many(
+    par: &dyn Parallel,
+    ws: &[&Matrix<'_>],
+    x: &[f32],
+    n_tok: usize,
+    outs: &mut [&mut [f32]],
+    buf: &mut [u8],
+) -> bool {
+    let Some(w0) = ws.first() else {
+        return true;
+    };
+    if ws.iter().any(|w| w.ty != w0.ty || w.cols != w0.cols) {
+        return false;
+    }
+    let Some(k) = crate::simd::qtiles(w0.ty) else {
+        return false;
+    };
+    let cols = w0.cols;
+    let rb = k.row_bytes(cols);
+    if rb * n_tok > buf.len() {
+        return false;
+    }
+    let x = &x[..n_tok * cols];
+    let buf = &mut buf[..n_tok * rb];
+    if n_tok < 4 {
+        for (o, xb) in buf.chunks_exact_mut(rb).zip(x.chunks_exact(cols)) {
+            k.prepare(xb, o);
+        }
+    } else {
+        for_rows(par, buf, rb, 1, 2, &|b0, o| {
+            for (o, xb) in o
+                .chunks_exact_mut(rb)
+                .zip(x[b0 * cols..].chunks_exact(cols))
+            {
+                k.prepare(xb, o);
+            }
+        });
+    }
+    let buf = &*buf;
+    for (w, out) in ws.iter().zip(outs.iter_mut()) {
+        let rows = w.rows;
+        let out = &mut out[..n_tok * rows];
+        let (n_tasks, per) = split(par, rows, MIN_ROWS_PER_TASK, MIN_ROWS_PER_TASK);
+        let shared = DisjointMut::new(out);
+        // One input: all the task's rows in one pass. A batch: rows in
+        // tiles of about 16 KB of weights (a multiple of the tiles' 8 rows)
+        // that stay in cache while the inputs pass, eight at a time.
+        let tile = if n_tok == 1 {
+            rows
+        } else {
+            (16 * 1024 / w.row_bytes.max(1) / 8 * 8).clamp(8, 128)
+        };
+        par.run(n_tasks, &|t| {
+            let r0 = t * per;
+            let r1 = (r0 + per).min(rows);
+            let mut t0 = r0;
+            while t0 < r1 {
+                let t1 = (t0 + tile).min(r1);
+                let wb = &w.data[t0 * w.row_bytes..t1 * w.row_bytes];
+                let mut b = 0;
+                while b < n_tok {
+                    let c = if n_tok - b >= 8 {
+                        8
+                    } else {
+                        (n_tok - b).min(4)
+                    };
+                    #[allow(unsafe_code)]
+                    // SAFETY: task t alone owns rows r0..r1 of every token's
+                    // output row, and the views are dropped before the next
+                    // are taken.
+                    let (a, mut o) =
+                        unsafe { token_views::<8>(buf, rb, &shared, b, c, n_tok, rows, t0..t1) };
+                    k.block(wb, w.row_bytes, &a[..c], cols, &mut o[..c]);
+                    b += c;
+                }
+                t0 = t1;
+            }
+        });
+    }
     true
 }
 

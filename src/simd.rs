@@ -170,15 +170,15 @@ fn avx2_kernel(t: crate::quant::WeightType) -> Option<Kernel> {
     {
         use crate::quant::WeightType as W;
         Some(match t {
-            W::Q8_0 => avx2::dot_q8_0,
-            W::Q4_0 => avx2::dot_q4_0,
+            W::Q8_0 => avx2_q8::dot::<{ avx2_q8::Q8_0 }>,
+            W::Q4_0 => avx2_q8::dot::<{ avx2_q8::Q4_0 }>,
             W::F16 => x86::dot_f16,
             W::F32 => x86::dot_f32,
             W::Q4_K => avx2::dot_q4_k,
             W::Q6_K => avx2::dot_q6_k,
-            W::Q4_1 => avx2::dot_q4_1,
-            W::Q5_0 => avx2::dot_q5_0,
-            W::Q5_1 => avx2::dot_q5_1,
+            W::Q4_1 => avx2_q8::dot::<{ avx2_q8::Q4_1 }>,
+            W::Q5_0 => avx2_q8::dot::<{ avx2_q8::Q5_0 }>,
+            W::Q5_1 => avx2_q8::dot::<{ avx2_q8::Q5_1 }>,
             W::Q2_K => avx2::dot_q2_k,
             W::Q3_K => avx2::dot_q3_k,
             W::Q5_K => avx2::dot_q5_k,
@@ -201,12 +201,7 @@ fn avx2_kernel4(t: crate::quant::WeightType) -> Option<Kernel4> {
     {
         use crate::quant::WeightType as W;
         Some(match t {
-            W::Q8_0 => avx2::dot4_q8_0,
-            W::Q4_0 => avx2::dot4_q4_0,
             W::F16 => x86::dot4_f16,
-            W::Q4_1 => avx2::dot4_q4_1,
-            W::Q5_0 => avx2::dot4_q5_0,
-            W::Q5_1 => avx2::dot4_q5_1,
             W::BF16 => avx2::dot4_bf16,
             W::Q2_K => avx2::dot4_q2_k,
             W::Q3_K => avx2::dot4_q3_k,
@@ -411,6 +406,88 @@ mod avx2;
 
 #[cfg(target_arch = "x86_64")]
 mod avx2_f16;
+
+#[cfg(target_arch = "x86_64")]
+mod avx2_q8;
+
+/// The AVX2 tiles of the 32-weight block types (Q4_0, Q4_1, Q5_0, Q5_1,
+/// Q8_0) over inputs prepared in their own layout (`avx2_q8`: llama.cpp's
+/// Q8_0/Q8_1 values): 8 rows x 1 to 4 or 8 inputs per call, each result
+/// bit-identical to the one-input kernel [`dot_act`] uses for these types
+/// at the AVX2 level. A value exists only where the CPU has AVX2, FMA and
+/// F16C.
+#[derive(Clone, Copy)]
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+pub struct QTiles {
+    k: u8,
+}
+
+/// The AVX2 tiles for weights of type `t`, if the fast x86 kernels are in
+/// use and `t` is one of the 32-weight block types.
+pub fn qtiles(t: crate::quant::WeightType) -> Option<QTiles> {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use crate::quant::WeightType as W;
+        if !x86_fast() {
+            return None;
+        }
+        let k = match t {
+            W::Q4_0 => avx2_q8::Q4_0,
+            W::Q4_1 => avx2_q8::Q4_1,
+            W::Q5_0 => avx2_q8::Q5_0,
+            W::Q5_1 => avx2_q8::Q5_1,
+            W::Q8_0 => avx2_q8::Q8_0,
+            _ => return None,
+        };
+        Some(QTiles { k })
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = t;
+        None
+    }
+}
+
+impl QTiles {
+    /// Bytes of one prepared input of `n` values.
+    pub fn row_bytes(&self, n: usize) -> usize {
+        #[cfg(target_arch = "x86_64")]
+        {
+            avx2_q8::row_bytes(n)
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            n
+        }
+    }
+
+    /// Prepares input `x` into `out` ([`Self::row_bytes`]).
+    #[allow(unsafe_code)]
+    pub fn prepare(&self, x: &[f32], out: &mut [u8]) {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: as in `block`.
+        unsafe {
+            avx2_q8::prepare_of(self.k, x, out)
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        let _ = (x, out);
+    }
+
+    /// `out[c][r] = dot(row r of w, input c)`, `w` whole rows of `wrb`
+    /// bytes (`n` weights each), `a` 1 to 4 or 8 prepared inputs (`out[c]` as
+    /// long as there are rows). The same bits whatever the grouping.
+    #[allow(unsafe_code)]
+    pub fn block(&self, w: &[u8], wrb: usize, a: &[&[u8]], n: usize, out: &mut [&mut [f32]]) {
+        assert!(out.iter().all(|o| o.len() * wrb == w.len()));
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: `QTiles` exists only where the CPU has AVX2, FMA and F16C.
+        unsafe {
+            avx2_q8::block_of(self.k, w, wrb, a, n, out)
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        let _ = (w, wrb, a, n, out);
+    }
+}
 
 /// The AVX2 tiles of F16 and BF16 weights over inputs prepared as f32
 /// (`avx2_f16`): several rows x up to four inputs per call, each result
@@ -879,20 +956,9 @@ mod tests {
         }
         let mut rng = Rng(5);
         let mut checked = 0;
-        for t in [
-            W::Q8_0,
-            W::Q4_0,
-            W::F16,
-            W::Q4_1,
-            W::Q5_0,
-            W::Q5_1,
-            W::BF16,
-            W::Q2_K,
-            W::Q3_K,
-            W::Q4_K,
-            W::Q5_K,
-            W::Q6_K,
-        ] {
+        // (The 32-weight block types have no four-row kernel: see
+        // `qtiles_equal_one_input_kernels_and_the_scalar_reference`.)
+        for t in [W::F16, W::BF16, W::Q2_K, W::Q3_K, W::Q4_K, W::Q5_K, W::Q6_K] {
             let at = t.act_type();
             let k1 = avx2_kernel(t).unwrap();
             let k4 = avx2_kernel4(t).unwrap();
@@ -931,7 +997,7 @@ mod tests {
                 }
             }
         }
-        assert_eq!(checked, 12 * 5 * 3 * 4);
+        assert_eq!(checked, 7 * 5 * 3 * 4);
     }
 
     /// Not a check: the AVX2 kernels' speed on weights in cache, best of
@@ -947,20 +1013,7 @@ mod tests {
         }
         let mut rng = Rng(3);
         let (n, nrows) = (2048, 64);
-        for t in [
-            W::Q8_0,
-            W::Q4_0,
-            W::Q4_1,
-            W::Q5_0,
-            W::Q5_1,
-            W::Q2_K,
-            W::Q3_K,
-            W::Q4_K,
-            W::Q5_K,
-            W::Q6_K,
-            W::F16,
-            W::BF16,
-        ] {
+        for t in [W::Q2_K, W::Q3_K, W::Q4_K, W::Q5_K, W::Q6_K, W::F16, W::BF16] {
             let at = t.act_type();
             let w = random_rows(&mut rng, t, n, nrows);
             let wrb = w.len() / nrows;
@@ -1007,6 +1060,175 @@ mod tests {
             });
             std::println!("{t:?}: one {one:.1} GMAC/s, four {four:.1} GMAC/s");
         }
+    }
+
+    /// Not a check: the AVX2 tiles of the 32-weight block types on weights
+    /// in cache, best of many trials (`cargo test --release --lib
+    /// qtile_speed -- --ignored --nocapture`), one, four and eight inputs at a time.
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    #[ignore]
+    fn qtile_speed() {
+        if !matches!(probe(), AVX2 | AVX512) {
+            return;
+        }
+        let mut rng = Rng(3);
+        let (n, nrows) = (2048, 64);
+        for t in [W::Q8_0, W::Q4_0, W::Q4_1, W::Q5_0, W::Q5_1] {
+            let k = qtiles(t).unwrap();
+            let w = random_rows(&mut rng, t, n, nrows);
+            let wrb = w.len() / nrows;
+            let xa: std::vec::Vec<std::vec::Vec<u8>> = (0..8)
+                .map(|_| {
+                    let x: std::vec::Vec<f32> = (0..n).map(|_| rng.f()).collect();
+                    let mut xa = std::vec![0u8; k.row_bytes(n)];
+                    k.prepare(&x, &mut xa);
+                    xa
+                })
+                .collect();
+            let best = |c: usize| {
+                let a: std::vec::Vec<&[u8]> = xa[..c].iter().map(|a| &a[..]).collect();
+                let mut out = std::vec![std::vec![0f32; nrows]; c];
+                let mut best = f64::MAX;
+                for _ in 0..300 {
+                    let t0 = std::time::Instant::now();
+                    for _ in 0..8 / c {
+                        let mut o: std::vec::Vec<&mut [f32]> =
+                            out.iter_mut().map(|o| &mut o[..]).collect();
+                        k.block(&w, wrb, &a, n, &mut o);
+                    }
+                    best = best.min(t0.elapsed().as_secs_f64());
+                    std::hint::black_box(&out);
+                }
+                (8 / c * c * n * nrows) as f64 / best / 1e9
+            };
+            let (one, four, eight) = (best(1), best(4), best(8));
+            std::println!("{t:?}: one {one:.1}, four {four:.1}, eight {eight:.1} GMAC/s");
+        }
+    }
+
+    /// The AVX2 tiles of the 32-weight block types (`avx2_q8`): the
+    /// prepared inputs hold exactly the scalar conversion's quants, scales
+    /// and sums, and every output of every tile shape (1 to 4 or 8 inputs, any
+    /// grouping of rows, row counts that leave a partial group of 8) has
+    /// exactly the bits of the one-input kernel (the one `dot_act` runs for
+    /// these types) and is within tolerance of the scalar reference; odd
+    /// block counts, rows and inputs at odd offsets, random quant bytes
+    /// (Q8_0's -128 included).
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn qtiles_equal_one_input_kernels_and_the_scalar_reference() {
+        if !matches!(probe(), AVX2 | AVX512) {
+            std::println!("no x86 kernels on this CPU: nothing to compare");
+            return;
+        }
+        let mut rng = Rng(13);
+        let mut checked = 0;
+        for t in [W::Q4_0, W::Q4_1, W::Q5_0, W::Q5_1, W::Q8_0] {
+            let tiles = qtiles(t).unwrap();
+            let k1 = avx2_kernel(t).unwrap();
+            let at = t.act_type();
+            let q81 = at == crate::quant::ActType::Q8_1;
+            let abb = if q81 { 36 } else { 34 };
+            for n in [32usize, 64, 96, 224, 576, 1056] {
+                for nr in [1usize, 7, 8, 19] {
+                    let wr = random_rows(&mut rng, t, n, nr);
+                    let mut wbuf = std::vec![0u8; wr.len() + 1];
+                    wbuf[1..].copy_from_slice(&wr);
+                    let w = &wbuf[1..];
+                    let wrb = t.row_bytes(n).unwrap();
+                    let mut xs: std::vec::Vec<std::vec::Vec<f32>> = (0..10)
+                        .map(|_| (0..n).map(|_| rng.f() * 3.0).collect())
+                        .collect();
+                    // A block of zeros, and one with a single large value.
+                    xs[0][..32].fill(0.0);
+                    xs[1][n - 1] = 1000.0;
+                    let acts: std::vec::Vec<std::vec::Vec<u8>> = xs
+                        .iter()
+                        .map(|x| {
+                            let mut a = std::vec![0u8; at.row_bytes(n) + 1];
+                            quantize_act(at, x, &mut a[1..]);
+                            a
+                        })
+                        .collect();
+                    let prepared: std::vec::Vec<std::vec::Vec<u8>> = xs
+                        .iter()
+                        .map(|x| {
+                            let mut p = std::vec![0u8; tiles.row_bytes(n) + 1];
+                            tiles.prepare(x, &mut p[1..]);
+                            p
+                        })
+                        .collect();
+                    for (a, p) in acts.iter().zip(&prepared) {
+                        for (sb, pb) in a[1..].chunks_exact(abb).zip(p[1..].chunks_exact(40)) {
+                            let f16_at = |o: usize| {
+                                half::f16::from_bits(u16::from_le_bytes([sb[o], sb[o + 1]]))
+                                    .to_f32()
+                            };
+                            assert_eq!(&sb[abb - 32..], &pb[..32], "{t:?} quants");
+                            assert_eq!(f16_at(0).to_le_bytes(), pb[32..36], "{t:?} d");
+                            let extra = if q81 {
+                                f16_at(2).to_le_bytes()
+                            } else {
+                                let s: i32 = sb[2..].iter().map(|&q| q as i8 as i32).sum();
+                                let off = match t {
+                                    W::Q4_0 => 8,
+                                    W::Q5_0 => 16,
+                                    _ => 0,
+                                };
+                                (off * s).to_le_bytes()
+                            };
+                            assert_eq!(extra, pb[36..40], "{t:?} sums");
+                        }
+                    }
+                    let one: std::vec::Vec<std::vec::Vec<u32>> = acts
+                        .iter()
+                        .map(|a| {
+                            (0..nr)
+                                .map(|r| {
+                                    let row = &w[r * wrb..(r + 1) * wrb];
+                                    // SAFETY: the probe found AVX2, FMA and F16C.
+                                    #[allow(unsafe_code)]
+                                    let v = unsafe { k1(row, &a[1..], n) };
+                                    let slow = dot_act_scalar(t, row, &a[1..], n);
+                                    let tol = 1e-5 * (n as f32).sqrt() * slow.abs().max(1.0);
+                                    let near = v == slow || (v - slow).abs() <= tol;
+                                    assert!(near, "{t:?} n={n}: {v} vs {slow}");
+                                    v.to_bits()
+                                })
+                                .collect()
+                        })
+                        .collect();
+                    for c in [1, 2, 3, 4, 8] {
+                        for cut in [0, 3, 8, 11] {
+                            let cut = cut.min(nr);
+                            let mut out = std::vec![std::vec![0f32; nr]; c];
+                            let a: std::vec::Vec<&[u8]> =
+                                prepared[2..2 + c].iter().map(|p| &p[1..]).collect();
+                            for (r0, r1) in [(0, cut), (cut, nr)] {
+                                if r0 == r1 {
+                                    continue;
+                                }
+                                let mut o: std::vec::Vec<&mut [f32]> =
+                                    out.iter_mut().map(|o| &mut o[r0..r1]).collect();
+                                tiles.block(&w[r0 * wrb..r1 * wrb], wrb, &a, n, &mut o);
+                            }
+                            for (k, o) in out.iter().enumerate() {
+                                for r in 0..nr {
+                                    assert_eq!(
+                                        o[r].to_bits(),
+                                        one[2 + k][r],
+                                        "{t:?} n={n} nr={nr} c={c} cut={cut} input {k} row {r}"
+                                    );
+                                    checked += 1;
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        assert_eq!(checked, 5 * 6 * (1 + 7 + 8 + 19) * 4 * 18);
     }
 
     /// The AVX2 F16/BF16 tiles (`avx2_f16`): the prepared inputs are the
