@@ -394,7 +394,7 @@ fn sum_2bit<const R: usize>(
 /// the activation sums of 16 in one `madd`. One float accumulator per row:
 /// per block `+ d * d_a * sums`, then `- dmin * d_a * mins`.
 #[target_feature(enable = "avx2,fma,f16c")]
-fn dot_q2k<const R: usize>(w: &[u8], a: [&[u8]; R], n: usize) -> [f32; R] {
+pub(super) fn dot_q2k<const R: usize>(w: &[u8], a: [&[u8]; R], n: usize) -> [f32; R] {
     let nb = n / 256;
     let w = &w[..nb * 84];
     let a = a.map(|a| &a[..nb * 292]);
@@ -454,7 +454,7 @@ fn q3k_scales(sc: &[u8]) -> [u8; 16] {
 /// and scaled per sub-block of 16 in the i16 → i32 step; `4 * scale` meets
 /// the activation sums. One float multiply-add per block and row.
 #[target_feature(enable = "avx2,fma,f16c")]
-fn dot_q3k<const R: usize>(w: &[u8], a: [&[u8]; R], n: usize) -> [f32; R] {
+pub(super) fn dot_q3k<const R: usize>(w: &[u8], a: [&[u8]; R], n: usize) -> [f32; R] {
     let nb = n / 256;
     let w = &w[..nb * 110];
     let a = a.map(|a| &a[..nb * 292]);
@@ -517,7 +517,11 @@ fn k4_scales_mins(sc: &[u8]) -> (u64, u64) {
 /// sub-block in one `madd`. One float accumulator per row: per block
 /// `+ d * d_a * sums`, then `- dmin * d_a * mins`.
 #[target_feature(enable = "avx2,fma,f16c")]
-fn dot_k45<const FIFTH: bool, const R: usize>(w: &[u8], a: [&[u8]; R], n: usize) -> [f32; R] {
+pub(super) fn dot_k45<const FIFTH: bool, const R: usize>(
+    w: &[u8],
+    a: [&[u8]; R],
+    n: usize,
+) -> [f32; R] {
     let (bb, qs_at) = if FIFTH { (176, 48) } else { (144, 16) };
     let nb = n / 256;
     let w = &w[..nb * bb];
@@ -601,7 +605,7 @@ pub fn dot4_q5_k(w: &[u8], a: [&[u8]; 4], n: usize) -> [f32; 4] {
 /// offset of 32 meets the activation sums of 16 in one `madd`. One float
 /// multiply-add per block and row.
 #[target_feature(enable = "avx2,fma,f16c")]
-fn dot_q6k<const R: usize>(w: &[u8], a: [&[u8]; R], n: usize) -> [f32; R] {
+pub(super) fn dot_q6k<const R: usize>(w: &[u8], a: [&[u8]; R], n: usize) -> [f32; R] {
     let nb = n / 256;
     let w = &w[..nb * 210];
     let a = a.map(|a| &a[..nb * 292]);
