@@ -346,6 +346,27 @@ fn q8k_d(ab: &[u8]) -> f32 {
     f32::from_le_bytes([ab[0], ab[1], ab[2], ab[3]])
 }
 
+/// The first `nb` blocks of `R` Q8_K rows.
+#[inline(always)]
+fn q8k_rows<const R: usize>(a: [&[u8]; R], nb: usize) -> [&[u8]; R] {
+    // (A loop, not `map`: `map` is not always inlined.)
+    let mut out: [&[u8]; R] = [&[]; R];
+    for (o, a) in out.iter_mut().zip(a) {
+        *o = &a[..nb * 292];
+    }
+    out
+}
+
+/// The sum of the lanes of each of `R` accumulators (`hsum`).
+#[target_feature(enable = "avx2,fma,f16c")]
+fn hsums<const R: usize>(acc: [__m256; R]) -> [f32; R] {
+    let mut out = [0f32; R];
+    for (o, v) in out.iter_mut().zip(acc) {
+        *o = hsum(v);
+    }
+    out
+}
+
 /// The activation blocks of block `i` of `R` Q8_K rows.
 #[inline(always)]
 fn q8k_blocks<const R: usize>(a: [&[u8]; R], i: usize) -> [&[u8]; R] {
@@ -397,7 +418,7 @@ fn sum_2bit<const R: usize>(
 pub(super) fn dot_q2k<const R: usize>(w: &[u8], a: [&[u8]; R], n: usize) -> [f32; R] {
     let nb = n / 256;
     let w = &w[..nb * 84];
-    let a = a.map(|a| &a[..nb * 292]);
+    let a = q8k_rows(a, nb);
     let m4 = _mm_set1_epi8(0x0f);
     let mut acc = [_mm256_setzero_ps(); R];
     for (i, wb) in w.chunks_exact(84).enumerate() {
@@ -414,7 +435,7 @@ pub(super) fn dot_q2k<const R: usize>(w: &[u8], a: [&[u8]; R], n: usize) -> [f32
             *acc = _mm256_fnmadd_ps(_mm256_set1_ps(dmin * da), _mm256_cvtepi32_ps(m), s);
         }
     }
-    acc.map(|v| hsum(v))
+    hsums(acc)
 }
 
 #[target_feature(enable = "avx2,fma,f16c")]
@@ -457,7 +478,7 @@ fn q3k_scales(sc: &[u8]) -> [u8; 16] {
 pub(super) fn dot_q3k<const R: usize>(w: &[u8], a: [&[u8]; R], n: usize) -> [f32; R] {
     let nb = n / 256;
     let w = &w[..nb * 110];
-    let a = a.map(|a| &a[..nb * 292]);
+    let a = q8k_rows(a, nb);
     let bit = _mm256_set1_epi8(1);
     let mut acc = [_mm256_setzero_ps(); R];
     for (i, wb) in w.chunks_exact(110).enumerate() {
@@ -481,7 +502,7 @@ pub(super) fn dot_q3k<const R: usize>(w: &[u8], a: [&[u8]; R], n: usize) -> [f32
             *acc = _mm256_fmadd_ps(_mm256_set1_ps(d * da), _mm256_cvtepi32_ps(total), *acc);
         }
     }
-    acc.map(|v| hsum(v))
+    hsums(acc)
 }
 
 #[target_feature(enable = "avx2,fma,f16c")]
@@ -497,7 +518,7 @@ pub fn dot4_q3_k(w: &[u8], a: [&[u8]; 4], n: usize) -> [f32; 4] {
 /// The eight 6-bit scales and eight minimums of a Q4_K/Q5_K block (12
 /// bytes, see `blocks::scale_min_k4`), one per byte, unpacked four at a
 /// time in 32-bit words.
-fn k4_scales_mins(sc: &[u8]) -> (u64, u64) {
+pub(super) fn k4_scales_mins(sc: &[u8]) -> (u64, u64) {
     let word =
         |k: usize| u32::from_le_bytes([sc[4 * k], sc[4 * k + 1], sc[4 * k + 2], sc[4 * k + 3]]);
     let (w0, w1, w2) = (word(0), word(1), word(2));
@@ -525,7 +546,7 @@ pub(super) fn dot_k45<const FIFTH: bool, const R: usize>(
     let (bb, qs_at) = if FIFTH { (176, 48) } else { (144, 16) };
     let nb = n / 256;
     let w = &w[..nb * bb];
-    let a = a.map(|a| &a[..nb * 292]);
+    let a = q8k_rows(a, nb);
     let m4 = _mm256_set1_epi8(0x0f);
     let bit = _mm256_set1_epi8(1);
     // Byte k of the minimums to i16 lanes 2k and 2k + 1.
@@ -576,7 +597,7 @@ pub(super) fn dot_k45<const FIFTH: bool, const R: usize>(
             *acc = _mm256_fnmadd_ps(_mm256_set1_ps(dmin * da), _mm256_cvtepi32_ps(m), s);
         }
     }
-    acc.map(|v| hsum(v))
+    hsums(acc)
 }
 
 #[target_feature(enable = "avx2,fma,f16c")]
@@ -608,7 +629,7 @@ pub fn dot4_q5_k(w: &[u8], a: [&[u8]; 4], n: usize) -> [f32; 4] {
 pub(super) fn dot_q6k<const R: usize>(w: &[u8], a: [&[u8]; R], n: usize) -> [f32; R] {
     let nb = n / 256;
     let w = &w[..nb * 210];
-    let a = a.map(|a| &a[..nb * 292]);
+    let a = q8k_rows(a, nb);
     let m4 = _mm256_set1_epi8(0x0f);
     let m2 = _mm256_set1_epi8(0x03);
     let mut acc = [_mm256_setzero_ps(); R];
@@ -652,7 +673,7 @@ pub(super) fn dot_q6k<const R: usize>(w: &[u8], a: [&[u8]; R], n: usize) -> [f32
             *acc = _mm256_fmadd_ps(_mm256_set1_ps(d * da), _mm256_cvtepi32_ps(total), *acc);
         }
     }
-    acc.map(|v| hsum(v))
+    hsums(acc)
 }
 
 #[target_feature(enable = "avx2,fma,f16c")]

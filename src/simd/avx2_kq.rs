@@ -10,6 +10,7 @@
 //! by indexing.
 
 use super::avx2;
+use super::x86::{f16, hsum, load128, load256};
 use crate::blocks::{quantize_q8_k, Q8_K_BYTES, QK_K};
 use core::arch::x86_64::*;
 
@@ -115,19 +116,37 @@ pub fn prepare(x: &[f32], out: &mut [u8]) {
 }
 
 /// `out[c][r] = dot(row r of w, input c)` for weights of kind `K`, `w`
-/// whole rows of `wrb` bytes (`n` weights each), `a` 1 to 4 prepared
-/// inputs and `out[c]` as long as there are rows.
+/// whole rows of `wrb` bytes (`n` weights each), `a` 1 to 8
+/// prepared inputs (`KTiles::MAX_C`) and `out[c]` as long as there are rows.
 #[target_feature(enable = "avx2,fma,f16c")]
 pub fn block<const K: u8>(w: &[u8], wrb: usize, a: &[&[u8]], n: usize, out: &mut [&mut [f32]]) {
+    macro_rules! go {
+        ($c:literal) => {{
+            let a: [&[u8]; $c] = core::array::from_fn(|k| a[k]);
+            match K {
+                _ if $c == 1 => rows::<K, $c>(w, wrb, a, n, out),
+                Q6_K => q6k_rows::<$c>(w, wrb, a, n, out),
+                Q4_K => k45_rows::<false, $c>(w, wrb, a, n, out),
+                Q5_K => k45_rows::<true, $c>(w, wrb, a, n, out),
+                _ => rows::<K, $c>(w, wrb, a, n, out),
+            }
+        }};
+    }
     match a.len() {
-        1 => rows::<K, 1>(w, wrb, [a[0]], n, out),
-        2 => rows::<K, 2>(w, wrb, [a[0], a[1]], n, out),
-        3 => rows::<K, 3>(w, wrb, [a[0], a[1], a[2]], n, out),
-        4 => rows::<K, 4>(w, wrb, [a[0], a[1], a[2], a[3]], n, out),
-        _ => panic!("1 to 4 inputs"),
+        1 => go!(1),
+        2 => go!(2),
+        3 => go!(3),
+        4 => go!(4),
+        5 => go!(5),
+        6 => go!(6),
+        7 => go!(7),
+        8 => go!(8),
+        _ => panic!("1 to 8 inputs"),
     }
 }
 
+/// Rows one at a time through the one-row kernels of `avx2`, generic over
+/// the count of inputs (so the same bits for any count).
 #[target_feature(enable = "avx2,fma,f16c")]
 fn rows<const K: u8, const C: usize>(
     w: &[u8],
@@ -146,6 +165,185 @@ fn rows<const K: u8, const C: usize>(
         };
         for (o, v) in out.iter_mut().zip(v) {
             o[r] = v;
+        }
+    }
+}
+
+/// The activation blocks of superblock `i` of `C` Q8_K inputs.
+#[inline(always)]
+fn q8k_blocks<'a, const C: usize>(a: &[&'a [u8]; C], i: usize) -> [&'a [u8; Q8_K_BYTES]; C] {
+    static NONE: [u8; Q8_K_BYTES] = [0; Q8_K_BYTES];
+    // (A loop, not `from_fn`: its closure is not always inlined.)
+    let mut ab = [&NONE; C];
+    for (ab, a) in ab.iter_mut().zip(a) {
+        *ab = a[Q8_K_BYTES * i..Q8_K_BYTES * (i + 1)].try_into().unwrap();
+    }
+    ab
+}
+
+/// The first `nb` Q8_K blocks of each of `C` inputs.
+#[inline(always)]
+fn q8k_rows<const C: usize>(a: [&[u8]; C], nb: usize) -> [&[u8]; C] {
+    let mut out: [&[u8]; C] = [&[]; C];
+    for (o, a) in out.iter_mut().zip(a) {
+        *o = &a[..nb * Q8_K_BYTES];
+    }
+    out
+}
+
+/// Q6_K rows x `C` inputs, the float steps of `avx2::dot_q6k` (so the
+/// same bits): per superblock and quarter of 64 weights... per quarter
+/// of 32 the 6-bit quants are rebuilt once and meet each input's 32
+/// activations (`maddubs`), weighted by the pair of sub-block scales in
+/// the i16 -> i32 step, into one i32 accumulator per input kept across
+/// the superblock; then per input the offset of 32 against the sums of 16
+/// and one float multiply-add.
+#[target_feature(enable = "avx2,fma,f16c")]
+fn q6k_rows<const C: usize>(w: &[u8], wrb: usize, a: [&[u8]; C], n: usize, out: &mut [&mut [f32]]) {
+    const BB: usize = 210;
+    let nb = n / QK_K;
+    let a = q8k_rows(a, nb);
+    let m4 = _mm256_set1_epi8(0x0f);
+    let m2 = _mm256_set1_epi8(0x03);
+    for (r, row) in w.chunks_exact(wrb).enumerate() {
+        let row = &row[..nb * BB];
+        let mut acc = [_mm256_setzero_ps(); C];
+        for (i, wb) in row.chunks_exact(BB).enumerate() {
+            let wb: &[u8; BB] = wb.try_into().unwrap();
+            let ab = q8k_blocks(&a, i);
+            let sc16 = _mm256_cvtepi8_epi16(load128(&wb[192..]));
+            let mut sums = [_mm256_setzero_si256(); C];
+            for h in 0..2 {
+                let half = if h == 0 {
+                    _mm256_permute2x128_si256(sc16, sc16, 0x00)
+                } else {
+                    _mm256_permute2x128_si256(sc16, sc16, 0x11)
+                };
+                let qh = load256(&wb[128 + 32 * h..]);
+                for c in 0..4 {
+                    let ql = load256(&wb[64 * h + 32 * (c & 1)..]);
+                    let lo = if c < 2 {
+                        _mm256_and_si256(ql, m4)
+                    } else {
+                        _mm256_and_si256(_mm256_srli_epi16(ql, 4), m4)
+                    };
+                    let hb = match c {
+                        0 => qh,
+                        1 => _mm256_srli_epi16(qh, 2),
+                        2 => _mm256_srli_epi16(qh, 4),
+                        _ => _mm256_srli_epi16(qh, 6),
+                    };
+                    let q = _mm256_or_si256(lo, _mm256_slli_epi16(_mm256_and_si256(hb, m2), 4));
+                    let s = pair_scales(half, c);
+                    for (sum, ab) in sums.iter_mut().zip(&ab) {
+                        let p = _mm256_maddubs_epi16(q, load256(&ab[4 + 128 * h + 32 * c..]));
+                        *sum = _mm256_add_epi32(*sum, _mm256_madd_epi16(p, s));
+                    }
+                }
+            }
+            let d = f16(&wb[208..]);
+            for ((acc, sum), ab) in acc.iter_mut().zip(sums).zip(&ab) {
+                let da = f32::from_le_bytes([ab[0], ab[1], ab[2], ab[3]]);
+                let offset = _mm256_slli_epi32(_mm256_madd_epi16(sc16, load256(&ab[260..])), 5);
+                let total = _mm256_sub_epi32(sum, offset);
+                *acc = _mm256_fmadd_ps(_mm256_set1_ps(d * da), _mm256_cvtepi32_ps(total), *acc);
+            }
+        }
+        for (o, acc) in out.iter_mut().zip(acc) {
+            o[r] = hsum(acc);
+        }
+    }
+}
+
+/// The scale vector for sub-blocks `2j` and `2j + 1` of a half (as
+/// `avx2::pair_scales`): lanes 0-7 scale `2j`, lanes 8-15 scale `2j + 1`.
+#[target_feature(enable = "avx2,fma,f16c")]
+fn pair_scales(half: __m256i, j: usize) -> __m256i {
+    let lo = (((4 * j + 1) << 8) | (4 * j)) as i16;
+    let hi = (((4 * j + 3) << 8) | (4 * j + 2)) as i16;
+    _mm256_shuffle_epi8(
+        half,
+        _mm256_set_m128i(_mm_set1_epi16(hi), _mm_set1_epi16(lo)),
+    )
+}
+
+/// Q4_K (`FIFTH` false) or Q5_K rows x `C` inputs, the float steps of
+/// `avx2::dot_k45` (so the same bits): per quarter of 64 weights the low
+/// nibbles (sub-block 2c) then the high ones (2c + 1), with Q5_K their
+/// fifth bits, made once and met by each input's 32 activations, weighted
+/// by the sub-block's scale in the i16 -> i32 step, into one i32
+/// accumulator per input kept across the superblock; then per input the
+/// minimums against the sums of 16 and two float steps.
+#[target_feature(enable = "avx2,fma,f16c")]
+fn k45_rows<const FIFTH: bool, const C: usize>(
+    w: &[u8],
+    wrb: usize,
+    a: [&[u8]; C],
+    n: usize,
+    out: &mut [&mut [f32]],
+) {
+    let (bb, qs_at) = if FIFTH { (176, 48) } else { (144, 16) };
+    let nb = n / QK_K;
+    let a = q8k_rows(a, nb);
+    let m4 = _mm256_set1_epi8(0x0f);
+    let bit = _mm256_set1_epi8(1);
+    // Byte k of the minimums to i16 lanes 2k and 2k + 1.
+    let twice = _mm_set_epi64x(0x0707_0606_0505_0404, 0x0303_0202_0101_0000);
+    for (r, row) in w.chunks_exact(wrb).enumerate() {
+        let row = &row[..nb * bb];
+        let mut acc = [_mm256_setzero_ps(); C];
+        for (i, wb) in row.chunks_exact(bb).enumerate() {
+            let wb = &wb[..bb];
+            let ab = q8k_blocks(&a, i);
+            let (d, dmin) = (f16(wb), f16(&wb[2..]));
+            let (scales, mins) = avx2::k4_scales_mins(&wb[4..16]);
+            let mins = _mm_shuffle_epi8(_mm_cvtsi64_si128(mins as i64), twice);
+            let mins = _mm256_cvtepu8_epi16(mins);
+            let scales = _mm_cvtepu8_epi16(_mm_cvtsi64_si128(scales as i64));
+            let scales = _mm256_broadcastsi128_si256(scales);
+            // Scale s in every i16 lane: bytes 2s and 2s + 1 of `scales`.
+            let scale = |s: usize| {
+                let pair = (((2 * s + 1) << 8) | (2 * s)) as i16;
+                _mm256_shuffle_epi8(scales, _mm256_set1_epi16(pair))
+            };
+            let mut hm = if FIFTH {
+                load256(&wb[16..])
+            } else {
+                _mm256_setzero_si256()
+            };
+            let mut sums = [_mm256_setzero_si256(); C];
+            for c in 0..4 {
+                let q = load256(&wb[qs_at + 32 * c..]);
+                let mut lo = _mm256_and_si256(q, m4);
+                if FIFTH {
+                    lo = _mm256_or_si256(lo, _mm256_slli_epi16(_mm256_and_si256(hm, bit), 4));
+                }
+                let s0 = scale(2 * c);
+                for (sum, ab) in sums.iter_mut().zip(&ab) {
+                    let p = _mm256_maddubs_epi16(lo, load256(&ab[4 + 64 * c..]));
+                    *sum = _mm256_add_epi32(*sum, _mm256_madd_epi16(p, s0));
+                }
+                let mut hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), m4);
+                if FIFTH {
+                    let h1 = _mm256_and_si256(_mm256_srli_epi16(hm, 1), bit);
+                    hi = _mm256_or_si256(hi, _mm256_slli_epi16(h1, 4));
+                    hm = _mm256_srli_epi16(hm, 2);
+                }
+                let s1 = scale(2 * c + 1);
+                for (sum, ab) in sums.iter_mut().zip(&ab) {
+                    let p = _mm256_maddubs_epi16(hi, load256(&ab[36 + 64 * c..]));
+                    *sum = _mm256_add_epi32(*sum, _mm256_madd_epi16(p, s1));
+                }
+            }
+            for ((acc, sum), ab) in acc.iter_mut().zip(sums).zip(&ab) {
+                let da = f32::from_le_bytes([ab[0], ab[1], ab[2], ab[3]]);
+                let m = _mm256_madd_epi16(mins, load256(&ab[260..]));
+                let s = _mm256_fmadd_ps(_mm256_set1_ps(d * da), _mm256_cvtepi32_ps(sum), *acc);
+                *acc = _mm256_fnmadd_ps(_mm256_set1_ps(dmin * da), _mm256_cvtepi32_ps(m), s);
+            }
+        }
+        for (o, acc) in out.iter_mut().zip(acc) {
+            o[r] = hsum(acc);
         }
     }
 }
