@@ -495,12 +495,12 @@ pub struct KTiles {
 /// The AVX2 K-quant tiles for weights of type `t`, if the AVX2 level is in
 /// use and `t` is a K-quant.
 pub fn ktiles(t: crate::quant::WeightType) -> Option<KTiles> {
-    use crate::quant::WeightType as W;
     if !cfg!(target_arch = "x86_64") || level() != Level::Avx2 {
         return None;
     }
     #[cfg(target_arch = "x86_64")]
     {
+        use crate::quant::WeightType as W;
         use avx2_kq as k;
         let kind = match t {
             W::Q2_K => k::Q2_K,
