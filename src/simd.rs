@@ -483,7 +483,7 @@ impl Tiles {
 mod avx2_kq;
 
 /// The AVX2 tiles of the K-quants over inputs prepared as Q8_K blocks
-/// (`avx2_kq`): several rows x 1 to 4 inputs per call, each result
+/// (`avx2_kq`): several rows x 1 to 8 inputs per call, each result
 /// bit-identical to the one-input kernel (`dot_act`). A value exists only
 /// at the AVX2 level (AVX2, FMA and F16C present, no AVX-512 in use).
 #[derive(Clone, Copy)]
@@ -1247,7 +1247,7 @@ mod tests {
 
     /// The AVX2 K-quant tiles (`avx2_kq`): the prepared inputs are the
     /// bytes of `quantize_act` (values with ties, zeros, infinities and
-    /// NaN included), and every output of every tile shape (1 to 4 inputs,
+    /// NaN included), and every output of every tile shape (1 to 8 inputs,
     /// any grouping of rows) has exactly the bits of the one-input kernel,
     /// within tolerance of the scalar reference; rows and inputs at odd
     /// offsets.

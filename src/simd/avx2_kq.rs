@@ -1,7 +1,7 @@
 //! The AVX2 tiles of the K-quants (Q2_K, Q3_K, Q4_K, Q5_K, Q6_K) over
 //! inputs prepared as Q8_K blocks: the conversion of an input (vector
 //! code, the same bytes as `blocks::quantize_q8_k`) and tiles of several
-//! weight rows x 1 to 4 inputs. Every output has the bits of the one-input
+//! weight rows x 1 to 8 inputs. Every output has the bits of the one-input
 //! kernel of its type in `avx2` (`dot_q6_k` and the rest): the integer
 //! sums are exact, and the float steps are theirs, in their order.
 //!
@@ -192,8 +192,7 @@ fn q8k_rows<const C: usize>(a: [&[u8]; C], nb: usize) -> [&[u8]; C] {
 }
 
 /// Q6_K rows x `C` inputs, the float steps of `avx2::dot_q6k` (so the
-/// same bits): per superblock and quarter of 64 weights... per quarter
-/// of 32 the 6-bit quants are rebuilt once and meet each input's 32
+/// same bits): per superblock and quarter of 32 weights the 6-bit quants are rebuilt once and meet each input's 32
 /// activations (`maddubs`), weighted by the pair of sub-block scales in
 /// the i16 -> i32 step, into one i32 accumulator per input kept across
 /// the superblock; then per input the offset of 32 against the sums of 16
