@@ -34,6 +34,7 @@ pub fn matmul(
         if wide_matmul(par, &[w], x, n_tok, &mut [out], buf)
             || tiles_matmul(par, w, x, n_tok, out, buf)
             || qtiles_matmul(par, w, x, n_tok, out, buf)
+            || kq_matmul(par, &[w], x, n_tok, &mut [out], buf)
         {
             return;
         }
@@ -130,7 +131,10 @@ pub fn matmul_many(
 ) {
     let mut act = act;
     if let Some(buf) = act.as_deref_mut() {
-        if wide_matmul(par, ws, x, n_tok, outs, buf) || qtiles_many(par, ws, x, n_tok, outs, buf) {
+        if wide_matmul(par, ws, x, n_tok, outs, buf)
+            || qtiles_many(par, ws, x, n_tok, outs, buf)
+            || kq_matmul(par, ws, x, n_tok, outs, buf)
+        {
             return;
         }
     }
@@ -400,6 +404,124 @@ fn qtiles_many(
     true
 }
 
+/// K-quant weights on AVX2 ([`crate::simd::KTiles`]): the inputs
+/// converted to Q8_K once for all the matrices (any mix of K-quant types,
+/// one input layout), then tiles of several rows x up to four inputs, all
+/// the matrices' rows in one round of tasks; false (nothing done) where
+/// they do not apply (another type or level, too small a scratch).
+fn kq_matmul(
+    par: &dyn Parallel,
+    ws: &[&Matrix<'_>],
+    x: &[f32],
+    n_tok: usize,
+    outs: &mut [&mut [f32]],
+    buf: &mut [u8],
+) -> bool {
+    let Some(w0) = ws.first() else {
+        return true;
+    };
+    if ws.len() > 4 || ws.iter().any(|w| w.cols != w0.cols) {
+        return false;
+    }
+    let mut ks = [None; 4];
+    for (k, w) in ks.iter_mut().zip(ws) {
+        *k = crate::simd::ktiles(w.ty);
+        if k.is_none() {
+            return false;
+        }
+    }
+    let Some(k0) = ks[0] else {
+        return false;
+    };
+    let cols = w0.cols;
+    let rb = k0.row_bytes(cols);
+    if rb * n_tok > buf.len() {
+        return false;
+    }
+    let x = &x[..n_tok * cols];
+    let buf = &mut buf[..n_tok * rb];
+    if n_tok < 4 {
+        for (o, xb) in buf.chunks_exact_mut(rb).zip(x.chunks_exact(cols)) {
+            k0.prepare(xb, o);
+        }
+    } else {
+        for_rows(par, buf, rb, 1, 2, &|b0, o| {
+            for (o, xb) in o
+                .chunks_exact_mut(rb)
+                .zip(x[b0 * cols..].chunks_exact(cols))
+            {
+                k0.prepare(xb, o);
+            }
+        });
+    }
+    let buf = &*buf;
+    // Tasks of each matrix, numbered one after another.
+    let mut plan = [(0usize, 0usize); 4];
+    let mut total = 0;
+    for (p, w) in plan.iter_mut().zip(ws) {
+        let (n_tasks, per) = split(par, w.rows, MIN_ROWS_PER_TASK, MIN_ROWS_PER_TASK);
+        *p = (n_tasks, per);
+        total += n_tasks;
+    }
+    let shared: [DisjointMut<'_, f32>; 4] = {
+        let mut it = outs.iter_mut();
+        core::array::from_fn(|i| match it.next() {
+            Some(o) if i < ws.len() => DisjointMut::new(&mut o[..n_tok * ws[i].rows]),
+            _ => DisjointMut::new(&mut []),
+        })
+    };
+    par.run(total, &|t| {
+        let mut t = t;
+        let mut m = 0;
+        while t >= plan[m].0 {
+            t -= plan[m].0;
+            m += 1;
+        }
+        let (w, per, shared) = (ws[m], plan[m].1, &shared[m]);
+        let Some(k) = ks[m] else { return };
+        let rows = w.rows;
+        let r0 = t * per;
+        let r1 = (r0 + per).min(rows);
+        // One input: all the task's rows in one pass. A batch: rows in
+        // tiles of about 16 KB of weights that stay in cache while the
+        // inputs pass, eight at a time.
+        let tile = if n_tok == 1 {
+            r1 - r0
+        } else {
+            (16 * 1024 / w.row_bytes.max(1)).clamp(4, 64)
+        };
+        let mut t0 = r0;
+        while t0 < r1 {
+            let t1 = (t0 + tile).min(r1);
+            let wb = &w.data[t0 * w.row_bytes..t1 * w.row_bytes];
+            let mut b = 0;
+            while b < n_tok {
+                let c = (n_tok - b).min(crate::simd::KTiles::MAX_C);
+                #[allow(unsafe_code)]
+                // SAFETY: task t alone owns rows r0..r1 of every token's
+                // output row of matrix m, and the views are dropped before
+                // the next are taken.
+                let (a, mut o) = unsafe {
+                    token_views::<{ crate::simd::KTiles::MAX_C }>(
+                        buf,
+                        rb,
+                        shared,
+                        b,
+                        c,
+                        n_tok,
+                        rows,
+                        t0..t1,
+                    )
+                };
+                k.block(wb, w.row_bytes, &a[..c], cols, &mut o[..c]);
+                b += c;
+            }
+            t0 = t1;
+        }
+    });
+    true
+}
+
 /// The prepared inputs `b..b + N` of a batch (`rb` bytes each in `buf`; past
 /// the last token, the last again) and the views of rows `r` of the output
 /// rows (`rows` wide) of the first `c` of them (empty for the rest).
@@ -579,6 +701,68 @@ pub fn swiglu(gate: &mut [f32], up: &[f32]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Not a check: the speed of [`matmul`] on one thread for the K-quant
+    /// types, in the shapes of a stories110M prompt of 128 tokens
+    /// (`cargo test --release --lib matmul_speed -- --ignored --nocapture`),
+    /// the inputs' conversion included; GMAC/s, median of several trials.
+    #[test]
+    #[ignore]
+    fn matmul_speed() {
+        use crate::quant::WeightType as W;
+        let mut seed = 7u64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        let n_tok = 128;
+        for t in [W::Q2_K, W::Q3_K, W::Q4_K, W::Q5_K, W::Q6_K] {
+            let mut line = std::format!("{t:?}:");
+            for (rows, cols) in [(768, 768), (2048, 768), (768, 2048)] {
+                let rb = t.row_bytes(cols).unwrap();
+                let mut data: Vec<u8> = (0..rows * rb).map(|_| next() as u8).collect();
+                // Sane f16 scales: d (and dmin) of every block 2^-10.
+                let bb = t.block_bytes();
+                let at: &[usize] = match t {
+                    W::Q2_K => &[80, 82],
+                    W::Q3_K => &[108],
+                    W::Q4_K | W::Q5_K => &[0, 2],
+                    _ => &[208],
+                };
+                for b in data.chunks_exact_mut(bb) {
+                    for &o in at {
+                        b[o..o + 2].copy_from_slice(&0x1400u16.to_le_bytes());
+                    }
+                }
+                let w = Matrix {
+                    ty: t,
+                    data: &data,
+                    rows,
+                    cols,
+                    row_bytes: rb,
+                };
+                let x: Vec<f32> = (0..n_tok * cols)
+                    .map(|_| (next() >> 40) as f32 / (1u64 << 24) as f32 - 0.5)
+                    .collect();
+                let mut out = std::vec![0f32; n_tok * rows];
+                let mut act = std::vec![0u8; n_tok * cols * 4];
+                let mut times: Vec<f64> = (0..9)
+                    .map(|_| {
+                        let t0 = std::time::Instant::now();
+                        let par = &crate::parallel::Inline;
+                        matmul(par, &w, &x, n_tok, &mut out, Some(&mut act));
+                        t0.elapsed().as_secs_f64()
+                    })
+                    .collect();
+                times.sort_by(f64::total_cmp);
+                let gmac = (rows * cols * n_tok) as f64 / times[4] / 1e9;
+                line += &std::format!(" {rows}x{cols} {gmac:.1}");
+            }
+            std::println!("{line} GMAC/s");
+        }
+    }
 
     #[test]
     fn rope_rotates_pairs() {

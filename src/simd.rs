@@ -556,6 +556,94 @@ impl Tiles {
     }
 }
 
+#[cfg(target_arch = "x86_64")]
+mod avx2_kq;
+
+/// The AVX2 tiles of the K-quants over inputs prepared as Q8_K blocks
+/// (`avx2_kq`): several rows x 1 to 8 inputs per call, each result
+/// bit-identical to the one-input kernel (`dot_act`). A value exists only
+/// at the AVX2 level (AVX2, FMA and F16C present, no AVX-512 in use).
+#[derive(Clone, Copy)]
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+pub struct KTiles {
+    kind: u8,
+}
+
+/// The AVX2 K-quant tiles for weights of type `t`, if the AVX2 level is in
+/// use and `t` is a K-quant.
+pub fn ktiles(t: crate::quant::WeightType) -> Option<KTiles> {
+    if !cfg!(target_arch = "x86_64") || level() != Level::Avx2 {
+        return None;
+    }
+    #[cfg(target_arch = "x86_64")]
+    {
+        use crate::quant::WeightType as W;
+        use avx2_kq as k;
+        let kind = match t {
+            W::Q2_K => k::Q2_K,
+            W::Q3_K => k::Q3_K,
+            W::Q4_K => k::Q4_K,
+            W::Q5_K => k::Q5_K,
+            W::Q6_K => k::Q6_K,
+            _ => return None,
+        };
+        Some(KTiles { kind })
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = t;
+        None
+    }
+}
+
+impl KTiles {
+    /// Bytes of one prepared input of `n` values (Q8_K blocks).
+    pub fn row_bytes(&self, n: usize) -> usize {
+        crate::quant::ActType::Q8_K.row_bytes(n)
+    }
+
+    /// Prepares input `x` into `out` ([`Self::row_bytes`]): the bytes of
+    /// `quant::quantize_act` to Q8_K.
+    #[allow(unsafe_code)]
+    pub fn prepare(&self, x: &[f32], out: &mut [u8]) {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: `KTiles` exists only where the CPU has AVX2, FMA and F16C.
+        unsafe {
+            avx2_kq::prepare(x, out)
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        let _ = (x, out);
+    }
+
+    /// The most inputs of one [`Self::block`].
+    pub const MAX_C: usize = 8;
+
+    /// `out[c][r] = dot(row r of w, input c)`, `w` whole rows of `wrb`
+    /// bytes (`n` weights each), `a` 1 to [`Self::MAX_C`] prepared inputs
+    /// (`out[c]` as long as there are rows). The same bits whatever the
+    /// grouping.
+    #[allow(unsafe_code)]
+    pub fn block(&self, w: &[u8], wrb: usize, a: &[&[u8]], n: usize, out: &mut [&mut [f32]]) {
+        assert!((1..=Self::MAX_C).contains(&a.len()) && out.len() == a.len());
+        assert!(out.iter().all(|o| o.len() * wrb == w.len()));
+        #[cfg(target_arch = "x86_64")]
+        {
+            use avx2_kq as k;
+            let f = match self.kind {
+                k::Q2_K => k::block::<{ k::Q2_K }>,
+                k::Q3_K => k::block::<{ k::Q3_K }>,
+                k::Q4_K => k::block::<{ k::Q4_K }>,
+                k::Q5_K => k::block::<{ k::Q5_K }>,
+                _ => k::block::<{ k::Q6_K }>,
+            };
+            // SAFETY: as in `prepare`.
+            unsafe { f(w, wrb, a, n, out) }
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        let _ = (w, wrb, a, n, out);
+    }
+}
+
 /// The AVX-512 matrix tiles for one weight type, with their input layout.
 /// Exists only when the AVX-512 level is in use.
 pub struct Wide {
@@ -1000,6 +1088,21 @@ mod tests {
         assert_eq!(checked, 7 * 5 * 3 * 4);
     }
 
+    /// The K-quant tiles of `t` at the AVX2 level (whatever level is in
+    /// use), if `t` is a K-quant.
+    #[cfg(target_arch = "x86_64")]
+    fn ktiles_of(t: W) -> Option<KTiles> {
+        let kind = match t {
+            W::Q2_K => avx2_kq::Q2_K,
+            W::Q3_K => avx2_kq::Q3_K,
+            W::Q4_K => avx2_kq::Q4_K,
+            W::Q5_K => avx2_kq::Q5_K,
+            W::Q6_K => avx2_kq::Q6_K,
+            _ => return None,
+        };
+        Some(KTiles { kind })
+    }
+
     /// Not a check: the AVX2 kernels' speed on weights in cache, best of
     /// many trials (`cargo test --release --lib kernel_speed -- --ignored
     /// --nocapture`), in multiply-adds per second, one input at a time
@@ -1058,7 +1161,25 @@ mod tests {
                 }
                 s
             });
-            std::println!("{t:?}: one {one:.1} GMAC/s, four {four:.1} GMAC/s");
+            let tile = ktiles_of(t).map(|k| {
+                let xa8: std::vec::Vec<&[u8]> = (0..8).map(|i| &xa[i % 4][..]).collect();
+                let out = std::cell::RefCell::new(std::vec![std::vec![0f32; nrows]; 8]);
+                let g = best(&|| {
+                    let mut out = out.borrow_mut();
+                    let mut o: std::vec::Vec<&mut [f32]> =
+                        out.iter_mut().map(|o| &mut o[..]).collect();
+                    k.block(&w, wrb, &xa8, n, &mut o);
+                    o[0][0]
+                });
+                // Eight inputs per pass, not four.
+                2.0 * g
+            });
+            match tile {
+                Some(g) => std::println!(
+                    "{t:?}: one {one:.1} GMAC/s, four {four:.1} GMAC/s, tile of 8 {g:.1} GMAC/s"
+                ),
+                None => std::println!("{t:?}: one {one:.1} GMAC/s, four {four:.1} GMAC/s"),
+            }
         }
     }
 
@@ -1344,6 +1465,121 @@ mod tests {
             }
         }
         assert_eq!(checked, 2 * 8 * 3 * 11 * 10);
+    }
+
+    /// The AVX2 K-quant tiles (`avx2_kq`): the prepared inputs are the
+    /// bytes of `quantize_act` (values with ties, zeros, infinities and
+    /// NaN included), and every output of every tile shape (1 to 8 inputs,
+    /// any grouping of rows) has exactly the bits of the one-input kernel,
+    /// within tolerance of the scalar reference; rows and inputs at odd
+    /// offsets.
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn k_tiles_equal_one_input_kernels_and_the_scalar_reference() {
+        if !matches!(probe(), AVX2 | AVX512) {
+            std::println!("no x86 kernels on this CPU: nothing to compare");
+            return;
+        }
+        let mut rng = Rng(17);
+        let mut checked = 0;
+        for t in [W::Q2_K, W::Q3_K, W::Q4_K, W::Q5_K, W::Q6_K] {
+            let tiles = ktiles_of(t).unwrap();
+            let k1 = avx2_kernel(t).unwrap();
+            let at = t.act_type();
+            for nb in [1usize, 2, 3, 8, 11] {
+                let n = nb * 256;
+                let nr = 9;
+                let wr = random_rows(&mut rng, t, n, nr);
+                let mut wbuf = std::vec![0u8; wr.len() + 1];
+                wbuf[1..].copy_from_slice(&wr);
+                let w = &wbuf[1..];
+                let wrb = wr.len() / nr;
+                let mut xs: std::vec::Vec<std::vec::Vec<f32>> = (0..6)
+                    .map(|_| (0..n).map(|_| rng.f() * 3.0).collect())
+                    .collect();
+                // Ties of the rounding, a block of zeros, equal magnitudes
+                // of both signs (the first sets the scale).
+                for (j, v) in xs[0].iter_mut().enumerate() {
+                    *v = (j % 255) as f32 - 127.0 + 0.5 * (j % 2) as f32;
+                }
+                xs[1][..256].fill(0.0);
+                xs[2][3] = -5.0;
+                xs[2][200] = 5.0;
+                let acts: std::vec::Vec<std::vec::Vec<u8>> = xs
+                    .iter()
+                    .map(|x| {
+                        let mut a = std::vec![0u8; at.row_bytes(n)];
+                        quantize_act(at, x, &mut a);
+                        a
+                    })
+                    .collect();
+                for (x, a) in xs.iter().zip(&acts) {
+                    let mut p = std::vec![0u8; tiles.row_bytes(n) + 1];
+                    tiles.prepare(x, &mut p[1..]);
+                    assert_eq!(&p[1..], &a[..], "{t:?} n={n}");
+                }
+                // Huge values, infinities and NaN: the same bytes too.
+                for bad in [3.0e38, f32::INFINITY, f32::NEG_INFINITY, f32::NAN] {
+                    let mut x = xs[4].clone();
+                    x[n - 2] = bad;
+                    let mut a = std::vec![0u8; at.row_bytes(n)];
+                    quantize_act(at, &x, &mut a);
+                    let mut p = std::vec![0u8; tiles.row_bytes(n)];
+                    tiles.prepare(&x, &mut p);
+                    assert_eq!(p, a, "{t:?} n={n} {bad}");
+                }
+                let prepared: std::vec::Vec<std::vec::Vec<u8>> = acts
+                    .iter()
+                    .map(|a| {
+                        let mut p = std::vec![0u8; a.len() + 1];
+                        p[1..].copy_from_slice(a);
+                        p
+                    })
+                    .collect();
+                let one: std::vec::Vec<std::vec::Vec<u32>> = acts
+                    .iter()
+                    .map(|a| {
+                        (0..nr)
+                            .map(|r| {
+                                let row = &w[r * wrb..(r + 1) * wrb];
+                                // SAFETY: the probe found AVX2, FMA and F16C.
+                                #[allow(unsafe_code)]
+                                let v = unsafe { k1(row, a, n) };
+                                let slow = dot_act_scalar(t, row, a, n);
+                                let tol = 1e-4 * (n as f32).sqrt() * slow.abs().max(1.0);
+                                let near = v == slow || (v - slow).abs() <= tol;
+                                assert!(near, "{t:?} n={n}: {v} vs {slow}");
+                                v.to_bits()
+                            })
+                            .collect()
+                    })
+                    .collect();
+                for c in 1..=KTiles::MAX_C {
+                    for cut in [0, 1, 2, 5] {
+                        let mut out = std::vec![std::vec![0f32; nr]; c];
+                        let a: std::vec::Vec<&[u8]> = (0..c)
+                            .map(|k| &prepared[(2 + k) % prepared.len()][1..])
+                            .collect();
+                        for (r0, r1) in [(0, cut), (cut, nr)] {
+                            let mut o: std::vec::Vec<&mut [f32]> =
+                                out.iter_mut().map(|o| &mut o[r0..r1]).collect();
+                            tiles.block(&w[r0 * wrb..r1 * wrb], wrb, &a, n, &mut o);
+                        }
+                        for (k, o) in out.iter().enumerate() {
+                            for r in 0..nr {
+                                assert_eq!(
+                                    o[r].to_bits(),
+                                    one[(2 + k) % one.len()][r],
+                                    "{t:?} n={n} c={c} cut={cut} input {k} row {r}"
+                                );
+                                checked += 1;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        assert_eq!(checked, 5 * 5 * 4 * 9 * 36);
     }
 
     #[cfg(target_arch = "x86_64")]

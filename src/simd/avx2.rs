@@ -96,6 +96,27 @@ fn q8k_d(ab: &[u8]) -> f32 {
     f32::from_le_bytes([ab[0], ab[1], ab[2], ab[3]])
 }
 
+/// The first `nb` blocks of `R` Q8_K rows.
+#[inline(always)]
+fn q8k_rows<const R: usize>(a: [&[u8]; R], nb: usize) -> [&[u8]; R] {
+    // (A loop, not `map`: `map` is not always inlined.)
+    let mut out: [&[u8]; R] = [&[]; R];
+    for (o, a) in out.iter_mut().zip(a) {
+        *o = &a[..nb * 292];
+    }
+    out
+}
+
+/// The sum of the lanes of each of `R` accumulators (`hsum`).
+#[target_feature(enable = "avx2,fma,f16c")]
+fn hsums<const R: usize>(acc: [__m256; R]) -> [f32; R] {
+    let mut out = [0f32; R];
+    for (o, v) in out.iter_mut().zip(acc) {
+        *o = hsum(v);
+    }
+    out
+}
+
 /// The activation blocks of block `i` of `R` Q8_K rows.
 #[inline(always)]
 fn q8k_blocks<const R: usize>(a: [&[u8]; R], i: usize) -> [&[u8]; R] {
@@ -144,10 +165,10 @@ fn sum_2bit<const R: usize>(
 /// the activation sums of 16 in one `madd`. One float accumulator per row:
 /// per block `+ d * d_a * sums`, then `- dmin * d_a * mins`.
 #[target_feature(enable = "avx2,fma,f16c")]
-fn dot_q2k<const R: usize>(w: &[u8], a: [&[u8]; R], n: usize) -> [f32; R] {
+pub(super) fn dot_q2k<const R: usize>(w: &[u8], a: [&[u8]; R], n: usize) -> [f32; R] {
     let nb = n / 256;
     let w = &w[..nb * 84];
-    let a = a.map(|a| &a[..nb * 292]);
+    let a = q8k_rows(a, nb);
     let m4 = _mm_set1_epi8(0x0f);
     let mut acc = [_mm256_setzero_ps(); R];
     for (i, wb) in w.chunks_exact(84).enumerate() {
@@ -164,7 +185,7 @@ fn dot_q2k<const R: usize>(w: &[u8], a: [&[u8]; R], n: usize) -> [f32; R] {
             *acc = _mm256_fnmadd_ps(_mm256_set1_ps(dmin * da), _mm256_cvtepi32_ps(m), s);
         }
     }
-    acc.map(|v| hsum(v))
+    hsums(acc)
 }
 
 #[target_feature(enable = "avx2,fma,f16c")]
@@ -204,10 +225,10 @@ fn q3k_scales(sc: &[u8]) -> [u8; 16] {
 /// and scaled per sub-block of 16 in the i16 → i32 step; `4 * scale` meets
 /// the activation sums. One float multiply-add per block and row.
 #[target_feature(enable = "avx2,fma,f16c")]
-fn dot_q3k<const R: usize>(w: &[u8], a: [&[u8]; R], n: usize) -> [f32; R] {
+pub(super) fn dot_q3k<const R: usize>(w: &[u8], a: [&[u8]; R], n: usize) -> [f32; R] {
     let nb = n / 256;
     let w = &w[..nb * 110];
-    let a = a.map(|a| &a[..nb * 292]);
+    let a = q8k_rows(a, nb);
     let bit = _mm256_set1_epi8(1);
     let mut acc = [_mm256_setzero_ps(); R];
     for (i, wb) in w.chunks_exact(110).enumerate() {
@@ -231,7 +252,7 @@ fn dot_q3k<const R: usize>(w: &[u8], a: [&[u8]; R], n: usize) -> [f32; R] {
             *acc = _mm256_fmadd_ps(_mm256_set1_ps(d * da), _mm256_cvtepi32_ps(total), *acc);
         }
     }
-    acc.map(|v| hsum(v))
+    hsums(acc)
 }
 
 #[target_feature(enable = "avx2,fma,f16c")]
@@ -247,7 +268,7 @@ pub fn dot4_q3_k(w: &[u8], a: [&[u8]; 4], n: usize) -> [f32; 4] {
 /// The eight 6-bit scales and eight minimums of a Q4_K/Q5_K block (12
 /// bytes, see `blocks::scale_min_k4`), one per byte, unpacked four at a
 /// time in 32-bit words.
-fn k4_scales_mins(sc: &[u8]) -> (u64, u64) {
+pub(super) fn k4_scales_mins(sc: &[u8]) -> (u64, u64) {
     let word =
         |k: usize| u32::from_le_bytes([sc[4 * k], sc[4 * k + 1], sc[4 * k + 2], sc[4 * k + 3]]);
     let (w0, w1, w2) = (word(0), word(1), word(2));
@@ -267,11 +288,15 @@ fn k4_scales_mins(sc: &[u8]) -> (u64, u64) {
 /// sub-block in one `madd`. One float accumulator per row: per block
 /// `+ d * d_a * sums`, then `- dmin * d_a * mins`.
 #[target_feature(enable = "avx2,fma,f16c")]
-fn dot_k45<const FIFTH: bool, const R: usize>(w: &[u8], a: [&[u8]; R], n: usize) -> [f32; R] {
+pub(super) fn dot_k45<const FIFTH: bool, const R: usize>(
+    w: &[u8],
+    a: [&[u8]; R],
+    n: usize,
+) -> [f32; R] {
     let (bb, qs_at) = if FIFTH { (176, 48) } else { (144, 16) };
     let nb = n / 256;
     let w = &w[..nb * bb];
-    let a = a.map(|a| &a[..nb * 292]);
+    let a = q8k_rows(a, nb);
     let m4 = _mm256_set1_epi8(0x0f);
     let bit = _mm256_set1_epi8(1);
     // Byte k of the minimums to i16 lanes 2k and 2k + 1.
@@ -322,7 +347,7 @@ fn dot_k45<const FIFTH: bool, const R: usize>(w: &[u8], a: [&[u8]; R], n: usize)
             *acc = _mm256_fnmadd_ps(_mm256_set1_ps(dmin * da), _mm256_cvtepi32_ps(m), s);
         }
     }
-    acc.map(|v| hsum(v))
+    hsums(acc)
 }
 
 #[target_feature(enable = "avx2,fma,f16c")]
@@ -351,10 +376,10 @@ pub fn dot4_q5_k(w: &[u8], a: [&[u8]; 4], n: usize) -> [f32; 4] {
 /// offset of 32 meets the activation sums of 16 in one `madd`. One float
 /// multiply-add per block and row.
 #[target_feature(enable = "avx2,fma,f16c")]
-fn dot_q6k<const R: usize>(w: &[u8], a: [&[u8]; R], n: usize) -> [f32; R] {
+pub(super) fn dot_q6k<const R: usize>(w: &[u8], a: [&[u8]; R], n: usize) -> [f32; R] {
     let nb = n / 256;
     let w = &w[..nb * 210];
-    let a = a.map(|a| &a[..nb * 292]);
+    let a = q8k_rows(a, nb);
     let m4 = _mm256_set1_epi8(0x0f);
     let m2 = _mm256_set1_epi8(0x03);
     let mut acc = [_mm256_setzero_ps(); R];
@@ -398,7 +423,7 @@ fn dot_q6k<const R: usize>(w: &[u8], a: [&[u8]; R], n: usize) -> [f32; R] {
             *acc = _mm256_fmadd_ps(_mm256_set1_ps(d * da), _mm256_cvtepi32_ps(total), *acc);
         }
     }
-    acc.map(|v| hsum(v))
+    hsums(acc)
 }
 
 #[target_feature(enable = "avx2,fma,f16c")]
