@@ -32,9 +32,7 @@ pub fn matmul(
     let mut act = act;
     if let Some(buf) = act.as_deref_mut() {
         if wide_matmul(par, &[w], x, n_tok, &mut [out], buf)
-            || tiles_matmul(par, w, x, n_tok, out, buf)
-            || qtiles_matmul(par, w, x, n_tok, out, buf)
-            || kq_matmul(par, &[w], x, n_tok, &mut [out], buf)
+            || avx2_tiles(par, &[w], x, n_tok, &mut [out], buf)
         {
             return;
         }
@@ -131,10 +129,7 @@ pub fn matmul_many(
 ) {
     let mut act = act;
     if let Some(buf) = act.as_deref_mut() {
-        if wide_matmul(par, ws, x, n_tok, outs, buf)
-            || qtiles_many(par, ws, x, n_tok, outs, buf)
-            || kq_matmul(par, ws, x, n_tok, outs, buf)
-        {
+        if wide_matmul(par, ws, x, n_tok, outs, buf) || avx2_tiles(par, ws, x, n_tok, outs, buf) {
             return;
         }
     }
@@ -243,173 +238,31 @@ fn wide_matmul(
     true
 }
 
-/// F16 and BF16 weights on AVX2 ([`crate::simd::Tiles`]): the inputs
-/// prepared as f32 once, then tiles of several rows x up to four inputs;
-/// false (nothing done) where they do not apply (another type or level, too
-/// small a scratch).
-fn tiles_matmul(
-    par: &dyn Parallel,
-    w: &Matrix<'_>,
-    x: &[f32],
-    n_tok: usize,
-    out: &mut [f32],
-    buf: &mut [u8],
-) -> bool {
-    let Some(k) = crate::simd::tiles(w.ty) else {
-        return false;
-    };
-    let (rows, cols) = (w.rows, w.cols);
-    let rb = k.row_bytes(cols);
-    if rb * n_tok > buf.len() {
-        return false;
-    }
-    let buf = &mut buf[..n_tok * rb];
-    for (o, xb) in buf.chunks_exact_mut(rb).zip(x.chunks_exact(cols)) {
-        k.prepare(xb, o);
-    }
-    let buf = &*buf;
-    let out = &mut out[..n_tok * rows];
-    let (n_tasks, per) = split(par, rows, MIN_ROWS_PER_TASK, MIN_ROWS_PER_TASK);
-    let shared = DisjointMut::new(out);
-    // One input: all the task's rows in one pass. A batch: rows in tiles
-    // of about 16 KB of weights (a multiple of the tiles' 3 rows) that
-    // stay in cache while the inputs pass, four at a time.
-    let tile = if n_tok == 1 {
-        rows
-    } else {
-        (16 * 1024 / w.row_bytes.max(1) / 12 * 12).clamp(12, 96)
-    };
-    par.run(n_tasks, &|t| {
-        let r0 = t * per;
-        let r1 = (r0 + per).min(rows);
-        let mut t0 = r0;
-        while t0 < r1 {
-            let t1 = (t0 + tile).min(r1);
-            let wb = &w.data[t0 * w.row_bytes..t1 * w.row_bytes];
-            let mut b = 0;
-            while b < n_tok {
-                let c = (n_tok - b).min(4);
-                #[allow(unsafe_code)]
-                // SAFETY: task t alone owns rows r0..r1 of every token's
-                // output row, and the views are dropped before the next are
-                // taken.
-                let (a, mut o) =
-                    unsafe { token_views::<4>(buf, rb, &shared, b, c, n_tok, rows, t0..t1) };
-                k.block(wb, w.row_bytes, &a[..c], cols, &mut o[..c]);
-                b += c;
-            }
-            t0 = t1;
-        }
-    });
-    true
+/// How [`tiled_matmul`] drives one family of AVX2 tiles.
+struct TilePlan<'k> {
+    /// Bytes of one prepared input row.
+    rb: usize,
+    /// Prepares one input row (`rb` bytes).
+    prepare: &'k (dyn Fn(&[f32], &mut [u8]) + Sync),
+    /// `block(m, w, wrb, a, n, out)`: rows `w` of matrix `m` against the
+    /// prepared inputs `a` (as `Tiles::block` and its kin).
+    #[allow(clippy::type_complexity)]
+    block: &'k (dyn Fn(usize, &[u8], usize, &[&[u8]], usize, &mut [&mut [f32]]) + Sync),
+    /// Inputs per call when `left` remain (at most [`TILE_C`]).
+    inputs: fn(usize) -> usize,
+    /// Rows per cache tile of a batch, for rows of `row_bytes`.
+    tile_rows: fn(usize) -> usize,
 }
 
-/// The 32-weight block types on AVX2 ([`crate::simd::QTiles`]): the
-/// inputs prepared once (in tasks of whole tokens for a batch), then tiles
-/// of 8 rows x up to eight inputs, a single token too, so that every output
-/// has the same bits whatever the batch; false (nothing done) where they do
-/// not apply (another type or level, too small a scratch).
-fn qtiles_matmul(
-    par: &dyn Parallel,
-    w: &Matrix<'_>,
-    x: &[f32],
-    n_tok: usize,
-    out: &mut [f32],
-    buf: &mut [u8],
-) -> bool {
-    qtiles_many(par, &[w], x, n_tok, &mut [out], buf)
-}
+/// The most inputs an AVX2 tile takes at once.
+const TILE_C: usize = 8;
 
-/// [`qtiles_matmul`] for several matrices of one type and width meeting
-/// the same input: prepared once for all.
-fn qtiles_many(
-    par: &dyn Parallel,
-    ws: &[&Matrix<'_>],
-    x: &[f32],
-    n_tok: usize,
-    outs: &mut [&mut [f32]],
-    buf: &mut [u8],
-) -> bool {
-    let Some(w0) = ws.first() else {
-        return true;
-    };
-    if ws.iter().any(|w| w.ty != w0.ty || w.cols != w0.cols) {
-        return false;
-    }
-    let Some(k) = crate::simd::qtiles(w0.ty) else {
-        return false;
-    };
-    let cols = w0.cols;
-    let rb = k.row_bytes(cols);
-    if rb * n_tok > buf.len() {
-        return false;
-    }
-    let x = &x[..n_tok * cols];
-    let buf = &mut buf[..n_tok * rb];
-    if n_tok < 4 {
-        for (o, xb) in buf.chunks_exact_mut(rb).zip(x.chunks_exact(cols)) {
-            k.prepare(xb, o);
-        }
-    } else {
-        for_rows(par, buf, rb, 1, 2, &|b0, o| {
-            for (o, xb) in o
-                .chunks_exact_mut(rb)
-                .zip(x[b0 * cols..].chunks_exact(cols))
-            {
-                k.prepare(xb, o);
-            }
-        });
-    }
-    let buf = &*buf;
-    for (w, out) in ws.iter().zip(outs.iter_mut()) {
-        let rows = w.rows;
-        let out = &mut out[..n_tok * rows];
-        let (n_tasks, per) = split(par, rows, MIN_ROWS_PER_TASK, MIN_ROWS_PER_TASK);
-        let shared = DisjointMut::new(out);
-        // One input: all the task's rows in one pass. A batch: rows in
-        // tiles of about 16 KB of weights (a multiple of the tiles' 8 rows)
-        // that stay in cache while the inputs pass, eight at a time.
-        let tile = if n_tok == 1 {
-            rows
-        } else {
-            (16 * 1024 / w.row_bytes.max(1) / 8 * 8).clamp(8, 128)
-        };
-        par.run(n_tasks, &|t| {
-            let r0 = t * per;
-            let r1 = (r0 + per).min(rows);
-            let mut t0 = r0;
-            while t0 < r1 {
-                let t1 = (t0 + tile).min(r1);
-                let wb = &w.data[t0 * w.row_bytes..t1 * w.row_bytes];
-                let mut b = 0;
-                while b < n_tok {
-                    let c = if n_tok - b >= 8 {
-                        8
-                    } else {
-                        (n_tok - b).min(4)
-                    };
-                    #[allow(unsafe_code)]
-                    // SAFETY: task t alone owns rows r0..r1 of every token's
-                    // output row, and the views are dropped before the next
-                    // are taken.
-                    let (a, mut o) =
-                        unsafe { token_views::<8>(buf, rb, &shared, b, c, n_tok, rows, t0..t1) };
-                    k.block(wb, w.row_bytes, &a[..c], cols, &mut o[..c]);
-                    b += c;
-                }
-                t0 = t1;
-            }
-        });
-    }
-    true
-}
-
-/// K-quant weights on AVX2 ([`crate::simd::KTiles`]): the inputs
-/// converted to Q8_K once for all the matrices (any mix of K-quant types,
-/// one input layout), then tiles of several rows x up to four inputs, all
-/// the matrices' rows in one round of tasks; false (nothing done) where
-/// they do not apply (another type or level, too small a scratch).
-fn kq_matmul(
+/// The AVX2 tiles (F16/BF16 [`crate::simd::Tiles`], the 32-weight block
+/// types [`crate::simd::QTiles`], the K-quants [`crate::simd::KTiles`])
+/// for up to four matrices of one width meeting the same input; false
+/// (nothing done) where they do not apply (another type or level, mixed
+/// families, too small a scratch).
+fn avx2_tiles(
     par: &dyn Parallel,
     ws: &[&Matrix<'_>],
     x: &[f32],
@@ -423,6 +276,30 @@ fn kq_matmul(
     if ws.len() > 4 || ws.iter().any(|w| w.cols != w0.cols) {
         return false;
     }
+    let cols = w0.cols;
+    let same_type = ws.iter().all(|w| w.ty == w0.ty);
+    if let Some(k) = crate::simd::tiles(w0.ty).filter(|_| same_type) {
+        let plan = TilePlan {
+            rb: k.row_bytes(cols),
+            prepare: &|x, o| k.prepare(x, o),
+            block: &|_, w, wrb, a, n, o| k.block(w, wrb, a, n, o),
+            inputs: |left| left.min(4),
+            // A multiple of the tiles' 3 rows (and 4 for the 4 x 2 tile).
+            tile_rows: |rb| (16 * 1024 / rb.max(1) / 12 * 12).clamp(12, 96),
+        };
+        return tiled_matmul(par, ws, x, n_tok, outs, buf, &plan);
+    }
+    if let Some(k) = crate::simd::qtiles(w0.ty).filter(|_| same_type) {
+        let plan = TilePlan {
+            rb: k.row_bytes(cols),
+            prepare: &|x, o| k.prepare(x, o),
+            block: &|_, w, wrb, a, n, o| k.block(w, wrb, a, n, o),
+            inputs: |left| if left >= 8 { 8 } else { left.min(4) },
+            tile_rows: |rb| (16 * 1024 / rb.max(1) / 8 * 8).clamp(8, 128),
+        };
+        return tiled_matmul(par, ws, x, n_tok, outs, buf, &plan);
+    }
+    // K-quants: any mix of types shares one input layout (Q8_K).
     let mut ks = [None; 4];
     for (k, w) in ks.iter_mut().zip(ws) {
         *k = crate::simd::ktiles(w.ty);
@@ -433,8 +310,37 @@ fn kq_matmul(
     let Some(k0) = ks[0] else {
         return false;
     };
-    let cols = w0.cols;
-    let rb = k0.row_bytes(cols);
+    let plan = TilePlan {
+        rb: k0.row_bytes(cols),
+        prepare: &|x, o| k0.prepare(x, o),
+        block: &|m, w, wrb, a, n, o| {
+            if let Some(k) = ks[m] {
+                k.block(w, wrb, a, n, o);
+            }
+        },
+        inputs: |left| left.min(crate::simd::KTiles::MAX_C),
+        tile_rows: |rb| (16 * 1024 / rb.max(1)).clamp(4, 64),
+    };
+    tiled_matmul(par, ws, x, n_tok, outs, buf, &plan)
+}
+
+/// Runs `plan`'s tiles: the inputs prepared once for all the matrices (in
+/// tasks of whole tokens for a batch), then every matrix's rows in one
+/// round of tasks. One input: each task's rows in one pass (one stream
+/// through memory); a batch: rows in tiles that stay in cache while the
+/// inputs pass. Every output has the same bits whatever the batch, the
+/// grouping and the number of threads (the tiles promise it).
+#[allow(clippy::too_many_arguments)]
+fn tiled_matmul(
+    par: &dyn Parallel,
+    ws: &[&Matrix<'_>],
+    x: &[f32],
+    n_tok: usize,
+    outs: &mut [&mut [f32]],
+    buf: &mut [u8],
+    plan: &TilePlan<'_>,
+) -> bool {
+    let (cols, rb) = (ws[0].cols, plan.rb);
     if rb * n_tok > buf.len() {
         return false;
     }
@@ -442,7 +348,7 @@ fn kq_matmul(
     let buf = &mut buf[..n_tok * rb];
     if n_tok < 4 {
         for (o, xb) in buf.chunks_exact_mut(rb).zip(x.chunks_exact(cols)) {
-            k0.prepare(xb, o);
+            (plan.prepare)(xb, o);
         }
     } else {
         for_rows(par, buf, rb, 1, 2, &|b0, o| {
@@ -450,18 +356,17 @@ fn kq_matmul(
                 .chunks_exact_mut(rb)
                 .zip(x[b0 * cols..].chunks_exact(cols))
             {
-                k0.prepare(xb, o);
+                (plan.prepare)(xb, o);
             }
         });
     }
     let buf = &*buf;
     // Tasks of each matrix, numbered one after another.
-    let mut plan = [(0usize, 0usize); 4];
+    let mut tasks = [(0usize, 0usize); 4];
     let mut total = 0;
-    for (p, w) in plan.iter_mut().zip(ws) {
-        let (n_tasks, per) = split(par, w.rows, MIN_ROWS_PER_TASK, MIN_ROWS_PER_TASK);
-        *p = (n_tasks, per);
-        total += n_tasks;
+    for (p, w) in tasks.iter_mut().zip(ws) {
+        *p = split(par, w.rows, MIN_ROWS_PER_TASK, MIN_ROWS_PER_TASK);
+        total += p.0;
     }
     let shared: [DisjointMut<'_, f32>; 4] = {
         let mut it = outs.iter_mut();
@@ -471,24 +376,19 @@ fn kq_matmul(
         })
     };
     par.run(total, &|t| {
-        let mut t = t;
-        let mut m = 0;
-        while t >= plan[m].0 {
-            t -= plan[m].0;
+        let (mut t, mut m) = (t, 0);
+        while t >= tasks[m].0 {
+            t -= tasks[m].0;
             m += 1;
         }
-        let (w, per, shared) = (ws[m], plan[m].1, &shared[m]);
-        let Some(k) = ks[m] else { return };
+        let (w, per, shared) = (ws[m], tasks[m].1, &shared[m]);
         let rows = w.rows;
         let r0 = t * per;
         let r1 = (r0 + per).min(rows);
-        // One input: all the task's rows in one pass. A batch: rows in
-        // tiles of about 16 KB of weights that stay in cache while the
-        // inputs pass, eight at a time.
         let tile = if n_tok == 1 {
             r1 - r0
         } else {
-            (16 * 1024 / w.row_bytes.max(1)).clamp(4, 64)
+            (plan.tile_rows)(w.row_bytes)
         };
         let mut t0 = r0;
         while t0 < r1 {
@@ -496,24 +396,14 @@ fn kq_matmul(
             let wb = &w.data[t0 * w.row_bytes..t1 * w.row_bytes];
             let mut b = 0;
             while b < n_tok {
-                let c = (n_tok - b).min(crate::simd::KTiles::MAX_C);
+                let c = (plan.inputs)(n_tok - b).clamp(1, TILE_C);
                 #[allow(unsafe_code)]
                 // SAFETY: task t alone owns rows r0..r1 of every token's
                 // output row of matrix m, and the views are dropped before
                 // the next are taken.
-                let (a, mut o) = unsafe {
-                    token_views::<{ crate::simd::KTiles::MAX_C }>(
-                        buf,
-                        rb,
-                        shared,
-                        b,
-                        c,
-                        n_tok,
-                        rows,
-                        t0..t1,
-                    )
-                };
-                k.block(wb, w.row_bytes, &a[..c], cols, &mut o[..c]);
+                let (a, mut o) =
+                    unsafe { token_views::<TILE_C>(buf, rb, shared, b, c, n_tok, rows, t0..t1) };
+                (plan.block)(m, wb, w.row_bytes, &a[..c], cols, &mut o[..c]);
                 b += c;
             }
             t0 = t1;
