@@ -71,7 +71,7 @@ pub fn dot4_bf16(w: &[u8], a: [&[u8]; 4], n: usize) -> [f32; 4] {
 /// get scale `2j`, lanes 8-15 scale `2j + 1` (the i16 products of 32
 /// weights from `maddubs` are laid out so).
 #[target_feature(enable = "avx2,fma,f16c")]
-fn pair_scales(half: __m256i, j: usize) -> __m256i {
+pub(super) fn pair_scales(half: __m256i, j: usize) -> __m256i {
     let lo = (((4 * j + 1) << 8) | (4 * j)) as i16;
     let hi = (((4 * j + 3) << 8) | (4 * j + 2)) as i16;
     _mm256_shuffle_epi8(

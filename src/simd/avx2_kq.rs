@@ -233,7 +233,7 @@ fn q6k_rows<const C: usize>(w: &[u8], wrb: usize, a: [&[u8]; C], n: usize, out: 
                         _ => _mm256_srli_epi16(qh, 6),
                     };
                     let q = _mm256_or_si256(lo, _mm256_slli_epi16(_mm256_and_si256(hb, m2), 4));
-                    let s = pair_scales(half, c);
+                    let s = avx2::pair_scales(half, c);
                     for (sum, ab) in sums.iter_mut().zip(&ab) {
                         let p = _mm256_maddubs_epi16(q, load256(&ab[4 + 128 * h + 32 * c..]));
                         *sum = _mm256_add_epi32(*sum, _mm256_madd_epi16(p, s));
@@ -252,18 +252,6 @@ fn q6k_rows<const C: usize>(w: &[u8], wrb: usize, a: [&[u8]; C], n: usize, out: 
             o[r] = hsum(acc);
         }
     }
-}
-
-/// The scale vector for sub-blocks `2j` and `2j + 1` of a half (as
-/// `avx2::pair_scales`): lanes 0-7 scale `2j`, lanes 8-15 scale `2j + 1`.
-#[target_feature(enable = "avx2,fma,f16c")]
-fn pair_scales(half: __m256i, j: usize) -> __m256i {
-    let lo = (((4 * j + 1) << 8) | (4 * j)) as i16;
-    let hi = (((4 * j + 3) << 8) | (4 * j + 2)) as i16;
-    _mm256_shuffle_epi8(
-        half,
-        _mm256_set_m128i(_mm_set1_epi16(hi), _mm_set1_epi16(lo)),
-    )
 }
 
 /// Q4_K (`FIFTH` false) or Q5_K rows x `C` inputs, the float steps of
