@@ -11,6 +11,8 @@ secs=${1:-12}
 shift || true
 targets=("$@")
 [ ${#targets[@]} -gt 0 ] || targets=(gguf_model tokenizer sampler context)
+# CI runs this before the Miri step, which used to be the first to need nightly.
+rustup toolchain list | grep -q '^nightly' || rustup toolchain install nightly --profile minimal
 command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked --version 0.13.2
 cargo +nightly fuzz build -O
 scratch=$(mktemp -d)
