@@ -1034,6 +1034,41 @@ mod tests {
         assert_eq!(checked, kinds * 6 * 3);
     }
 
+    /// The one-input kernel `k1` on rows `0..nr` of `w` (`wrb` bytes each)
+    /// against each of `acts`, each result within `rel` (scaled by the
+    /// square root of `n`) of the scalar reference: the bits, by input and
+    /// row, that every tile shape must give.
+    #[cfg(target_arch = "x86_64")]
+    #[allow(clippy::too_many_arguments)]
+    fn one_input_bits(
+        t: W,
+        k1: super::Kernel,
+        w: &[u8],
+        wrb: usize,
+        nr: usize,
+        acts: &[&[u8]],
+        n: usize,
+        rel: f32,
+    ) -> std::vec::Vec<std::vec::Vec<u32>> {
+        acts.iter()
+            .map(|a| {
+                (0..nr)
+                    .map(|r| {
+                        let row = &w[r * wrb..(r + 1) * wrb];
+                        // SAFETY: the callers' probe found AVX2, FMA and F16C.
+                        #[allow(unsafe_code)]
+                        let v = unsafe { k1(row, a, n) };
+                        let slow = dot_act_scalar(t, row, a, n);
+                        let tol = rel * (n as f32).sqrt() * slow.abs().max(1.0);
+                        let near = v == slow || (v - slow).abs() <= tol;
+                        assert!(near, "{t:?} n={n}: {v} vs {slow}");
+                        v.to_bits()
+                    })
+                    .collect()
+            })
+            .collect()
+    }
+
     /// The four-row kernels give exactly the one-row kernel's bits.
     #[cfg(target_arch = "x86_64")]
     #[test]
@@ -1302,24 +1337,16 @@ mod tests {
                             assert_eq!(extra, pb[36..40], "{t:?} sums");
                         }
                     }
-                    let one: std::vec::Vec<std::vec::Vec<u32>> = acts
-                        .iter()
-                        .map(|a| {
-                            (0..nr)
-                                .map(|r| {
-                                    let row = &w[r * wrb..(r + 1) * wrb];
-                                    // SAFETY: the probe found AVX2, FMA and F16C.
-                                    #[allow(unsafe_code)]
-                                    let v = unsafe { k1(row, &a[1..], n) };
-                                    let slow = dot_act_scalar(t, row, &a[1..], n);
-                                    let tol = 1e-5 * (n as f32).sqrt() * slow.abs().max(1.0);
-                                    let near = v == slow || (v - slow).abs() <= tol;
-                                    assert!(near, "{t:?} n={n}: {v} vs {slow}");
-                                    v.to_bits()
-                                })
-                                .collect()
-                        })
-                        .collect();
+                    let one = one_input_bits(
+                        t,
+                        k1,
+                        w,
+                        wrb,
+                        nr,
+                        &acts.iter().map(|a| &a[1..]).collect::<std::vec::Vec<_>>(),
+                        n,
+                        1e-5,
+                    );
                     for c in [1, 2, 3, 4, 8] {
                         for cut in [0, 3, 8, 11] {
                             let cut = cut.min(nr);
@@ -1421,23 +1448,16 @@ mod tests {
                         assert_eq!(got, v.to_le_bytes(), "{t:?} n={n} j={j}");
                     }
                 }
-                let one: std::vec::Vec<std::vec::Vec<u32>> = acts
-                    .iter()
-                    .map(|a| {
-                        (0..nr)
-                            .map(|r| {
-                                // SAFETY: the probe found AVX2, FMA and F16C.
-                                #[allow(unsafe_code)]
-                                let v = unsafe { k1(&w[r * wrb..(r + 1) * wrb], a, n) };
-                                let slow = dot_act_scalar(t, &w[r * wrb..(r + 1) * wrb], a, n);
-                                let tol = 1e-5 * (n as f32).sqrt() * slow.abs().max(1.0);
-                                let near = v == slow || (v - slow).abs() <= tol;
-                                assert!(near, "{t:?} n={n}: {v} vs {slow}");
-                                v.to_bits()
-                            })
-                            .collect()
-                    })
-                    .collect();
+                let one = one_input_bits(
+                    t,
+                    k1,
+                    w,
+                    wrb,
+                    nr,
+                    &acts.iter().map(|a| &a[..]).collect::<std::vec::Vec<_>>(),
+                    n,
+                    1e-5,
+                );
                 for c in 1..=4 {
                     // Inputs 2..2 + c (so that groups start anywhere), rows
                     // split at `cut` into two calls.
@@ -1536,24 +1556,16 @@ mod tests {
                         p
                     })
                     .collect();
-                let one: std::vec::Vec<std::vec::Vec<u32>> = acts
-                    .iter()
-                    .map(|a| {
-                        (0..nr)
-                            .map(|r| {
-                                let row = &w[r * wrb..(r + 1) * wrb];
-                                // SAFETY: the probe found AVX2, FMA and F16C.
-                                #[allow(unsafe_code)]
-                                let v = unsafe { k1(row, a, n) };
-                                let slow = dot_act_scalar(t, row, a, n);
-                                let tol = 1e-4 * (n as f32).sqrt() * slow.abs().max(1.0);
-                                let near = v == slow || (v - slow).abs() <= tol;
-                                assert!(near, "{t:?} n={n}: {v} vs {slow}");
-                                v.to_bits()
-                            })
-                            .collect()
-                    })
-                    .collect();
+                let one = one_input_bits(
+                    t,
+                    k1,
+                    w,
+                    wrb,
+                    nr,
+                    &acts.iter().map(|a| &a[..]).collect::<std::vec::Vec<_>>(),
+                    n,
+                    1e-4,
+                );
                 for c in 1..=KTiles::MAX_C {
                     for cut in [0, 1, 2, 5] {
                         let mut out = std::vec![std::vec![0f32; nr]; c];
