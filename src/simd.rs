@@ -1034,6 +1034,51 @@ mod tests {
         assert_eq!(checked, kinds * 6 * 3);
     }
 
+    /// Runs `block` (a tile over whole rows of `wrb` bytes) on `c` inputs
+    /// for each `c` of `cs`, inputs `2..2 + c` of `inputs` (wrapping, so
+    /// that groups start anywhere), the `nr` rows split at each of `cuts`
+    /// into two calls (an empty one included), and asserts every output has
+    /// the bits of `one` (by input and row). Returns the outputs checked.
+    #[cfg(target_arch = "x86_64")]
+    #[allow(clippy::too_many_arguments, clippy::type_complexity)]
+    fn assert_groupings(
+        what: &str,
+        w: &[u8],
+        wrb: usize,
+        nr: usize,
+        inputs: &[&[u8]],
+        one: &[std::vec::Vec<u32>],
+        cs: &[usize],
+        cuts: &[usize],
+        block: &dyn Fn(&[u8], &[&[u8]], &mut [&mut [f32]]),
+    ) -> usize {
+        let mut checked = 0;
+        for &c in cs {
+            for &cut in cuts {
+                let cut = cut.min(nr);
+                let mut out = std::vec![std::vec![0f32; nr]; c];
+                let a: std::vec::Vec<&[u8]> =
+                    (0..c).map(|k| inputs[(2 + k) % inputs.len()]).collect();
+                for (r0, r1) in [(0, cut), (cut, nr)] {
+                    let mut o: std::vec::Vec<&mut [f32]> =
+                        out.iter_mut().map(|o| &mut o[r0..r1]).collect();
+                    block(&w[r0 * wrb..r1 * wrb], &a, &mut o);
+                }
+                for (k, o) in out.iter().enumerate() {
+                    for r in 0..nr {
+                        assert_eq!(
+                            o[r].to_bits(),
+                            one[(2 + k) % one.len()][r],
+                            "{what} c={c} cut={cut} input {k} row {r}"
+                        );
+                        checked += 1;
+                    }
+                }
+            }
+        }
+        checked
+    }
+
     /// The one-input kernel `k1` on rows `0..nr` of `w` (`wrb` bytes each)
     /// against each of `acts`, each result within `rel` (scaled by the
     /// square root of `n`) of the scalar reference: the bits, by input and
@@ -1347,32 +1392,18 @@ mod tests {
                         n,
                         1e-5,
                     );
-                    for c in [1, 2, 3, 4, 8] {
-                        for cut in [0, 3, 8, 11] {
-                            let cut = cut.min(nr);
-                            let mut out = std::vec![std::vec![0f32; nr]; c];
-                            let a: std::vec::Vec<&[u8]> =
-                                prepared[2..2 + c].iter().map(|p| &p[1..]).collect();
-                            for (r0, r1) in [(0, cut), (cut, nr)] {
-                                if r0 == r1 {
-                                    continue;
-                                }
-                                let mut o: std::vec::Vec<&mut [f32]> =
-                                    out.iter_mut().map(|o| &mut o[r0..r1]).collect();
-                                tiles.block(&w[r0 * wrb..r1 * wrb], wrb, &a, n, &mut o);
-                            }
-                            for (k, o) in out.iter().enumerate() {
-                                for r in 0..nr {
-                                    assert_eq!(
-                                        o[r].to_bits(),
-                                        one[2 + k][r],
-                                        "{t:?} n={n} nr={nr} c={c} cut={cut} input {k} row {r}"
-                                    );
-                                    checked += 1;
-                                }
-                            }
-                        }
-                    }
+                    let inputs: std::vec::Vec<&[u8]> = prepared.iter().map(|p| &p[1..]).collect();
+                    checked += assert_groupings(
+                        &std::format!("{t:?} n={n} nr={nr}"),
+                        w,
+                        wrb,
+                        nr,
+                        &inputs,
+                        &one,
+                        &[1, 2, 3, 4, 8],
+                        &[0, 3, 8, 11],
+                        &|w, a, o| tiles.block(w, wrb, a, n, o),
+                    );
                 }
             }
         }
@@ -1458,30 +1489,18 @@ mod tests {
                     n,
                     1e-5,
                 );
-                for c in 1..=4 {
-                    // Inputs 2..2 + c (so that groups start anywhere), rows
-                    // split at `cut` into two calls.
-                    for cut in [0, 1, 5] {
-                        let mut out = std::vec![std::vec![0f32; nr]; c];
-                        let a: std::vec::Vec<&[u8]> =
-                            prepared[2..2 + c].iter().map(|p| &p[1..]).collect();
-                        for (r0, r1) in [(0, cut), (cut, nr)] {
-                            let mut o: std::vec::Vec<&mut [f32]> =
-                                out.iter_mut().map(|o| &mut o[r0..r1]).collect();
-                            tiles.block(&w[r0 * wrb..r1 * wrb], wrb, &a, n, &mut o);
-                        }
-                        for (k, o) in out.iter().enumerate() {
-                            for r in 0..nr {
-                                assert_eq!(
-                                    o[r].to_bits(),
-                                    one[2 + k][r],
-                                    "{t:?} n={n} c={c} cut={cut} input {k} row {r}"
-                                );
-                                checked += 1;
-                            }
-                        }
-                    }
-                }
+                let inputs: std::vec::Vec<&[u8]> = prepared.iter().map(|p| &p[1..]).collect();
+                checked += assert_groupings(
+                    &std::format!("{t:?} n={n}"),
+                    w,
+                    wrb,
+                    nr,
+                    &inputs,
+                    &one,
+                    &[1, 2, 3, 4],
+                    &[0, 1, 5],
+                    &|w, a, o| tiles.block(w, wrb, a, n, o),
+                );
             }
         }
         assert_eq!(checked, 2 * 8 * 3 * 11 * 10);
@@ -1566,29 +1585,19 @@ mod tests {
                     n,
                     1e-4,
                 );
-                for c in 1..=KTiles::MAX_C {
-                    for cut in [0, 1, 2, 5] {
-                        let mut out = std::vec![std::vec![0f32; nr]; c];
-                        let a: std::vec::Vec<&[u8]> = (0..c)
-                            .map(|k| &prepared[(2 + k) % prepared.len()][1..])
-                            .collect();
-                        for (r0, r1) in [(0, cut), (cut, nr)] {
-                            let mut o: std::vec::Vec<&mut [f32]> =
-                                out.iter_mut().map(|o| &mut o[r0..r1]).collect();
-                            tiles.block(&w[r0 * wrb..r1 * wrb], wrb, &a, n, &mut o);
-                        }
-                        for (k, o) in out.iter().enumerate() {
-                            for r in 0..nr {
-                                assert_eq!(
-                                    o[r].to_bits(),
-                                    one[(2 + k) % one.len()][r],
-                                    "{t:?} n={n} c={c} cut={cut} input {k} row {r}"
-                                );
-                                checked += 1;
-                            }
-                        }
-                    }
-                }
+                let inputs: std::vec::Vec<&[u8]> = prepared.iter().map(|p| &p[1..]).collect();
+                let cs: std::vec::Vec<usize> = (1..=KTiles::MAX_C).collect();
+                checked += assert_groupings(
+                    &std::format!("{t:?} n={n}"),
+                    w,
+                    wrb,
+                    nr,
+                    &inputs,
+                    &one,
+                    &cs,
+                    &[0, 1, 2, 5],
+                    &|w, a, o| tiles.block(w, wrb, a, n, o),
+                );
             }
         }
         assert_eq!(checked, 5 * 5 * 4 * 9 * 36);
