@@ -157,88 +157,19 @@ fn wide_matmul(
     let Some(wide) = crate::simd::wide(w0.ty) else {
         return false;
     };
-    let cols = w0.cols;
     let batch = n_tok > 1;
-    let rb = wide.row_bytes(cols, batch);
-    if rb * n_tok > buf.len() {
-        return false;
-    }
-    let x = &x[..n_tok * cols];
-    let buf = &mut buf[..n_tok * rb];
-    // Convert the inputs, in tasks of whole tokens for a batch.
-    if n_tok < 4 {
-        for (o, xb) in buf.chunks_exact_mut(rb).zip(x.chunks_exact(cols)) {
-            wide.prepare(xb, o, batch);
-        }
-    } else {
-        for_rows(par, buf, rb, 1, 2, &|b0, o| {
-            for (o, xb) in o
-                .chunks_exact_mut(rb)
-                .zip(x[b0 * cols..].chunks_exact(cols))
-            {
-                wide.prepare(xb, o, batch);
-            }
-        });
-    }
-    let buf = &*buf;
-    // Tasks of each matrix, numbered one after another.
-    let mut plan = [(0usize, 0usize); 4];
-    let mut total = 0;
-    for (p, w) in plan.iter_mut().zip(ws) {
-        let (n_tasks, per) = split(par, w.rows, MIN_ROWS_PER_TASK, MIN_ROWS_PER_TASK);
-        *p = (n_tasks, per);
-        total += n_tasks;
-    }
-    let shared: [DisjointMut<'_, f32>; 4] = {
-        let mut it = outs.iter_mut();
-        core::array::from_fn(|i| match it.next() {
-            Some(o) if i < ws.len() => DisjointMut::new(&mut o[..n_tok * ws[i].rows]),
-            _ => DisjointMut::new(&mut []),
-        })
-    };
     let cb = wide.c_big();
-    par.run(total, &|t| {
-        let mut t = t;
-        let mut m = 0;
-        while t >= plan[m].0 {
-            t -= plan[m].0;
-            m += 1;
-        }
-        let (w, per, shared) = (ws[m], plan[m].1, &shared[m]);
-        let rows = w.rows;
-        let r0 = t * per;
-        let r1 = (r0 + per).min(rows);
-        // One input: all the task's rows in one pass (one stream through
-        // memory). A batch: rows in tiles that stay in cache while the
-        // inputs pass.
-        let tile = if n_tok == 1 {
-            r1 - r0
-        } else {
-            (64 * 1024 / w.row_bytes.max(1)).clamp(4, 256)
-        };
-        let mut t0 = r0;
-        while t0 < r1 {
-            let t1 = (t0 + tile).min(r1);
-            let wb = &w.data[t0 * w.row_bytes..t1 * w.row_bytes];
-            let mut b = 0;
-            while b < n_tok {
-                let c = if b + cb <= n_tok { cb } else { 1 };
-                #[allow(unsafe_code)]
-                // SAFETY: task t alone owns rows r0..r1 of every token's
-                // output row of matrix m, and the views are dropped before
-                // the next are taken.
-                let (a, mut o) =
-                    unsafe { token_views::<MAX_C>(buf, rb, shared, b, c, n_tok, rows, t0..t1) };
-                wide.block(wb, w.row_bytes, &a[..c], cols, &mut o[..c], batch);
-                b += c;
-            }
-            t0 = t1;
-        }
-    });
-    true
+    let plan = TilePlan {
+        rb: wide.row_bytes(w0.cols, batch),
+        prepare: &|x, o| wide.prepare(x, o, batch),
+        block: &|_, w, wrb, a, n, o| wide.block(w, wrb, a, n, o, batch),
+        inputs: &|left| if left >= cb { cb } else { 1 },
+        tile_rows: |rb| (64 * 1024 / rb.max(1)).clamp(4, 256),
+    };
+    tiled_matmul(par, ws, x, n_tok, outs, buf, &plan)
 }
 
-/// How [`tiled_matmul`] drives one family of AVX2 tiles.
+/// How [`tiled_matmul`] drives one family of tiles (AVX-512 or AVX2).
 struct TilePlan<'k> {
     /// Bytes of one prepared input row.
     rb: usize,
@@ -248,14 +179,11 @@ struct TilePlan<'k> {
     /// prepared inputs `a` (as `Tiles::block` and its kin).
     #[allow(clippy::type_complexity)]
     block: &'k (dyn Fn(usize, &[u8], usize, &[&[u8]], usize, &mut [&mut [f32]]) + Sync),
-    /// Inputs per call when `left` remain (at most [`TILE_C`]).
-    inputs: fn(usize) -> usize,
+    /// Inputs per call when `left` remain (at most [`MAX_C`]).
+    inputs: &'k (dyn Fn(usize) -> usize + Sync),
     /// Rows per cache tile of a batch, for rows of `row_bytes`.
     tile_rows: fn(usize) -> usize,
 }
-
-/// The most inputs an AVX2 tile takes at once.
-const TILE_C: usize = 8;
 
 /// The AVX2 tiles (F16/BF16 [`crate::simd::Tiles`], the 32-weight block
 /// types [`crate::simd::QTiles`], the K-quants [`crate::simd::KTiles`])
@@ -283,7 +211,7 @@ fn avx2_tiles(
             rb: k.row_bytes(cols),
             prepare: &|x, o| k.prepare(x, o),
             block: &|_, w, wrb, a, n, o| k.block(w, wrb, a, n, o),
-            inputs: |left| left.min(4),
+            inputs: &|left| left.min(4),
             // A multiple of the tiles' 3 rows (and 4 for the 4 x 2 tile).
             tile_rows: |rb| (16 * 1024 / rb.max(1) / 12 * 12).clamp(12, 96),
         };
@@ -294,7 +222,7 @@ fn avx2_tiles(
             rb: k.row_bytes(cols),
             prepare: &|x, o| k.prepare(x, o),
             block: &|_, w, wrb, a, n, o| k.block(w, wrb, a, n, o),
-            inputs: |left| if left >= 8 { 8 } else { left.min(4) },
+            inputs: &|left| if left >= 8 { 8 } else { left.min(4) },
             tile_rows: |rb| (16 * 1024 / rb.max(1) / 8 * 8).clamp(8, 128),
         };
         return tiled_matmul(par, ws, x, n_tok, outs, buf, &plan);
@@ -318,7 +246,7 @@ fn avx2_tiles(
                 k.block(w, wrb, a, n, o);
             }
         },
-        inputs: |left| left.min(crate::simd::KTiles::MAX_C),
+        inputs: &|left| left.min(crate::simd::KTiles::MAX_C),
         tile_rows: |rb| (16 * 1024 / rb.max(1)).clamp(4, 64),
     };
     tiled_matmul(par, ws, x, n_tok, outs, buf, &plan)
@@ -396,13 +324,13 @@ fn tiled_matmul(
             let wb = &w.data[t0 * w.row_bytes..t1 * w.row_bytes];
             let mut b = 0;
             while b < n_tok {
-                let c = (plan.inputs)(n_tok - b).clamp(1, TILE_C);
+                let c = (plan.inputs)(n_tok - b).clamp(1, MAX_C);
                 #[allow(unsafe_code)]
                 // SAFETY: task t alone owns rows r0..r1 of every token's
                 // output row of matrix m, and the views are dropped before
                 // the next are taken.
                 let (a, mut o) =
-                    unsafe { token_views::<TILE_C>(buf, rb, shared, b, c, n_tok, rows, t0..t1) };
+                    unsafe { token_views::<MAX_C>(buf, rb, shared, b, c, n_tok, rows, t0..t1) };
                 (plan.block)(m, wb, w.row_bytes, &a[..c], cols, &mut o[..c]);
                 b += c;
             }
