@@ -266,9 +266,12 @@ pub fn dot4_q3_k(w: &[u8], a: [&[u8]; 4], n: usize) -> [f32; 4] {
 }
 
 /// The eight 6-bit scales and eight minimums of a Q4_K/Q5_K block (12
-/// bytes, see `blocks::scale_min_k4`), one per byte, unpacked four at a
-/// time in 32-bit words.
-pub(super) fn k4_scales_mins(sc: &[u8]) -> (u64, u64) {
+/// bytes, see `blocks::scale_min_k4`), unpacked four at a time in 32-bit
+/// words, as vectors: the scales as eight i16 in both 128-bit lanes (for
+/// [`k4_scale`]), and each minimum twice over in i16 lanes (minimum k in
+/// lanes 2k and 2k + 1, to meet the activation sums of 16).
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) fn k4_scales_mins(sc: &[u8]) -> (__m256i, __m256i) {
     let word =
         |k: usize| u32::from_le_bytes([sc[4 * k], sc[4 * k + 1], sc[4 * k + 2], sc[4 * k + 3]]);
     let (w0, w1, w2) = (word(0), word(1), word(2));
@@ -276,7 +279,23 @@ pub(super) fn k4_scales_mins(sc: &[u8]) -> (u64, u64) {
     let scales_hi = (w2 & m4) | ((w0 >> 6) & m2) << 4;
     let mins_hi = ((w2 >> 4) & m4) | ((w1 >> 6) & m2) << 4;
     let join = |lo: u32, hi: u32| (hi as u64) << 32 | lo as u64;
-    (join(w0 & m6, scales_hi), join(w1 & m6, mins_hi))
+    let (scales, mins) = (join(w0 & m6, scales_hi), join(w1 & m6, mins_hi));
+    // Byte k of the minimums to i16 lanes 2k and 2k + 1.
+    let twice = _mm_set_epi64x(0x0707_0606_0505_0404, 0x0303_0202_0101_0000);
+    let mins = _mm_shuffle_epi8(_mm_cvtsi64_si128(mins as i64), twice);
+    let scales = _mm_cvtepu8_epi16(_mm_cvtsi64_si128(scales as i64));
+    (
+        _mm256_broadcastsi128_si256(scales),
+        _mm256_cvtepu8_epi16(mins),
+    )
+}
+
+/// Scale `s` of [`k4_scales_mins`]'s scales in every i16 lane (bytes 2s
+/// and 2s + 1).
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) fn k4_scale(scales: __m256i, s: usize) -> __m256i {
+    let pair = (((2 * s + 1) << 8) | (2 * s)) as i16;
+    _mm256_shuffle_epi8(scales, _mm256_set1_epi16(pair))
 }
 
 /// Q4_K (`FIFTH` false) or Q5_K × Q8_K over `R` activation rows: per
@@ -299,22 +318,12 @@ pub(super) fn dot_k45<const FIFTH: bool, const R: usize>(
     let a = q8k_rows(a, nb);
     let m4 = _mm256_set1_epi8(0x0f);
     let bit = _mm256_set1_epi8(1);
-    // Byte k of the minimums to i16 lanes 2k and 2k + 1.
-    let twice = _mm_set_epi64x(0x0707_0606_0505_0404, 0x0303_0202_0101_0000);
     let mut acc = [_mm256_setzero_ps(); R];
     for (i, wb) in w.chunks_exact(bb).enumerate() {
         let (d, dmin) = (f16(wb), f16(&wb[2..]));
         let ab = q8k_blocks(a, i);
         let (scales, mins) = k4_scales_mins(&wb[4..16]);
-        let mins = _mm_shuffle_epi8(_mm_cvtsi64_si128(mins as i64), twice);
-        let mins = _mm256_cvtepu8_epi16(mins);
-        let scales = _mm_cvtepu8_epi16(_mm_cvtsi64_si128(scales as i64));
-        let scales = _mm256_broadcastsi128_si256(scales);
-        // Scale s in every i16 lane: bytes 2s and 2s + 1 of `scales`.
-        let scale = |s: usize| {
-            let pair = (((2 * s + 1) << 8) | (2 * s)) as i16;
-            _mm256_shuffle_epi8(scales, _mm256_set1_epi16(pair))
-        };
+        let scale = |s: usize| k4_scale(scales, s);
         let mut hm = if FIFTH {
             load256(&wb[16..])
         } else {

@@ -274,8 +274,6 @@ fn k45_rows<const FIFTH: bool, const C: usize>(
     let a = q8k_rows(a, nb);
     let m4 = _mm256_set1_epi8(0x0f);
     let bit = _mm256_set1_epi8(1);
-    // Byte k of the minimums to i16 lanes 2k and 2k + 1.
-    let twice = _mm_set_epi64x(0x0707_0606_0505_0404, 0x0303_0202_0101_0000);
     for (r, row) in w.chunks_exact(wrb).enumerate() {
         let row = &row[..nb * bb];
         let mut acc = [_mm256_setzero_ps(); C];
@@ -284,15 +282,7 @@ fn k45_rows<const FIFTH: bool, const C: usize>(
             let ab = q8k_blocks(&a, i);
             let (d, dmin) = (f16(wb), f16(&wb[2..]));
             let (scales, mins) = avx2::k4_scales_mins(&wb[4..16]);
-            let mins = _mm_shuffle_epi8(_mm_cvtsi64_si128(mins as i64), twice);
-            let mins = _mm256_cvtepu8_epi16(mins);
-            let scales = _mm_cvtepu8_epi16(_mm_cvtsi64_si128(scales as i64));
-            let scales = _mm256_broadcastsi128_si256(scales);
-            // Scale s in every i16 lane: bytes 2s and 2s + 1 of `scales`.
-            let scale = |s: usize| {
-                let pair = (((2 * s + 1) << 8) | (2 * s)) as i16;
-                _mm256_shuffle_epi8(scales, _mm256_set1_epi16(pair))
-            };
+            let scale = |s: usize| avx2::k4_scale(scales, s);
             let mut hm = if FIFTH {
                 load256(&wb[16..])
             } else {
