@@ -21,6 +21,11 @@ use crate::parallel::Parallel;
 use crate::sampler::{LogitBias, Sampler, SamplerParams, Stage, MAX_STAGES};
 use crate::tokenizer::{AddTokens, StreamDecoder, Vocab, VocabKind};
 
+/// The ABI this library implements. It grows by one whenever a change
+/// could break a program built against an older header; it is the major
+/// number of the shared library's soname (`libnanollama.so.1`).
+pub const NANOLLAMA_ABI_VERSION: u32 = 1;
+
 /// Status of a call. 0 is success; values are only ever appended.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
