@@ -1,4 +1,5 @@
-//! Generates the C header from `src/ffi.rs` with cbindgen into `OUT_DIR`
+//! Generates the C header from `src/ffi.rs` (that file only: its constants
+//! are the ABI's, the crate's other ones are not) with cbindgen into `OUT_DIR`
 //! (never into the source tree, so `cargo publish` verification passes).
 //! `tests/header.rs` checks that the committed `include/nanollama.h` equals it.
 use std::env;
@@ -12,7 +13,7 @@ fn main() {
     let config = cbindgen::Config::from_file(crate_dir.join("cbindgen.toml"))
         .expect("cbindgen.toml is readable and valid");
     match cbindgen::Builder::new()
-        .with_crate(&crate_dir)
+        .with_src(crate_dir.join("src/ffi.rs"))
         .with_config(config)
         .generate()
     {

@@ -65,6 +65,11 @@
 #endif
 
 
+// The ABI this library implements. It grows by one whenever a change
+// could break a program built against an older header; it is the major
+// number of the shared library's soname (`libnanollama.so.1`).
+#define NANOLLAMA_ABI_VERSION 1
+
 // Status of a call. 0 is success; values are only ever appended.
 typedef enum {
   // Success.
