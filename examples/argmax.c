@@ -65,7 +65,7 @@ int main(int argc, char **argv) {
     const nanollama_model *model;
     if ((s = nanollama_model_init(gguf, len, model_mem, need, &model))) return fail(argv[1], s);
     nanollama_model_info info;
-    if ((s = nanollama_model_get_info(model, &info))) return fail("model", s);
+    if ((s = nanollama_model_get_info(model, &info, sizeof info))) return fail("model", s);
 
     int n = argc - 2;
     int32_t *tokens = malloc((size_t)n * sizeof *tokens);
@@ -82,7 +82,7 @@ int main(int argc, char **argv) {
 
     /* A context just big enough for one batch, keeping every row of logits. */
     nanollama_context_params p;
-    nanollama_context_params_default(&p);
+    nanollama_context_params_default(&p, sizeof p);
     p.n_ctx = (uint32_t)n;
     p.n_batch = (uint32_t)n;
     p.logits_all = 1;

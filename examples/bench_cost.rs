@@ -168,7 +168,32 @@ fn main() {
         .into_iter()
         .filter(|&n| n <= max)
         .collect();
-    let reps_at = |n: usize| if n >= 1_000_000 { reps.min(3) } else { reps };
+    let reps_at = |_: usize| reps;
+
+    // No tokenizer: what the memory hierarchy alone does to a linear pass
+    // over as much state as the BPE of one long word (about 40 bytes per
+    // byte: code points, symbols, bucket entries), read and written 8 times.
+    let secs: Vec<f64> = sizes
+        .iter()
+        .map(|&n| {
+            let mut state = vec![[0u64; 5]; n];
+            time(reps_at(n), || {
+                for pass in 0..8u64 {
+                    for e in state.iter_mut() {
+                        e[0] = e[0].wrapping_add(pass);
+                        e[4] = e[4].wrapping_add(e[0]);
+                    }
+                }
+                std::hint::black_box(&mut state);
+            })
+        })
+        .collect();
+    report(
+        "memory floor: 8 passes over 40 bytes per byte (no tokenizer)",
+        "bytes",
+        &sizes,
+        &secs,
+    );
 
     // One long pre-token.
     for (file, byte, what) in [

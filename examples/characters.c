@@ -29,7 +29,7 @@ int main(int argc, char **argv) {
     const char *model_path = "models/kjv-llama.gguf";
     int n_predict = 48;
     nanollama_sampler_params sp;
-    nanollama_sampler_params_default(&sp);
+    nanollama_sampler_params_default(&sp, sizeof sp);
     for (int i = 1; i < argc; i++) {
         if (sampler_flag(argc, argv, &i, &sp)) continue;
         if (i + 1 < argc && !strcmp(argv[i], "-m")) model_path = argv[++i];
@@ -61,7 +61,7 @@ int main(int argc, char **argv) {
         size_t n_prompt = host_tokenize(&hm, ch->prompt, 0, tokens, 256);
 
         nanollama_context_params cp;
-        nanollama_context_params_default(&cp);
+        nanollama_context_params_default(&cp, sizeof cp);
         cp.n_ctx = mi.n_ctx_train;
         cp.n_batch = (uint32_t)n_prompt;
         CHECK_OK(nanollama_context_size(model, &cp, &size));

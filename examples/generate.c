@@ -22,7 +22,7 @@ int main(int argc, char **argv) {
     const char *prompt = "";
     int n_predict = 128, n_threads = 1;
     nanollama_sampler_params sp;
-    nanollama_sampler_params_default(&sp);
+    nanollama_sampler_params_default(&sp, sizeof sp);
     int special = 0;
     for (int i = 1; i < argc; i++) {
         if (sampler_flag(argc, argv, &i, &sp)) continue;
@@ -62,7 +62,7 @@ int main(int argc, char **argv) {
      * the host's threads if asked for. */
     host_pool pool;
     nanollama_context_params cp;
-    nanollama_context_params_default(&cp);
+    nanollama_context_params_default(&cp, sizeof cp);
     cp.n_ctx = mi.n_ctx_train;
     cp.n_batch = (uint32_t)n_prompt;
     if (n_threads > 1) {

@@ -96,8 +96,8 @@ static inline host_model host_model_load(const char *path) {
     CHECK_OK(nanollama_vocab_size(m.file.bytes, m.file.len, &size));
     m.vocab_mem = alloc64(size);
     CHECK_OK(nanollama_vocab_init(m.file.bytes, m.file.len, m.vocab_mem, size, &m.vocab));
-    CHECK_OK(nanollama_model_get_info(m.model, &m.info));
-    CHECK_OK(nanollama_vocab_get_info(m.vocab, &m.vocab_info));
+    CHECK_OK(nanollama_model_get_info(m.model, &m.info, sizeof m.info));
+    CHECK_OK(nanollama_vocab_get_info(m.vocab, &m.vocab_info, sizeof m.vocab_info));
     return m;
 }
 
@@ -121,7 +121,7 @@ static inline size_t host_tokenize(const host_model *m, const char *text, int sp
     CHECK_OK(nanollama_tokenize(m->vocab, (const uint8_t *)text, len, flags, scratch, scratch_len,
                                 tokens, cap, &n));
     free(scratch);
-    if (n == 0 && cap > 0 && m->vocab_info.bos != UINT32_MAX) tokens[n++] = (int32_t)m->vocab_info.bos;
+    if (n == 0 && cap > 0 && m->vocab_info.bos != NANOLLAMA_TOKEN_NULL) tokens[n++] = m->vocab_info.bos;
     return n;
 }
 
@@ -250,9 +250,9 @@ static inline int sampler_flag(int argc, char **argv, int *i, nanollama_sampler_
 
 /* Whether generation ends at `token` (EOS, end of turn, ...). */
 static inline int host_is_eog(const nanollama_vocab *vocab, int32_t token) {
-    uint32_t eog = 0;
+    bool eog = false;
     CHECK_OK(nanollama_vocab_is_eog(vocab, token, &eog));
-    return eog != 0;
+    return eog;
 }
 
 /* The text a generated token adds, through a streaming detokenizer (bytes of
@@ -261,7 +261,7 @@ static inline int host_is_eog(const nanollama_vocab *vocab, int32_t token) {
  * shipped model's training text, so it is shown as a line break. */
 static inline size_t token_text(const nanollama_vocab *vocab, const nanollama_vocab_info *vi,
                                 nanollama_detokenizer *d, int32_t token, uint8_t *buf) {
-    if ((uint32_t)token == vi->bos) {
+    if (token == vi->bos) {
         buf[0] = '\n';
         return 1;
     }

@@ -41,7 +41,7 @@ int main(int argc, char **argv) {
     const char *prompt = "";
     int n_predict = 32;
     nanollama_sampler_params sp;
-    nanollama_sampler_params_default(&sp);
+    nanollama_sampler_params_default(&sp, sizeof sp);
     for (int i = 1; i < argc; i++) {
         if (sampler_flag(argc, argv, &i, &sp)) continue;
         if (i + 1 < argc && !strcmp(argv[i], "-m")) model_path = argv[++i];
@@ -74,7 +74,7 @@ int main(int argc, char **argv) {
     }
 
     nanollama_context_params cp;
-    nanollama_context_params_default(&cp);
+    nanollama_context_params_default(&cp, sizeof cp);
     cp.n_ctx = mi.n_ctx_train;
     cp.n_batch = n_prompt > 0 ? (uint32_t)n_prompt : 1;
     CHECK_OK(nanollama_context_size(model, &cp, &size));

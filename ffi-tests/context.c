@@ -28,9 +28,9 @@ static uint32_t pos_of(const nanollama_context *ctx) {
     return p;
 }
 
-static nanollama_context_params params(uint32_t n_ctx, uint32_t n_batch, uint32_t kv, uint32_t all) {
+static nanollama_context_params params(uint32_t n_ctx, uint32_t n_batch, uint32_t kv, bool all) {
     nanollama_context_params p;
-    nanollama_context_params_default(&p);
+    nanollama_context_params_default(&p, sizeof p);
     p.n_ctx = n_ctx;
     p.n_batch = n_batch;
     p.kv_type = kv;
@@ -43,11 +43,11 @@ static const int32_t TOKS[] = {5, 17, 99, 0, 42, 42, 7, 63, 1, 2, 3, 4, 5, 6, 7,
 static void defaults(void) {
     nanollama_context_params p;
     memset(&p, 0xAB, sizeof p);
-    nanollama_context_params_default(&p);
+    nanollama_context_params_default(&p, sizeof p);
     CHECK(p.n_ctx == 0 && p.n_batch == 0 && p.kv_type == NANOLLAMA_KV_TYPE_F16);
     CHECK(p.logits_all == 0 && p.parallel_for == NULL && p.parallel_user_data == NULL);
     CHECK(p.n_threads == 1);
-    nanollama_context_params_default(NULL); /* no crash */
+    CHECK_STATUS(nanollama_context_params_default(NULL, sizeof(nanollama_context_params)), NANOLLAMA_STATUS_NULL_POINTER);
 }
 
 /* size/init refuse every bad argument and leave *out_ctx alone. */
@@ -60,18 +60,22 @@ static void bad_setup(const nanollama_model *m) {
     CHECK_STATUS(nanollama_context_size(m, NULL, &out), NANOLLAMA_STATUS_NULL_POINTER);
     CHECK_STATUS(nanollama_context_size(m, &p, NULL), NANOLLAMA_STATUS_NULL_POINTER);
 
-    nanollama_context_params bad[4];
-    for (int i = 0; i < 4; i++) bad[i] = p;
+    nanollama_context_params bad[5];
+    for (int i = 0; i < 5; i++) bad[i] = p;
     bad[0].kv_type = 2;
     bad[1].kv_type = UINT32_MAX;
-    bad[2].logits_all = 2;
-    bad[3].logits_all = UINT32_MAX;
+    bad[2].size = 0;
+    bad[3].size = sizeof p - 1; /* smaller than any struct of this ABI */
+    bad[4].size = 4097;
+    const nanollama_status want[5] = {NANOLLAMA_STATUS_INVALID_ARGUMENT, NANOLLAMA_STATUS_INVALID_ARGUMENT,
+                                      NANOLLAMA_STATUS_BAD_STRUCT_SIZE, NANOLLAMA_STATUS_BAD_STRUCT_SIZE,
+                                      NANOLLAMA_STATUS_BAD_STRUCT_SIZE};
     uint8_t *mem = alloc64(need + 64);
     nanollama_context *const sentinel = (nanollama_context *)(uintptr_t)0x40;
     nanollama_context *ctx = sentinel;
-    for (int i = 0; i < 4; i++) {
-        CHECK_STATUS(nanollama_context_size(m, &bad[i], &out), NANOLLAMA_STATUS_INVALID_ARGUMENT);
-        CHECK_STATUS(nanollama_context_init(m, &bad[i], mem, need, &ctx), NANOLLAMA_STATUS_INVALID_ARGUMENT);
+    for (int i = 0; i < 5; i++) {
+        CHECK_STATUS(nanollama_context_size(m, &bad[i], &out), want[i]);
+        CHECK_STATUS(nanollama_context_init(m, &bad[i], mem, need, &ctx), want[i]);
     }
     /* A context too large to describe: refused, not overflowed. */
     nanollama_context_params huge = p;
@@ -245,7 +249,7 @@ static void all_rows(const nanollama_model *m) {
  * so does a context in zeroed memory, and one re-initialized in used memory. */
 static void shared_model(const nanollama_model *m) {
     nanollama_context_params p;
-    nanollama_context_params_default(&p);
+    nanollama_context_params_default(&p, sizeof p);
     p.n_ctx = 24;
     size_t need = 0;
     CHECK_OK(nanollama_context_size(m, &p, &need));
@@ -294,7 +298,7 @@ static void batch_above_ctx(const nanollama_model *m) {
 /* n_ctx 0 is the model's training length and n_batch 0 is min(512, n_ctx). */
 static void default_lengths(const nanollama_model *m) {
     nanollama_context_params p;
-    nanollama_context_params_default(&p);
+    nanollama_context_params_default(&p, sizeof p);
     void *mem = NULL;
     nanollama_context *ctx = new_context(m, &p, &mem);
     int32_t toks[N_CTX_TRAIN + 1];
@@ -312,7 +316,7 @@ int main(int argc, char **argv) {
     CHECK(argc == 2);
     loaded_model lm = load_model(argv[1]);
     nanollama_model_info info;
-    CHECK_OK(nanollama_model_get_info(lm.model, &info));
+    CHECK_OK(nanollama_model_get_info(lm.model, &info, sizeof info));
     CHECK(info.n_vocab == N_VOCAB && info.n_ctx_train == N_CTX_TRAIN);
 
     defaults();

@@ -20,7 +20,7 @@ enum { DIM = 64, LAYERS = 2, HEADS = 4, KV_HEADS = 2, FFN = 96, VOCAB = 100, CTX
 #define N_MATRIX ((uint64_t)2 * VOCAB * DIM + (uint64_t)LAYERS * (2 * DIM * DIM + 2 * KV_DIM * DIM + 3 * FFN * DIM))
 #define N_NORM ((uint64_t)DIM * (2 * LAYERS + 1))
 
-#define LAST_STATUS NANOLLAMA_STATUS_UNSUPPORTED_HYPERPARAMETER
+#define LAST_STATUS NANOLLAMA_STATUS_BAD_STRUCT_SIZE
 
 static const nanollama_model *const SENTINEL = (const nanollama_model *)(uintptr_t)0x1234;
 
@@ -163,10 +163,10 @@ static void valid_model(const char *path) {
     nanollama_model_info info, untouched;
     memset(&info, 0xAB, sizeof info);
     memset(&untouched, 0xAB, sizeof untouched);
-    CHECK_STATUS(nanollama_model_get_info(NULL, &info), NANOLLAMA_STATUS_NULL_POINTER);
-    CHECK_STATUS(nanollama_model_get_info(m, NULL), NANOLLAMA_STATUS_NULL_POINTER);
+    CHECK_STATUS(nanollama_model_get_info(NULL, &info, sizeof info), NANOLLAMA_STATUS_NULL_POINTER);
+    CHECK_STATUS(nanollama_model_get_info(m, NULL, sizeof(nanollama_model_info)), NANOLLAMA_STATUS_NULL_POINTER);
     CHECK(memcmp(&info, &untouched, sizeof info) == 0);
-    CHECK_OK(nanollama_model_get_info(m, &info));
+    CHECK_OK(nanollama_model_get_info(m, &info, sizeof info));
     check_info(&info, 0);
 
     /* A second model over the same bytes, in a larger buffer. */
@@ -175,9 +175,9 @@ static void valid_model(const char *path) {
     CHECK_OK(nanollama_model_init(file, len, mem2, need + 4096, &m2));
     CHECK(m2 != NULL && m2 != m);
     nanollama_model_info info2;
-    CHECK_OK(nanollama_model_get_info(m2, &info2));
+    CHECK_OK(nanollama_model_get_info(m2, &info2, sizeof info2));
     check_info(&info2, 0);
-    CHECK_OK(nanollama_model_get_info(m, &info));
+    CHECK_OK(nanollama_model_get_info(m, &info, sizeof info));
     check_info(&info, 0);
 
     free(mem2);
@@ -188,7 +188,7 @@ static void valid_model(const char *path) {
 /* The last logits of three tokens, decoded by a fresh context. */
 static void three_tokens(const nanollama_model *m, float out[VOCAB]) {
     nanollama_context_params p;
-    nanollama_context_params_default(&p);
+    nanollama_context_params_default(&p, sizeof p);
     p.n_ctx = 4;
     void *mem = NULL;
     nanollama_context *ctx = new_context(m, &p, &mem);
@@ -232,7 +232,7 @@ static void typed_model(const char *path) {
     CHECK(sscanf(basename_of(path), "tiny-%u-", &type) == 1);
     loaded_model lm = load_model(path);
     nanollama_model_info info;
-    CHECK_OK(nanollama_model_get_info(lm.model, &info));
+    CHECK_OK(nanollama_model_get_info(lm.model, &info, sizeof info));
     check_info(&info, type);
     float want[VOCAB];
     three_tokens(lm.model, want);

@@ -132,7 +132,7 @@ typedef struct {
 static void *run(void *arg) {
     job *j = arg;
     nanollama_context_params cp;
-    nanollama_context_params_default(&cp);
+    nanollama_context_params_default(&cp, sizeof cp);
     cp.n_ctx = 32;
     cp.n_batch = 8;
     cp.logits_all = j->keep_all ? 1 : 0;
@@ -148,7 +148,7 @@ static void *run(void *arg) {
     CHECK_OK(nanollama_context_decode(ctx, toks, 8));
     CHECK_OK(nanollama_context_decode(ctx, toks + 8, 4));
     nanollama_model_info info;
-    CHECK_OK(nanollama_model_get_info(j->model, &info));
+    CHECK_OK(nanollama_model_get_info(j->model, &info, sizeof info));
     const float *l = NULL;
     size_t rows = 0;
     CHECK_OK(nanollama_context_logits(ctx, &l, &rows));

@@ -21,10 +21,10 @@ int main(void) {
     for (int i = 0; i < N; i++) logits[i] = (float)((i * 37) % 17) * 0.3f;
 
     nanollama_sampler_params p;
-    nanollama_sampler_params_default(&p);
+    nanollama_sampler_params_default(&p, sizeof p);
     CHECK(p.top_k == 40 && fabsf(p.temp - 0.8f) < 1e-6f && p.n_stages == 8);
     CHECK(p.order[0] == NANOLLAMA_STAGE_LOGIT_BIAS && p.order[7] == NANOLLAMA_STAGE_TEMPERATURE);
-    nanollama_sampler_params_default(NULL);
+    CHECK_STATUS(nanollama_sampler_params_default(NULL, sizeof(nanollama_sampler_params)), NANOLLAMA_STATUS_NULL_POINTER);
     p.seed = 1234;
     p.penalty_repeat = 1.3f;
 

@@ -23,25 +23,25 @@ int main(int argc, char **argv) {
     const nanollama_vocab *spm = load(argv[1], &smem, &sfile);
     const nanollama_vocab *bpe = load(argv[2], &bmem, &bfile);
     nanollama_vocab_info si, bi;
-    CHECK_OK(nanollama_vocab_get_info(spm, &si));
-    CHECK_OK(nanollama_vocab_get_info(bpe, &bi));
+    CHECK_OK(nanollama_vocab_get_info(spm, &si, sizeof si));
+    CHECK_OK(nanollama_vocab_get_info(bpe, &bi, sizeof bi));
     CHECK(si.n_vocab == 32000 && si.bos == 1 && si.eos == 2 && si.kind == 0);
     CHECK(bi.n_vocab == 128256 && bi.bos == 128000 && bi.kind == 1);
     /* LLaMA 3 asks for BOS (llama.cpp's default for llama-bpe), not EOS;
      * <|eot_id|> (128009) is its end of turn, found by its text. */
-    CHECK(bi.add_bos == 1 && bi.add_eos == 0 && bi.eot == 128009 && bi.eom == UINT32_MAX);
-    CHECK(si.add_bos == 1 && si.add_eos == 0 && si.unk == 0 && si.eot == UINT32_MAX);
+    CHECK(bi.add_bos && !bi.add_eos && bi.eot == 128009 && bi.eom == NANOLLAMA_TOKEN_NULL);
+    CHECK(si.add_bos && !si.add_eos && si.unk == 0 && si.eot == NANOLLAMA_TOKEN_NULL);
     CHECK(bi.n_eog == 2 && si.n_eog == 1); /* llama.cpp: {128001, 128009} and {2} */
-    CHECK_STATUS(nanollama_vocab_get_info(NULL, &si), NANOLLAMA_STATUS_NULL_POINTER);
-    uint32_t eog = 7;
+    CHECK_STATUS(nanollama_vocab_get_info(NULL, &si, sizeof si), NANOLLAMA_STATUS_NULL_POINTER);
+    bool eog = true;
     CHECK_OK(nanollama_vocab_is_eog(bpe, 128009, &eog));
-    CHECK(eog == 1);
+    CHECK(eog);
     CHECK_OK(nanollama_vocab_is_eog(bpe, 128001, &eog));
-    CHECK(eog == 1);
+    CHECK(eog);
     CHECK_OK(nanollama_vocab_is_eog(bpe, 9906, &eog));
-    CHECK(eog == 0);
+    CHECK(!eog);
     CHECK_OK(nanollama_vocab_is_eog(spm, 2, &eog));
-    CHECK(eog == 1);
+    CHECK(eog);
     CHECK_STATUS(nanollama_vocab_is_eog(NULL, 2, &eog), NANOLLAMA_STATUS_NULL_POINTER);
     CHECK_STATUS(nanollama_vocab_is_eog(spm, 2, NULL), NANOLLAMA_STATUS_NULL_POINTER);
     CHECK_STATUS(nanollama_vocab_is_eog(spm, 32000, &eog), NANOLLAMA_STATUS_TOKEN_OUT_OF_RANGE);

@@ -45,6 +45,30 @@
  *   - *_size, *_params_default, nanollama_status_str and
  *     nanollama_tokenize_scratch_size are pure and may be called anywhere.
  *
+ * ABI: NANOLLAMA_ABI_VERSION (the soname's major number) grows when a
+ * change could break a program built against an older header; check
+ * nanollama_version()->abi against it. Within one ABI:
+ *   - Every struct passed by pointer begins with `uint32_t size`, the bytes
+ *     of the struct as the caller's header declares it; structs only grow,
+ *     by fields appended at the end whose zero means "the default".
+ *   - Structs the caller fills (context and sampler params): get them from
+ *     nanollama_*_params_default(&p, sizeof p), which writes the defaults,
+ *     zeroes what it does not know and sets p.size. A call that reads one
+ *     refuses (NANOLLAMA_STATUS_BAD_STRUCT_SIZE) a size below this ABI's
+ *     struct or above 4096, and a larger struct (a later header) whose
+ *     fields unknown here are not zero; it never reads past `size`.
+ *   - Structs the library fills (model, vocab and context info) are passed
+ *     with their size, `nanollama_model_get_info(m, &info, sizeof info)`:
+ *     the library writes at most that many bytes (fields it does not know
+ *     are zeroed) and sets info.size to the bytes it filled, so a field is
+ *     there when info.size covers it. nanollama_version() returns a static
+ *     struct: read a field only when its size covers it.
+ *   - nanollama_logit_bias (an array element) and nanollama_detokenizer (a
+ *     struct of fixed size the caller allocates) never change layout.
+ *   - Statuses, KV types, stages and flags are uint32_t with #defined
+ *     values; token ids are nanollama_token (int32_t, NANOLLAMA_TOKEN_NULL
+ *     for none); flags are bool.
+ *
  * Errors: every fallible call returns a nanollama_status (0 = OK) and writes
  * results through out-pointers only on success. A refused call leaves every
  * object it was given as it was. Bad input (a truncated or hostile GGUF
@@ -70,124 +94,12 @@
 // number of the shared library's soname (`libnanollama.so.1`).
 #define NANOLLAMA_ABI_VERSION 1
 
-// Status of a call. 0 is success; values are only ever appended.
-typedef enum {
-  // Success.
-  NANOLLAMA_STATUS_OK = 0,
-  // A required pointer argument was NULL.
-  NANOLLAMA_STATUS_NULL_POINTER = 1,
-  // An argument is out of its documented range (an unknown enum value, a
-  // position past the current one, an empty batch).
-  NANOLLAMA_STATUS_INVALID_ARGUMENT = 2,
-  // A buffer is smaller than its size query asked for.
-  NANOLLAMA_STATUS_BUFFER_TOO_SMALL = 3,
-  // A buffer does not start on a 64-byte boundary.
-  NANOLLAMA_STATUS_MISALIGNED = 4,
-  // The GGUF bytes end inside a header, key, value or tensor record.
-  NANOLLAMA_STATUS_GGUF_TRUNCATED = 5,
-  // The bytes do not start with the GGUF magic.
-  NANOLLAMA_STATUS_GGUF_BAD_MAGIC = 6,
-  // The GGUF version is not 2 or 3.
-  NANOLLAMA_STATUS_GGUF_UNSUPPORTED_VERSION = 7,
-  // A tensor, metadata or array count is larger than the file can hold.
-  NANOLLAMA_STATUS_GGUF_COUNT_TOO_LARGE = 8,
-  // A string length runs past the end of the file.
-  NANOLLAMA_STATUS_GGUF_STRING_PAST_END = 9,
-  // A tensor's data offset or size runs past the end of the file.
-  NANOLLAMA_STATUS_GGUF_TENSOR_PAST_END = 10,
-  // A tensor's dimensions are zero, too many, not whole blocks, or overflow.
-  NANOLLAMA_STATUS_GGUF_BAD_DIMENSIONS = 11,
-  // `general.alignment` is invalid or a tensor offset is not a multiple of it.
-  NANOLLAMA_STATUS_GGUF_DATA_MISALIGNED = 12,
-  // An unknown metadata value type or tensor type id.
-  NANOLLAMA_STATUS_GGUF_UNKNOWN_TYPE = 13,
-  // A metadata value has the wrong type for its key, or arrays are nested.
-  NANOLLAMA_STATUS_GGUF_BAD_METADATA = 14,
-  // `general.architecture` is missing or not `llama` or `qwen2`.
-  NANOLLAMA_STATUS_UNSUPPORTED_ARCHITECTURE = 15,
-  // A tensor is stored in a type this build does not implement.
-  NANOLLAMA_STATUS_UNSUPPORTED_TENSOR_TYPE = 16,
-  // A required hyper-parameter key is missing.
-  NANOLLAMA_STATUS_MISSING_KEY = 17,
-  // Hyper-parameters are inconsistent or out of range.
-  NANOLLAMA_STATUS_BAD_HYPERPARAMETERS = 18,
-  // A required tensor is missing.
-  NANOLLAMA_STATUS_MISSING_TENSOR = 19,
-  // A tensor's shape does not match the hyper-parameters.
-  NANOLLAMA_STATUS_TENSOR_SHAPE = 20,
-  // Two tensors have the same name.
-  NANOLLAMA_STATUS_DUPLICATE_TENSOR = 21,
-  // A token id is negative or not below the vocabulary size.
-  NANOLLAMA_STATUS_TOKEN_OUT_OF_RANGE = 22,
-  // The batch would pass the end of the context (`n_ctx`).
-  NANOLLAMA_STATUS_CONTEXT_FULL = 23,
-  // The batch has more tokens than the context's `n_batch`.
-  NANOLLAMA_STATUS_BATCH_TOO_LARGE = 24,
-  // No token has a finite logit (all NaN or -infinity): nothing to sample.
-  NANOLLAMA_STATUS_NO_CANDIDATES = 25,
-  // The file has no vocabulary, or one of a kind this build cannot encode.
-  NANOLLAMA_STATUS_UNSUPPORTED_TOKENIZER = 26,
-  // A saved state is for another model, or for settings this context or
-  // sampler cannot hold (KV type, vocabulary, position past n_ctx, longer
-  // penalty history).
-  NANOLLAMA_STATUS_STATE_MISMATCH = 27,
-  // A saved state is truncated, corrupted, or not a state of this kind.
-  NANOLLAMA_STATUS_STATE_CORRUPT = 28,
-  // A tensor's data starts before the end of the tensor listed before it
-  // (data must lie in table order, without overlap).
-  NANOLLAMA_STATUS_GGUF_TENSOR_OVERLAP = 29,
-  // The file asks for a RoPE scaling type or parameters not computed here
-  // (computed: plain, `linear`, `yarn` with llama.cpp's parameters, and
-  // `rope_freqs` factors; refused: `longrope` and other types, other
-  // YaRN parameters, factors that are not finite and positive).
-  NANOLLAMA_STATUS_UNSUPPORTED_ROPE_SCALING = 30,
-  // The file describes a mixture of experts (`expert_count` above zero,
-  // router or expert tensors).
-  NANOLLAMA_STATUS_UNSUPPORTED_EXPERTS = 31,
-  // The file asks for attention or final logit soft-capping.
-  NANOLLAMA_STATUS_UNSUPPORTED_SOFTCAP = 32,
-  // The file has a tensor the engine would not use (a bias the
-  // architecture does not have, an extra tensor in a block).
-  NANOLLAMA_STATUS_UNEXPECTED_TENSOR = 33,
-  // The file asks for an attention, logit, embedding or residual scale, a
-  // sliding window, non-causal attention or another block variant the
-  // engine does not compute.
-  NANOLLAMA_STATUS_UNSUPPORTED_HYPERPARAMETER = 34,
-} nanollama_status;
+// The library version (of the crate) as the header's constants.
+#define NANOLLAMA_VERSION_MAJOR 0
 
-// Element type of the KV cache (`nanollama_context_params.kv_type`).
-typedef enum {
-  // 4 bytes per element.
-  NANOLLAMA_KV_TYPE_F32 = 0,
-  // 2 bytes per element (the default).
-  NANOLLAMA_KV_TYPE_F16 = 1,
-} nanollama_kv_type;
+#define NANOLLAMA_VERSION_MINOR 1
 
-// Sampler stages, for `nanollama_sampler_params.order`.
-typedef enum {
-  NANOLLAMA_STAGE_LOGIT_BIAS = 0,
-  NANOLLAMA_STAGE_PENALTIES = 1,
-  NANOLLAMA_STAGE_TOP_K = 2,
-  NANOLLAMA_STAGE_TYPICAL = 3,
-  NANOLLAMA_STAGE_TOP_P = 4,
-  NANOLLAMA_STAGE_MIN_P = 5,
-  NANOLLAMA_STAGE_XTC = 6,
-  NANOLLAMA_STAGE_TEMPERATURE = 7,
-} nanollama_stage;
-
-// Flags of `nanollama_tokenize`, to be OR-ed into its `flags` argument.
-typedef enum {
-  // Start with the BOS token.
-  NANOLLAMA_TOKENIZE_FLAGS_ADD_BOS = 1,
-  // Recognize control and unknown tokens written in the text
-  // (user-defined ones always are, as in llama.cpp).
-  NANOLLAMA_TOKENIZE_FLAGS_PARSE_SPECIAL = 2,
-  // BOS and EOS as the file asks for them (llama.cpp's `add_special`);
-  // with ADD_BOS / ADD_EOS, those are added whatever the file says.
-  NANOLLAMA_TOKENIZE_FLAGS_ADD_SPECIAL = 4,
-  // End with the EOS token.
-  NANOLLAMA_TOKENIZE_FLAGS_ADD_EOS = 8,
-} nanollama_tokenize_flags;
+#define NANOLLAMA_VERSION_PATCH 0
 
 // One conversation (opaque). Use from one thread at a time.
 typedef struct nanollama_context nanollama_context;
@@ -203,8 +115,30 @@ typedef struct nanollama_sampler nanollama_sampler;
 // init: any number of threads may use it at once.
 typedef struct nanollama_vocab nanollama_vocab;
 
+// Status of a call: a fixed-width integer, 0 for success. Values are only
+// ever appended (`nanollama_status_str` names them all).
+typedef uint32_t nanollama_status;
+
+// The library's version and the ABI it implements (`nanollama_version`).
+typedef struct {
+  // Bytes of this struct the library has: read a field only when `size`
+  // covers it.
+  uint32_t size;
+  // The ABI implemented (`NANOLLAMA_ABI_VERSION` of its header).
+  uint32_t abi;
+  uint32_t major;
+  uint32_t minor;
+  uint32_t patch;
+  // Zero.
+  uint32_t _reserved;
+  // "major.minor.patch", NUL-terminated, static.
+  const char *text;
+} nanollama_version_info;
+
 // Hyper-parameters and storage of a loaded model.
 typedef struct {
+  // Bytes of this struct the library filled.
+  uint32_t size;
   uint32_t n_vocab;
   uint32_t dim;
   uint32_t n_layers;
@@ -222,8 +156,10 @@ typedef struct {
   uint32_t embd_type;
   // ggml type id of the output matrix.
   uint32_t output_type;
-  // 1 when the output matrix is `token_embd` (no `output` tensor).
-  uint32_t tied_output;
+  // The output matrix is `token_embd` (no `output` tensor).
+  bool tied_output;
+  // Zero.
+  uint8_t _reserved[7];
   // Bit t set when some tensor the model uses has ggml type id t.
   uint64_t weight_types;
   // Parameters in the tensors the model uses.
@@ -235,6 +171,9 @@ typedef struct {
   // of samples of every tensor.
   uint64_t fingerprint;
 } nanollama_model_info;
+
+// Element type of the KV cache (`nanollama_context_params.kv_type`).
+typedef uint32_t nanollama_kv_type;
 
 // A task the library hands to the host: run `fn(task_data, i)`.
 typedef void (*nanollama_task_fn)(void *task_data, uint32_t task_index);
@@ -249,33 +188,61 @@ typedef void (*nanollama_parallel_for_fn)(void *user_data,
                                           void *task_data,
                                           uint32_t n_tasks);
 
-// Settings of a context. Fill with `nanollama_context_params_default`, then
-// change what you need.
+// Settings of a context. Fill with `nanollama_context_params_default`
+// (which sets `size`), then change what you need.
 typedef struct {
+  // Bytes of this struct as the caller's header declares it.
+  uint32_t size;
   // Positions the KV cache holds; 0 = the model's training context length.
   uint32_t n_ctx;
-  // Most tokens one decode call may take; 0 = min(512, n_ctx).
+  // Most tokens one decode call may take; 0 = min(512, n_ctx). Clamped to
+  // n_ctx (`nanollama_context_get_info` tells the value chosen).
   uint32_t n_batch;
   // A `nanollama_kv_type` value.
-  uint32_t kv_type;
-  // 1: keep the logits of every token of a batch; 0: only of the last.
-  uint32_t logits_all;
-  // 1: keep matrix-product inputs in f32 (slower, closer to exact). 0 (the
+  nanollama_kv_type kv_type;
+  // Keep the logits of every token of a batch (else only of the last).
+  bool logits_all;
+  // Keep matrix-product inputs in f32 (slower, closer to exact). false (the
   // default): convert them as llama.cpp does (Q8_0 blocks for Q8_0
   // weights, f16 for F16, bf16 for BF16), so results match llama.cpp's.
-  uint32_t f32_activations;
+  bool f32_activations;
+  // Zero.
+  uint8_t _reserved[2];
+  // Threads `parallel_for` spreads tasks over (a hint for how finely to
+  // split work); 0 is taken as 1.
+  uint32_t n_threads;
   // The host's parallel-for, or NULL to run every task on the calling thread.
   nanollama_parallel_for_fn parallel_for;
   // Passed to `parallel_for` as `user_data`.
   void *parallel_user_data;
-  // Threads `parallel_for` spreads tasks over (a hint for how finely to
-  // split work); 0 is taken as 1.
-  uint32_t n_threads;
 } nanollama_context_params;
 
-// One logit-bias entry: `bias` is added to token `token`'s logit.
+// What a context chose from its params (`nanollama_context_get_info`).
 typedef struct {
-  uint32_t token;
+  // Bytes of this struct the library filled.
+  uint32_t size;
+  // Positions the KV cache holds.
+  uint32_t n_ctx;
+  // Most tokens one decode call takes.
+  uint32_t n_batch;
+  // A `nanollama_kv_type` value.
+  nanollama_kv_type kv_type;
+  // The thread hint (at least 1).
+  uint32_t n_threads;
+  bool logits_all;
+  bool f32_activations;
+  // Zero.
+  uint8_t _reserved[2];
+} nanollama_context_info;
+
+// A token id: `0..n_vocab`; [`NANOLLAMA_TOKEN_NULL`] (-1) stands for none
+// where a call reports a token the file may not have.
+typedef int32_t nanollama_token;
+
+// One logit-bias entry: `bias` is added to token `token`'s logit. An
+// element of an array, so its layout is fixed for good (8 bytes).
+typedef struct {
+  nanollama_token token;
   float bias;
 } nanollama_logit_bias;
 
@@ -285,8 +252,10 @@ typedef struct {
 // neutral value (top_k 0, top_p 1, min_p 0, typical_p 1, penalties 1/0/0,
 // xtc_probability 0). Temperature 0 or below is greedy.
 typedef struct {
-  uint64_t seed;
+  // Bytes of this struct as the caller's header declares it.
+  uint32_t size;
   float temp;
+  uint64_t seed;
   int32_t top_k;
   float top_p;
   float min_p;
@@ -302,8 +271,11 @@ typedef struct {
   float mirostat_tau;
   float mirostat_eta;
   uint32_t min_keep;
+  // `nanollama_stage` values, `n_stages` of them.
   uint8_t order[16];
   uint32_t n_stages;
+  // Zero.
+  uint32_t _reserved;
   // `n_logit_bias` entries, copied by `nanollama_sampler_init` (may be
   // NULL when `n_logit_bias` is 0).
   const nanollama_logit_bias *logit_bias;
@@ -312,24 +284,28 @@ typedef struct {
 
 // What a vocabulary is.
 typedef struct {
+  // Bytes of this struct the library filled.
+  uint32_t size;
   uint32_t n_vocab;
-  uint32_t bos;
-  uint32_t eos;
-  // 1 when the file asks for BOS at the start of a text.
-  uint32_t add_bos;
+  // BOS, EOS, end-of-turn, end-of-message, unknown and padding tokens, as
+  // llama.cpp finds them (EOT and EOM also by their text, `<|eot_id|>`,
+  // `<|im_end|>`, ...); NANOLLAMA_TOKEN_NULL for none.
+  nanollama_token bos;
+  nanollama_token eos;
+  nanollama_token eot;
+  nanollama_token eom;
+  nanollama_token unk;
+  nanollama_token pad;
   // 0: SentencePiece (`llama`); 1: byte-level BPE (`gpt2`).
   uint32_t kind;
-  // 1 when the file asks for EOS at the end of a text.
-  uint32_t add_eos;
-  // End-of-turn, end-of-message, unknown and padding tokens, as llama.cpp
-  // finds them (EOT and EOM also by their text, `<|eot_id|>`,
-  // `<|im_end|>`, ...). Here and in `bos`/`eos`, 0xFFFFFFFF: none.
-  uint32_t eot;
-  uint32_t eom;
-  uint32_t unk;
-  uint32_t pad;
   // Number of end-of-generation tokens (`nanollama_vocab_is_eog`).
   uint32_t n_eog;
+  // The file asks for BOS at the start of a text.
+  bool add_bos;
+  // The file asks for EOS at the end of a text.
+  bool add_eos;
+  // Zero.
+  uint8_t _reserved[2];
 } nanollama_vocab_info;
 
 // The state of a streaming detokenizer: plain data the caller owns (on
@@ -337,7 +313,176 @@ typedef struct {
 typedef struct {
   uint8_t pending[4];
   uint32_t n_pending;
+  // Zero: room for later versions (the struct's size is fixed: the
+  // caller allocates it).
+  uint32_t _reserved[2];
 } nanollama_detokenizer;
+
+// Sampler stages, for `nanollama_sampler_params.order`.
+// A stage of the sampler chain (`nanollama_sampler_params.order`).
+typedef uint32_t nanollama_stage;
+
+// Flags of `nanollama_tokenize`, OR-ed into its `flags` argument.
+typedef uint32_t nanollama_tokenize_flags;
+
+// Success.
+#define NANOLLAMA_STATUS_OK 0
+
+// A required pointer argument was NULL.
+#define NANOLLAMA_STATUS_NULL_POINTER 1
+
+// An argument is out of its documented range (an unknown enum value, a
+// position past the current one, an empty batch).
+#define NANOLLAMA_STATUS_INVALID_ARGUMENT 2
+
+// A buffer is smaller than its size query asked for.
+#define NANOLLAMA_STATUS_BUFFER_TOO_SMALL 3
+
+// A buffer does not start on a 64-byte boundary.
+#define NANOLLAMA_STATUS_MISALIGNED 4
+
+// The GGUF bytes end inside a header, key, value or tensor record.
+#define NANOLLAMA_STATUS_GGUF_TRUNCATED 5
+
+// The bytes do not start with the GGUF magic.
+#define NANOLLAMA_STATUS_GGUF_BAD_MAGIC 6
+
+// The GGUF version is not 2 or 3.
+#define NANOLLAMA_STATUS_GGUF_UNSUPPORTED_VERSION 7
+
+// A tensor, metadata or array count is larger than the file can hold.
+#define NANOLLAMA_STATUS_GGUF_COUNT_TOO_LARGE 8
+
+// A string length runs past the end of the file.
+#define NANOLLAMA_STATUS_GGUF_STRING_PAST_END 9
+
+// A tensor's data offset or size runs past the end of the file.
+#define NANOLLAMA_STATUS_GGUF_TENSOR_PAST_END 10
+
+// A tensor's dimensions are zero, too many, not whole blocks, or overflow.
+#define NANOLLAMA_STATUS_GGUF_BAD_DIMENSIONS 11
+
+// `general.alignment` is invalid or a tensor offset is not a multiple of it.
+#define NANOLLAMA_STATUS_GGUF_DATA_MISALIGNED 12
+
+// An unknown metadata value type or tensor type id.
+#define NANOLLAMA_STATUS_GGUF_UNKNOWN_TYPE 13
+
+// A metadata value has the wrong type for its key, or arrays are nested.
+#define NANOLLAMA_STATUS_GGUF_BAD_METADATA 14
+
+// `general.architecture` is missing or not `llama` or `qwen2`.
+#define NANOLLAMA_STATUS_UNSUPPORTED_ARCHITECTURE 15
+
+// A tensor is stored in a type this build does not implement.
+#define NANOLLAMA_STATUS_UNSUPPORTED_TENSOR_TYPE 16
+
+// A required hyper-parameter key is missing.
+#define NANOLLAMA_STATUS_MISSING_KEY 17
+
+// Hyper-parameters are inconsistent or out of range.
+#define NANOLLAMA_STATUS_BAD_HYPERPARAMETERS 18
+
+// A required tensor is missing.
+#define NANOLLAMA_STATUS_MISSING_TENSOR 19
+
+// A tensor's shape does not match the hyper-parameters.
+#define NANOLLAMA_STATUS_TENSOR_SHAPE 20
+
+// Two tensors have the same name.
+#define NANOLLAMA_STATUS_DUPLICATE_TENSOR 21
+
+// A token id is negative or not below the vocabulary size.
+#define NANOLLAMA_STATUS_TOKEN_OUT_OF_RANGE 22
+
+// The batch would pass the end of the context (`n_ctx`).
+#define NANOLLAMA_STATUS_CONTEXT_FULL 23
+
+// The batch has more tokens than the context's `n_batch`.
+#define NANOLLAMA_STATUS_BATCH_TOO_LARGE 24
+
+// No token has a finite logit (all NaN or -infinity): nothing to sample.
+#define NANOLLAMA_STATUS_NO_CANDIDATES 25
+
+// The file has no vocabulary, or one of a kind this build cannot encode.
+#define NANOLLAMA_STATUS_UNSUPPORTED_TOKENIZER 26
+
+// A saved state is for another model, or for settings this context or
+// sampler cannot hold (KV type, vocabulary, position past n_ctx, longer
+// penalty history).
+#define NANOLLAMA_STATUS_STATE_MISMATCH 27
+
+// A saved state is truncated, corrupted, or not a state of this kind.
+#define NANOLLAMA_STATUS_STATE_CORRUPT 28
+
+// A tensor's data starts before the end of the tensor listed before it
+// (data must lie in table order, without overlap).
+#define NANOLLAMA_STATUS_GGUF_TENSOR_OVERLAP 29
+
+// The file asks for a RoPE scaling type or parameters not computed here
+// (computed: plain, `linear`, `yarn` with llama.cpp's parameters, and
+// `rope_freqs` factors; refused: `longrope` and other types, other
+// YaRN parameters, factors that are not finite and positive).
+#define NANOLLAMA_STATUS_UNSUPPORTED_ROPE_SCALING 30
+
+// The file describes a mixture of experts (`expert_count` above zero,
+// router or expert tensors).
+#define NANOLLAMA_STATUS_UNSUPPORTED_EXPERTS 31
+
+// The file asks for attention or final logit soft-capping.
+#define NANOLLAMA_STATUS_UNSUPPORTED_SOFTCAP 32
+
+// The file has a tensor the engine would not use (a bias the
+// architecture does not have, an extra tensor in a block).
+#define NANOLLAMA_STATUS_UNEXPECTED_TENSOR 33
+
+// The file asks for an attention, logit, embedding or residual scale, a
+// sliding window, non-causal attention or another block variant the
+// engine does not compute.
+#define NANOLLAMA_STATUS_UNSUPPORTED_HYPERPARAMETER 34
+
+// A struct's `size` field is below the smallest this ABI accepts, above
+// 4096, or it covers fields this library does not know that are not zero.
+#define NANOLLAMA_STATUS_BAD_STRUCT_SIZE 35
+
+// 4 bytes per element.
+#define NANOLLAMA_KV_TYPE_F32 0
+
+// 2 bytes per element (the default).
+#define NANOLLAMA_KV_TYPE_F16 1
+
+// No token.
+#define NANOLLAMA_TOKEN_NULL -1
+
+#define NANOLLAMA_STAGE_LOGIT_BIAS 0
+
+#define NANOLLAMA_STAGE_PENALTIES 1
+
+#define NANOLLAMA_STAGE_TOP_K 2
+
+#define NANOLLAMA_STAGE_TYPICAL 3
+
+#define NANOLLAMA_STAGE_TOP_P 4
+
+#define NANOLLAMA_STAGE_MIN_P 5
+
+#define NANOLLAMA_STAGE_XTC 6
+
+#define NANOLLAMA_STAGE_TEMPERATURE 7
+
+// Start with the BOS token.
+#define NANOLLAMA_TOKENIZE_FLAGS_ADD_BOS 1
+
+// Recognize control and unknown tokens written in the text (user-defined
+// ones always are, as in llama.cpp).
+#define NANOLLAMA_TOKENIZE_FLAGS_PARSE_SPECIAL 2
+
+// BOS and EOS as the file asks for them (llama.cpp's `add_special`); with
+// ADD_BOS / ADD_EOS, those are added whatever the file says.
+#define NANOLLAMA_TOKENIZE_FLAGS_ADD_SPECIAL 4
+
+// End with the EOS token.
+#define NANOLLAMA_TOKENIZE_FLAGS_ADD_EOS 8
 
 #ifdef __cplusplus
 extern "C" {
@@ -346,7 +491,12 @@ extern "C" {
 // A static, NUL-terminated description of `status` (a `nanollama_status`
 // value, passed as an integer so that any value is safe); "unknown status"
 // for values this library does not define. Never NULL; thread-safe.
-NANOLLAMA_API const char *nanollama_status_str(uint32_t status);
+NANOLLAMA_API const char *nanollama_status_str(nanollama_status status);
+
+// The library's version and ABI version: a static struct, never NULL;
+// thread-safe. A program checks `abi` against the `NANOLLAMA_ABI_VERSION`
+// it was built with before anything else.
+NANOLLAMA_API const nanollama_version_info *nanollama_version(void);
 
 // Bytes of memory `nanollama_model_init` needs for the GGUF file in
 // `gguf[0..gguf_len]`, written to `*out_size`. Makes every check of the file
@@ -379,21 +529,29 @@ nanollama_status nanollama_model_init(const uint8_t *gguf,
                                       size_t mem_len,
                                       const nanollama_model **out_model);
 
-// Writes the model's hyper-parameters and storage summary to `*out`.
+// Writes the model's hyper-parameters and storage summary to `*out`, a
+// struct of `out_size` bytes (`sizeof *out`): see "ABI" at the top.
 //
 // # Safety
-// `model` is a handle from `nanollama_model_init`; `out` writable.
+// `model` is a handle from `nanollama_model_init`; `out` writable for
+// `out_size` bytes.
 NANOLLAMA_API
 nanollama_status nanollama_model_get_info(const nanollama_model *model,
-                                          nanollama_model_info *out);
+                                          nanollama_model_info *out,
+                                          size_t out_size);
 
-// Fills `*out` with the defaults: n_ctx 0 (the model's), n_batch 0
+// Fills `*out`, a struct of `out_size` bytes (`sizeof *out`), with the
+// defaults and sets `out->size`: n_ctx 0 (the model's), n_batch 0
 // (min(512, n_ctx)), F16 KV cache, last-token logits only, no parallel_for
-// (inline), 1 thread. Does nothing when `out` is NULL.
+// (inline), 1 thread; bytes past the fields this library knows are
+// zeroed. BAD_STRUCT_SIZE when `out_size` is below this ABI's struct or
+// above 4096.
 //
 // # Safety
-// `out` is NULL or writable.
-NANOLLAMA_API void nanollama_context_params_default(nanollama_context_params *out);
+// `out` is NULL or writable for `out_size` bytes.
+NANOLLAMA_API
+nanollama_status nanollama_context_params_default(nanollama_context_params *out,
+                                                  size_t out_size);
 
 // Bytes of memory `nanollama_context_init` needs, written to `*out_size`.
 //
@@ -420,6 +578,16 @@ nanollama_status nanollama_context_init(const nanollama_model *model,
                                         size_t mem_len,
                                         nanollama_context **out_ctx);
 
+// Writes what the context chose (n_ctx, n_batch after clamping, KV type,
+// ...) to `*out`, a struct of `out_size` bytes (`sizeof *out`).
+//
+// # Safety
+// `ctx` a valid handle; `out` writable for `out_size` bytes.
+NANOLLAMA_API
+nanollama_status nanollama_context_get_info(const nanollama_context *ctx,
+                                            nanollama_context_info *out,
+                                            size_t out_size);
+
 // Appends `tokens[0..n_tokens]` at the current position and computes logits
 // (see `nanollama_context_logits`). Everything is checked first (a token id
 // negative or not below n_vocab, more than n_batch tokens, a batch that would
@@ -431,7 +599,7 @@ nanollama_status nanollama_context_init(const nanollama_model *model,
 // `n_tokens` values.
 NANOLLAMA_API
 nanollama_status nanollama_context_decode(nanollama_context *ctx,
-                                          const int32_t *tokens,
+                                          const nanollama_token *tokens,
                                           size_t n_tokens);
 
 // Points `*out_logits` at the logits of the last decode: `*out_rows` rows of
@@ -471,11 +639,14 @@ NANOLLAMA_API nanollama_status nanollama_context_reset(nanollama_context *ctx);
 // Fills `*out` with llama.cpp's defaults (seed 0, temp 0.8, top_k 40,
 // top_p 0.95, min_p 0.05, penalty_last_n 64, penalties off, no logit bias;
 // order: logit bias, penalties, top-k, typical, top-p, min-p, XTC,
-// temperature). Does nothing when `out` is NULL.
+// temperature), in a struct of `out_size` bytes (`sizeof *out`), and sets
+// `out->size`, as `nanollama_context_params_default` does.
 //
 // # Safety
-// `out` is NULL or writable.
-NANOLLAMA_API void nanollama_sampler_params_default(nanollama_sampler_params *out);
+// `out` is NULL or writable for `out_size` bytes.
+NANOLLAMA_API
+nanollama_status nanollama_sampler_params_default(nanollama_sampler_params *out,
+                                                  size_t out_size);
 
 // Bytes of memory `nanollama_sampler_init` needs for a vocabulary of
 // `n_vocab` tokens and these params, written to `*out_size`.
@@ -513,14 +684,16 @@ NANOLLAMA_API
 nanollama_status nanollama_sampler_sample(nanollama_sampler *sampler,
                                           const float *logits,
                                           size_t n_logits,
-                                          int32_t *out_token);
+                                          nanollama_token *out_token);
 
 // Records `token` as generated, for the penalties. TOKEN_OUT_OF_RANGE when
 // it is negative or not below n_vocab.
 //
 // # Safety
 // `sampler` a valid handle used by no other thread now.
-NANOLLAMA_API nanollama_status nanollama_sampler_accept(nanollama_sampler *sampler, int32_t token);
+NANOLLAMA_API
+nanollama_status nanollama_sampler_accept(nanollama_sampler *sampler,
+                                          nanollama_token token);
 
 // Forgets the history, reseeds the generator, resets mirostat.
 //
@@ -622,25 +795,26 @@ nanollama_status nanollama_vocab_init(const uint8_t *gguf,
                                       const nanollama_vocab **out_vocab);
 
 // Writes the vocabulary's size, special token ids, BOS/EOS choices and
-// kind to `*out`.
+// kind to `*out`, a struct of `out_size` bytes (`sizeof *out`).
 //
 // # Safety
-// `vocab` a valid handle; `out` writable.
+// `vocab` a valid handle; `out` writable for `out_size` bytes.
 NANOLLAMA_API
 nanollama_status nanollama_vocab_get_info(const nanollama_vocab *vocab,
-                                          nanollama_vocab_info *out);
+                                          nanollama_vocab_info *out,
+                                          size_t out_size);
 
-// Writes 1 to `*out_is_eog` when generation ends at `token` (EOS, EOT, EOM
+// Writes true to `*out_is_eog` when generation ends at `token` (EOS, EOT, EOM
 // and the tokens llama.cpp also counts by their text: `<|im_end|>`,
-// `<end_of_turn>`, `<|endoftext|>`, ...), else 0. TOKEN_OUT_OF_RANGE for a
+// `<end_of_turn>`, `<|endoftext|>`, ...), else false. TOKEN_OUT_OF_RANGE for a
 // token outside the vocabulary.
 //
 // # Safety
 // `vocab` a valid handle; `out_is_eog` writable.
 NANOLLAMA_API
 nanollama_status nanollama_vocab_is_eog(const nanollama_vocab *vocab,
-                                        int32_t token,
-                                        uint32_t *out_is_eog);
+                                        nanollama_token token,
+                                        bool *out_is_eog);
 
 // Bytes of scratch `nanollama_tokenize` needs for texts of up to
 // `max_text_len` bytes (about 200 per byte); 0 when that overflows.
@@ -663,7 +837,7 @@ nanollama_status nanollama_tokenize(const nanollama_vocab *vocab,
                                     uint32_t flags,
                                     void *scratch,
                                     size_t scratch_len,
-                                    int32_t *tokens,
+                                    nanollama_token *tokens,
                                     size_t capacity,
                                     size_t *out_n_tokens);
 
@@ -675,7 +849,7 @@ nanollama_status nanollama_tokenize(const nanollama_vocab *vocab,
 // `vocab` valid; `buf` writable for `capacity` bytes; `out_len` writable.
 NANOLLAMA_API
 nanollama_status nanollama_token_to_piece(const nanollama_vocab *vocab,
-                                          int32_t token,
+                                          nanollama_token token,
                                           uint32_t special,
                                           uint8_t *buf,
                                           size_t capacity,
@@ -698,7 +872,7 @@ NANOLLAMA_API void nanollama_detokenizer_init(nanollama_detokenizer *d);
 NANOLLAMA_API
 nanollama_status nanollama_detokenizer_push(nanollama_detokenizer *d,
                                             const nanollama_vocab *vocab,
-                                            int32_t token,
+                                            nanollama_token token,
                                             uint8_t *buf,
                                             size_t capacity,
                                             size_t *out_len);

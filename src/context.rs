@@ -194,6 +194,7 @@ pub struct Context<'m> {
     n_batch: usize,
     kv_type: KvType,
     logits_all: bool,
+    f32_activations: bool,
     pos: usize,
     /// Rows of logits the last decode produced (0 after reset or truncate).
     n_outputs: usize,
@@ -249,6 +250,7 @@ impl<'m> Context<'m> {
             n_batch: lay.n_batch,
             kv_type: lay.kv_type,
             logits_all: lay.n_outputs > 1 || params.logits_all,
+            f32_activations: params.f32_activations,
             pos: 0,
             n_outputs: 0,
             kv,
@@ -320,6 +322,14 @@ impl<'m> Context<'m> {
     /// KV cache element type.
     pub fn kv_type(&self) -> KvType {
         self.kv_type
+    }
+    /// Whether every token of a batch gets its logits.
+    pub fn logits_all(&self) -> bool {
+        self.logits_all
+    }
+    /// Whether matrix-product inputs stay in f32.
+    pub fn f32_activations(&self) -> bool {
+        self.f32_activations
     }
     /// The model this context runs.
     pub fn model(&self) -> &'m Model<'m> {

@@ -12,7 +12,7 @@
 #![allow(unsafe_code)]
 
 use core::ffi::{c_char, c_void};
-use core::mem::{align_of, size_of};
+use core::mem::{align_of, offset_of, size_of};
 
 use crate::context::{Context, ContextParams, KvType};
 use crate::error::Error;
@@ -26,130 +26,166 @@ use crate::tokenizer::{AddTokens, StreamDecoder, Vocab, VocabKind};
 /// number of the shared library's soname (`libnanollama.so.1`).
 pub const NANOLLAMA_ABI_VERSION: u32 = 1;
 
-/// Status of a call. 0 is success; values are only ever appended.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum nanollama_status {
-    /// Success.
-    Ok = 0,
-    /// A required pointer argument was NULL.
-    NullPointer = 1,
-    /// An argument is out of its documented range (an unknown enum value, a
-    /// position past the current one, an empty batch).
-    InvalidArgument = 2,
-    /// A buffer is smaller than its size query asked for.
-    BufferTooSmall = 3,
-    /// A buffer does not start on a 64-byte boundary.
-    Misaligned = 4,
-    /// The GGUF bytes end inside a header, key, value or tensor record.
-    GgufTruncated = 5,
-    /// The bytes do not start with the GGUF magic.
-    GgufBadMagic = 6,
-    /// The GGUF version is not 2 or 3.
-    GgufUnsupportedVersion = 7,
-    /// A tensor, metadata or array count is larger than the file can hold.
-    GgufCountTooLarge = 8,
-    /// A string length runs past the end of the file.
-    GgufStringPastEnd = 9,
-    /// A tensor's data offset or size runs past the end of the file.
-    GgufTensorPastEnd = 10,
-    /// A tensor's dimensions are zero, too many, not whole blocks, or overflow.
-    GgufBadDimensions = 11,
-    /// `general.alignment` is invalid or a tensor offset is not a multiple of it.
-    GgufDataMisaligned = 12,
-    /// An unknown metadata value type or tensor type id.
-    GgufUnknownType = 13,
-    /// A metadata value has the wrong type for its key, or arrays are nested.
-    GgufBadMetadata = 14,
-    /// `general.architecture` is missing or not `llama` or `qwen2`.
-    UnsupportedArchitecture = 15,
-    /// A tensor is stored in a type this build does not implement.
-    UnsupportedTensorType = 16,
-    /// A required hyper-parameter key is missing.
-    MissingKey = 17,
-    /// Hyper-parameters are inconsistent or out of range.
-    BadHyperparameters = 18,
-    /// A required tensor is missing.
-    MissingTensor = 19,
-    /// A tensor's shape does not match the hyper-parameters.
-    TensorShape = 20,
-    /// Two tensors have the same name.
-    DuplicateTensor = 21,
-    /// A token id is negative or not below the vocabulary size.
-    TokenOutOfRange = 22,
-    /// The batch would pass the end of the context (`n_ctx`).
-    ContextFull = 23,
-    /// The batch has more tokens than the context's `n_batch`.
-    BatchTooLarge = 24,
-    /// No token has a finite logit (all NaN or -infinity): nothing to sample.
-    NoCandidates = 25,
-    /// The file has no vocabulary, or one of a kind this build cannot encode.
-    UnsupportedTokenizer = 26,
-    /// A saved state is for another model, or for settings this context or
-    /// sampler cannot hold (KV type, vocabulary, position past n_ctx, longer
-    /// penalty history).
-    StateMismatch = 27,
-    /// A saved state is truncated, corrupted, or not a state of this kind.
-    StateCorrupt = 28,
-    /// A tensor's data starts before the end of the tensor listed before it
-    /// (data must lie in table order, without overlap).
-    GgufTensorOverlap = 29,
-    /// The file asks for a RoPE scaling type or parameters not computed here
-    /// (computed: plain, `linear`, `yarn` with llama.cpp's parameters, and
-    /// `rope_freqs` factors; refused: `longrope` and other types, other
-    /// YaRN parameters, factors that are not finite and positive).
-    UnsupportedRopeScaling = 30,
-    /// The file describes a mixture of experts (`expert_count` above zero,
-    /// router or expert tensors).
-    UnsupportedExperts = 31,
-    /// The file asks for attention or final logit soft-capping.
-    UnsupportedSoftcap = 32,
-    /// The file has a tensor the engine would not use (a bias the
-    /// architecture does not have, an extra tensor in a block).
-    UnexpectedTensor = 33,
-    /// The file asks for an attention, logit, embedding or residual scale, a
-    /// sliding window, non-causal attention or another block variant the
-    /// engine does not compute.
-    UnsupportedHyperparameter = 34,
-}
+/// Status of a call: a fixed-width integer, 0 for success. Values are only
+/// ever appended (`nanollama_status_str` names them all).
+pub type nanollama_status = u32;
+
+/// Success.
+pub const NANOLLAMA_STATUS_OK: nanollama_status = 0;
+
+/// A required pointer argument was NULL.
+pub const NANOLLAMA_STATUS_NULL_POINTER: nanollama_status = 1;
+
+/// An argument is out of its documented range (an unknown enum value, a
+/// position past the current one, an empty batch).
+pub const NANOLLAMA_STATUS_INVALID_ARGUMENT: nanollama_status = 2;
+
+/// A buffer is smaller than its size query asked for.
+pub const NANOLLAMA_STATUS_BUFFER_TOO_SMALL: nanollama_status = 3;
+
+/// A buffer does not start on a 64-byte boundary.
+pub const NANOLLAMA_STATUS_MISALIGNED: nanollama_status = 4;
+
+/// The GGUF bytes end inside a header, key, value or tensor record.
+pub const NANOLLAMA_STATUS_GGUF_TRUNCATED: nanollama_status = 5;
+
+/// The bytes do not start with the GGUF magic.
+pub const NANOLLAMA_STATUS_GGUF_BAD_MAGIC: nanollama_status = 6;
+
+/// The GGUF version is not 2 or 3.
+pub const NANOLLAMA_STATUS_GGUF_UNSUPPORTED_VERSION: nanollama_status = 7;
+
+/// A tensor, metadata or array count is larger than the file can hold.
+pub const NANOLLAMA_STATUS_GGUF_COUNT_TOO_LARGE: nanollama_status = 8;
+
+/// A string length runs past the end of the file.
+pub const NANOLLAMA_STATUS_GGUF_STRING_PAST_END: nanollama_status = 9;
+
+/// A tensor's data offset or size runs past the end of the file.
+pub const NANOLLAMA_STATUS_GGUF_TENSOR_PAST_END: nanollama_status = 10;
+
+/// A tensor's dimensions are zero, too many, not whole blocks, or overflow.
+pub const NANOLLAMA_STATUS_GGUF_BAD_DIMENSIONS: nanollama_status = 11;
+
+/// `general.alignment` is invalid or a tensor offset is not a multiple of it.
+pub const NANOLLAMA_STATUS_GGUF_DATA_MISALIGNED: nanollama_status = 12;
+
+/// An unknown metadata value type or tensor type id.
+pub const NANOLLAMA_STATUS_GGUF_UNKNOWN_TYPE: nanollama_status = 13;
+
+/// A metadata value has the wrong type for its key, or arrays are nested.
+pub const NANOLLAMA_STATUS_GGUF_BAD_METADATA: nanollama_status = 14;
+
+/// `general.architecture` is missing or not `llama` or `qwen2`.
+pub const NANOLLAMA_STATUS_UNSUPPORTED_ARCHITECTURE: nanollama_status = 15;
+
+/// A tensor is stored in a type this build does not implement.
+pub const NANOLLAMA_STATUS_UNSUPPORTED_TENSOR_TYPE: nanollama_status = 16;
+
+/// A required hyper-parameter key is missing.
+pub const NANOLLAMA_STATUS_MISSING_KEY: nanollama_status = 17;
+
+/// Hyper-parameters are inconsistent or out of range.
+pub const NANOLLAMA_STATUS_BAD_HYPERPARAMETERS: nanollama_status = 18;
+
+/// A required tensor is missing.
+pub const NANOLLAMA_STATUS_MISSING_TENSOR: nanollama_status = 19;
+
+/// A tensor's shape does not match the hyper-parameters.
+pub const NANOLLAMA_STATUS_TENSOR_SHAPE: nanollama_status = 20;
+
+/// Two tensors have the same name.
+pub const NANOLLAMA_STATUS_DUPLICATE_TENSOR: nanollama_status = 21;
+
+/// A token id is negative or not below the vocabulary size.
+pub const NANOLLAMA_STATUS_TOKEN_OUT_OF_RANGE: nanollama_status = 22;
+
+/// The batch would pass the end of the context (`n_ctx`).
+pub const NANOLLAMA_STATUS_CONTEXT_FULL: nanollama_status = 23;
+
+/// The batch has more tokens than the context's `n_batch`.
+pub const NANOLLAMA_STATUS_BATCH_TOO_LARGE: nanollama_status = 24;
+
+/// No token has a finite logit (all NaN or -infinity): nothing to sample.
+pub const NANOLLAMA_STATUS_NO_CANDIDATES: nanollama_status = 25;
+
+/// The file has no vocabulary, or one of a kind this build cannot encode.
+pub const NANOLLAMA_STATUS_UNSUPPORTED_TOKENIZER: nanollama_status = 26;
+
+/// A saved state is for another model, or for settings this context or
+/// sampler cannot hold (KV type, vocabulary, position past n_ctx, longer
+/// penalty history).
+pub const NANOLLAMA_STATUS_STATE_MISMATCH: nanollama_status = 27;
+
+/// A saved state is truncated, corrupted, or not a state of this kind.
+pub const NANOLLAMA_STATUS_STATE_CORRUPT: nanollama_status = 28;
+
+/// A tensor's data starts before the end of the tensor listed before it
+/// (data must lie in table order, without overlap).
+pub const NANOLLAMA_STATUS_GGUF_TENSOR_OVERLAP: nanollama_status = 29;
+
+/// The file asks for a RoPE scaling type or parameters not computed here
+/// (computed: plain, `linear`, `yarn` with llama.cpp's parameters, and
+/// `rope_freqs` factors; refused: `longrope` and other types, other
+/// YaRN parameters, factors that are not finite and positive).
+pub const NANOLLAMA_STATUS_UNSUPPORTED_ROPE_SCALING: nanollama_status = 30;
+
+/// The file describes a mixture of experts (`expert_count` above zero,
+/// router or expert tensors).
+pub const NANOLLAMA_STATUS_UNSUPPORTED_EXPERTS: nanollama_status = 31;
+
+/// The file asks for attention or final logit soft-capping.
+pub const NANOLLAMA_STATUS_UNSUPPORTED_SOFTCAP: nanollama_status = 32;
+
+/// The file has a tensor the engine would not use (a bias the
+/// architecture does not have, an extra tensor in a block).
+pub const NANOLLAMA_STATUS_UNEXPECTED_TENSOR: nanollama_status = 33;
+
+/// The file asks for an attention, logit, embedding or residual scale, a
+/// sliding window, non-causal attention or another block variant the
+/// engine does not compute.
+pub const NANOLLAMA_STATUS_UNSUPPORTED_HYPERPARAMETER: nanollama_status = 34;
+
+/// A struct's `size` field is below the smallest this ABI accepts, above
+/// 4096, or it covers fields this library does not know that are not zero.
+pub const NANOLLAMA_STATUS_BAD_STRUCT_SIZE: nanollama_status = 35;
 
 impl From<Error> for nanollama_status {
     fn from(e: Error) -> Self {
-        use nanollama_status as S;
         match e {
-            Error::InvalidArgument => S::InvalidArgument,
-            Error::BufferTooSmall => S::BufferTooSmall,
-            Error::Misaligned => S::Misaligned,
-            Error::Truncated => S::GgufTruncated,
-            Error::BadMagic => S::GgufBadMagic,
-            Error::UnsupportedVersion => S::GgufUnsupportedVersion,
-            Error::CountTooLarge => S::GgufCountTooLarge,
-            Error::StringPastEnd => S::GgufStringPastEnd,
-            Error::TensorPastEnd => S::GgufTensorPastEnd,
-            Error::BadDimensions => S::GgufBadDimensions,
-            Error::DataMisaligned => S::GgufDataMisaligned,
-            Error::UnknownType => S::GgufUnknownType,
-            Error::BadMetadata => S::GgufBadMetadata,
-            Error::UnsupportedArchitecture => S::UnsupportedArchitecture,
-            Error::UnsupportedTensorType => S::UnsupportedTensorType,
-            Error::MissingKey => S::MissingKey,
-            Error::BadHyperparameters => S::BadHyperparameters,
-            Error::MissingTensor => S::MissingTensor,
-            Error::TensorShape => S::TensorShape,
-            Error::DuplicateTensor => S::DuplicateTensor,
-            Error::TokenOutOfRange => S::TokenOutOfRange,
-            Error::ContextFull => S::ContextFull,
-            Error::BatchTooLarge => S::BatchTooLarge,
-            Error::NoCandidates => S::NoCandidates,
-            Error::UnsupportedTokenizer => S::UnsupportedTokenizer,
-            Error::StateMismatch => S::StateMismatch,
-            Error::StateCorrupt => S::StateCorrupt,
-            Error::TensorOverlap => S::GgufTensorOverlap,
-            Error::UnsupportedRopeScaling => S::UnsupportedRopeScaling,
-            Error::UnsupportedExperts => S::UnsupportedExperts,
-            Error::UnsupportedSoftcap => S::UnsupportedSoftcap,
-            Error::UnexpectedTensor => S::UnexpectedTensor,
-            Error::UnsupportedHyperparameter => S::UnsupportedHyperparameter,
+            Error::InvalidArgument => NANOLLAMA_STATUS_INVALID_ARGUMENT,
+            Error::BufferTooSmall => NANOLLAMA_STATUS_BUFFER_TOO_SMALL,
+            Error::Misaligned => NANOLLAMA_STATUS_MISALIGNED,
+            Error::Truncated => NANOLLAMA_STATUS_GGUF_TRUNCATED,
+            Error::BadMagic => NANOLLAMA_STATUS_GGUF_BAD_MAGIC,
+            Error::UnsupportedVersion => NANOLLAMA_STATUS_GGUF_UNSUPPORTED_VERSION,
+            Error::CountTooLarge => NANOLLAMA_STATUS_GGUF_COUNT_TOO_LARGE,
+            Error::StringPastEnd => NANOLLAMA_STATUS_GGUF_STRING_PAST_END,
+            Error::TensorPastEnd => NANOLLAMA_STATUS_GGUF_TENSOR_PAST_END,
+            Error::BadDimensions => NANOLLAMA_STATUS_GGUF_BAD_DIMENSIONS,
+            Error::DataMisaligned => NANOLLAMA_STATUS_GGUF_DATA_MISALIGNED,
+            Error::UnknownType => NANOLLAMA_STATUS_GGUF_UNKNOWN_TYPE,
+            Error::BadMetadata => NANOLLAMA_STATUS_GGUF_BAD_METADATA,
+            Error::UnsupportedArchitecture => NANOLLAMA_STATUS_UNSUPPORTED_ARCHITECTURE,
+            Error::UnsupportedTensorType => NANOLLAMA_STATUS_UNSUPPORTED_TENSOR_TYPE,
+            Error::MissingKey => NANOLLAMA_STATUS_MISSING_KEY,
+            Error::BadHyperparameters => NANOLLAMA_STATUS_BAD_HYPERPARAMETERS,
+            Error::MissingTensor => NANOLLAMA_STATUS_MISSING_TENSOR,
+            Error::TensorShape => NANOLLAMA_STATUS_TENSOR_SHAPE,
+            Error::DuplicateTensor => NANOLLAMA_STATUS_DUPLICATE_TENSOR,
+            Error::TokenOutOfRange => NANOLLAMA_STATUS_TOKEN_OUT_OF_RANGE,
+            Error::ContextFull => NANOLLAMA_STATUS_CONTEXT_FULL,
+            Error::BatchTooLarge => NANOLLAMA_STATUS_BATCH_TOO_LARGE,
+            Error::NoCandidates => NANOLLAMA_STATUS_NO_CANDIDATES,
+            Error::UnsupportedTokenizer => NANOLLAMA_STATUS_UNSUPPORTED_TOKENIZER,
+            Error::StateMismatch => NANOLLAMA_STATUS_STATE_MISMATCH,
+            Error::StateCorrupt => NANOLLAMA_STATUS_STATE_CORRUPT,
+            Error::TensorOverlap => NANOLLAMA_STATUS_GGUF_TENSOR_OVERLAP,
+            Error::UnsupportedRopeScaling => NANOLLAMA_STATUS_UNSUPPORTED_ROPE_SCALING,
+            Error::UnsupportedExperts => NANOLLAMA_STATUS_UNSUPPORTED_EXPERTS,
+            Error::UnsupportedSoftcap => NANOLLAMA_STATUS_UNSUPPORTED_SOFTCAP,
+            Error::UnexpectedTensor => NANOLLAMA_STATUS_UNEXPECTED_TENSOR,
+            Error::UnsupportedHyperparameter => NANOLLAMA_STATUS_UNSUPPORTED_HYPERPARAMETER,
         }
     }
 }
@@ -157,7 +193,7 @@ impl From<Error> for nanollama_status {
 /// Turns a `Result` into a status.
 fn status(r: crate::Result<()>) -> nanollama_status {
     match r {
-        Ok(()) => nanollama_status::Ok,
+        Ok(()) => NANOLLAMA_STATUS_OK,
         Err(e) => e.into(),
     }
 }
@@ -166,10 +202,13 @@ fn status(r: crate::Result<()>) -> nanollama_status {
 /// value, passed as an integer so that any value is safe); "unknown status"
 /// for values this library does not define. Never NULL; thread-safe.
 #[no_mangle]
-pub extern "C" fn nanollama_status_str(status: u32) -> *const c_char {
+pub extern "C" fn nanollama_status_str(status: nanollama_status) -> *const c_char {
     let s = match status {
         0 => c"ok",
         1 => c"NULL pointer argument",
+        NANOLLAMA_STATUS_BAD_STRUCT_SIZE => {
+            c"struct size field out of range, or unknown fields set"
+        }
         _ => match Error::ALL.get((status as usize).wrapping_sub(2)) {
             Some(e) => e.c_message(),
             None => c"unknown status",
@@ -207,45 +246,92 @@ pub type nanollama_parallel_for_fn = Option<
 >;
 
 /// Element type of the KV cache (`nanollama_context_params.kv_type`).
-#[repr(C)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum nanollama_kv_type {
-    /// 4 bytes per element.
-    F32 = 0,
-    /// 2 bytes per element (the default).
-    F16 = 1,
-}
+pub type nanollama_kv_type = u32;
+/// 4 bytes per element.
+pub const NANOLLAMA_KV_TYPE_F32: nanollama_kv_type = 0;
+/// 2 bytes per element (the default).
+pub const NANOLLAMA_KV_TYPE_F16: nanollama_kv_type = 1;
 
-/// Settings of a context. Fill with `nanollama_context_params_default`, then
-/// change what you need.
+/// A token id: `0..n_vocab`; [`NANOLLAMA_TOKEN_NULL`] (-1) stands for none
+/// where a call reports a token the file may not have.
+pub type nanollama_token = i32;
+/// No token.
+pub const NANOLLAMA_TOKEN_NULL: nanollama_token = -1;
+
+/// Settings of a context. Fill with `nanollama_context_params_default`
+/// (which sets `size`), then change what you need.
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
 pub struct nanollama_context_params {
+    /// Bytes of this struct as the caller's header declares it.
+    pub size: u32,
     /// Positions the KV cache holds; 0 = the model's training context length.
     pub n_ctx: u32,
-    /// Most tokens one decode call may take; 0 = min(512, n_ctx).
+    /// Most tokens one decode call may take; 0 = min(512, n_ctx). Clamped to
+    /// n_ctx (`nanollama_context_get_info` tells the value chosen).
     pub n_batch: u32,
     /// A `nanollama_kv_type` value.
-    pub kv_type: u32,
-    /// 1: keep the logits of every token of a batch; 0: only of the last.
-    pub logits_all: u32,
-    /// 1: keep matrix-product inputs in f32 (slower, closer to exact). 0 (the
+    pub kv_type: nanollama_kv_type,
+    /// Keep the logits of every token of a batch (else only of the last).
+    pub logits_all: bool,
+    /// Keep matrix-product inputs in f32 (slower, closer to exact). false (the
     /// default): convert them as llama.cpp does (Q8_0 blocks for Q8_0
     /// weights, f16 for F16, bf16 for BF16), so results match llama.cpp's.
-    pub f32_activations: u32,
+    pub f32_activations: bool,
+    /// Zero.
+    pub _reserved: [u8; 2],
+    /// Threads `parallel_for` spreads tasks over (a hint for how finely to
+    /// split work); 0 is taken as 1.
+    pub n_threads: u32,
     /// The host's parallel-for, or NULL to run every task on the calling thread.
     pub parallel_for: nanollama_parallel_for_fn,
     /// Passed to `parallel_for` as `user_data`.
     pub parallel_user_data: *mut c_void,
-    /// Threads `parallel_for` spreads tasks over (a hint for how finely to
-    /// split work); 0 is taken as 1.
+}
+
+// SAFETY: all-zero bytes are a valid value (false, NULL, None, 0), and the
+// listed offsets are its only bools.
+unsafe impl AbiStruct for nanollama_context_params {
+    const BOOLS: &'static [usize] = &[
+        offset_of!(nanollama_context_params, logits_all),
+        offset_of!(nanollama_context_params, f32_activations),
+    ];
+}
+
+/// What a context chose from its params (`nanollama_context_get_info`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct nanollama_context_info {
+    /// Bytes of this struct the library filled.
+    pub size: u32,
+    /// Positions the KV cache holds.
+    pub n_ctx: u32,
+    /// Most tokens one decode call takes.
+    pub n_batch: u32,
+    /// A `nanollama_kv_type` value.
+    pub kv_type: nanollama_kv_type,
+    /// The thread hint (at least 1).
     pub n_threads: u32,
+    pub logits_all: bool,
+    pub f32_activations: bool,
+    /// Zero.
+    pub _reserved: [u8; 2],
+}
+
+// SAFETY: as for `nanollama_context_params`.
+unsafe impl AbiStruct for nanollama_context_info {
+    const BOOLS: &'static [usize] = &[
+        offset_of!(nanollama_context_info, logits_all),
+        offset_of!(nanollama_context_info, f32_activations),
+    ];
 }
 
 /// Hyper-parameters and storage of a loaded model.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default)]
 pub struct nanollama_model_info {
+    /// Bytes of this struct the library filled.
+    pub size: u32,
     pub n_vocab: u32,
     pub dim: u32,
     pub n_layers: u32,
@@ -263,8 +349,10 @@ pub struct nanollama_model_info {
     pub embd_type: u32,
     /// ggml type id of the output matrix.
     pub output_type: u32,
-    /// 1 when the output matrix is `token_embd` (no `output` tensor).
-    pub tied_output: u32,
+    /// The output matrix is `token_embd` (no `output` tensor).
+    pub tied_output: bool,
+    /// Zero.
+    pub _reserved: [u8; 7],
     /// Bit t set when some tensor the model uses has ggml type id t.
     pub weight_types: u64,
     /// Parameters in the tensors the model uses.
@@ -275,6 +363,138 @@ pub struct nanollama_model_info {
     /// `nanollama_context_state_save`): a hash of the hyper-parameters and
     /// of samples of every tensor.
     pub fingerprint: u64,
+}
+
+// SAFETY: all-zero bytes are a valid value; one bool.
+unsafe impl AbiStruct for nanollama_model_info {
+    const BOOLS: &'static [usize] = &[offset_of!(nanollama_model_info, tied_output)];
+}
+
+/// The library's version and the ABI it implements (`nanollama_version`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct nanollama_version_info {
+    /// Bytes of this struct the library has: read a field only when `size`
+    /// covers it.
+    pub size: u32,
+    /// The ABI implemented (`NANOLLAMA_ABI_VERSION` of its header).
+    pub abi: u32,
+    pub major: u32,
+    pub minor: u32,
+    pub patch: u32,
+    /// Zero.
+    pub _reserved: u32,
+    /// "major.minor.patch", NUL-terminated, static.
+    pub text: *const c_char,
+}
+
+/// The library version (of the crate) as the header's constants.
+pub const NANOLLAMA_VERSION_MAJOR: u32 = 0;
+pub const NANOLLAMA_VERSION_MINOR: u32 = 1;
+pub const NANOLLAMA_VERSION_PATCH: u32 = 0;
+
+struct StaticVersion(nanollama_version_info);
+// SAFETY: read-only, and `text` points at a static string.
+unsafe impl Sync for StaticVersion {}
+
+static VERSION: StaticVersion = StaticVersion(nanollama_version_info {
+    size: size_of::<nanollama_version_info>() as u32,
+    abi: NANOLLAMA_ABI_VERSION,
+    major: NANOLLAMA_VERSION_MAJOR,
+    minor: NANOLLAMA_VERSION_MINOR,
+    patch: NANOLLAMA_VERSION_PATCH,
+    _reserved: 0,
+    text: c"0.1.0".as_ptr(),
+});
+
+/// The library's version and ABI version: a static struct, never NULL;
+/// thread-safe. A program checks `abi` against the `NANOLLAMA_ABI_VERSION`
+/// it was built with before anything else.
+#[no_mangle]
+pub extern "C" fn nanollama_version() -> *const nanollama_version_info {
+    &VERSION.0
+}
+
+/// A struct of the ABI: it begins with `size: u32` (the bytes the caller's
+/// header declares), grows only by appending fields whose zero means "the
+/// default", and is read and written through [`read_in`] and [`write_out`].
+///
+/// # Safety
+/// All-zero bytes must be a valid value, the struct must begin with its
+/// `u32` size, and `BOOLS` must list the offset of every `bool` in it.
+unsafe trait AbiStruct: Copy {
+    const BOOLS: &'static [usize];
+    /// The smallest `size` accepted: the struct of ABI 1, all of it.
+    const MIN: usize = size_of::<Self>();
+}
+
+/// Largest `size` a struct may claim.
+const MAX_STRUCT: usize = 4096;
+
+/// Reads a struct the caller filled: `size` between `T::MIN` and 4096, the
+/// bytes past what this library knows zero (unknown fields at their
+/// default), bools taken as false when zero and true otherwise (C cannot
+/// hand Rust a bool that is neither).
+///
+/// # Safety
+/// `p` NULL or readable for its `size` bytes.
+unsafe fn read_in<T: AbiStruct>(p: *const T) -> Result<T, nanollama_status> {
+    if p.is_null() {
+        return Err(NANOLLAMA_STATUS_NULL_POINTER);
+    }
+    // SAFETY: non-NULL, readable, and it begins with its u32 size (contract).
+    let size = unsafe { (p as *const u32).read() } as usize;
+    if !(T::MIN..=MAX_STRUCT).contains(&size) {
+        return Err(NANOLLAMA_STATUS_BAD_STRUCT_SIZE);
+    }
+    let known = size_of::<T>();
+    let src = p as *const u8;
+    for i in known..size {
+        // SAFETY: i < size, readable (contract).
+        if unsafe { src.wrapping_add(i).read() } != 0 {
+            return Err(NANOLLAMA_STATUS_BAD_STRUCT_SIZE);
+        }
+    }
+    let mut v = core::mem::MaybeUninit::<T>::zeroed();
+    let dst = v.as_mut_ptr() as *mut u8;
+    // SAFETY: `min(size, known)` bytes are readable at `src` and writable at
+    // `dst` (a T); the two do not overlap.
+    unsafe { core::ptr::copy_nonoverlapping(src, dst, size.min(known)) };
+    for &off in T::BOOLS {
+        let b = dst.wrapping_add(off);
+        // SAFETY: `off` is inside T (trait contract), written just above.
+        let v = unsafe { b.read() };
+        // SAFETY: as above.
+        unsafe { b.write((v != 0) as u8) };
+    }
+    // SAFETY: every byte is initialized (zeroed, then copied), and each bool
+    // holds 0 or 1; every other field is valid for any bits (trait contract).
+    Ok(unsafe { v.assume_init() })
+}
+
+/// Writes `v` to a struct of `size` bytes the caller holds: the first
+/// `min(size, sizeof T)` bytes, the rest zeroed, and `size` set to the bytes
+/// filled. BAD_STRUCT_SIZE for a size below 4 or above 4096.
+///
+/// # Safety
+/// `out` NULL or writable for `size` bytes.
+unsafe fn write_out<T: AbiStruct>(out: *mut T, size: usize, v: T) -> nanollama_status {
+    if out.is_null() {
+        return NANOLLAMA_STATUS_NULL_POINTER;
+    }
+    if !(4..=MAX_STRUCT).contains(&size) {
+        return NANOLLAMA_STATUS_BAD_STRUCT_SIZE;
+    }
+    let n = size.min(size_of::<T>());
+    let dst = out as *mut u8;
+    // SAFETY: `dst` is writable for `size >= n` bytes (contract), `v` is a
+    // T of `size_of::<T>() >= n` bytes (copied as bytes: padding included).
+    unsafe { core::ptr::copy_nonoverlapping(&v as *const T as *const u8, dst, n) };
+    // SAFETY: bytes n..size of the caller's struct (contract).
+    unsafe { core::ptr::write_bytes(dst.wrapping_add(n), 0, size - n) };
+    // SAFETY: the struct begins with its u32 size (aligned: `out` is a T).
+    unsafe { (dst as *mut u32).write(n as u32) };
+    NANOLLAMA_STATUS_OK
 }
 
 /// The context handle as laid out at the start of the caller's memory.
@@ -358,10 +578,10 @@ const _: () = assert!(align_of::<ContextHandle>() <= ALIGN);
 /// When not NULL, `p` must be valid for reads of `len` bytes for `'a`.
 unsafe fn bytes<'a>(p: *const u8, len: usize) -> Result<&'a [u8], nanollama_status> {
     if p.is_null() {
-        return Err(nanollama_status::NullPointer);
+        return Err(NANOLLAMA_STATUS_NULL_POINTER);
     }
     if len > isize::MAX as usize {
-        return Err(nanollama_status::InvalidArgument);
+        return Err(NANOLLAMA_STATUS_INVALID_ARGUMENT);
     }
     // SAFETY: non-NULL (checked), valid for `len` bytes (caller's contract).
     Ok(unsafe { core::slice::from_raw_parts(p, len) })
@@ -376,16 +596,16 @@ unsafe fn memory<'a, T>(
     len: usize,
 ) -> Result<(*mut T, &'a mut [u8]), nanollama_status> {
     if mem.is_null() {
-        return Err(nanollama_status::NullPointer);
+        return Err(NANOLLAMA_STATUS_NULL_POINTER);
     }
     if !(mem as usize).is_multiple_of(ALIGN) {
-        return Err(nanollama_status::Misaligned);
+        return Err(NANOLLAMA_STATUS_MISALIGNED);
     }
     if len < head::<T>() {
-        return Err(nanollama_status::BufferTooSmall);
+        return Err(NANOLLAMA_STATUS_BUFFER_TOO_SMALL);
     }
     if len > isize::MAX as usize {
-        return Err(nanollama_status::InvalidArgument);
+        return Err(NANOLLAMA_STATUS_INVALID_ARGUMENT);
     }
     let p = mem as *mut u8;
     let tail = p.wrapping_add(head::<T>());
@@ -422,17 +642,17 @@ pub unsafe extern "C" fn nanollama_model_size(
     out_size: *mut usize,
 ) -> nanollama_status {
     if out_size.is_null() {
-        return nanollama_status::NullPointer;
+        return NANOLLAMA_STATUS_NULL_POINTER;
     }
     // SAFETY: caller's contract on `gguf`.
     let g = try_status!(unsafe { bytes(gguf, gguf_len) });
     let n = try_status!(Model::size(g));
     let Some(total) = n.checked_add(head::<Model<'static>>()) else {
-        return nanollama_status::BadHyperparameters;
+        return NANOLLAMA_STATUS_BAD_HYPERPARAMETERS;
     };
     // SAFETY: non-NULL (checked), writable (caller's contract).
     unsafe { out_size.write(total) };
-    nanollama_status::Ok
+    NANOLLAMA_STATUS_OK
 }
 
 /// Loads the model in `gguf[0..gguf_len]` (a whole GGUF file, for example an
@@ -453,7 +673,7 @@ pub unsafe extern "C" fn nanollama_model_init(
     out_model: *mut *const nanollama_model,
 ) -> nanollama_status {
     if out_model.is_null() {
-        return nanollama_status::NullPointer;
+        return NANOLLAMA_STATUS_NULL_POINTER;
     }
     // SAFETY: caller's contract on `gguf` (it outlives the model).
     let g: &'static [u8] = try_status!(unsafe { bytes(gguf, gguf_len) });
@@ -465,7 +685,7 @@ pub unsafe extern "C" fn nanollama_model_init(
     unsafe { handle.write(model) };
     // SAFETY: `out_model` is non-NULL (checked) and writable (contract).
     unsafe { out_model.write(handle as *const nanollama_model) };
-    nanollama_status::Ok
+    NANOLLAMA_STATUS_OK
 }
 
 /// # Safety
@@ -473,29 +693,31 @@ pub unsafe extern "C" fn nanollama_model_init(
 /// still valid.
 unsafe fn model_ref<'a>(m: *const nanollama_model) -> Result<&'a Model<'static>, nanollama_status> {
     if m.is_null() {
-        return Err(nanollama_status::NullPointer);
+        return Err(NANOLLAMA_STATUS_NULL_POINTER);
     }
     // SAFETY: a model handle points at an initialized `Model` (contract).
     Ok(unsafe { &*(m as *const Model<'static>) })
 }
 
-/// Writes the model's hyper-parameters and storage summary to `*out`.
+/// Writes the model's hyper-parameters and storage summary to `*out`, a
+/// struct of `out_size` bytes (`sizeof *out`): see "ABI" at the top.
 ///
 /// # Safety
-/// `model` is a handle from `nanollama_model_init`; `out` writable.
+/// `model` is a handle from `nanollama_model_init`; `out` writable for
+/// `out_size` bytes.
 #[no_mangle]
 pub unsafe extern "C" fn nanollama_model_get_info(
     model: *const nanollama_model,
     out: *mut nanollama_model_info,
+    out_size: usize,
 ) -> nanollama_status {
     // SAFETY: caller's contract.
     let m = try_status!(unsafe { model_ref(model) });
-    if out.is_null() {
-        return nanollama_status::NullPointer;
-    }
     let i = m.info();
     let c = i.config;
     let info = nanollama_model_info {
+        size: 0,
+        _reserved: [0; 7],
         n_vocab: c.n_vocab as u32,
         dim: c.dim as u32,
         n_layers: c.n_layers as u32,
@@ -509,79 +731,78 @@ pub unsafe extern "C" fn nanollama_model_get_info(
         rms_eps: c.rms_eps,
         embd_type: i.embd_type as u32,
         output_type: i.output_type as u32,
-        tied_output: i.tied_output as u32,
+        tied_output: i.tied_output,
         weight_types: i.weight_types,
         n_params: i.n_params,
         weight_bytes: i.weight_bytes,
         fingerprint: m.fingerprint(),
     };
-    // SAFETY: non-NULL (checked), writable (contract).
-    unsafe { out.write(info) };
-    nanollama_status::Ok
+    // SAFETY: caller's contract.
+    unsafe { write_out(out, out_size, info) }
 }
 
-/// Fills `*out` with the defaults: n_ctx 0 (the model's), n_batch 0
+/// Fills `*out`, a struct of `out_size` bytes (`sizeof *out`), with the
+/// defaults and sets `out->size`: n_ctx 0 (the model's), n_batch 0
 /// (min(512, n_ctx)), F16 KV cache, last-token logits only, no parallel_for
-/// (inline), 1 thread. Does nothing when `out` is NULL.
+/// (inline), 1 thread; bytes past the fields this library knows are
+/// zeroed. BAD_STRUCT_SIZE when `out_size` is below this ABI's struct or
+/// above 4096.
 ///
 /// # Safety
-/// `out` is NULL or writable.
+/// `out` is NULL or writable for `out_size` bytes.
 #[no_mangle]
-pub unsafe extern "C" fn nanollama_context_params_default(out: *mut nanollama_context_params) {
-    if out.is_null() {
-        return;
+pub unsafe extern "C" fn nanollama_context_params_default(
+    out: *mut nanollama_context_params,
+    out_size: usize,
+) -> nanollama_status {
+    if out_size < nanollama_context_params::MIN {
+        return NANOLLAMA_STATUS_BAD_STRUCT_SIZE;
     }
     let d = ContextParams::default();
     let p = nanollama_context_params {
+        size: 0,
         n_ctx: d.n_ctx,
         n_batch: d.n_batch,
         kv_type: d.kv_type as u32,
-        logits_all: d.logits_all as u32,
-        f32_activations: d.f32_activations as u32,
+        logits_all: d.logits_all,
+        f32_activations: d.f32_activations,
+        _reserved: [0; 2],
+        n_threads: 1,
         parallel_for: None,
         parallel_user_data: core::ptr::null_mut(),
-        n_threads: 1,
     };
-    // SAFETY: non-NULL (checked), writable (contract).
-    unsafe { out.write(p) };
+    // SAFETY: caller's contract; `write_out` sets `size` to min(out_size,
+    // sizeof) = the bytes of the caller's struct that this library fills...
+    let st = unsafe { write_out(out, out_size, p) };
+    if st == NANOLLAMA_STATUS_OK {
+        // ...and the caller's struct is `out_size` bytes (the rest zeroed).
+        // SAFETY: non-NULL (write_out checked), writable (contract).
+        unsafe { (out as *mut u32).write(out_size as u32) };
+    }
+    st
 }
 
 /// Validates the C params and converts them.
 ///
 /// # Safety
-/// `p` is NULL or readable.
+/// `p` is NULL or readable for its `size` bytes.
 unsafe fn params(
     p: *const nanollama_context_params,
 ) -> Result<(ContextParams, HostParallel), nanollama_status> {
-    if p.is_null() {
-        return Err(nanollama_status::NullPointer);
-    }
-    // SAFETY: non-NULL (checked), readable (contract); all fields are plain
-    // integers, pointers and an `Option<fn>`, valid for any bit pattern that
-    // C can write.
-    let p = unsafe { p.read() };
+    // SAFETY: caller's contract.
+    let p = unsafe { read_in(p) }?;
     let kv_type = match p.kv_type {
-        0 => KvType::F32,
-        1 => KvType::F16,
-        _ => return Err(nanollama_status::InvalidArgument),
-    };
-    let logits_all = match p.logits_all {
-        0 => false,
-        1 => true,
-        _ => return Err(nanollama_status::InvalidArgument),
-    };
-    let f32_activations = match p.f32_activations {
-        0 => false,
-        1 => true,
-        _ => return Err(nanollama_status::InvalidArgument),
+        NANOLLAMA_KV_TYPE_F32 => KvType::F32,
+        NANOLLAMA_KV_TYPE_F16 => KvType::F16,
+        _ => return Err(NANOLLAMA_STATUS_INVALID_ARGUMENT),
     };
     Ok((
         ContextParams {
             n_ctx: p.n_ctx,
             n_batch: p.n_batch,
             kv_type,
-            logits_all,
-            f32_activations,
+            logits_all: p.logits_all,
+            f32_activations: p.f32_activations,
         },
         HostParallel {
             f: p.parallel_for,
@@ -606,15 +827,15 @@ pub unsafe extern "C" fn nanollama_context_size(
     // SAFETY: caller's contract.
     let (p, _) = try_status!(unsafe { self::params(params) });
     if out_size.is_null() {
-        return nanollama_status::NullPointer;
+        return NANOLLAMA_STATUS_NULL_POINTER;
     }
     let n = try_status!(Context::size(m, &p));
     let Some(total) = n.checked_add(head::<ContextHandle>()) else {
-        return nanollama_status::InvalidArgument;
+        return NANOLLAMA_STATUS_INVALID_ARGUMENT;
     };
     // SAFETY: non-NULL (checked), writable (contract).
     unsafe { out_size.write(total) };
-    nanollama_status::Ok
+    NANOLLAMA_STATUS_OK
 }
 
 /// Builds a context for `model` in `mem` (`mem_len >=
@@ -639,7 +860,7 @@ pub unsafe extern "C" fn nanollama_context_init(
     // SAFETY: caller's contract.
     let (p, par) = try_status!(unsafe { self::params(params) });
     if out_ctx.is_null() {
-        return nanollama_status::NullPointer;
+        return NANOLLAMA_STATUS_NULL_POINTER;
     }
     // SAFETY: caller's contract on `mem` (it outlives the context).
     let (handle, rest) = try_status!(unsafe { memory::<ContextHandle>(mem, mem_len) });
@@ -648,7 +869,7 @@ pub unsafe extern "C" fn nanollama_context_init(
     unsafe { handle.write(ContextHandle { ctx, par }) };
     // SAFETY: non-NULL (checked), writable (contract).
     unsafe { out_ctx.write(handle as *mut nanollama_context) };
-    nanollama_status::Ok
+    NANOLLAMA_STATUS_OK
 }
 
 /// # Safety
@@ -657,7 +878,7 @@ unsafe fn ctx_mut<'a>(
     c: *mut nanollama_context,
 ) -> Result<&'a mut ContextHandle, nanollama_status> {
     if c.is_null() {
-        return Err(nanollama_status::NullPointer);
+        return Err(NANOLLAMA_STATUS_NULL_POINTER);
     }
     // SAFETY: a context handle points at an initialized `ContextHandle`, used
     // by one thread at a time (contract).
@@ -668,10 +889,41 @@ unsafe fn ctx_mut<'a>(
 /// `c` NULL or a handle from `nanollama_context_init`.
 unsafe fn ctx_ref<'a>(c: *const nanollama_context) -> Result<&'a ContextHandle, nanollama_status> {
     if c.is_null() {
-        return Err(nanollama_status::NullPointer);
+        return Err(NANOLLAMA_STATUS_NULL_POINTER);
     }
     // SAFETY: as in `ctx_mut`.
     Ok(unsafe { &*(c as *const ContextHandle) })
+}
+
+/// Writes what the context chose (n_ctx, n_batch after clamping, KV type,
+/// ...) to `*out`, a struct of `out_size` bytes (`sizeof *out`).
+///
+/// # Safety
+/// `ctx` a valid handle; `out` writable for `out_size` bytes.
+#[no_mangle]
+pub unsafe extern "C" fn nanollama_context_get_info(
+    ctx: *const nanollama_context,
+    out: *mut nanollama_context_info,
+    out_size: usize,
+) -> nanollama_status {
+    // SAFETY: caller's contract.
+    let h = try_status!(unsafe { ctx_ref(ctx) });
+    let c = &h.ctx;
+    let info = nanollama_context_info {
+        size: 0,
+        n_ctx: c.n_ctx() as u32,
+        n_batch: c.n_batch() as u32,
+        kv_type: match c.kv_type() {
+            KvType::F32 => NANOLLAMA_KV_TYPE_F32,
+            KvType::F16 => NANOLLAMA_KV_TYPE_F16,
+        },
+        n_threads: h.par.n_threads.max(1),
+        logits_all: c.logits_all(),
+        f32_activations: c.f32_activations(),
+        _reserved: [0; 2],
+    };
+    // SAFETY: caller's contract.
+    unsafe { write_out(out, out_size, info) }
 }
 
 /// Appends `tokens[0..n_tokens]` at the current position and computes logits
@@ -686,16 +938,16 @@ unsafe fn ctx_ref<'a>(c: *const nanollama_context) -> Result<&'a ContextHandle, 
 #[no_mangle]
 pub unsafe extern "C" fn nanollama_context_decode(
     ctx: *mut nanollama_context,
-    tokens: *const i32,
+    tokens: *const nanollama_token,
     n_tokens: usize,
 ) -> nanollama_status {
     // SAFETY: caller's contract.
     let h = try_status!(unsafe { ctx_mut(ctx) });
     if tokens.is_null() {
-        return nanollama_status::NullPointer;
+        return NANOLLAMA_STATUS_NULL_POINTER;
     }
     if n_tokens > isize::MAX as usize / 4 {
-        return nanollama_status::BatchTooLarge;
+        return NANOLLAMA_STATUS_BATCH_TOO_LARGE;
     }
     // SAFETY: non-NULL (checked), readable for n_tokens values (contract);
     // `i32` and `u32` have the same layout, and a negative id becomes a value
@@ -722,7 +974,7 @@ pub unsafe extern "C" fn nanollama_context_logits(
     // SAFETY: caller's contract.
     let h = try_status!(unsafe { ctx_ref(ctx) });
     if out_logits.is_null() || out_rows.is_null() {
-        return nanollama_status::NullPointer;
+        return NANOLLAMA_STATUS_NULL_POINTER;
     }
     let l = h.ctx.logits();
     let n_vocab = h.ctx.model().config().n_vocab;
@@ -730,7 +982,7 @@ pub unsafe extern "C" fn nanollama_context_logits(
     unsafe { out_logits.write(l.as_ptr()) };
     // SAFETY: as above.
     unsafe { out_rows.write(l.len() / n_vocab) };
-    nanollama_status::Ok
+    NANOLLAMA_STATUS_OK
 }
 
 /// Writes the number of positions filled to `*out_pos`.
@@ -745,11 +997,11 @@ pub unsafe extern "C" fn nanollama_context_pos(
     // SAFETY: caller's contract.
     let h = try_status!(unsafe { ctx_ref(ctx) });
     if out_pos.is_null() {
-        return nanollama_status::NullPointer;
+        return NANOLLAMA_STATUS_NULL_POINTER;
     }
     // SAFETY: non-NULL (checked), writable (contract). pos <= n_ctx < 2^24.
     unsafe { out_pos.write(h.ctx.pos() as u32) };
-    nanollama_status::Ok
+    NANOLLAMA_STATUS_OK
 }
 
 /// Rolls the context back to position `pos` (at most the current one;
@@ -776,28 +1028,27 @@ pub unsafe extern "C" fn nanollama_context_reset(ctx: *mut nanollama_context) ->
     // SAFETY: caller's contract.
     let h = try_status!(unsafe { ctx_mut(ctx) });
     h.ctx.reset();
-    nanollama_status::Ok
+    NANOLLAMA_STATUS_OK
 }
 
 /// Sampler stages, for `nanollama_sampler_params.order`.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum nanollama_stage {
-    LogitBias = 0,
-    Penalties = 1,
-    TopK = 2,
-    Typical = 3,
-    TopP = 4,
-    MinP = 5,
-    Xtc = 6,
-    Temperature = 7,
-}
+/// A stage of the sampler chain (`nanollama_sampler_params.order`).
+pub type nanollama_stage = u32;
+pub const NANOLLAMA_STAGE_LOGIT_BIAS: nanollama_stage = 0;
+pub const NANOLLAMA_STAGE_PENALTIES: nanollama_stage = 1;
+pub const NANOLLAMA_STAGE_TOP_K: nanollama_stage = 2;
+pub const NANOLLAMA_STAGE_TYPICAL: nanollama_stage = 3;
+pub const NANOLLAMA_STAGE_TOP_P: nanollama_stage = 4;
+pub const NANOLLAMA_STAGE_MIN_P: nanollama_stage = 5;
+pub const NANOLLAMA_STAGE_XTC: nanollama_stage = 6;
+pub const NANOLLAMA_STAGE_TEMPERATURE: nanollama_stage = 7;
 
-/// One logit-bias entry: `bias` is added to token `token`'s logit.
+/// One logit-bias entry: `bias` is added to token `token`'s logit. An
+/// element of an array, so its layout is fixed for good (8 bytes).
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
 pub struct nanollama_logit_bias {
-    pub token: u32,
+    pub token: nanollama_token,
     pub bias: f32,
 }
 const _: () = assert!(size_of::<nanollama_logit_bias>() == size_of::<LogitBias>());
@@ -811,8 +1062,10 @@ const _: () = assert!(align_of::<nanollama_logit_bias>() == align_of::<LogitBias
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
 pub struct nanollama_sampler_params {
-    pub seed: u64,
+    /// Bytes of this struct as the caller's header declares it.
+    pub size: u32,
     pub temp: f32,
+    pub seed: u64,
     pub top_k: i32,
     pub top_p: f32,
     pub min_p: f32,
@@ -828,12 +1081,20 @@ pub struct nanollama_sampler_params {
     pub mirostat_tau: f32,
     pub mirostat_eta: f32,
     pub min_keep: u32,
+    /// `nanollama_stage` values, `n_stages` of them.
     pub order: [u8; 16],
     pub n_stages: u32,
+    /// Zero.
+    pub _reserved: u32,
     /// `n_logit_bias` entries, copied by `nanollama_sampler_init` (may be
     /// NULL when `n_logit_bias` is 0).
     pub logit_bias: *const nanollama_logit_bias,
     pub n_logit_bias: usize,
+}
+
+// SAFETY: all-zero bytes are a valid value (NULL pointer, zeros); no bool.
+unsafe impl AbiStruct for nanollama_sampler_params {
+    const BOOLS: &'static [usize] = &[];
 }
 
 /// A sampler (opaque). Use from one thread at a time.
@@ -847,14 +1108,18 @@ const _: () = assert!(align_of::<Sampler<'static>>() <= ALIGN);
 /// Fills `*out` with llama.cpp's defaults (seed 0, temp 0.8, top_k 40,
 /// top_p 0.95, min_p 0.05, penalty_last_n 64, penalties off, no logit bias;
 /// order: logit bias, penalties, top-k, typical, top-p, min-p, XTC,
-/// temperature). Does nothing when `out` is NULL.
+/// temperature), in a struct of `out_size` bytes (`sizeof *out`), and sets
+/// `out->size`, as `nanollama_context_params_default` does.
 ///
 /// # Safety
-/// `out` is NULL or writable.
+/// `out` is NULL or writable for `out_size` bytes.
 #[no_mangle]
-pub unsafe extern "C" fn nanollama_sampler_params_default(out: *mut nanollama_sampler_params) {
-    if out.is_null() {
-        return;
+pub unsafe extern "C" fn nanollama_sampler_params_default(
+    out: *mut nanollama_sampler_params,
+    out_size: usize,
+) -> nanollama_status {
+    if out_size < nanollama_sampler_params::MIN {
+        return NANOLLAMA_STATUS_BAD_STRUCT_SIZE;
     }
     let d = SamplerParams::default();
     let mut order = [0u8; 16];
@@ -862,6 +1127,8 @@ pub unsafe extern "C" fn nanollama_sampler_params_default(out: *mut nanollama_sa
         *o = s as u8;
     }
     let p = nanollama_sampler_params {
+        size: 0,
+        _reserved: 0,
         seed: d.seed,
         temp: d.temp,
         top_k: d.top_k,
@@ -883,33 +1150,36 @@ pub unsafe extern "C" fn nanollama_sampler_params_default(out: *mut nanollama_sa
         logit_bias: core::ptr::null(),
         n_logit_bias: 0,
     };
-    // SAFETY: non-NULL (checked), writable (contract).
-    unsafe { out.write(p) };
+    // SAFETY: caller's contract.
+    let st = unsafe { write_out(out, out_size, p) };
+    if st == NANOLLAMA_STATUS_OK {
+        // SAFETY: non-NULL (write_out checked), writable (contract).
+        unsafe { (out as *mut u32).write(out_size as u32) };
+    }
+    st
 }
 
 /// Validates and converts C sampler params; returns them and the bias list.
 ///
 /// # Safety
-/// `p` NULL or readable; its `logit_bias` readable for `n_logit_bias` entries.
+/// `p` NULL or readable for its `size` bytes; its `logit_bias` readable for
+/// `n_logit_bias` entries.
 unsafe fn sampler_params<'a>(
     p: *const nanollama_sampler_params,
 ) -> Result<(SamplerParams, &'a [LogitBias]), nanollama_status> {
-    if p.is_null() {
-        return Err(nanollama_status::NullPointer);
-    }
-    // SAFETY: non-NULL (checked), readable (contract); plain fields.
-    let c = unsafe { p.read() };
+    // SAFETY: caller's contract.
+    let c = unsafe { read_in(p) }?;
     if c.n_stages as usize > MAX_STAGES || c.n_logit_bias > crate::sampler::MAX_BIAS {
-        return Err(nanollama_status::InvalidArgument);
+        return Err(NANOLLAMA_STATUS_INVALID_ARGUMENT);
     }
     let mut order = [Stage::Temperature; MAX_STAGES];
     for (o, &v) in order.iter_mut().zip(&c.order).take(c.n_stages as usize) {
-        *o = Stage::from_u8(v).ok_or(nanollama_status::InvalidArgument)?;
+        *o = Stage::from_u8(v).ok_or(NANOLLAMA_STATUS_INVALID_ARGUMENT)?;
     }
     let bias: &[LogitBias] = if c.n_logit_bias == 0 {
         &[]
     } else if c.logit_bias.is_null() {
-        return Err(nanollama_status::NullPointer);
+        return Err(NANOLLAMA_STATUS_NULL_POINTER);
     } else {
         // SAFETY: non-NULL, readable for n_logit_bias entries (contract);
         // `nanollama_logit_bias` and `LogitBias` share their layout
@@ -953,15 +1223,15 @@ pub unsafe extern "C" fn nanollama_sampler_size(
     // SAFETY: caller's contract.
     let (p, bias) = try_status!(unsafe { sampler_params(params) });
     if out_size.is_null() {
-        return nanollama_status::NullPointer;
+        return NANOLLAMA_STATUS_NULL_POINTER;
     }
     let n = try_status!(Sampler::size(n_vocab as usize, &p, bias.len()));
     let Some(total) = n.checked_add(head::<Sampler<'static>>()) else {
-        return nanollama_status::InvalidArgument;
+        return NANOLLAMA_STATUS_INVALID_ARGUMENT;
     };
     // SAFETY: non-NULL (checked), writable (contract).
     unsafe { out_size.write(total) };
-    nanollama_status::Ok
+    NANOLLAMA_STATUS_OK
 }
 
 /// Builds a sampler in `mem` (`mem_len >= nanollama_sampler_size`, 64-byte
@@ -982,7 +1252,7 @@ pub unsafe extern "C" fn nanollama_sampler_init(
     // SAFETY: caller's contract.
     let (p, bias) = try_status!(unsafe { sampler_params(params) });
     if out_sampler.is_null() {
-        return nanollama_status::NullPointer;
+        return NANOLLAMA_STATUS_NULL_POINTER;
     }
     // SAFETY: caller's contract on `mem`.
     let (handle, rest) = try_status!(unsafe { memory::<Sampler<'static>>(mem, mem_len) });
@@ -991,7 +1261,7 @@ pub unsafe extern "C" fn nanollama_sampler_init(
     unsafe { handle.write(s) };
     // SAFETY: non-NULL (checked), writable (contract).
     unsafe { out_sampler.write(handle as *mut nanollama_sampler) };
-    nanollama_status::Ok
+    NANOLLAMA_STATUS_OK
 }
 
 /// # Safety
@@ -1000,7 +1270,7 @@ unsafe fn sampler_mut<'a>(
     s: *mut nanollama_sampler,
 ) -> Result<&'a mut Sampler<'static>, nanollama_status> {
     if s.is_null() {
-        return Err(nanollama_status::NullPointer);
+        return Err(NANOLLAMA_STATUS_NULL_POINTER);
     }
     // SAFETY: a sampler handle points at an initialized `Sampler` (contract).
     Ok(unsafe { &mut *(s as *mut Sampler<'static>) })
@@ -1012,7 +1282,7 @@ unsafe fn sampler_ref<'a>(
     s: *const nanollama_sampler,
 ) -> Result<&'a Sampler<'static>, nanollama_status> {
     if s.is_null() {
-        return Err(nanollama_status::NullPointer);
+        return Err(NANOLLAMA_STATUS_NULL_POINTER);
     }
     // SAFETY: as in `sampler_mut`.
     Ok(unsafe { &*(s as *const Sampler<'static>) })
@@ -1031,22 +1301,22 @@ pub unsafe extern "C" fn nanollama_sampler_sample(
     sampler: *mut nanollama_sampler,
     logits: *const f32,
     n_logits: usize,
-    out_token: *mut i32,
+    out_token: *mut nanollama_token,
 ) -> nanollama_status {
     // SAFETY: caller's contract.
     let s = try_status!(unsafe { sampler_mut(sampler) });
     if logits.is_null() || out_token.is_null() {
-        return nanollama_status::NullPointer;
+        return NANOLLAMA_STATUS_NULL_POINTER;
     }
     if n_logits > isize::MAX as usize / 4 {
-        return nanollama_status::InvalidArgument;
+        return NANOLLAMA_STATUS_INVALID_ARGUMENT;
     }
     // SAFETY: non-NULL (checked), readable for n_logits floats (contract).
     let l = unsafe { core::slice::from_raw_parts(logits, n_logits) };
     let t = try_status!(s.sample(l));
     // SAFETY: non-NULL (checked), writable (contract); t < n_vocab < 2^31.
     unsafe { out_token.write(t as i32) };
-    nanollama_status::Ok
+    NANOLLAMA_STATUS_OK
 }
 
 /// Records `token` as generated, for the penalties. TOKEN_OUT_OF_RANGE when
@@ -1057,12 +1327,12 @@ pub unsafe extern "C" fn nanollama_sampler_sample(
 #[no_mangle]
 pub unsafe extern "C" fn nanollama_sampler_accept(
     sampler: *mut nanollama_sampler,
-    token: i32,
+    token: nanollama_token,
 ) -> nanollama_status {
     // SAFETY: caller's contract.
     let s = try_status!(unsafe { sampler_mut(sampler) });
     let Ok(t) = u32::try_from(token) else {
-        return nanollama_status::TokenOutOfRange;
+        return NANOLLAMA_STATUS_TOKEN_OUT_OF_RANGE;
     };
     status(s.accept(t))
 }
@@ -1078,7 +1348,7 @@ pub unsafe extern "C" fn nanollama_sampler_reset(
     // SAFETY: caller's contract.
     let s = try_status!(unsafe { sampler_mut(sampler) });
     s.reset();
-    nanollama_status::Ok
+    NANOLLAMA_STATUS_OK
 }
 
 /// Writes a state through `save` into the caller's `buf[0..len]` and its
@@ -1093,17 +1363,17 @@ unsafe fn save_state(
     save: impl FnOnce(&mut [u8]) -> crate::Result<usize>,
 ) -> nanollama_status {
     if buf.is_null() || out_written.is_null() {
-        return nanollama_status::NullPointer;
+        return NANOLLAMA_STATUS_NULL_POINTER;
     }
     if len > isize::MAX as usize {
-        return nanollama_status::InvalidArgument;
+        return NANOLLAMA_STATUS_INVALID_ARGUMENT;
     }
     // SAFETY: non-NULL (checked), writable for `len` bytes (contract).
     let out = unsafe { core::slice::from_raw_parts_mut(buf as *mut u8, len) };
     let n = try_status!(save(out));
     // SAFETY: non-NULL (checked), writable (contract).
     unsafe { out_written.write(n) };
-    nanollama_status::Ok
+    NANOLLAMA_STATUS_OK
 }
 
 /// Writes `n` to `*out` (NULL_POINTER when `out` is NULL).
@@ -1112,11 +1382,11 @@ unsafe fn save_state(
 /// `out` NULL or writable.
 unsafe fn write_size(out: *mut usize, n: usize) -> nanollama_status {
     if out.is_null() {
-        return nanollama_status::NullPointer;
+        return NANOLLAMA_STATUS_NULL_POINTER;
     }
     // SAFETY: non-NULL (checked), writable (contract).
     unsafe { out.write(n) };
-    nanollama_status::Ok
+    NANOLLAMA_STATUS_OK
 }
 
 /// Bytes `nanollama_context_state_save` needs now (it grows with the
@@ -1246,45 +1516,54 @@ const _: () = assert!(align_of::<Vocab<'static>>() <= ALIGN);
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default)]
 pub struct nanollama_vocab_info {
+    /// Bytes of this struct the library filled.
+    pub size: u32,
     pub n_vocab: u32,
-    pub bos: u32,
-    pub eos: u32,
-    /// 1 when the file asks for BOS at the start of a text.
-    pub add_bos: u32,
+    /// BOS, EOS, end-of-turn, end-of-message, unknown and padding tokens, as
+    /// llama.cpp finds them (EOT and EOM also by their text, `<|eot_id|>`,
+    /// `<|im_end|>`, ...); NANOLLAMA_TOKEN_NULL for none.
+    pub bos: nanollama_token,
+    pub eos: nanollama_token,
+    pub eot: nanollama_token,
+    pub eom: nanollama_token,
+    pub unk: nanollama_token,
+    pub pad: nanollama_token,
     /// 0: SentencePiece (`llama`); 1: byte-level BPE (`gpt2`).
     pub kind: u32,
-    /// 1 when the file asks for EOS at the end of a text.
-    pub add_eos: u32,
-    /// End-of-turn, end-of-message, unknown and padding tokens, as llama.cpp
-    /// finds them (EOT and EOM also by their text, `<|eot_id|>`,
-    /// `<|im_end|>`, ...). Here and in `bos`/`eos`, 0xFFFFFFFF: none.
-    pub eot: u32,
-    pub eom: u32,
-    pub unk: u32,
-    pub pad: u32,
     /// Number of end-of-generation tokens (`nanollama_vocab_is_eog`).
     pub n_eog: u32,
+    /// The file asks for BOS at the start of a text.
+    pub add_bos: bool,
+    /// The file asks for EOS at the end of a text.
+    pub add_eos: bool,
+    /// Zero.
+    pub _reserved: [u8; 2],
 }
 
-/// Flags of `nanollama_tokenize`, to be OR-ed into its `flags` argument.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum nanollama_tokenize_flags {
-    /// Start with the BOS token.
-    AddBos = 1,
-    /// Recognize control and unknown tokens written in the text
-    /// (user-defined ones always are, as in llama.cpp).
-    ParseSpecial = 2,
-    /// BOS and EOS as the file asks for them (llama.cpp's `add_special`);
-    /// with ADD_BOS / ADD_EOS, those are added whatever the file says.
-    AddSpecial = 4,
-    /// End with the EOS token.
-    AddEos = 8,
+// SAFETY: all-zero bytes are a valid value; two bools.
+unsafe impl AbiStruct for nanollama_vocab_info {
+    const BOOLS: &'static [usize] = &[
+        offset_of!(nanollama_vocab_info, add_bos),
+        offset_of!(nanollama_vocab_info, add_eos),
+    ];
 }
-const ADD_BOS: u32 = nanollama_tokenize_flags::AddBos as u32;
-const PARSE_SPECIAL: u32 = nanollama_tokenize_flags::ParseSpecial as u32;
-const ADD_SPECIAL: u32 = nanollama_tokenize_flags::AddSpecial as u32;
-const ADD_EOS: u32 = nanollama_tokenize_flags::AddEos as u32;
+
+/// Flags of `nanollama_tokenize`, OR-ed into its `flags` argument.
+pub type nanollama_tokenize_flags = u32;
+/// Start with the BOS token.
+pub const NANOLLAMA_TOKENIZE_FLAGS_ADD_BOS: nanollama_tokenize_flags = 1;
+/// Recognize control and unknown tokens written in the text (user-defined
+/// ones always are, as in llama.cpp).
+pub const NANOLLAMA_TOKENIZE_FLAGS_PARSE_SPECIAL: nanollama_tokenize_flags = 2;
+/// BOS and EOS as the file asks for them (llama.cpp's `add_special`); with
+/// ADD_BOS / ADD_EOS, those are added whatever the file says.
+pub const NANOLLAMA_TOKENIZE_FLAGS_ADD_SPECIAL: nanollama_tokenize_flags = 4;
+/// End with the EOS token.
+pub const NANOLLAMA_TOKENIZE_FLAGS_ADD_EOS: nanollama_tokenize_flags = 8;
+const ADD_BOS: u32 = NANOLLAMA_TOKENIZE_FLAGS_ADD_BOS;
+const PARSE_SPECIAL: u32 = NANOLLAMA_TOKENIZE_FLAGS_PARSE_SPECIAL;
+const ADD_SPECIAL: u32 = NANOLLAMA_TOKENIZE_FLAGS_ADD_SPECIAL;
+const ADD_EOS: u32 = NANOLLAMA_TOKENIZE_FLAGS_ADD_EOS;
 
 /// The state of a streaming detokenizer: plain data the caller owns (on
 /// the stack, in a struct). Start it with `nanollama_detokenizer_init`.
@@ -1293,6 +1572,9 @@ const ADD_EOS: u32 = nanollama_tokenize_flags::AddEos as u32;
 pub struct nanollama_detokenizer {
     pub pending: [u8; 4],
     pub n_pending: u32,
+    /// Zero: room for later versions (the struct's size is fixed: the
+    /// caller allocates it).
+    pub _reserved: [u32; 2],
 }
 
 /// Bytes of memory `nanollama_vocab_init` needs for this file.
@@ -1306,17 +1588,17 @@ pub unsafe extern "C" fn nanollama_vocab_size(
     out_size: *mut usize,
 ) -> nanollama_status {
     if out_size.is_null() {
-        return nanollama_status::NullPointer;
+        return NANOLLAMA_STATUS_NULL_POINTER;
     }
     // SAFETY: caller's contract.
     let g = try_status!(unsafe { bytes(gguf, gguf_len) });
     let n = try_status!(Vocab::size(g));
     let Some(total) = n.checked_add(head::<Vocab<'static>>()) else {
-        return nanollama_status::GgufBadMetadata;
+        return NANOLLAMA_STATUS_GGUF_BAD_METADATA;
     };
     // SAFETY: non-NULL (checked), writable (contract).
     unsafe { out_size.write(total) };
-    nanollama_status::Ok
+    NANOLLAMA_STATUS_OK
 }
 
 /// Reads the vocabulary of the GGUF file and builds its lookup tables in
@@ -1334,7 +1616,7 @@ pub unsafe extern "C" fn nanollama_vocab_init(
     out_vocab: *mut *const nanollama_vocab,
 ) -> nanollama_status {
     if out_vocab.is_null() {
-        return nanollama_status::NullPointer;
+        return NANOLLAMA_STATUS_NULL_POINTER;
     }
     // SAFETY: caller's contract (the bytes outlive the vocabulary).
     let g: &'static [u8] = try_status!(unsafe { bytes(gguf, gguf_len) });
@@ -1345,58 +1627,59 @@ pub unsafe extern "C" fn nanollama_vocab_init(
     unsafe { handle.write(v) };
     // SAFETY: non-NULL (checked), writable (contract).
     unsafe { out_vocab.write(handle as *const nanollama_vocab) };
-    nanollama_status::Ok
+    NANOLLAMA_STATUS_OK
 }
 
 /// # Safety
 /// `v` NULL or a handle from `nanollama_vocab_init`.
 unsafe fn vocab_ref<'a>(v: *const nanollama_vocab) -> Result<&'a Vocab<'static>, nanollama_status> {
     if v.is_null() {
-        return Err(nanollama_status::NullPointer);
+        return Err(NANOLLAMA_STATUS_NULL_POINTER);
     }
     // SAFETY: a vocabulary handle points at an initialized `Vocab` (contract).
     Ok(unsafe { &*(v as *const Vocab<'static>) })
 }
 
 /// Writes the vocabulary's size, special token ids, BOS/EOS choices and
-/// kind to `*out`.
+/// kind to `*out`, a struct of `out_size` bytes (`sizeof *out`).
 ///
 /// # Safety
-/// `vocab` a valid handle; `out` writable.
+/// `vocab` a valid handle; `out` writable for `out_size` bytes.
 #[no_mangle]
 pub unsafe extern "C" fn nanollama_vocab_get_info(
     vocab: *const nanollama_vocab,
     out: *mut nanollama_vocab_info,
+    out_size: usize,
 ) -> nanollama_status {
     // SAFETY: caller's contract.
     let v = try_status!(unsafe { vocab_ref(vocab) });
-    if out.is_null() {
-        return nanollama_status::NullPointer;
-    }
+    // NONE (u32::MAX) is NANOLLAMA_TOKEN_NULL (-1); ids are below 2^31.
+    let t = |id: u32| id as nanollama_token;
     let info = nanollama_vocab_info {
+        size: 0,
         n_vocab: v.n_vocab() as u32,
-        bos: v.bos(),
-        eos: v.eos(),
-        add_bos: v.add_bos() as u32,
+        bos: t(v.bos()),
+        eos: t(v.eos()),
+        eot: t(v.eot()),
+        eom: t(v.eom()),
+        unk: t(v.unk()),
+        pad: t(v.pad()),
         kind: match v.kind() {
             VocabKind::Spm => 0,
             VocabKind::Bpe => 1,
         },
-        add_eos: v.add_eos() as u32,
-        eot: v.eot(),
-        eom: v.eom(),
-        unk: v.unk(),
-        pad: v.pad(),
         n_eog: v.eog_tokens().len() as u32,
+        add_bos: v.add_bos(),
+        add_eos: v.add_eos(),
+        _reserved: [0; 2],
     };
-    // SAFETY: non-NULL (checked), writable (contract).
-    unsafe { out.write(info) };
-    nanollama_status::Ok
+    // SAFETY: caller's contract.
+    unsafe { write_out(out, out_size, info) }
 }
 
-/// Writes 1 to `*out_is_eog` when generation ends at `token` (EOS, EOT, EOM
+/// Writes true to `*out_is_eog` when generation ends at `token` (EOS, EOT, EOM
 /// and the tokens llama.cpp also counts by their text: `<|im_end|>`,
-/// `<end_of_turn>`, `<|endoftext|>`, ...), else 0. TOKEN_OUT_OF_RANGE for a
+/// `<end_of_turn>`, `<|endoftext|>`, ...), else false. TOKEN_OUT_OF_RANGE for a
 /// token outside the vocabulary.
 ///
 /// # Safety
@@ -1404,23 +1687,23 @@ pub unsafe extern "C" fn nanollama_vocab_get_info(
 #[no_mangle]
 pub unsafe extern "C" fn nanollama_vocab_is_eog(
     vocab: *const nanollama_vocab,
-    token: i32,
-    out_is_eog: *mut u32,
+    token: nanollama_token,
+    out_is_eog: *mut bool,
 ) -> nanollama_status {
     // SAFETY: caller's contract.
     let v = try_status!(unsafe { vocab_ref(vocab) });
     if out_is_eog.is_null() {
-        return nanollama_status::NullPointer;
+        return NANOLLAMA_STATUS_NULL_POINTER;
     }
     let Ok(id) = u32::try_from(token) else {
-        return nanollama_status::TokenOutOfRange;
+        return NANOLLAMA_STATUS_TOKEN_OUT_OF_RANGE;
     };
     if id as usize >= v.n_vocab() {
-        return nanollama_status::TokenOutOfRange;
+        return NANOLLAMA_STATUS_TOKEN_OUT_OF_RANGE;
     }
     // SAFETY: non-NULL (checked), writable (contract).
-    unsafe { out_is_eog.write(v.is_eog(id) as u32) };
-    nanollama_status::Ok
+    unsafe { out_is_eog.write(v.is_eog(id)) };
+    NANOLLAMA_STATUS_OK
 }
 
 /// Bytes of scratch `nanollama_tokenize` needs for texts of up to
@@ -1449,20 +1732,20 @@ pub unsafe extern "C" fn nanollama_tokenize(
     flags: u32,
     scratch: *mut c_void,
     scratch_len: usize,
-    tokens: *mut i32,
+    tokens: *mut nanollama_token,
     capacity: usize,
     out_n_tokens: *mut usize,
 ) -> nanollama_status {
     // SAFETY: caller's contract.
     let v = try_status!(unsafe { vocab_ref(vocab) });
     if out_n_tokens.is_null() || scratch.is_null() {
-        return nanollama_status::NullPointer;
+        return NANOLLAMA_STATUS_NULL_POINTER;
     }
     if flags & !(ADD_BOS | PARSE_SPECIAL | ADD_SPECIAL | ADD_EOS) != 0
         || capacity > isize::MAX as usize / 4
         || scratch_len > isize::MAX as usize
     {
-        return nanollama_status::InvalidArgument;
+        return NANOLLAMA_STATUS_INVALID_ARGUMENT;
     }
     let t: &[u8] = if text_len == 0 {
         &[]
@@ -1473,7 +1756,7 @@ pub unsafe extern "C" fn nanollama_tokenize(
     let out: &mut [u32] = if capacity == 0 {
         &mut []
     } else if tokens.is_null() {
-        return nanollama_status::NullPointer;
+        return NANOLLAMA_STATUS_NULL_POINTER;
     } else {
         // SAFETY: non-NULL, writable for `capacity` ids (contract); i32 and
         // u32 share their layout, and ids are below 2^31.
@@ -1504,7 +1787,7 @@ pub unsafe extern "C" fn nanollama_tokenize(
 #[no_mangle]
 pub unsafe extern "C" fn nanollama_token_to_piece(
     vocab: *const nanollama_vocab,
-    token: i32,
+    token: nanollama_token,
     special: u32,
     buf: *mut u8,
     capacity: usize,
@@ -1513,16 +1796,16 @@ pub unsafe extern "C" fn nanollama_token_to_piece(
     // SAFETY: caller's contract.
     let v = try_status!(unsafe { vocab_ref(vocab) });
     if out_len.is_null() || (buf.is_null() && capacity > 0) {
-        return nanollama_status::NullPointer;
+        return NANOLLAMA_STATUS_NULL_POINTER;
     }
     if special > 1 {
-        return nanollama_status::InvalidArgument;
+        return NANOLLAMA_STATUS_INVALID_ARGUMENT;
     }
     let Ok(id) = u32::try_from(token) else {
-        return nanollama_status::TokenOutOfRange;
+        return NANOLLAMA_STATUS_TOKEN_OUT_OF_RANGE;
     };
     if id as usize >= v.n_vocab() {
-        return nanollama_status::TokenOutOfRange;
+        return NANOLLAMA_STATUS_TOKEN_OUT_OF_RANGE;
     }
     let out: &mut [u8] = if capacity == 0 {
         &mut []
@@ -1552,7 +1835,7 @@ pub unsafe extern "C" fn nanollama_detokenizer_init(d: *mut nanollama_detokenize
 
 fn decoder_of(d: &nanollama_detokenizer) -> Result<StreamDecoder, nanollama_status> {
     if d.n_pending > 3 {
-        return Err(nanollama_status::InvalidArgument);
+        return Err(NANOLLAMA_STATUS_INVALID_ARGUMENT);
     }
     let mut s = StreamDecoder::new();
     s.set_pending(&d.pending[..d.n_pending as usize]);
@@ -1571,7 +1854,7 @@ fn decoder_of(d: &nanollama_detokenizer) -> Result<StreamDecoder, nanollama_stat
 pub unsafe extern "C" fn nanollama_detokenizer_push(
     d: *mut nanollama_detokenizer,
     vocab: *const nanollama_vocab,
-    token: i32,
+    token: nanollama_token,
     buf: *mut u8,
     capacity: usize,
     out_len: *mut usize,
@@ -1579,12 +1862,12 @@ pub unsafe extern "C" fn nanollama_detokenizer_push(
     // SAFETY: caller's contract.
     let v = try_status!(unsafe { vocab_ref(vocab) });
     if d.is_null() || out_len.is_null() || (buf.is_null() && capacity > 0) {
-        return nanollama_status::NullPointer;
+        return NANOLLAMA_STATUS_NULL_POINTER;
     }
     // SAFETY: non-NULL (checked), readable (contract); plain data.
     let mut dec = try_status!(decoder_of(unsafe { &*d }));
     let Ok(id) = u32::try_from(token) else {
-        return nanollama_status::TokenOutOfRange;
+        return NANOLLAMA_STATUS_TOKEN_OUT_OF_RANGE;
     };
     let out: &mut [u8] = if capacity == 0 {
         &mut []
@@ -1622,18 +1905,18 @@ pub unsafe extern "C" fn nanollama_detokenizer_flush(
     out_len: *mut usize,
 ) -> nanollama_status {
     if d.is_null() || out_len.is_null() || (buf.is_null() && capacity > 0) {
-        return nanollama_status::NullPointer;
+        return NANOLLAMA_STATUS_NULL_POINTER;
     }
     // SAFETY: non-NULL (checked), readable (contract).
     let st = unsafe { d.read() };
     if st.n_pending > 3 {
-        return nanollama_status::InvalidArgument;
+        return NANOLLAMA_STATUS_INVALID_ARGUMENT;
     }
     let n = st.n_pending as usize;
     // SAFETY: non-NULL (checked), writable (contract).
     unsafe { out_len.write(n) };
     if n > capacity {
-        return nanollama_status::BufferTooSmall;
+        return NANOLLAMA_STATUS_BUFFER_TOO_SMALL;
     }
     if n > 0 {
         // SAFETY: `buf` non-NULL (capacity >= n > 0), writable for n bytes.
@@ -1641,7 +1924,7 @@ pub unsafe extern "C" fn nanollama_detokenizer_flush(
     }
     // SAFETY: non-NULL (checked), writable (contract).
     unsafe { d.write(nanollama_detokenizer::default()) };
-    nanollama_status::Ok
+    NANOLLAMA_STATUS_OK
 }
 
 #[cfg(test)]
@@ -1660,5 +1943,52 @@ mod tests {
         // SAFETY: as above.
         let unknown = unsafe { core::ffi::CStr::from_ptr(nanollama_status_str(999)) };
         assert_eq!(unknown.to_str().unwrap(), "unknown status");
+    }
+
+    #[test]
+    fn version_is_the_crate_version() {
+        let v = nanollama_version();
+        // SAFETY: a static struct...
+        let v = unsafe { &*v };
+        // SAFETY: ...with a static NUL-terminated text.
+        let text = unsafe { core::ffi::CStr::from_ptr(v.text) };
+        assert_eq!(text.to_str().unwrap(), env!("CARGO_PKG_VERSION"));
+        let n = |s: &str| s.parse::<u32>().unwrap();
+        assert_eq!(v.major, n(env!("CARGO_PKG_VERSION_MAJOR")));
+        assert_eq!(v.minor, n(env!("CARGO_PKG_VERSION_MINOR")));
+        assert_eq!(v.patch, n(env!("CARGO_PKG_VERSION_PATCH")));
+        assert_eq!(v.abi, NANOLLAMA_ABI_VERSION);
+    }
+
+    /// Bytes as C may leave them (a bool byte of 7, a later field set or
+    /// not): `read_in` never makes an invalid bool, and checks sizes.
+    #[test]
+    fn structs_are_read_by_their_size() {
+        #[repr(C, align(8))]
+        struct Later([u8; size_of::<nanollama_context_params>() + 16]);
+        let mut buf = Later([0; size_of::<nanollama_context_params>() + 16]);
+        let p = buf.0.as_mut_ptr() as *mut nanollama_context_params;
+        // SAFETY: `buf` is large and aligned enough for the struct.
+        let st = unsafe { nanollama_context_params_default(p, buf.0.len()) };
+        assert_eq!(st, NANOLLAMA_STATUS_OK);
+        assert_eq!(
+            u32::from_ne_bytes(buf.0[..4].try_into().unwrap()) as usize,
+            buf.0.len()
+        );
+        buf.0[offset_of!(nanollama_context_params, logits_all)] = 7;
+        // SAFETY: `p` points at `buf`, readable for its size.
+        let r = unsafe { read_in(p as *const nanollama_context_params) }.unwrap();
+        assert!(r.logits_all && !r.f32_activations && r.n_threads == 1);
+        let last = buf.0.len() - 1;
+        buf.0[last] = 1;
+        // SAFETY: as above.
+        let r = unsafe { read_in(p as *const nanollama_context_params) };
+        assert_eq!(r.err(), Some(NANOLLAMA_STATUS_BAD_STRUCT_SIZE));
+        buf.0[last] = 0;
+        buf.0[..4]
+            .copy_from_slice(&(size_of::<nanollama_context_params>() as u32 - 4).to_ne_bytes());
+        // SAFETY: as above.
+        let r = unsafe { read_in(p as *const nanollama_context_params) };
+        assert_eq!(r.err(), Some(NANOLLAMA_STATUS_BAD_STRUCT_SIZE));
     }
 }

@@ -451,6 +451,15 @@ fn c_model_api() {
     }
 }
 
+/// The struct-size rule of the ABI: older structs refused, later ones
+/// accepted with their new fields zero, outputs filled only as far as the
+/// caller's size, nothing written past it.
+#[test]
+fn c_abi_struct_sizes() {
+    let out = run(&test_program("abi"), &[model(ty::F32)]);
+    assert!(out.contains("abi: ok"), "{out}");
+}
+
 #[test]
 fn c_context_api() {
     let exe = test_program("context");
@@ -496,7 +505,14 @@ fn every_ffi_test_is_run() {
     names.sort();
     assert_eq!(
         names,
-        ["context.c", "model.c", "parallel.c", "sampler.c", "vocab.c"]
+        [
+            "abi.c",
+            "context.c",
+            "model.c",
+            "parallel.c",
+            "sampler.c",
+            "vocab.c"
+        ]
     );
 }
 
@@ -647,8 +663,8 @@ typedef struct {
 } all_types;
 int touch(all_types *t);
 int touch(all_types *t) {
-    nanollama_context_params_default(&t->context_params);
-    nanollama_sampler_params_default(&t->sampler_params);
+    nanollama_context_params_default(&t->context_params, sizeof t->context_params);
+    nanollama_sampler_params_default(&t->sampler_params, sizeof t->sampler_params);
     nanollama_detokenizer_init(&t->detokenizer);
     return (int)sizeof *t + (nanollama_status_str(NANOLLAMA_STATUS_OK) != 0);
 }
@@ -703,12 +719,12 @@ fn header_links_from_cpp() {
 #include <cstring>
 int main() {
     nanollama_context_params p;
-    nanollama_context_params_default(&p);
+    nanollama_context_params_default(&p, sizeof p);
     size_t need = 1;
     const nanollama_model *m = nullptr;
     if (p.n_threads != 1 || p.parallel_for != nullptr) return 1;
     if (nanollama_model_size(nullptr, 0, &need) != NANOLLAMA_STATUS_NULL_POINTER) return 2;
-    if (nanollama_model_get_info(m, nullptr) != NANOLLAMA_STATUS_NULL_POINTER) return 3;
+    if (nanollama_model_get_info(m, nullptr, sizeof(nanollama_model_info)) != NANOLLAMA_STATUS_NULL_POINTER) return 3;
     if (std::strcmp(nanollama_status_str(999), "unknown status") != 0) return 4;
     std::printf("c++: %s\n", nanollama_status_str(NANOLLAMA_STATUS_OK));
     return 0;
