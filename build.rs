@@ -2,6 +2,10 @@
 //! are the ABI's, the crate's other ones are not) with cbindgen into `OUT_DIR`
 //! (never into the source tree, so `cargo publish` verification passes).
 //! `tests/header.rs` checks that the committed `include/nanollama.h` equals it.
+//!
+//! On ELF targets it also gives the shared library its soname,
+//! `libnanollama.so.N` with N = `NANOLLAMA_ABI_VERSION` of src/ffi.rs, so
+//! programs linked against it load only a library of the same ABI.
 use std::env;
 use std::path::PathBuf;
 
@@ -27,4 +31,39 @@ fn main() {
         "cargo:rustc-env=NANOLLAMA_GENERATED_HEADER={}",
         out.display()
     );
+
+    let os = env::var("CARGO_CFG_TARGET_OS").unwrap_or_default();
+    let elf = [
+        "linux",
+        "android",
+        "freebsd",
+        "netbsd",
+        "openbsd",
+        "dragonfly",
+        "illumos",
+        "solaris",
+    ];
+    if elf.contains(&os.as_str()) {
+        let ffi =
+            std::fs::read_to_string(crate_dir.join("src/ffi.rs")).expect("src/ffi.rs is readable");
+        let n = abi_version(&ffi);
+        println!("cargo:rustc-cdylib-link-arg=-Wl,-soname,libnanollama.so.{n}");
+    }
+}
+
+/// The value of `pub const NANOLLAMA_ABI_VERSION: u32 = N;` in src/ffi.rs.
+/// Panics when the line is missing: a shared library without its soname
+/// would be worse than a failed build.
+fn abi_version(ffi: &str) -> u32 {
+    ffi.lines()
+        .find_map(|l| {
+            l.trim()
+                .strip_prefix("pub const NANOLLAMA_ABI_VERSION: u32 =")?
+                .trim()
+                .strip_suffix(';')?
+                .trim()
+                .parse()
+                .ok()
+        })
+        .expect("src/ffi.rs has `pub const NANOLLAMA_ABI_VERSION: u32 = N;` (the soname's major)")
 }
