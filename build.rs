@@ -48,6 +48,10 @@ fn main() {
             std::fs::read_to_string(crate_dir.join("src/ffi.rs")).expect("src/ffi.rs is readable");
         let n = abi_version(&ffi);
         println!("cargo:rustc-cdylib-link-arg=-Wl,-soname,libnanollama.so.{n}");
+        // The library calls memcpy, memset and abort: say it needs libc, so
+        // that `ldd -r` and `-Wl,--no-undefined` builds of hosts are content
+        // (the no_std link leaves it out).
+        println!("cargo:rustc-cdylib-link-arg=-lc");
     }
 }
 

@@ -50,6 +50,11 @@ cmp "$root/include/nanollama.h" "$prefix/include/nanollama.h" || fail "the insta
 got="$(readelf -d "$lib/$real" | grep '(SONAME)')" || fail "$real has no SONAME"
 echo "$real: $got"
 [[ "$got" == *"[$soname]" ]] || fail "the SONAME of $real is not $soname"
+# It names what it needs (libc), so that strict hosts and ldd -r are content.
+readelf -d "$lib/$real" | grep -q 'NEEDED.*\[libc\.so' || fail "$real does not say it needs libc"
+if ldd -r "$lib/$real" 2>&1 | grep -q 'undefined symbol'; then
+    fail "$real has undefined symbols (ldd -r)"
+fi
 for f in pkgconfig/nanollama.pc cmake/nanollama/nanollama-config.cmake \
     cmake/nanollama/nanollama-config-version.cmake; do
     [ -f "$lib/$f" ] || fail "no $lib/$f"

@@ -52,7 +52,13 @@ int main(int argc, char **argv) {
     CHECK(nanollama_vocab_size(gguf, (size_t)len, &n));
     void *vocab_mem = alloc64(n);
     CHECK(nanollama_vocab_init(gguf, (size_t)len, vocab_mem, n, &vocab));
-    CHECK(nanollama_model_get_info(model, &mi));
+    /* The library loaded at run time must implement the ABI of this header. */
+    if (nanollama_version()->abi != NANOLLAMA_ABI_VERSION) {
+        fprintf(stderr, "built for ABI %d, linked with ABI %u\n", NANOLLAMA_ABI_VERSION,
+                (unsigned)nanollama_version()->abi);
+        return 1;
+    }
+    CHECK(nanollama_model_get_info(model, &mi, sizeof mi));
     printf("ABI %d; vocabulary %u tokens, %u layers, dim %u, context %u\n", NANOLLAMA_ABI_VERSION,
            mi.n_vocab, mi.n_layers, mi.dim, mi.n_ctx_train);
 
@@ -67,7 +73,7 @@ int main(int argc, char **argv) {
 
     /* A context for the prompt and the tokens to come; the prompt in one batch. */
     nanollama_context_params cp;
-    nanollama_context_params_default(&cp);
+    CHECK(nanollama_context_params_default(&cp, sizeof cp));
     cp.n_ctx = (uint32_t)n_prompt + (uint32_t)(n_gen > 0 ? n_gen : 0);
     cp.n_batch = (uint32_t)n_prompt;
     nanollama_context *ctx;
