@@ -58,6 +58,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <iterator>
+#include <limits>
 #include <mutex>
 #include <new>
 #include <string>
@@ -358,8 +359,10 @@ class Memory {
 
   // n bytes (at least one cache line) aligned to 64, uninitialized.
   [[nodiscard]] static Result<Memory> try_allocate(std::size_t n) noexcept {
+    // No object is larger than PTRDIFF_MAX bytes.
+    if (n > static_cast<std::size_t>(std::numeric_limits<std::ptrdiff_t>::max()) - alignment)
+      return detail::failure(status_out_of_memory);
     std::size_t rounded = n == 0 ? alignment : (n + alignment - 1) / alignment * alignment;
-    if (rounded < n) return detail::failure(status_out_of_memory);
     void *p = ::operator new(rounded, std::align_val_t(alignment), std::nothrow);
     if (p == nullptr) return detail::failure(status_out_of_memory);
     return Memory(p, n, true);
