@@ -438,3 +438,47 @@ fn cpp_example_generate_writes_the_c_examples_text() {
     assert_eq!(o.status.code(), Some(1));
     assert_eq!(output(&cpp, &["--bogus", "x"]).status.code(), Some(2));
 }
+
+#[test]
+fn readme_cpp_section_runs() {
+    // The README's C++ snippet, with a main that reads the shipped model.
+    let readme = std::fs::read_to_string(root().join("README.md")).unwrap();
+    let section = readme
+        .split("\n## C++\n")
+        .nth(1)
+        .expect("README has a C++ section");
+    let code = section
+        .split("```cpp\n")
+        .nth(1)
+        .and_then(|s| s.split("```").next())
+        .expect("a ```cpp block");
+    let main = r#"
+#include <fstream>
+#include <iterator>
+#include <vector>
+int main(int argc, char **argv) {
+    if (argc != 2) return 2;
+    std::ifstream f(argv[1], std::ios::binary);
+    std::vector<char> bytes((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+    return generate(nanollama::span<const std::byte>(reinterpret_cast<const std::byte *>(bytes.data()), bytes.size()),
+                    "And it came to pass");
+}
+"#;
+    let src = write("readme.cpp", format!("{code}{main}").as_bytes());
+    let cxx = cxx();
+    for std in ["-std=c++17", "-std=c++20"] {
+        let mut cmd = Command::new(&cxx);
+        cmd.arg(std)
+            .args(STRICT)
+            .args(sanitizer_flags())
+            .arg("-I")
+            .arg(root().join("include"))
+            .arg(&src)
+            .arg(staticlib())
+            .args(["-lm", "-lpthread"]);
+        let exe = build(cmd, &tmp().join(format!("readme{}", &std[7..])));
+        let out = run(&exe, &[&shipped_model()]);
+        assert!(out.starts_with(','), "{std}: {out:?}");
+        assert!(out.len() > 60, "{std}: {out:?}");
+    }
+}
