@@ -39,7 +39,16 @@
  *     the value and throw nanollama::Exception (a std::runtime_error with
  *     the Error) on failure. They exist unless NANOLLAMA_NO_EXCEPTIONS is
  *     defined or exceptions are off (-fno-exceptions: __cpp_exceptions is
- *     not defined); then only the try_ API is there.
+ *     not defined); then only the try_ API is there. The header defines
+ *     NANOLLAMA_EXCEPTIONS to 1 or 0 accordingly (do not define it).
+ *   A refused call leaves every object as it was, as in C.
+ *
+ * Buffers: functions that write into the caller's span (no allocation)
+ * end in _into (try_tokenize_into, try_token_to_piece_into,
+ * Detokenizer::try_push_into, try_state_save_into); the others allocate
+ * the std::vector or std::string they return. Spans are std::span in
+ * C++20 and a minimal nanollama::span (pointer and size) in C++17; every
+ * memory or byte argument also has a pointer-and-size overload.
  *
  * Threads: as the C objects. A Model and a Vocab may be shared by any
  * number of threads; a Context, a Sampler and a Detokenizer belong to one
