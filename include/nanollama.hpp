@@ -53,31 +53,35 @@
  * Threads: as the C objects. A Model and a Vocab may be shared by any
  * number of threads; a Context, a Sampler and a Detokenizer belong to one
  * thread at a time. ThreadPool (std::thread) is one ready parallel_for;
- * ContextParams::parallel_for takes any nanollama_parallel_for_fn.
+ * ContextParams::parallel_for takes any nanollama_parallel_for_fn. Define
+ * NANOLLAMA_NO_THREAD_POOL to leave ThreadPool (and <thread>) out, for
+ * hosts without threads.
  */
 #ifndef NANOLLAMA_HPP
 #define NANOLLAMA_HPP
 
 #include "nanollama.h"
 
-#include <atomic>
-#include <condition_variable>
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
 #include <iterator>
 #include <limits>
-#include <mutex>
 #include <new>
 #include <string>
 #include <string_view>
-#include <thread>
 #include <type_traits>
 #include <utility>
 #include <variant>
 #include <vector>
 
+#if !defined(NANOLLAMA_NO_THREAD_POOL)
+#include <atomic>
+#include <condition_variable>
+#include <mutex>
+#include <thread>
+#endif
 #if __has_include(<version>)
 #include <version>
 #endif
@@ -758,6 +762,8 @@ inline Result<std::string> Vocab::try_detokenize(span<const token> tokens) const
 
 // ----------------------------------------------------------- ThreadPool
 
+#if !defined(NANOLLAMA_NO_THREAD_POOL)
+
 // A fixed pool of std::threads as the library's parallel_for: the caller
 // of decode works too, so n_threads - 1 workers are started. Not movable
 // (its address is the callback's user data); it must outlive the contexts
@@ -851,6 +857,7 @@ class ThreadPool {
   std::uint32_t n_tasks_ = 0;
   std::atomic<std::uint32_t> next_{0};
 };
+#endif  // NANOLLAMA_NO_THREAD_POOL
 
 // --------------------------------------------------------------- Params
 
@@ -891,9 +898,11 @@ class ContextParams {
     p_.n_threads = n_threads;
     return *this;
   }
+#if !defined(NANOLLAMA_NO_THREAD_POOL)
   ContextParams &thread_pool(ThreadPool &pool) noexcept {
     return parallel_for(&ThreadPool::parallel_for, &pool, pool.n_threads());
   }
+#endif
   [[nodiscard]] const nanollama_context_params &raw() const noexcept { return p_; }
   [[nodiscard]] nanollama_context_params &raw() noexcept { return p_; }
 

@@ -4,7 +4,8 @@
 //! - compiles a user of the header with `-std=c++17` and `-std=c++20`, with
 //!   exceptions, with `-fno-exceptions` and with `-DNANOLLAMA_NO_EXCEPTIONS`,
 //!   under `-Wall -Wextra -Wpedantic -Werror` and stricter warnings a host
-//!   may use (conversions, shadowing, old-style casts);
+//!   may use (conversions, shadowing, old-style casts), and without its
+//!   thread pool (`-DNANOLLAMA_NO_THREAD_POOL`);
 //! - builds `ffi-tests/cpp/api.cpp` in each of those ways, runs it on the
 //!   shipped model (RAII, moves, results, exceptions, caller buffers, thread
 //!   pool, states) and holds its greedy text to `examples/generate.c`'s;
@@ -309,7 +310,16 @@ int main() { return use(nullptr, 0) == NANOLLAMA_STATUS_NULL_POINTER ? 0 : 1; }
 "#,
     );
     let cxx = cxx();
-    for (name, flags) in FLAVOURS {
+    // And for a host without threads, nor exceptions.
+    let no_threads: (&str, &[&str]) = (
+        "no-thread-pool",
+        &[
+            "-std=c++17",
+            "-fno-exceptions",
+            "-DNANOLLAMA_NO_THREAD_POOL",
+        ],
+    );
+    for (name, flags) in FLAVOURS.into_iter().chain([no_threads]) {
         let o = Command::new(&cxx)
             .args(flags)
             .args(STRICT)
