@@ -100,6 +100,29 @@
 
 namespace nanollama {
 
+// Result, span and the throwing API differ with the standard library and
+// the exception settings, and return types are not part of a function's
+// linker name: one inline namespace per configuration keeps translation
+// units built differently (C++17 and C++23, with and without exceptions)
+// in one program from sharing inline functions that are not the same.
+#if defined(__cpp_lib_expected)
+inline namespace result_std {
+#else
+inline namespace result_own {
+#endif
+#if defined(__cpp_lib_span)
+inline namespace span_std {
+#else
+inline namespace span_own {
+#endif
+#if NANOLLAMA_EXCEPTIONS
+inline namespace throwing {
+#elif defined(__cpp_exceptions)
+inline namespace nothrow {
+#else
+inline namespace noexceptions {
+#endif
+
 // The alignment of the memory of models, contexts, samplers, vocabularies
 // and tokenizer scratch.
 inline constexpr std::size_t alignment = 64;
@@ -1269,6 +1292,9 @@ class Sampler {
   std::uint32_t n_vocab_ = 0;
 };
 
+}  // inline namespace (exceptions)
+}  // inline namespace (span)
+}  // inline namespace (result)
 }  // namespace nanollama
 
 #endif  // NANOLLAMA_HPP

@@ -492,3 +492,48 @@ int main(int argc, char **argv) {
         assert!(out.len() > 60, "{std}: {out:?}");
     }
 }
+
+#[test]
+fn each_flavour_has_its_own_linker_names() {
+    // Result, span and the throwing API differ between flavours, and a
+    // function's return type is not in its linker name: the header's
+    // inline namespaces must keep one program's C++17 and C++20, throwing
+    // and -fno-exceptions translation units from merging inline functions
+    // that are not the same.
+    let src = write(
+        "hpp-odr.cpp",
+        b"#include \"nanollama.hpp\"\nbool loads(const void *p, std::size_t n) { return nanollama::Model::try_load(p, n).has_value(); }\n",
+    );
+    let cxx = cxx();
+    let mut seen: Vec<(&str, String)> = Vec::new();
+    for (name, flags) in FLAVOURS {
+        let obj = tmp().join(format!("hpp-odr-{name}.o"));
+        let mut cmd = Command::new(&cxx);
+        cmd.args(flags)
+            .args(STRICT)
+            .arg("-c")
+            .arg("-I")
+            .arg(root().join("include"))
+            .arg(&src);
+        build(cmd, &obj);
+        let o = Command::new("nm")
+            .args(["--defined-only", "-P"])
+            .arg(&obj)
+            .output()
+            .expect("nm (binutils) runs");
+        assert!(o.status.success(), "nm {}", obj.display());
+        let syms: Vec<String> = String::from_utf8_lossy(&o.stdout)
+            .lines()
+            .filter_map(|l| l.split_whitespace().next())
+            .filter(|s| s.contains("try_load"))
+            .map(String::from)
+            .collect();
+        assert!(!syms.is_empty(), "{name}: no try_load symbol");
+        for s in syms {
+            if let Some((other, _)) = seen.iter().find(|(_, t)| *t == s) {
+                panic!("{name} and {other} both define {s}");
+            }
+            seen.push((name, s));
+        }
+    }
+}
