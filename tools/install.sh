@@ -8,6 +8,7 @@
 # What it writes (ABI = NANOLLAMA_ABI_VERSION of the header, VERSION = the
 # crate version of Cargo.toml; today libnanollama.so.1.0.1.0):
 #   include/nanollama.h                    the committed header
+#   include/nanollama.hpp                  the C++ layer over it (header-only)
 #   lib/libnanollama.a                     static library
 #   lib/libnanollama.so.ABI.VERSION        shared library, soname libnanollama.so.ABI
 #   lib/libnanollama.so.ABI  -> libnanollama.so.ABI.VERSION   (what programs load)
@@ -101,6 +102,7 @@ fill "$root/tools/pkg/nanollama-config-version.cmake.in" >"$tmp/nanollama-config
 
 install -d "$dest/include" "$dest/lib/pkgconfig" "$dest/lib/cmake/nanollama"
 put 0644 "$root/include/nanollama.h" "$dest/include" nanollama.h
+put 0644 "$root/include/nanollama.hpp" "$dest/include" nanollama.hpp
 put 0644 "$built/libnanollama.a" "$dest/lib" libnanollama.a
 put 0755 "$built/libnanollama.so" "$dest/lib" "$real"
 ln -sfn "$real" "$dest/lib/$soname"
@@ -110,6 +112,6 @@ put 0644 "$tmp/nanollama-config.cmake" "$dest/lib/cmake/nanollama" nanollama-con
 put 0644 "$tmp/nanollama-config-version.cmake" "$dest/lib/cmake/nanollama" nanollama-config-version.cmake
 
 echo "installed nanollama $version (ABI $abi) into $dest:"
-echo "  $prefix/include/nanollama.h, $prefix/lib/{libnanollama.a,$real,$soname,libnanollama.so}"
+echo "  $prefix/include/nanollama.{h,hpp}, $prefix/lib/{libnanollama.a,$real,$soname,libnanollama.so}"
 echo "  pkg-config: PKG_CONFIG_PATH=$prefix/lib/pkgconfig pkg-config --cflags --libs nanollama"
 echo "  CMake:      -DCMAKE_PREFIX_PATH=$prefix, find_package(nanollama), nanollama::nanollama or nanollama::static"
