@@ -549,7 +549,12 @@ fn render<M: Messages + ?Sized>(t: Template, chat: &M, add_ass: bool, w: &mut Si
             chat,
             w,
             add_ass,
-            ["<|im_start|>", "\n", "<|im_end|>\n", "<|im_start|>assistant\n"],
+            [
+                "<|im_start|>",
+                "\n",
+                "<|im_end|>\n",
+                "<|im_start|>assistant\n",
+            ],
             false,
         ),
         T::MistralV7 | T::MistralV7Tekken => {
@@ -663,7 +668,13 @@ fn render<M: Messages + ?Sized>(t: Template, chat: &M, add_ass: bool, w: &mut Si
             ],
             false,
         ),
-        T::Falcon3 => simple(chat, w, add_ass, ["<|", "|>\n", "\n", "<|assistant|>\n"], false),
+        T::Falcon3 => simple(
+            chat,
+            w,
+            add_ass,
+            ["<|", "|>\n", "\n", "<|assistant|>\n"],
+            false,
+        ),
         T::Zephyr => simple(
             chat,
             w,
@@ -699,7 +710,11 @@ fn render<M: Messages + ?Sized>(t: Template, chat: &M, add_ass: bool, w: &mut Si
                 }
                 let model = m.role == b"assistant" || m.role == b"model";
                 w.s("<start_of_turn>");
-                w.put(if m.role == b"assistant" { b"model" } else { m.role });
+                w.put(if m.role == b"assistant" {
+                    b"model"
+                } else {
+                    m.role
+                });
                 w.s("\n");
                 if !model {
                     if pending {
@@ -824,11 +839,23 @@ fn render<M: Messages + ?Sized>(t: Template, chat: &M, add_ass: bool, w: &mut Si
         ),
         T::Chatglm3 => {
             w.s("[gMASK]sop");
-            simple(chat, w, add_ass, ["<|", "|>\n ", "", "<|assistant|>"], false);
+            simple(
+                chat,
+                w,
+                add_ass,
+                ["<|", "|>\n ", "", "<|assistant|>"],
+                false,
+            );
         }
         T::Chatglm4 => {
             w.s("[gMASK]<sop>");
-            simple(chat, w, add_ass, ["<|", "|>\n", "", "<|assistant|>\n"], false);
+            simple(
+                chat,
+                w,
+                add_ass,
+                ["<|", "|>\n", "", "<|assistant|>\n"],
+                false,
+            );
         }
         T::Glmedge => simple(chat, w, add_ass, ["<|", "|>\n", "", "<|assistant|>"], false),
         T::Minicpm => {

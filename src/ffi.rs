@@ -14,8 +14,8 @@
 use core::ffi::{c_char, c_void};
 use core::mem::{align_of, offset_of, size_of};
 
-use crate::context::{Context, ContextParams, KvType};
 use crate::chat::Message;
+use crate::context::{Context, ContextParams, KvType};
 use crate::error::Error;
 use crate::model::{Model, ALIGN};
 use crate::parallel::Parallel;
@@ -2027,7 +2027,9 @@ pub unsafe extern "C" fn nanollama_chat_apply_template(
     } else {
         // SAFETY: non-NULL (checked), writable for `capacity` bytes
         // (contract); at most isize::MAX as an allocation.
-        unsafe { core::slice::from_raw_parts_mut(buf as *mut u8, capacity.min(isize::MAX as usize)) }
+        unsafe {
+            core::slice::from_raw_parts_mut(buf as *mut u8, capacity.min(isize::MAX as usize))
+        }
     };
     let mut needed = 0;
     let r = crate::chat::render_with(kind, &CMessages(msgs), add_assistant, out, &mut needed);
