@@ -1960,12 +1960,9 @@ impl crate::chat::Messages for CMessages<'_> {
         // SAFETY: both pointers were checked non-NULL before rendering and
         // point at NUL-terminated strings that stay valid during the call
         // (caller's contract).
-        let (role, content) = unsafe {
-            (
-                core::ffi::CStr::from_ptr(m.role).to_bytes(),
-                core::ffi::CStr::from_ptr(m.content).to_bytes(),
-            )
-        };
+        let role = unsafe { core::ffi::CStr::from_ptr(m.role) }.to_bytes();
+        // SAFETY: as above.
+        let content = unsafe { core::ffi::CStr::from_ptr(m.content) }.to_bytes();
         Message { role, content }
     }
 }
