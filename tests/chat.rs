@@ -148,19 +148,37 @@ fn every_template_and_conversation_matches_llama_cpp() {
         .map(messages)
         .collect();
     assert!(convs.len() >= 30);
+    let by_name: std::collections::HashMap<&str, &Value> = f["templates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| t.get("label").is_none())
+        .map(|t| (t["template"].as_str().unwrap(), &t["outputs"]))
+        .collect();
+    assert_eq!(by_name.len(), BUILTIN.len());
     let mut compared = 0;
+    let mut strings = 0;
     let mut failures = Vec::new();
     for t in f["templates"].as_array().unwrap() {
         let tmpl = t["template"].as_str().unwrap().as_bytes();
-        let label = t.get("case").map_or_else(
+        let label = t.get("label").map_or_else(
             || t["template"].as_str().unwrap().to_string(),
-            |c| c.as_str().unwrap().to_string(),
+            |c| {
+                format!(
+                    "{} {:?}",
+                    c.as_str().unwrap(),
+                    t["template"].as_str().unwrap()
+                )
+            },
         );
-        for (ci, (conv, outs)) in convs
-            .iter()
-            .zip(t["outputs"].as_array().unwrap())
-            .enumerate()
-        {
+        // A template string llama.cpp renders as a built-in one is kept as
+        // that one's name.
+        let outputs = match t.get("same_as") {
+            Some(n) => by_name[n.as_str().unwrap()],
+            None => &t["outputs"],
+        };
+        strings += usize::from(t.get("label").is_some());
+        for (ci, (conv, outs)) in convs.iter().zip(outputs.as_array().unwrap()).enumerate() {
             let msgs = as_msgs(conv);
             for (add, want) in [false, true].into_iter().zip(outs.as_array().unwrap()) {
                 let got = render(tmpl, &msgs, add);
@@ -186,11 +204,17 @@ fn every_template_and_conversation_matches_llama_cpp() {
         failures.len(),
         failures[..failures.len().min(10)].join("\n")
     );
+    // The 36 cases, the vocabularies' own templates and the probes.
+    assert!(strings >= 36 + 3 + 50, "{strings}");
     for u in f["unknown"].as_array().unwrap() {
         let u = u.as_str().unwrap().as_bytes();
         assert_eq!(detect(u), None, "{}", show(u));
     }
-    eprintln!("{compared} renderings identical to llama.cpp's");
+    eprintln!(
+        "{compared} renderings identical to llama.cpp's ({} names and {strings} template strings x {} conversations x 2)",
+        BUILTIN.len(),
+        convs.len()
+    );
 }
 
 fn conv() -> Vec<(String, String)> {

@@ -7,9 +7,13 @@ to run the tests):
       expected output), read out of that file.
   tests/data/chat/fixtures.json  what llama.cpp's llama_chat_apply_template
       renders (through llama-cpp-python's ctypes binding) for every built-in
-      template name and every template string of the cases above, over the
-      conversations below, with and without the assistant prompt; plus
-      template strings it does not recognise.
+      template name, over the conversations below, with and without the
+      assistant prompt; then for every template string of the cases above,
+      of the vocabularies in tests/data/vocab and of the probes below (one
+      per rule of llama.cpp's detection chain, and its order) the same, kept
+      as the name of the built-in template whose renderings are identical
+      ("same_as") or, when none is, in full; and the template strings it
+      does not recognise.
 
 Run:  python3 tools/make_chat_fixtures.py [PATH/TO/llama.cpp]
       (default /work/shared/reference/llama.cpp; llama-cpp-python installed).
@@ -161,6 +165,39 @@ def conversations():
     return convs
 
 
+# Template strings that reach each rule of llama.cpp's detection chain
+# (src/llama-chat.cpp, llm_chat_detect_template), and some that test its
+# order or miss by a little.
+PROBES = [
+    "<|im_start|>", "<|im_start|><|im_sep|>", "<|im_start|><end_of_utterance>",
+    "mistral", "mistral-x", "x mistral", "[INST]", "[INST]<<SYS>>", "[INST]bos_token + '[INST]",
+    "[INST]content.strip()<<SYS>>bos_token + '[INST]", "[INST][SYSTEM_PROMPT]",
+    "[INST]' [INST] ' + system_message", "[INST][AVAILABLE_TOOLS]", '[INST][AVAILABLE_TOOLS]"[INST]"',
+    '[AVAILABLE_TOOLS] [INST]"[INST]"', "[INST]<|im_start|>",
+    "<|assistant|><|end|>", "[gMASK]<sop>", "<|assistant|><|user|><|tool_declare|>",
+    "<|assistant|><|user|></s>", "<|assistant|><|user|>", "<|{{ item['role'] }}|><|begin_of_image|>",
+    "<|user|><|endoftext|>", "<|assistant|><|end|><|user|><|endoftext|>",
+    "bos_token + message['role']", "<start_of_turn>", "<start_of_turn><|start_header_id|><|end_header_id|>",
+    "'\\n\\nAssistant: ' + eos_token", "GPT4 Correct ", "USER: ASSISTANT: ", "USER: ASSISTANT: SYSTEM: ",
+    "### Instruction:<|EOT|>", "<|START_OF_TURN_TOKEN|><|USER_TOKEN|>",
+    "<|start_header_id|><|end_header_id|>", "[gMASK]sop", "<用户>",
+    "'Assistant: ' + message['content'] + eos_token", "<｜Assistant｜><｜User｜><｜end▁of▁sentence｜>",
+    "[|system|][|assistant|][|endofturn|]", "[|system|][|assistant|][|endofturn|][|tool|]",
+    "x rwkv-world", "{{- 'User: ' + message['content']|trim + '\\n\\n' -}}",
+    "<|start_of_role|>", "<|start_of_role|><tools>", "<|start_of_role|><tool_call>g4_default_system_message",
+    "message['role'] + additional_special_tokens[0] + message['content'] + additional_special_tokens[1]",
+    "<|role_start|>", " Ассистент:", "<role>ASSISTANT</role>'HUMAN'",
+    '<role>ASSISTANT</role>"HUMAN"<think>', "<role>ASSISTANT</role><role>HUMAN</role><|role_end|>",
+    "<|header_start|><|header_end|>", "<|endofuserprompt|>", "<|extra_0|><|extra_4|>",
+    "<|start|><|channel|>", "<｜hy_Assistant｜><｜hy_begin▁of▁sentence｜>",
+    "<｜hy_Assistant｜><｜hy_place▁holder▁no▁3｜>", "<|im_assistant|>assistant<|im_middle|>",
+    "<seed:bos>", "'Assistant: '  + message['content'] + '<|separator|>", "[unused9]系统：[unused10]",
+    "<|begin|><|end|><|content|>",
+    # Near misses.
+    "<|begin|><|end|>", '<role>ASSISTANT</role>"HUMAN"', "<|assistant|>", "<|start_header_id|>",
+    "### Instruction:", "USER: ", "[|system|][|assistant|]", "<｜Assistant｜><｜User｜>",
+]
+
 # Template strings llama.cpp must not recognise.
 UNKNOWN = [
     "",
@@ -215,29 +252,56 @@ def main():
     names_arr = (ctypes.c_char_p * n)()
     lc.llama_chat_builtin_templates(names_arr, n)
     names = [x.decode() for x in names_arr]
-    templates = [{"template": x, "kind": "name"} for x in names]
-    templates += [{"template": c["template"], "kind": "case", "case": c["name"]} for c in cases]
-    out_templates = []
-    for t in templates:
-        outs = []
-        for i, msgs in enumerate(convs):
-            outs.append([apply(lc, t["template"], msgs, False), apply(lc, t["template"], msgs, True)])
-        entry = dict(t)
-        entry["outputs"] = outs
+    def render_all(tmpl):
+        return [[apply(lc, tmpl, msgs, False), apply(lc, tmpl, msgs, True)] for msgs in convs]
+
+    by_name = {x: render_all(x) for x in names}
+    out_templates = [{"template": x, "outputs": by_name[x]} for x in names]
+    others = [(c["template"], "case " + c["name"]) for c in cases]
+    try:
+        import gguf
+
+        vocab = os.path.join(ROOT, "tests", "data", "vocab")
+        for f in sorted(os.listdir(vocab)):
+            if f.endswith(".gguf"):
+                r = gguf.GGUFReader(os.path.join(vocab, f))
+                fld = r.fields.get("tokenizer.chat_template")
+                if fld is not None:
+                    others.append((bytes(fld.parts[fld.data[0]]).decode("utf-8"), "vocab " + f))
+    except ImportError:
+        print("gguf not importable: no vocabulary templates")
+    others += [(p, "probe") for p in PROBES]
+    unknown = list(UNKNOWN)
+    n_same = 0
+    for tmpl, label in others:
+        outs = render_all(tmpl)
+        if all(o is None for pair in outs for o in pair):
+            unknown.append(tmpl)
+            continue
+        entry = {"template": tmpl, "label": label}
+        same = [x for x in names if by_name[x] == outs]
+        if same:
+            entry["same_as"] = same[0]
+            n_same += 1
+        else:
+            entry["outputs"] = outs
         out_templates.append(entry)
-    for u in UNKNOWN:
+    for u in unknown:
         assert apply(lc, u, convs[0], True) is None, u
     fixture = {
         "llama_cpp_python": lc.__version__,
         "builtin": names,
         "conversations": convs,
         "templates": out_templates,
-        "unknown": UNKNOWN,
+        "unknown": unknown,
     }
     with open(os.path.join(OUT, "fixtures.json"), "w", encoding="utf-8") as f:
         json.dump(fixture, f, ensure_ascii=False, separators=(",", ":"))
         f.write("\n")
-    print(f"{len(templates)} templates x {len(convs)} conversations x 2, llama-cpp-python {lc.__version__}")
+    print(
+        f"{len(out_templates)} templates ({len(names)} names, {n_same} strings rendering as one of them) "
+        f"x {len(convs)} conversations x 2, {len(unknown)} unrecognised; llama-cpp-python {lc.__version__}"
+    )
 
 
 if __name__ == "__main__":
