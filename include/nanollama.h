@@ -42,8 +42,9 @@
  *     exactly once, on any threads, in any order, and return only when all
  *     have finished; tasks of one call touch disjoint memory. Results do not
  *     depend on the number of threads or the order of the tasks.
- *   - *_size, *_params_default, nanollama_status_str and
- *     nanollama_tokenize_scratch_size are pure and may be called anywhere.
+ *   - *_size, *_params_default, nanollama_status_str,
+ *     nanollama_tokenize_scratch_size and nanollama_chat_* (templates) are
+ *     pure and may be called anywhere.
  *
  * ABI: NANOLLAMA_ABI_VERSION (the soname's major number) grows when a
  * change could break a program built against an older header; check
