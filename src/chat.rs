@@ -21,7 +21,8 @@ use crate::error::{Error, Result};
 
 /// One message of a conversation: any bytes (the role is usually `system`,
 /// `user` or `assistant`). Text that looks like special tokens is copied
-/// verbatim.
+/// verbatim. (llama.cpp's messages are C strings, which end at a NUL; here
+/// every byte is copied, NUL included.)
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Message<'a> {
     pub role: &'a [u8],
@@ -185,7 +186,8 @@ impl Template {
 /// templates that have one). Returns the length written; `*needed` is set
 /// to the full length on success and on `BufferTooSmall` (nothing
 /// meaningful is written then). `UnsupportedTemplate` when the template is
-/// not recognised.
+/// not recognised. All of `template` is read (llama.cpp's, a C string, ends
+/// at its first NUL).
 pub fn apply_template(
     template: &[u8],
     messages: &[Message<'_>],
