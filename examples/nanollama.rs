@@ -4,6 +4,8 @@
 //! cargo run --release --example nanollama -- info MODEL.gguf
 //! cargo run --release --example nanollama -- logits MODEL.gguf --tokens 1,2,3 \
 //!     [--threads N] [--kv f32|f16] [--f32-act] --out FILE
+//! cargo run --release --example nanollama -- template (NAME | MODEL.gguf) \
+//!     --messages FILE.json [--add-assistant]
 //! ```
 //!
 //! Exits 0 on success; otherwise prints one line naming the problem to stderr
@@ -25,6 +27,8 @@ const USAGE: &str = "usage: nanollama info MODEL.gguf
                  [--f32-act] [--ids] [--special] [SAMPLER OPTIONS]
        nanollama tokenize MODEL.gguf [--no-bos] [--bos] [--special] [--time] [--file PATH | [--] TEXT]
        nanollama detokenize MODEL.gguf ID...
+       nanollama template (NAME | MODEL.gguf) --messages FILE.json [--add-assistant]
+                 (FILE.json: [{\"role\": ..., \"content\": ...}, ...]; - for stdin)
        nanollama sample --logits FILE --n-vocab N [SAMPLER OPTIONS] [--history 1,2,3]
                  [--logit-bias ID:BIAS,...] [--dump | --bench CALLS]
 sampler options: --seed S --temp T --top-k K --top-p P --min-p P --typical-p P
@@ -67,6 +71,7 @@ fn main() -> ExitCode {
         Some("generate") => generate(&args[1..]),
         Some("detokenize") => detokenize(&args[1..]),
         Some("bench") => bench(&args[1..]),
+        Some("template") => template(&args[1..]),
         Some("-h" | "--help" | "help") => {
             println!("{USAGE}");
             Ok(())
@@ -853,4 +858,85 @@ fn bench(args: &[String]) -> Result<(), Fail> {
         println!("tg{tg}: {:.2} tok/s", median(rates));
     }
     Ok(())
+}
+
+/// `template`: the conversation in a JSON file rendered with a built-in
+/// chat template or the model's own (`tokenizer.chat_template`), written
+/// to stdout byte for byte.
+fn template(args: &[String]) -> Result<(), Fail> {
+    use nanollama::chat::{apply_template, Message, Template};
+    let mut which = None;
+    let mut messages = None;
+    let mut add_assistant = false;
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--messages" => {
+                let v = it.next().ok_or_else(|| usage("--messages needs a value"))?;
+                messages = Some(v.clone());
+            }
+            "--add-assistant" => add_assistant = true,
+            s if s.starts_with('-') && s != "-" => {
+                return Err(usage(&format!("unknown option '{s}'")))
+            }
+            s if which.is_none() => which = Some(s.to_string()),
+            s => return Err(usage(&format!("unexpected argument '{s}'"))),
+        }
+    }
+    let which = which.ok_or_else(|| usage("template needs a NAME or MODEL.gguf"))?;
+    let messages = messages.ok_or_else(|| usage("template needs --messages FILE.json"))?;
+    let json = if messages == "-" {
+        let mut v = Vec::new();
+        std::io::Read::read_to_end(&mut std::io::stdin(), &mut v)
+            .map_err(|e| Fail(format!("stdin: {e}"), 1))?;
+        v
+    } else {
+        std::fs::read(&messages).map_err(|e| Fail(format!("{messages}: {e}"), 1))?
+    };
+    let bad = |what: &str| Fail(format!("{messages}: {what}"), 1);
+    let v: serde_json::Value =
+        serde_json::from_slice(&json).map_err(|e| bad(&format!("not JSON: {e}")))?;
+    let list = v
+        .as_array()
+        .ok_or_else(|| bad("not a JSON array of messages"))?;
+    let mut owned = Vec::with_capacity(list.len());
+    for (i, m) in list.iter().enumerate() {
+        let field = |k: &str| {
+            m.get(k)
+                .and_then(serde_json::Value::as_str)
+                .ok_or_else(|| bad(&format!("message {i} has no string \"{k}\"")))
+        };
+        owned.push((field("role")?, field("content")?));
+    }
+    let msgs: Vec<Message<'_>> = owned
+        .iter()
+        .map(|(r, c)| Message {
+            role: r.as_bytes(),
+            content: c.as_bytes(),
+        })
+        .collect();
+    // A built-in name is a name; anything else is a GGUF file whose own
+    // template is used.
+    let file;
+    let tmpl: &[u8] = if Template::from_name(which.as_bytes()).is_some() {
+        which.as_bytes()
+    } else {
+        file = open(&which)?;
+        nanollama::chat::gguf_chat_template(file.bytes())
+            .map_err(|e| Fail(format!("{which}: tokenizer.chat_template: {e}"), 1))?
+    };
+    let mut needed = 0;
+    let mut out = Vec::new();
+    let fail = |e: nanollama::Error| Fail(format!("{which}: {e}"), 1);
+    if let Err(e) = apply_template(tmpl, &msgs, add_assistant, &mut out, &mut needed) {
+        if e != nanollama::Error::BufferTooSmall {
+            return Err(fail(e));
+        }
+        out = vec![0; needed];
+        apply_template(tmpl, &msgs, add_assistant, &mut out, &mut needed).map_err(fail)?;
+    }
+    let mut so = std::io::stdout().lock();
+    so.write_all(&out)
+        .and_then(|()| so.flush())
+        .map_err(|e| Fail(format!("stdout: {e}"), 1))
 }

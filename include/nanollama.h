@@ -42,8 +42,9 @@
  *     exactly once, on any threads, in any order, and return only when all
  *     have finished; tasks of one call touch disjoint memory. Results do not
  *     depend on the number of threads or the order of the tasks.
- *   - *_size, *_params_default, nanollama_status_str and
- *     nanollama_tokenize_scratch_size are pure and may be called anywhere.
+ *   - *_size, *_params_default, nanollama_status_str,
+ *     nanollama_tokenize_scratch_size and nanollama_chat_* (templates) are
+ *     pure and may be called anywhere.
  *
  * ABI: NANOLLAMA_ABI_VERSION (the soname's major number) grows when a
  * change could break a program built against an older header; check
@@ -63,8 +64,9 @@
  *     are zeroed) and sets info.size to the bytes it filled, so a field is
  *     there when info.size covers it. nanollama_version() returns a static
  *     struct: read a field only when its size covers it.
- *   - nanollama_logit_bias (an array element) and nanollama_detokenizer (a
- *     struct of fixed size the caller allocates) never change layout.
+ *   - nanollama_logit_bias and nanollama_chat_message (array elements) and
+ *     nanollama_detokenizer (a struct of fixed size the caller allocates)
+ *     never change layout.
  *   - Statuses, KV types, stages and flags are uint32_t with #defined
  *     values; token ids are nanollama_token (int32_t, NANOLLAMA_TOKEN_NULL
  *     for none); flags are bool.
@@ -318,6 +320,15 @@ typedef struct {
   uint32_t _reserved[2];
 } nanollama_detokenizer;
 
+// One message of a conversation for `nanollama_chat_apply_template`: a
+// role (`"system"`, `"user"`, `"assistant"`, ...) and its text, both
+// NUL-terminated (as llama.cpp's `llama_chat_message`). An array element:
+// its layout never changes within an ABI.
+typedef struct {
+  const char *role;
+  const char *content;
+} nanollama_chat_message;
+
 // Sampler stages, for `nanollama_sampler_params.order`.
 // A stage of the sampler chain (`nanollama_sampler_params.order`).
 typedef uint32_t nanollama_stage;
@@ -444,6 +455,11 @@ typedef uint32_t nanollama_tokenize_flags;
 // A struct's `size` field is below the smallest this ABI accepts, above
 // 4096, or it covers fields this library does not know that are not zero.
 #define NANOLLAMA_STATUS_BAD_STRUCT_SIZE 35
+
+// A chat template that is neither a built-in name
+// (`nanollama_chat_builtin_template`) nor a template string recognised
+// as one of them.
+#define NANOLLAMA_STATUS_UNSUPPORTED_TEMPLATE 36
 
 // 4 bytes per element.
 #define NANOLLAMA_KV_TYPE_F32 0
@@ -887,6 +903,74 @@ nanollama_status nanollama_detokenizer_flush(nanollama_detokenizer *d,
                                              uint8_t *buf,
                                              size_t capacity,
                                              size_t *out_len);
+
+// Renders the conversation `messages[0..n_messages]` into `buf` (room for
+// `capacity` bytes; no NUL is written) as the chat template `tmpl` asks,
+// byte for byte as llama.cpp's `llama_chat_apply_template`, ending with
+// the assistant's header when `add_assistant` (for the templates that have
+// one). `tmpl[0..tmpl_len]` is a built-in name (`"chatml"`, `"llama3"`,
+// ...: `nanollama_chat_builtin_template`) or a model's own Jinja template
+// (`nanollama_vocab_chat_template`), recognised by the substrings
+// llama.cpp looks for, never interpreted: UNSUPPORTED_TEMPLATE when it is
+// not recognised. `*out_len` receives the length; when `capacity` is too
+// small the call returns BUFFER_TOO_SMALL with `*out_len` set to the
+// length needed (what `buf` then holds is meaningless). Message text that
+// looks like special tokens is copied verbatim. Reads its arguments during
+// the call only.
+//
+// # Safety
+// `tmpl` readable for `tmpl_len` bytes; `messages` readable for
+// `n_messages` elements (may be NULL when 0), each with non-NULL,
+// NUL-terminated `role` and `content`; `buf` writable for `capacity`
+// bytes (may be NULL when 0); `out_len` writable.
+NANOLLAMA_API
+nanollama_status nanollama_chat_apply_template(const char *tmpl,
+                                               size_t tmpl_len,
+                                               const nanollama_chat_message *messages,
+                                               size_t n_messages,
+                                               bool add_assistant,
+                                               char *buf,
+                                               size_t capacity,
+                                               size_t *out_len);
+
+// The `i`-th built-in chat template name (llama.cpp's, in its order: see
+// `nanollama_chat_apply_template`), a static NUL-terminated string; NULL
+// when `i` is past the last. Pure; thread-safe.
+NANOLLAMA_API const char *nanollama_chat_builtin_template(size_t i);
+
+// Writes the built-in name of the template `tmpl[0..tmpl_len]` is
+// recognised as (a static NUL-terminated string) to `*out_name`;
+// UNSUPPORTED_TEMPLATE when it is not recognised, or is recognised as a
+// kind llama.cpp has no name for.
+//
+// # Safety
+// `tmpl` readable for `tmpl_len` bytes; `out_name` writable.
+NANOLLAMA_API
+nanollama_status nanollama_chat_template_name(const char *tmpl,
+                                              size_t tmpl_len,
+                                              const char **out_name);
+
+// Writes a pointer to the file's own chat template (the GGUF string
+// `tokenizer.chat_template`, inside the GGUF bytes: valid as long as they
+// are, and *not* NUL-terminated) to `*out_tmpl` and its length to
+// `*out_len`, for `nanollama_chat_apply_template`. MISSING_KEY when the
+// file has none, GGUF_BAD_METADATA when it is not a string.
+//
+// # Safety
+// `vocab` a valid handle; `out_tmpl` and `out_len` writable.
+NANOLLAMA_API
+nanollama_status nanollama_vocab_chat_template(const nanollama_vocab *vocab,
+                                               const char **out_tmpl,
+                                               size_t *out_len);
+
+// `nanollama_vocab_chat_template` for the file a model was loaded from.
+//
+// # Safety
+// `model` a valid handle; `out_tmpl` and `out_len` writable.
+NANOLLAMA_API
+nanollama_status nanollama_model_chat_template(const nanollama_model *model,
+                                               const char **out_tmpl,
+                                               size_t *out_len);
 
 #ifdef __cplusplus
 }  // extern "C"

@@ -87,6 +87,10 @@ pub enum Error {
     /// a sliding window, non-causal attention or another variant of the
     /// block that the engine does not compute.
     UnsupportedHyperparameter = 34,
+    // 35 is the C ABI's BAD_STRUCT_SIZE, which only the C ABI can see.
+    /// A chat template that is neither a built-in name nor a template
+    /// string recognised as one (see [`crate::chat`]).
+    UnsupportedTemplate = 36,
 }
 
 /// The crate's result type.
@@ -139,11 +143,12 @@ impl Error {
                 c"tensor the engine does not use (unexpected for the architecture)"
             }
             Error::UnsupportedHyperparameter => c"hyper-parameter asks for a block variant not supported (scale, sliding window, ...)",
+            Error::UnsupportedTemplate => c"chat template not recognised (not a built-in name or known template)",
         }
     }
 
     /// Every error, in code order (for tests and tools).
-    pub const ALL: [Error; 33] = [
+    pub const ALL: [Error; 34] = [
         Error::InvalidArgument,
         Error::BufferTooSmall,
         Error::Misaligned,
@@ -177,7 +182,13 @@ impl Error {
         Error::UnsupportedSoftcap,
         Error::UnexpectedTensor,
         Error::UnsupportedHyperparameter,
+        Error::UnsupportedTemplate,
     ];
+
+    /// The error of a status code, if it is one.
+    pub fn from_code(code: u32) -> Option<Error> {
+        Error::ALL.iter().copied().find(|e| *e as u32 == code)
+    }
 }
 
 impl core::fmt::Display for Error {
@@ -193,7 +204,10 @@ mod tests {
     #[test]
     fn codes_are_dense_and_messages_distinct() {
         for (i, e) in Error::ALL.iter().enumerate() {
-            assert_eq!(*e as u32, i as u32 + 2);
+            // Dense from 2, but for 35 (the C ABI's BAD_STRUCT_SIZE).
+            let code = i as u32 + 2;
+            assert_eq!(*e as u32, if code >= 35 { code + 1 } else { code });
+            assert_eq!(Error::from_code(*e as u32), Some(*e));
             for f in &Error::ALL[..i] {
                 assert_ne!(e.message(), f.message());
             }

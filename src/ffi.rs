@@ -14,6 +14,7 @@
 use core::ffi::{c_char, c_void};
 use core::mem::{align_of, offset_of, size_of};
 
+use crate::chat::Message;
 use crate::context::{Context, ContextParams, KvType};
 use crate::error::Error;
 use crate::model::{Model, ALIGN};
@@ -150,6 +151,11 @@ pub const NANOLLAMA_STATUS_UNSUPPORTED_HYPERPARAMETER: nanollama_status = 34;
 /// 4096, or it covers fields this library does not know that are not zero.
 pub const NANOLLAMA_STATUS_BAD_STRUCT_SIZE: nanollama_status = 35;
 
+/// A chat template that is neither a built-in name
+/// (`nanollama_chat_builtin_template`) nor a template string recognised
+/// as one of them.
+pub const NANOLLAMA_STATUS_UNSUPPORTED_TEMPLATE: nanollama_status = 36;
+
 impl From<Error> for nanollama_status {
     fn from(e: Error) -> Self {
         match e {
@@ -186,6 +192,7 @@ impl From<Error> for nanollama_status {
             Error::UnsupportedSoftcap => NANOLLAMA_STATUS_UNSUPPORTED_SOFTCAP,
             Error::UnexpectedTensor => NANOLLAMA_STATUS_UNEXPECTED_TENSOR,
             Error::UnsupportedHyperparameter => NANOLLAMA_STATUS_UNSUPPORTED_HYPERPARAMETER,
+            Error::UnsupportedTemplate => NANOLLAMA_STATUS_UNSUPPORTED_TEMPLATE,
         }
     }
 }
@@ -209,7 +216,7 @@ pub extern "C" fn nanollama_status_str(status: nanollama_status) -> *const c_cha
         NANOLLAMA_STATUS_BAD_STRUCT_SIZE => {
             c"struct size field out of range, or unknown fields set"
         }
-        _ => match Error::ALL.get((status as usize).wrapping_sub(2)) {
+        _ => match Error::from_code(status) {
             Some(e) => e.c_message(),
             None => c"unknown status",
         },
@@ -1924,6 +1931,200 @@ pub unsafe extern "C" fn nanollama_detokenizer_flush(
     }
     // SAFETY: non-NULL (checked), writable (contract).
     unsafe { d.write(nanollama_detokenizer::default()) };
+    NANOLLAMA_STATUS_OK
+}
+
+/// One message of a conversation for `nanollama_chat_apply_template`: a
+/// role (`"system"`, `"user"`, `"assistant"`, ...) and its text, both
+/// NUL-terminated (as llama.cpp's `llama_chat_message`). An array element:
+/// its layout never changes within an ABI.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct nanollama_chat_message {
+    pub role: *const c_char,
+    pub content: *const c_char,
+}
+
+const _: () = assert!(size_of::<nanollama_chat_message>() == 2 * size_of::<*const c_char>());
+
+/// The C array, read in place: each string's length is measured when the
+/// renderer asks for the message.
+struct CMessages<'a>(&'a [nanollama_chat_message]);
+
+impl crate::chat::Messages for CMessages<'_> {
+    fn count(&self) -> usize {
+        self.0.len()
+    }
+    fn at(&self, i: usize) -> Message<'_> {
+        let m = &self.0[i];
+        // SAFETY: both pointers were checked non-NULL before rendering and
+        // point at NUL-terminated strings that stay valid during the call
+        // (caller's contract).
+        let role = unsafe { core::ffi::CStr::from_ptr(m.role) }.to_bytes();
+        // SAFETY: as above.
+        let content = unsafe { core::ffi::CStr::from_ptr(m.content) }.to_bytes();
+        Message { role, content }
+    }
+}
+
+/// Renders the conversation `messages[0..n_messages]` into `buf` (room for
+/// `capacity` bytes; no NUL is written) as the chat template `tmpl` asks,
+/// byte for byte as llama.cpp's `llama_chat_apply_template`, ending with
+/// the assistant's header when `add_assistant` (for the templates that have
+/// one). `tmpl[0..tmpl_len]` is a built-in name (`"chatml"`, `"llama3"`,
+/// ...: `nanollama_chat_builtin_template`) or a model's own Jinja template
+/// (`nanollama_vocab_chat_template`), recognised by the substrings
+/// llama.cpp looks for, never interpreted: UNSUPPORTED_TEMPLATE when it is
+/// not recognised. `*out_len` receives the length; when `capacity` is too
+/// small the call returns BUFFER_TOO_SMALL with `*out_len` set to the
+/// length needed (what `buf` then holds is meaningless). Message text that
+/// looks like special tokens is copied verbatim. Reads its arguments during
+/// the call only.
+///
+/// # Safety
+/// `tmpl` readable for `tmpl_len` bytes; `messages` readable for
+/// `n_messages` elements (may be NULL when 0), each with non-NULL,
+/// NUL-terminated `role` and `content`; `buf` writable for `capacity`
+/// bytes (may be NULL when 0); `out_len` writable.
+#[no_mangle]
+#[allow(clippy::too_many_arguments)]
+pub unsafe extern "C" fn nanollama_chat_apply_template(
+    tmpl: *const c_char,
+    tmpl_len: usize,
+    messages: *const nanollama_chat_message,
+    n_messages: usize,
+    add_assistant: bool,
+    buf: *mut c_char,
+    capacity: usize,
+    out_len: *mut usize,
+) -> nanollama_status {
+    if out_len.is_null() || (buf.is_null() && capacity > 0) {
+        return NANOLLAMA_STATUS_NULL_POINTER;
+    }
+    // SAFETY: caller's contract.
+    let t = try_status!(unsafe { bytes(tmpl as *const u8, tmpl_len) });
+    let msgs: &[nanollama_chat_message] = if n_messages == 0 {
+        &[]
+    } else if messages.is_null() {
+        return NANOLLAMA_STATUS_NULL_POINTER;
+    } else if n_messages > isize::MAX as usize / size_of::<nanollama_chat_message>() {
+        return NANOLLAMA_STATUS_INVALID_ARGUMENT;
+    } else {
+        // SAFETY: non-NULL, readable for `n_messages` elements (contract).
+        unsafe { core::slice::from_raw_parts(messages, n_messages) }
+    };
+    if msgs.iter().any(|m| m.role.is_null() || m.content.is_null()) {
+        return NANOLLAMA_STATUS_NULL_POINTER;
+    }
+    let Some(kind) = crate::chat::detect(t) else {
+        return NANOLLAMA_STATUS_UNSUPPORTED_TEMPLATE;
+    };
+    let out: &mut [u8] = if capacity == 0 {
+        &mut []
+    } else {
+        // SAFETY: non-NULL (checked), writable for `capacity` bytes
+        // (contract); at most isize::MAX as an allocation.
+        unsafe {
+            core::slice::from_raw_parts_mut(buf as *mut u8, capacity.min(isize::MAX as usize))
+        }
+    };
+    let mut needed = 0;
+    let r = crate::chat::render_with(kind, &CMessages(msgs), add_assistant, out, &mut needed);
+    if matches!(r, Ok(_) | Err(Error::BufferTooSmall)) {
+        // SAFETY: non-NULL (checked), writable (contract).
+        unsafe { out_len.write(needed) };
+    }
+    status(r.map(|_| ()))
+}
+
+/// The `i`-th built-in chat template name (llama.cpp's, in its order: see
+/// `nanollama_chat_apply_template`), a static NUL-terminated string; NULL
+/// when `i` is past the last. Pure; thread-safe.
+#[no_mangle]
+pub extern "C" fn nanollama_chat_builtin_template(i: usize) -> *const c_char {
+    match crate::chat::BUILTIN.get(i) {
+        Some((n, _)) => n.as_ptr(),
+        None => core::ptr::null(),
+    }
+}
+
+/// Writes the built-in name of the template `tmpl[0..tmpl_len]` is
+/// recognised as (a static NUL-terminated string) to `*out_name`;
+/// UNSUPPORTED_TEMPLATE when it is not recognised, or is recognised as a
+/// kind llama.cpp has no name for.
+///
+/// # Safety
+/// `tmpl` readable for `tmpl_len` bytes; `out_name` writable.
+#[no_mangle]
+pub unsafe extern "C" fn nanollama_chat_template_name(
+    tmpl: *const c_char,
+    tmpl_len: usize,
+    out_name: *mut *const c_char,
+) -> nanollama_status {
+    if out_name.is_null() {
+        return NANOLLAMA_STATUS_NULL_POINTER;
+    }
+    // SAFETY: caller's contract.
+    let t = try_status!(unsafe { bytes(tmpl as *const u8, tmpl_len) });
+    let Some(name) = crate::chat::detect(t).and_then(|k| k.c_name()) else {
+        return NANOLLAMA_STATUS_UNSUPPORTED_TEMPLATE;
+    };
+    // SAFETY: non-NULL (checked), writable (contract).
+    unsafe { out_name.write(name.as_ptr()) };
+    NANOLLAMA_STATUS_OK
+}
+
+/// Writes a pointer to the file's own chat template (the GGUF string
+/// `tokenizer.chat_template`, inside the GGUF bytes: valid as long as they
+/// are, and *not* NUL-terminated) to `*out_tmpl` and its length to
+/// `*out_len`, for `nanollama_chat_apply_template`. MISSING_KEY when the
+/// file has none, GGUF_BAD_METADATA when it is not a string.
+///
+/// # Safety
+/// `vocab` a valid handle; `out_tmpl` and `out_len` writable.
+#[no_mangle]
+pub unsafe extern "C" fn nanollama_vocab_chat_template(
+    vocab: *const nanollama_vocab,
+    out_tmpl: *mut *const c_char,
+    out_len: *mut usize,
+) -> nanollama_status {
+    // SAFETY: caller's contract.
+    let v = try_status!(unsafe { vocab_ref(vocab) });
+    // SAFETY: caller's contract.
+    unsafe { write_template(v.chat_template(), out_tmpl, out_len) }
+}
+
+/// `nanollama_vocab_chat_template` for the file a model was loaded from.
+///
+/// # Safety
+/// `model` a valid handle; `out_tmpl` and `out_len` writable.
+#[no_mangle]
+pub unsafe extern "C" fn nanollama_model_chat_template(
+    model: *const nanollama_model,
+    out_tmpl: *mut *const c_char,
+    out_len: *mut usize,
+) -> nanollama_status {
+    // SAFETY: caller's contract.
+    let m = try_status!(unsafe { model_ref(model) });
+    // SAFETY: caller's contract.
+    unsafe { write_template(m.chat_template(), out_tmpl, out_len) }
+}
+
+/// # Safety
+/// `out_tmpl` and `out_len` NULL or writable.
+unsafe fn write_template(
+    t: crate::Result<&[u8]>,
+    out_tmpl: *mut *const c_char,
+    out_len: *mut usize,
+) -> nanollama_status {
+    if out_tmpl.is_null() || out_len.is_null() {
+        return NANOLLAMA_STATUS_NULL_POINTER;
+    }
+    let t = try_status!(t);
+    // SAFETY: non-NULL (checked), writable (contract).
+    unsafe { out_tmpl.write(t.as_ptr() as *const c_char) };
+    // SAFETY: as above.
+    unsafe { out_len.write(t.len()) };
     NANOLLAMA_STATUS_OK
 }
 

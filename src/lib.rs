@@ -20,6 +20,7 @@
 
 pub mod block;
 pub mod blocks;
+pub mod chat;
 pub mod context;
 mod cost;
 pub mod error;

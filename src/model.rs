@@ -925,6 +925,12 @@ impl<'a> Model<'a> {
         }
     }
 
+    /// The file's own chat template (`tokenizer.chat_template`), for
+    /// [`crate::chat::apply_template`]: `MissingKey` when it has none.
+    pub fn chat_template(&self) -> Result<&'a [u8]> {
+        crate::chat::gguf_chat_template(self.bytes)
+    }
+
     /// Summary of the model for display and the C ABI.
     pub fn info(&self) -> ModelInfo {
         let mut weight_types = 0u64;

@@ -927,6 +927,12 @@ impl<'a> Vocab<'a> {
         }
     }
 
+    /// The file's own chat template (`tokenizer.chat_template`), for
+    /// [`crate::chat::apply_template`]: `MissingKey` when it has none.
+    pub fn chat_template(&self) -> Result<&'a [u8]> {
+        crate::chat::gguf_chat_template(self.bytes)
+    }
+
     /// Bytes of scratch [`Vocab::tokenize`] needs for texts of up to
     /// `max_text` bytes.
     pub fn scratch_size(max_text: usize) -> Option<usize> {

@@ -495,6 +495,17 @@ fn c_vocab_api() {
 }
 
 #[test]
+fn c_chat_api() {
+    let vocab = root().join("tests/data/vocab");
+    let args = [
+        vocab.join("ggml-vocab-qwen2.gguf"),
+        vocab.join("ggml-vocab-llama-spm.gguf"),
+    ];
+    let out = run(&test_program("chat"), &args);
+    assert!(out.contains("chat: ok"), "{out}");
+}
+
+#[test]
 fn every_ffi_test_is_run() {
     // A new ffi-tests/*.c must get a #[test] above.
     let mut names: Vec<String> = std::fs::read_dir(root().join("ffi-tests"))
@@ -507,6 +518,7 @@ fn every_ffi_test_is_run() {
         names,
         [
             "abi.c",
+            "chat.c",
             "context.c",
             "model.c",
             "parallel.c",
