@@ -519,6 +519,8 @@ pub fn swiglu(gate: &mut [f32], up: &[f32]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::quant::WeightType;
+    use std::vec::Vec;
 
     /// Not a check: the speed of [`matmul`] on one thread for the K-quant
     /// types, in the shapes of a stories110M prompt of 128 tokens
@@ -667,5 +669,245 @@ mod tests {
         softmax(&mut x);
         assert!((x.iter().sum::<f32>() - 1.0).abs() < 1e-6);
         assert!(x[0] > x[1] && x[2] == 0.0);
+    }
+
+    /// Claims `.0` threads to the split (so that rows go to several tasks)
+    /// and runs the tasks one by one, last first: a result that depended on
+    /// the order or the split of tasks would show.
+    struct Backwards(usize);
+    // SAFETY: runs every task exactly once before returning.
+    #[allow(unsafe_code)]
+    unsafe impl Parallel for Backwards {
+        fn threads(&self) -> usize {
+            self.0
+        }
+        fn run(&self, n_tasks: usize, task: &(dyn Fn(usize) + Sync)) {
+            for i in (0..n_tasks).rev() {
+                task(i);
+            }
+        }
+    }
+
+    /// `rows` random rows of `cols` weights of type `t` as stored, with
+    /// finite block scales.
+    fn random_matrix(
+        next: &mut dyn FnMut() -> u64,
+        t: WeightType,
+        rows: usize,
+        cols: usize,
+    ) -> Vec<u8> {
+        use WeightType as W;
+        let rb = t.row_bytes(cols).unwrap();
+        let small = |v: u64| (v >> 40) as f32 / (1u64 << 24) as f32 - 0.5;
+        match t {
+            W::F16 => (0..rows * cols)
+                .flat_map(|_| half::f16::from_f32(small(next())).to_bits().to_le_bytes())
+                .collect(),
+            W::BF16 => (0..rows * cols)
+                .flat_map(|_| ((small(next()).to_bits() >> 16) as u16).to_le_bytes())
+                .collect(),
+            _ => {
+                let mut data: Vec<u8> = (0..rows * rb).map(|_| next() as u8).collect();
+                let at: &[usize] = match t {
+                    W::Q2_K => &[80, 82],
+                    W::Q3_K => &[108],
+                    W::Q6_K => &[208],
+                    W::Q4_K | W::Q5_K | W::Q4_1 | W::Q5_1 => &[0, 2],
+                    _ => &[0],
+                };
+                for b in data.chunks_exact_mut(t.block_bytes()) {
+                    for &o in at {
+                        let d = half::f16::from_f32(0.01 + small(next()).abs() * 0.1);
+                        b[o..o + 2].copy_from_slice(&d.to_bits().to_le_bytes());
+                    }
+                }
+                data
+            }
+        }
+    }
+
+    /// The tiled matrix products through [`tiled_matmul`]: the AVX-512
+    /// [`wide_matmul`] (at the AVX-512 level, every type it has tiles for)
+    /// and the AVX2 [`avx2_tiles`] (wherever the x86 kernels run: the
+    /// K-quants only at the AVX2 level). Both must take the work (they
+    /// return true), and every output of 1 to 13 tokens, three matrices at
+    /// once, tasks split for 1 and 7 threads and run in any order, has the
+    /// bits of the same path on one token alone, and is within rounding of
+    /// the scalar reference. Row counts leave partial tiles; lengths leave
+    /// partial groups of blocks (and a tail for F16 and BF16). Says so on
+    /// stderr when the CPU lacks a path and it is not compared.
+    #[test]
+    fn tiled_matmuls_give_one_token_bits_and_the_scalar_values() {
+        use crate::simd::{level, Level};
+        use WeightType as W;
+        #[allow(clippy::type_complexity)]
+        type Path =
+            fn(&dyn Parallel, &[&Matrix<'_>], &[f32], usize, &mut [&mut [f32]], &mut [u8]) -> bool;
+        let lv = level();
+        let mut paths: Vec<(&str, Path)> = Vec::new();
+        if lv == Level::Avx512 {
+            paths.push(("AVX-512 wide_matmul", wide_matmul));
+        } else {
+            std::eprintln!(
+                "NOTE: no AVX-512 kernels on this CPU ({lv:?}): wide_matmul not compared"
+            );
+        }
+        if matches!(lv, Level::Avx2 | Level::Avx512) {
+            paths.push(("AVX2 avx2_tiles", avx2_tiles));
+        } else {
+            std::eprintln!("NOTE: no AVX2 kernels on this CPU ({lv:?}): avx2_tiles not compared");
+        }
+        let mut seed = 11u64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        let types = [
+            W::Q4_0,
+            W::Q4_1,
+            W::Q5_0,
+            W::Q5_1,
+            W::Q8_0,
+            W::F16,
+            W::BF16,
+            W::Q2_K,
+            W::Q3_K,
+            W::Q4_K,
+            W::Q5_K,
+            W::Q6_K,
+        ];
+        let max_tok = 13;
+        let mut checked = 0;
+        for (name, path) in &paths {
+            for t in types {
+                let kquant = t.block_len() == 256;
+                if *name == "AVX2 avx2_tiles" && kquant && lv != Level::Avx2 {
+                    continue;
+                }
+                // 11 blocks of 32: an odd pair and a partial quad.
+                let cols = match t.block_len() {
+                    256 => 768,
+                    32 => 352,
+                    _ => 357,
+                };
+                let shapes = [37usize, 16, 70];
+                let data: Vec<Vec<u8>> = shapes
+                    .iter()
+                    .map(|&r| random_matrix(&mut next, t, r, cols))
+                    .collect();
+                let ms: Vec<Matrix<'_>> = shapes
+                    .iter()
+                    .zip(&data)
+                    .map(|(&rows, d)| Matrix {
+                        ty: t,
+                        data: d,
+                        rows,
+                        cols,
+                        row_bytes: t.row_bytes(cols).unwrap(),
+                    })
+                    .collect();
+                let ws: Vec<&Matrix<'_>> = ms.iter().collect();
+                let x: Vec<f32> = (0..max_tok * cols)
+                    .map(|_| ((next() >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 4.0)
+                    .collect();
+                let mut buf = std::vec![0u8; 4 * cols * max_tok + 64];
+                // Each token alone, on one thread: the bits to meet.
+                let one: Vec<Vec<Vec<f32>>> = (0..max_tok)
+                    .map(|b| {
+                        let mut outs: Vec<Vec<f32>> =
+                            shapes.iter().map(|&r| std::vec![0f32; r]).collect();
+                        let mut o: Vec<&mut [f32]> = outs.iter_mut().map(|o| &mut o[..]).collect();
+                        let xb = &x[b * cols..(b + 1) * cols];
+                        assert!(
+                            path(&crate::parallel::Inline, &ws, xb, 1, &mut o, &mut buf),
+                            "{name} {t:?} took no work"
+                        );
+                        outs
+                    })
+                    .collect();
+                let at = t.act_type();
+                for (b, o) in one.iter().enumerate() {
+                    let mut xa = std::vec![0u8; at.row_bytes(cols)];
+                    quant::quantize_act(at, &x[b * cols..(b + 1) * cols], &mut xa);
+                    for (m, w) in ms.iter().enumerate() {
+                        for (r, &v) in o[m].iter().enumerate() {
+                            let slow = quant::dot_act_scalar(t, w.row(r), &xa, cols);
+                            let tol = 1e-4 * (cols as f32).sqrt() * slow.abs().max(1.0);
+                            assert!(
+                                (v - slow).abs() <= tol,
+                                "{name} {t:?} token {b} matrix {m} row {r}: {v} vs {slow}"
+                            );
+                        }
+                    }
+                }
+                if *name == "AVX-512 wide_matmul" {
+                    // The public entry points take this path at this level.
+                    let n_tok = 5;
+                    let mut out = std::vec![0f32; n_tok * shapes[2]];
+                    matmul(
+                        &Backwards(7),
+                        ws[2],
+                        &x[..n_tok * cols],
+                        n_tok,
+                        &mut out,
+                        Some(&mut buf),
+                    );
+                    let mut outs: Vec<Vec<f32>> =
+                        shapes.iter().map(|&r| std::vec![0f32; r * n_tok]).collect();
+                    let mut o: Vec<&mut [f32]> = outs.iter_mut().map(|o| &mut o[..]).collect();
+                    matmul_many(
+                        &Backwards(7),
+                        &ws,
+                        &x[..n_tok * cols],
+                        n_tok,
+                        &mut o,
+                        Some(&mut buf),
+                    );
+                    for b in 0..n_tok {
+                        for r in 0..shapes[2] {
+                            let want = one[b][2][r].to_bits();
+                            assert_eq!(out[b * shapes[2] + r].to_bits(), want, "matmul {t:?}");
+                            assert_eq!(
+                                outs[2][b * shapes[2] + r].to_bits(),
+                                want,
+                                "matmul_many {t:?}"
+                            );
+                        }
+                    }
+                }
+                for n_tok in 1..=max_tok {
+                    for par in [&Backwards(1) as &dyn Parallel, &Backwards(7)] {
+                        let mut outs: Vec<Vec<f32>> = shapes
+                            .iter()
+                            .map(|&r| std::vec![f32::NAN; r * n_tok])
+                            .collect();
+                        let mut o: Vec<&mut [f32]> = outs.iter_mut().map(|o| &mut o[..]).collect();
+                        assert!(path(par, &ws, &x[..n_tok * cols], n_tok, &mut o, &mut buf));
+                        for (m, out) in outs.iter().enumerate() {
+                            for (b, ob) in out.chunks_exact(shapes[m]).enumerate() {
+                                for (r, v) in ob.iter().enumerate() {
+                                    assert_eq!(
+                                        v.to_bits(),
+                                        one[b][m][r].to_bits(),
+                                        "{name} {t:?} n_tok={n_tok} threads={} token {b} matrix {m} row {r}",
+                                        par.threads()
+                                    );
+                                    checked += 1;
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        std::eprintln!(
+            "tiled matmuls: {checked} outputs compared ({:?})",
+            paths.iter().map(|p| p.0).collect::<Vec<_>>()
+        );
+        if !paths.is_empty() {
+            assert!(checked > 0);
+        }
     }
 }

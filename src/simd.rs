@@ -1781,13 +1781,7 @@ mod tests {
         assert!(checked > 500, "{checked}");
     }
 
-    #[test]
-    fn scalar_can_be_forced() {
-        let before = level();
-        force_scalar(true);
-        assert_eq!(level(), Level::Scalar);
-        assert_eq!(dot_act(W::Q8_0, &[0; 34], &[0; 34], 32), None);
-        force_scalar(false);
-        assert_eq!(level(), before);
-    }
+    // (`force_scalar` and `limit` are tested in tests/levels.rs, a process
+    // of their own: the level is global, and the tests here that ask for
+    // `wide`, `qtiles` or `matmul` would meet the forced level.)
 }
