@@ -28,6 +28,8 @@ const USAGE: &str = "usage: nanollama info MODEL.gguf
        nanollama tokenize MODEL.gguf [--no-bos] [--bos] [--special] [--time] [--file PATH | [--] TEXT]
        nanollama detokenize MODEL.gguf ID...
        nanollama template (NAME | MODEL.gguf) --messages FILE.json [--add-assistant]
+       nanollama chat [MODEL.gguf] [--system TEXT] [--file TURNS.txt] [--template NAME] [-n N]
+                 [--threads N] [--ctx N] [SAMPLER OPTIONS]   (nanollama chat --help)
                  (FILE.json: [{\"role\": ..., \"content\": ...}, ...]; - for stdin)
        nanollama sample --logits FILE --n-vocab N [SAMPLER OPTIONS] [--history 1,2,3]
                  [--logit-bias ID:BIAS,...] [--dump | --bench CALLS]
@@ -72,6 +74,7 @@ fn main() -> ExitCode {
         Some("detokenize") => detokenize(&args[1..]),
         Some("bench") => bench(&args[1..]),
         Some("template") => template(&args[1..]),
+        Some("chat") => chat(&args[1..]),
         Some("-h" | "--help" | "help") => {
             println!("{USAGE}");
             Ok(())
@@ -547,6 +550,20 @@ fn detokenize(args: &[String]) -> Result<(), Fail> {
 /// The model that ships in the repository, used when none is named.
 const SHIPPED_MODEL: &str = "models/kjv-llama.gguf";
 
+/// The shipped model, from the repository root or wherever the binary was
+/// built from.
+fn shipped_model_path() -> String {
+    let here = Path::new(SHIPPED_MODEL);
+    let built = Path::new(env!("CARGO_MANIFEST_DIR")).join(SHIPPED_MODEL);
+    if here.exists() || !built.exists() {
+        here.to_path_buf()
+    } else {
+        built
+    }
+    .to_string_lossy()
+    .into_owned()
+}
+
 /// Generates text from a prompt, streaming it as tokens arrive; prints the
 /// prompt and generation speeds on stderr at the end.
 fn generate(args: &[String]) -> Result<(), Fail> {
@@ -594,18 +611,7 @@ fn generate(args: &[String]) -> Result<(), Fail> {
             _ => return Err(usage(&format!("unknown option '{a}'"))),
         }
     }
-    let path = path.unwrap_or_else(|| {
-        // From the repository root, or wherever the binary was built from.
-        let here = Path::new(SHIPPED_MODEL);
-        let built = Path::new(env!("CARGO_MANIFEST_DIR")).join(SHIPPED_MODEL);
-        if here.exists() || !built.exists() {
-            here.to_path_buf()
-        } else {
-            built
-        }
-        .to_string_lossy()
-        .into_owned()
-    });
+    let path = path.unwrap_or_else(shipped_model_path);
     let file = open(&path)?;
     let bytes = file.bytes();
     let mut model_mem = AlignedBuf::new(0);
@@ -939,4 +945,281 @@ fn template(args: &[String]) -> Result<(), Fail> {
     so.write_all(&out)
         .and_then(|()| so.flush())
         .map_err(|e| Fail(format!("stdout: {e}"), 1))
+}
+
+const CHAT_HELP: &str =
+    "usage: nanollama chat [MODEL.gguf] [--system TEXT] [--file TURNS.txt] [--template NAME]
+                 [-n N] [--threads N] [--ctx N] [--kv f32|f16] [SAMPLER OPTIONS]
+One user turn per line, from the terminal or from --file; the answer streams
+to stdout, each turn's prompt and generation speed to stderr. Lines that are
+commands: /reset (forget the conversation), /save FILE and /load FILE (the
+conversation, its context and its sampler, in one file), /quit.
+The template is the model's own (tokenizer.chat_template, recognised as
+llama.cpp recognises it), or --template NAME (chatml, llama3, ...; see
+`nanollama template --list`). Each turn decodes only its new messages on top
+of the KV cache; when the context is full the oldest turn is dropped (the
+system prompt kept) and the rest decoded again, with a note on stderr.
+Without a model, the shipped one: a plain-text model trained on the King
+James Bible, with no chat template. chat then uses chatml, whose markers it
+has never seen (its vocabulary spells them out as text): it continues the
+conversation as Bible-flavoured text, it does not answer. Use an instruct
+model (SmolLM2-135M-Instruct: tools/fetch-smollm2.sh) for a real chat.";
+
+/// A conversation's save file: its history, then the context's and the
+/// sampler's states, each as `u64 length, bytes`.
+const CHAT_SAVE_MAGIC: &[u8; 8] = b"NLCHAT01";
+
+fn chat(args: &[String]) -> Result<(), Fail> {
+    use nanollama::chat::Template;
+    use nanollama::conversation::{Conversation, ConversationParams};
+    use std::io::BufRead;
+
+    let mut p = SamplerParams::default();
+    let (mut path, mut system, mut file, mut template) =
+        (None, None::<String>, None::<String>, None::<String>);
+    let (mut n_gen, mut threads, mut n_ctx, mut kv) = (256usize, 1usize, 0u32, KvType::F16);
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        if a == "-h" || a == "--help" {
+            println!("{CHAT_HELP}");
+            return Ok(());
+        }
+        if !a.starts_with('-') {
+            if path.is_some() {
+                return Err(usage(&format!("unexpected argument '{a}'")));
+            }
+            path = Some(a.clone());
+            continue;
+        }
+        let v = it
+            .next()
+            .ok_or_else(|| usage(&format!("{a} needs a value")))?;
+        match a.as_str() {
+            "--system" => system = Some(v.clone()),
+            "--file" => file = Some(v.clone()),
+            "--template" => template = Some(v.clone()),
+            "-n" | "--n-predict" => n_gen = parse(a, v)?,
+            "--threads" | "-t" => {
+                threads = parse(a, v)?;
+                if threads == 0 {
+                    return Err(usage("bad --threads '0'"));
+                }
+            }
+            "--ctx" => n_ctx = parse(a, v)?,
+            "--kv" => kv = kv_type(v)?,
+            _ if sampler_option(&mut p, a, v)? => {}
+            _ => return Err(usage(&format!("unknown option '{a}'"))),
+        }
+    }
+    let path = path.unwrap_or_else(shipped_model_path);
+    let fbytes = open(&path)?;
+    let bytes = fbytes.bytes();
+    let mut model_mem = AlignedBuf::new(0);
+    let model = load(&path, bytes, &mut model_mem)?;
+    let mut vocab_mem = AlignedBuf::new(0);
+    let vocab = load_vocab(&path, bytes, &mut vocab_mem)?;
+    let fail = |e: nanollama::Error| Fail(e.to_string(), 1);
+
+    // The template: --template, else the file's own, else chatml (said so).
+    let tmpl = match &template {
+        Some(name) => Template::from_name(name.as_bytes())
+            .ok_or_else(|| usage(&format!("unknown template '{name}'")))?,
+        None => match nanollama::chat::gguf_chat_template(bytes) {
+            Ok(t) => nanollama::chat::detect(t).ok_or_else(|| {
+                Fail(
+                    format!("{path}: its chat template is not one nanollama knows (--template NAME picks one)"),
+                    1,
+                )
+            })?,
+            Err(_) => {
+                eprintln!("nanollama: {path} has no chat template: using chatml");
+                Template::Chatml
+            }
+        },
+    };
+    let train_ctx = model.config().n_ctx_train as u32;
+    let n_ctx = if n_ctx == 0 {
+        train_ctx.min(4096)
+    } else {
+        n_ctx
+    };
+    let params = ContextParams {
+        n_ctx,
+        n_batch: n_ctx.min(512),
+        kv_type: kv,
+        logits_all: false,
+        f32_activations: false,
+    };
+    let mut ctx_mem = AlignedBuf::new(Context::size(&model, &params).map_err(fail)?);
+    let mut ctx = Context::init(&model, &params, ctx_mem.as_mut_slice()).map_err(fail)?;
+    let n_vocab = model.config().n_vocab;
+    let mut s_mem = AlignedBuf::new(Sampler::size(n_vocab, &p, 0).map_err(fail)?);
+    let mut sampler = Sampler::init(n_vocab, &p, &[], s_mem.as_mut_slice()).map_err(fail)?;
+    let cp = ConversationParams::default();
+    let mut conv_mem = AlignedBuf::new(Conversation::size(&cp).map_err(fail)?);
+    let mut conv = Conversation::init(&vocab, tmpl, &cp, conv_mem.as_mut_slice()).map_err(fail)?;
+    let par = pool_or_inline(threads);
+    if let Some(s) = &system {
+        conv.push(b"system", s.as_bytes()).map_err(fail)?;
+    }
+
+    let input: Box<dyn BufRead> = match &file {
+        Some(f) => Box::new(std::io::BufReader::new(
+            std::fs::File::open(f).map_err(|e| Fail(format!("{f}: {e}"), 1))?,
+        )),
+        None => Box::new(std::io::BufReader::new(std::io::stdin())),
+    };
+    let io = |e: std::io::Error| Fail(e.to_string(), 1);
+    let mut turn_no = 0;
+    for line in input.lines() {
+        let line = line.map_err(io)?;
+        let line = line.trim_end_matches('\r');
+        if line.is_empty() {
+            continue;
+        }
+        if line == "/quit" {
+            break;
+        }
+        if line == "/reset" {
+            conv.reset(&mut ctx);
+            sampler.reset();
+            if let Some(s) = &system {
+                conv.push(b"system", s.as_bytes()).map_err(fail)?;
+            }
+            eprintln!("[reset]");
+            continue;
+        }
+        if let Some(f) = line.strip_prefix("/save ") {
+            let mut out = CHAT_SAVE_MAGIC.to_vec();
+            for part in [
+                save_with(conv.state_size(), |b| conv.save_state(b)),
+                save_with(ctx.state_size(), |b| ctx.save_state(b)),
+                save_with(sampler.state_size(), |b| sampler.save_state(b)),
+            ] {
+                let part = part.map_err(fail)?;
+                out.extend_from_slice(&(part.len() as u64).to_le_bytes());
+                out.extend_from_slice(&part);
+            }
+            std::fs::write(f, &out).map_err(|e| Fail(format!("{f}: {e}"), 1))?;
+            eprintln!(
+                "[saved {} messages, {} positions to {f}]",
+                conv.len(),
+                ctx.pos()
+            );
+            continue;
+        }
+        if let Some(f) = line.strip_prefix("/load ") {
+            let data = std::fs::read(f).map_err(|e| Fail(format!("{f}: {e}"), 1))?;
+            match load_chat(&data, &mut conv, &mut ctx, &mut sampler) {
+                Ok(()) => eprintln!(
+                    "[loaded {} messages, {} positions from {f}]",
+                    conv.len(),
+                    ctx.pos()
+                ),
+                // A damaged file or another model: said, and the
+                // conversation goes on as it was.
+                Err(e) => eprintln!("[{f}: {e}; nothing loaded]"),
+            }
+            continue;
+        }
+        turn_no += 1;
+        let t0 = std::time::Instant::now();
+        let mut t_first = None;
+        let mut out = std::io::stdout().lock();
+        let mut on_text = |piece: &[u8]| {
+            t_first.get_or_insert_with(std::time::Instant::now);
+            out.write_all(piece).and_then(|_| out.flush()).is_ok()
+        };
+        let r = loop {
+            match conv.respond(
+                &mut ctx,
+                &mut sampler,
+                line.as_bytes(),
+                n_gen,
+                &mut on_text,
+                par.as_ref(),
+            ) {
+                Err(nanollama::Error::ContextFull)
+                    if conv.len() > usize::from(system.is_some()) =>
+                {
+                    let n = conv
+                        .drop_oldest_turn(&mut ctx, &mut sampler, par.as_ref())
+                        .map_err(fail)?;
+                    eprintln!("[context full: dropped the oldest turn, decoded {n} tokens again]");
+                }
+                r => break r,
+            }
+        };
+        let turn = r.map_err(fail)?;
+        writeln!(out).map_err(io)?;
+        drop(out);
+        let total = t0.elapsed().as_secs_f64();
+        let prompt_secs = t_first.map_or(total, |t| (t - t0).as_secs_f64());
+        let gen_secs = (total - prompt_secs).max(1e-9);
+        eprintln!(
+            "[turn {turn_no}: prompt {} tokens, {:.1} tok/s; answer {} tokens, {:.1} tok/s{}]",
+            turn.prompt_tokens,
+            turn.prompt_tokens as f64 / prompt_secs.max(1e-9),
+            turn.generated,
+            turn.generated as f64 / gen_secs,
+            if turn.stopped_at_eog {
+                ""
+            } else {
+                "; no end-of-turn token"
+            },
+        );
+    }
+    Ok(())
+}
+
+/// Runs `save` over a buffer of `n` bytes.
+fn save_with(
+    n: usize,
+    save: impl FnOnce(&mut [u8]) -> Result<usize, nanollama::Error>,
+) -> Result<Vec<u8>, nanollama::Error> {
+    let mut b = vec![0u8; n];
+    let k = save(&mut b)?;
+    b.truncate(k);
+    Ok(b)
+}
+
+/// Restores a `/save` file: everything or, on any error, nothing.
+fn load_chat(
+    data: &[u8],
+    conv: &mut nanollama::conversation::Conversation<'_>,
+    ctx: &mut Context<'_>,
+    sampler: &mut Sampler<'_>,
+) -> Result<(), nanollama::Error> {
+    use nanollama::Error;
+    let rest = data
+        .strip_prefix(&CHAT_SAVE_MAGIC[..])
+        .ok_or(Error::StateCorrupt)?;
+    let mut parts = [&[][..]; 3];
+    let mut at = 0;
+    for p in &mut parts {
+        let len = rest.get(at..at + 8).ok_or(Error::StateCorrupt)?;
+        let len = u64::from_le_bytes(len.try_into().unwrap()) as usize;
+        at += 8;
+        *p = rest
+            .get(at..at.checked_add(len).ok_or(Error::StateCorrupt)?)
+            .ok_or(Error::StateCorrupt)?;
+        at += len;
+    }
+    if at != rest.len() {
+        return Err(Error::StateCorrupt);
+    }
+    // Each refuses a bad state without changing; what was loaded before a
+    // refusal is put back, so the three stay in step.
+    let ctx_before = save_with(ctx.state_size(), |b| ctx.save_state(b))?;
+    let sampler_before = save_with(sampler.state_size(), |b| sampler.save_state(b))?;
+    ctx.load_state(parts[1])?;
+    if let Err(e) = sampler
+        .load_state(parts[2])
+        .and_then(|_| conv.load_state(parts[0]))
+    {
+        ctx.load_state(&ctx_before)?;
+        sampler.load_state(&sampler_before)?;
+        return Err(e);
+    }
+    Ok(())
 }

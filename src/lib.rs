@@ -22,6 +22,7 @@ pub mod block;
 pub mod blocks;
 pub mod chat;
 pub mod context;
+pub mod conversation;
 mod cost;
 pub mod error;
 pub mod ffi;

@@ -493,3 +493,112 @@ fn generate_with_the_shipped_model() {
     assert!(a.len() > "And it came to pass".len() + 16, "{a}");
     assert_eq!(a, run());
 }
+
+/// `chat` on the shipped model (no template of its own: chatml, said on
+/// stderr), greedy: one answer line per user line, a speed line per turn on
+/// stderr; `/reset` starts over (the same answer again); `/save` in one
+/// process and `/load` in another continue with the same answer.
+#[test]
+fn chat_turns_reset_save_and_load() {
+    use std::io::Write;
+    use std::process::Stdio;
+    let run = |input: &str| -> (String, String) {
+        let mut c = Command::new(exe())
+            .args(["chat", "--temp", "0", "-n", "12"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        c.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+        let o = c.wait_with_output().unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        (
+            String::from_utf8(o.stdout).unwrap(),
+            String::from_utf8(o.stderr).unwrap(),
+        )
+    };
+    let (out, err) = run("And it came to pass\n/reset\nAnd it came to pass\n");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 2, "{out}");
+    assert!(!lines[0].is_empty() && lines[0] == lines[1], "{out}");
+    assert!(err.contains("no chat template: using chatml"), "{err}");
+    assert_eq!(err.matches("[turn ").count(), 2, "{err}");
+    assert!(err.contains("[reset]"), "{err}");
+
+    let save = tmp("chat.save");
+    let s = save.to_string_lossy();
+    let (out, _) = run(&format!("In the beginning\n/save {s}\nand the earth\n"));
+    let want = out.lines().nth(1).unwrap().to_string();
+    let (out, err) = run(&format!("/load {s}\nand the earth\n"));
+    assert!(err.contains("[loaded 2 messages"), "{err}");
+    assert_eq!(out.lines().next().unwrap(), want);
+    // A damaged file is refused and the conversation goes on from scratch.
+    let mut bytes = std::fs::read(&save).unwrap();
+    let n = bytes.len();
+    bytes.truncate(n - 3);
+    std::fs::write(&save, &bytes).unwrap();
+    let (out, err) = run(&format!("/load {s}\nand the earth\n"));
+    assert!(err.contains("nothing loaded"), "{err}");
+    assert_eq!(out.lines().count(), 1);
+}
+
+/// `chat --file` reads the turns from a file, as scripts do.
+#[test]
+fn chat_reads_turns_from_a_file() {
+    let f = tmp("turns.txt");
+    std::fs::write(&f, "In the beginning\n\nAnd God said\n").unwrap();
+    let o = nanollama(&[
+        "chat",
+        "--temp",
+        "0",
+        "-n",
+        "6",
+        "--file",
+        &f.to_string_lossy(),
+    ]);
+    assert!(o.status.success());
+    assert_eq!(String::from_utf8_lossy(&o.stdout).lines().count(), 2);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("[turn 2: prompt"), "{err}");
+    let o = nanollama(&["chat", "--template", "no-such-template"]);
+    assert_refused(&o, "unknown template");
+}
+
+/// A context too small for the whole conversation: the oldest turn is
+/// dropped (the system prompt kept), the rest decoded again, and the
+/// conversation goes on.
+#[test]
+fn chat_drops_the_oldest_turn_when_the_context_is_full() {
+    let f = tmp("long-turns.txt");
+    std::fs::write(
+        &f,
+        "And it came to pass in those days\nthat the people went up\nunto the mountain of the Lord\nand they rested there\n",
+    )
+    .unwrap();
+    let o = nanollama(&[
+        "chat",
+        "--temp",
+        "0",
+        "-n",
+        "16",
+        "--ctx",
+        "96",
+        "--system",
+        "Thou art a scribe.",
+        "--file",
+        &f.to_string_lossy(),
+    ]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout).lines().count(),
+        4,
+        "{err}"
+    );
+    assert!(
+        err.contains("[context full: dropped the oldest turn"),
+        "{err}"
+    );
+    assert_eq!(err.matches("[turn ").count(), 4, "{err}");
+}

@@ -361,3 +361,122 @@ fn q4_k_m_requantized() {
 fn q5_k_m_requantized() {
     check(TYPES[3]);
 }
+
+/// The three-turn conversation of `tools/smollm2.py chat` (a system prompt
+/// and three user turns, answered greedily by llama.cpp from the whole
+/// conversation rendered by its chat template): through
+/// `nanollama::conversation`, each turn decodes only its new tokens on top
+/// of the cache, the context then holds as many tokens as llama.cpp's whole
+/// prompt, and the answers are llama.cpp's tokens, ending at `<|im_end|>`.
+fn chat_turns(t: &str) {
+    use nanollama::chat::{detect, Template};
+    use nanollama::conversation::{Conversation, ConversationParams};
+    use nanollama::{Sampler, SamplerParams};
+    let Some(path) = model_file(t) else { return };
+    let text =
+        std::fs::read_to_string(root().join(format!("tests/data/smollm2/chat-{t}.txt"))).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    let bytes = std::fs::read(&path).unwrap();
+    let digest: String = Sha256::digest(&bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    assert_eq!(
+        digest, lines[0],
+        "{t}: not the file the chat fixture was made from"
+    );
+    let mut mm = AlignedBuf::new(Model::size(&bytes).unwrap());
+    let model = Model::init(&bytes, mm.as_mut_slice()).unwrap();
+    let mut vm = AlignedBuf::new(Vocab::size(&bytes).unwrap());
+    let vocab = Vocab::init(&bytes, vm.as_mut_slice()).unwrap();
+    let tmpl = detect(vocab.chat_template().unwrap()).unwrap();
+    assert_eq!(
+        tmpl,
+        Template::Chatml,
+        "{t}: SmolLM2's template is chatml to llama.cpp"
+    );
+    let params = ContextParams {
+        n_ctx: 512,
+        n_batch: 512,
+        ..ContextParams::default()
+    };
+    let mut cm = AlignedBuf::new(Context::size(&model, &params).unwrap());
+    let mut ctx = Context::init(&model, &params, cm.as_mut_slice()).unwrap();
+    let sp = SamplerParams {
+        temp: 0.0,
+        ..SamplerParams::default()
+    };
+    let n_vocab = model.config().n_vocab;
+    let mut sm = AlignedBuf::new(Sampler::size(n_vocab, &sp, 0).unwrap());
+    let mut sampler = Sampler::init(n_vocab, &sp, &[], sm.as_mut_slice()).unwrap();
+    let cp = ConversationParams::default();
+    let mut vmem = AlignedBuf::new(Conversation::size(&cp).unwrap());
+    let mut conv = Conversation::init(&vocab, tmpl, &cp, vmem.as_mut_slice()).unwrap();
+    conv.push(
+        b"system",
+        b"You are a helpful AI assistant named SmolLM, trained by Hugging Face",
+    )
+    .unwrap();
+    let pool = ThreadPool::new(2);
+    let ids = |s: &str| -> Vec<u32> { s.split_whitespace().map(|x| x.parse().unwrap()).collect() };
+    let mut decoded = Vec::new();
+    for turn in 0..3 {
+        let l = &lines[1 + 5 * turn..6 + 5 * turn];
+        let user: String = serde_json::from_str(l[0]).unwrap();
+        let (prompt_ids, gen_ids) = (ids(l[2]), ids(l[3]));
+        let answer: String = serde_json::from_str(l[4]).unwrap();
+        conv.push(b"user", user.as_bytes()).unwrap();
+        let before = ctx.pos();
+        let k = conv.prompt(&mut ctx, &mut sampler, &pool).unwrap();
+        assert_eq!(ctx.pos(), before + k);
+        // What the cache holds is llama.cpp's whole prompt for this turn.
+        assert_eq!(
+            ctx.pos(),
+            prompt_ids.len(),
+            "{t}: turn {turn} prompt length"
+        );
+        decoded.push(k);
+        let mut text = Vec::new();
+        let r = conv
+            .generate(
+                &mut ctx,
+                &mut sampler,
+                96,
+                &mut |p| {
+                    text.extend_from_slice(p);
+                    true
+                },
+                &pool,
+            )
+            .unwrap();
+        assert_eq!(
+            String::from_utf8(text).unwrap(),
+            answer,
+            "{t}: turn {turn} answer"
+        );
+        assert_eq!(r.generated, gen_ids.len(), "{t}: turn {turn} tokens");
+        assert!(r.stopped_at_eog && vocab.is_eog(*gen_ids.last().unwrap()));
+        assert_eq!(
+            conv.message(conv.len() - 1).unwrap().content,
+            answer.as_bytes()
+        );
+    }
+    eprintln!(
+        "{t}: tokens decoded per turn {decoded:?} (the whole prompt each time would be {})",
+        (0..3)
+            .map(|k| ids(lines[3 + 5 * k]).len().to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    assert!(decoded[1] < ids(lines[8]).len() && decoded[2] < ids(lines[13]).len());
+}
+
+#[test]
+fn q4_1_chat_three_turns() {
+    chat_turns("Q4_1");
+}
+
+#[test]
+fn q8_0_chat_three_turns() {
+    chat_turns("Q8_0");
+}
