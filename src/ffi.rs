@@ -2168,28 +2168,30 @@ mod tests {
         #[repr(C, align(8))]
         struct Later([u8; size_of::<nanollama_context_params>() + 16]);
         let mut buf = Later([0; size_of::<nanollama_context_params>() + 16]);
-        let p = buf.0.as_mut_ptr() as *mut nanollama_context_params;
+        // A fresh pointer for each call, after the writes through `buf`.
+        let at = |b: &mut Later| b.0.as_mut_ptr() as *mut nanollama_context_params;
+        let n = buf.0.len();
         // SAFETY: `buf` is large and aligned enough for the struct.
-        let st = unsafe { nanollama_context_params_default(p, buf.0.len()) };
+        let st = unsafe { nanollama_context_params_default(at(&mut buf), n) };
         assert_eq!(st, NANOLLAMA_STATUS_OK);
         assert_eq!(
             u32::from_ne_bytes(buf.0[..4].try_into().unwrap()) as usize,
             buf.0.len()
         );
         buf.0[offset_of!(nanollama_context_params, logits_all)] = 7;
-        // SAFETY: `p` points at `buf`, readable for its size.
-        let r = unsafe { read_in(p as *const nanollama_context_params) }.unwrap();
+        // SAFETY: the pointer is `buf`'s, readable for its size.
+        let r = unsafe { read_in(at(&mut buf) as *const nanollama_context_params) }.unwrap();
         assert!(r.logits_all && !r.f32_activations && r.n_threads == 1);
         let last = buf.0.len() - 1;
         buf.0[last] = 1;
         // SAFETY: as above.
-        let r = unsafe { read_in(p as *const nanollama_context_params) };
+        let r = unsafe { read_in(at(&mut buf) as *const nanollama_context_params) };
         assert_eq!(r.err(), Some(NANOLLAMA_STATUS_BAD_STRUCT_SIZE));
         buf.0[last] = 0;
         buf.0[..4]
             .copy_from_slice(&(size_of::<nanollama_context_params>() as u32 - 4).to_ne_bytes());
         // SAFETY: as above.
-        let r = unsafe { read_in(p as *const nanollama_context_params) };
+        let r = unsafe { read_in(at(&mut buf) as *const nanollama_context_params) };
         assert_eq!(r.err(), Some(NANOLLAMA_STATUS_BAD_STRUCT_SIZE));
     }
 }

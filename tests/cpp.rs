@@ -14,67 +14,20 @@
 //!
 //! A missing C or C++ compiler fails the tests (it does not skip them).
 //! `NANOLLAMA_SANITIZE=1` adds AddressSanitizer and UBSan to every build.
+mod common;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::OnceLock;
 
-fn root() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-}
+use common::native::{root, sanitize, staging, staticlib};
 
-fn sanitize() -> bool {
-    std::env::var("NANOLLAMA_SANITIZE").is_ok_and(|v| v == "1")
-}
-
-/// Where this test binary writes its programs, one directory per flavour.
+/// Where this test binary writes models and programs (see `tmp_dir`).
 fn tmp() -> PathBuf {
-    let flavour = if sanitize() { "asan" } else { "plain" };
-    let d = Path::new(env!("CARGO_TARGET_TMPDIR"))
-        .join("cpp")
-        .join(flavour);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
-
-/// A fresh name next to `p`, renamed over it when complete (a running
-/// program is never overwritten in place).
-fn staging(p: &Path) -> PathBuf {
-    static N: AtomicUsize = AtomicUsize::new(0);
-    let n = N.fetch_add(1, Ordering::Relaxed);
-    let name = p.file_name().unwrap().to_string_lossy();
-    p.with_file_name(format!(".{name}.{}.{n}", std::process::id()))
+    common::native::tmp_dir("cpp")
 }
 
 fn write(name: &str, bytes: &[u8]) -> PathBuf {
-    let p = tmp().join(name);
-    let t = staging(&p);
-    std::fs::write(&t, bytes).unwrap();
-    std::fs::rename(&t, &p).unwrap();
-    p
-}
-
-/// The release static library, built once per test binary, in the
-/// directory `tests/ffi_c.rs` builds it in.
-fn staticlib() -> &'static Path {
-    static LIB: OnceLock<PathBuf> = OnceLock::new();
-    LIB.get_or_init(|| {
-        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("ffi-lib");
-        let o = Command::new(env!("CARGO"))
-            .args(["build", "--release", "--lib", "--target-dir"])
-            .arg(&dir)
-            .current_dir(root())
-            .output()
-            .expect("cargo runs");
-        assert!(
-            o.status.success(),
-            "release build of the library failed:\n{}",
-            String::from_utf8_lossy(&o.stderr)
-        );
-        let lib = dir.join("release/libnanollama.a");
-        assert!(lib.is_file(), "{} missing", lib.display());
-        lib
-    })
+    common::native::write_in(&tmp(), name, bytes)
 }
 
 /// `$VAR` or `default`, which must run: a missing compiler is a failure

@@ -16,66 +16,17 @@ mod common;
 use common::*;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::OnceLock;
 
-fn root() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-}
+use common::native::{root, sanitize, staging, staticlib};
 
-fn sanitize() -> bool {
-    std::env::var("NANOLLAMA_SANITIZE").is_ok_and(|v| v == "1")
-}
-
-/// Where this test binary writes models and programs: one directory per
-/// flavour, so that a sanitized and a plain run do not overwrite each other.
+/// Where this test binary writes models and programs (see `tmp_dir`).
 fn tmp() -> PathBuf {
-    let flavour = if sanitize() { "asan" } else { "plain" };
-    let d = Path::new(env!("CARGO_TARGET_TMPDIR"))
-        .join("ffi")
-        .join(flavour);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
-
-/// A fresh temporary name next to `p`, renamed over it when complete, so
-/// that a program reading `p` (another test, another run) never sees it
-/// half-written, and a running executable is never overwritten in place.
-fn staging(p: &Path) -> PathBuf {
-    static N: AtomicUsize = AtomicUsize::new(0);
-    let n = N.fetch_add(1, Ordering::Relaxed);
-    let name = p.file_name().unwrap().to_string_lossy();
-    p.with_file_name(format!(".{name}.{}.{n}", std::process::id()))
+    common::native::tmp_dir("ffi")
 }
 
 fn write(name: &str, bytes: &[u8]) -> PathBuf {
-    let p = tmp().join(name);
-    let t = staging(&p);
-    std::fs::write(&t, bytes).unwrap();
-    std::fs::rename(&t, &p).unwrap();
-    p
-}
-
-/// The release static library, built once per test binary.
-fn staticlib() -> &'static Path {
-    static LIB: OnceLock<PathBuf> = OnceLock::new();
-    LIB.get_or_init(|| {
-        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("ffi-lib");
-        let o = Command::new(env!("CARGO"))
-            .args(["build", "--release", "--lib", "--target-dir"])
-            .arg(&dir)
-            .current_dir(root())
-            .output()
-            .expect("cargo runs");
-        assert!(
-            o.status.success(),
-            "release build of the library failed:\n{}",
-            String::from_utf8_lossy(&o.stderr)
-        );
-        let lib = dir.join("release/libnanollama.a");
-        assert!(lib.is_file(), "{} missing", lib.display());
-        lib
-    })
+    common::native::write_in(&tmp(), name, bytes)
 }
 
 fn cc() -> String {
@@ -1319,4 +1270,79 @@ int main(int argc, char **argv) {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let text = String::from_utf8_lossy(&o.stdout);
     assert!(text.split_whitespace().count() >= 10, "{text:?}");
+}
+
+/// Runs the chat example with `input` on stdin.
+fn chat_c(model: &Path, flags: &[&str], input: &str) -> (String, String) {
+    use std::io::Write;
+    use std::process::Stdio;
+    let mut c = Command::new(example("chat"))
+        .arg("-m")
+        .arg(model)
+        .args(flags)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    c.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+    let o = c.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert!(o.status.success(), "chat.c: {err}");
+    (String::from_utf8(o.stdout).unwrap(), err)
+}
+
+/// examples/chat.c, the chat loop over the C API: the same answers as
+/// `nanollama chat` turn by turn (sampling and penalties included, any
+/// thread count), and on SmolLM2-135M-Instruct llama.cpp's greedy answers
+/// of tests/data/smollm2/chat-Q4_1.txt.
+#[test]
+fn c_example_chat_matches_the_cli() {
+    let m = shipped_model();
+    let turns = "And it came to pass\nIn the beginning\nand the earth was\n";
+    let mut flags = vec!["-n", "16"];
+    flags.extend(SAMPLING);
+    let (one, err) = chat_c(&m, &flags, turns);
+    assert_eq!(one.lines().count(), 3, "{one}");
+    assert_eq!(err.matches("[turn ").count(), 3, "{err}");
+    let mut two_flags = flags.clone();
+    two_flags.extend(["-t", "2"]);
+    assert_eq!(chat_c(&m, &two_flags, turns).0, one);
+    let mut cli_args = vec!["chat", m.to_str().unwrap()];
+    cli_args.extend(&flags);
+    let mut c = Command::new(cli_exe())
+        .args(&cli_args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(&mut c.stdin.take().unwrap(), turns.as_bytes()).unwrap();
+    let o = c.wait_with_output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&o.stdout), one, "nanollama chat");
+
+    let smol = root().join("models/SmolLM2-135M-Instruct.Q4_1.gguf");
+    if !smol.exists() {
+        let msg = "NOT RUN: the SmolLM2 half of c_example_chat_matches_the_cli (models/SmolLM2-135M-Instruct.Q4_1.gguf is missing; tools/fetch-smollm2.sh)";
+        if std::env::var_os("CI").is_some() {
+            panic!("{msg}");
+        }
+        eprintln!("\n*** {msg} ***\n");
+        return;
+    }
+    let fx = std::fs::read_to_string(root().join("tests/data/smollm2/chat-Q4_1.txt")).unwrap();
+    let fx: Vec<&str> = fx.lines().collect();
+    let user = |k: usize| -> String { serde_json::from_str(fx[1 + 5 * k]).unwrap() };
+    let answer = |k: usize| -> String { serde_json::from_str(fx[5 + 5 * k]).unwrap() };
+    let input: String = (0..3).map(|k| user(k) + "\n").collect();
+    let system = "You are a helpful AI assistant named SmolLM, trained by Hugging Face";
+    let (out, err) = chat_c(
+        &smol,
+        &["--system", system, "--temp", "0", "-n", "96"],
+        &input,
+    );
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 3, "{out}");
+    for (k, line) in lines.iter().enumerate() {
+        assert_eq!(*line, answer(k), "turn {k}; {err}");
+    }
 }

@@ -156,6 +156,14 @@ fn fixture(t: &str) -> Fixture {
     }
 }
 
+/// The SHA-256 of `bytes`, in hex, as the fixtures name their files.
+fn sha256_hex(bytes: &[u8]) -> String {
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
 /// The model file, or None (said loudly) when it has not been fetched.
 fn model_file(t: &str) -> Option<PathBuf> {
     let p = root().join(format!("models/SmolLM2-135M-Instruct.{t}.gguf"));
@@ -255,12 +263,9 @@ fn check(t: &str) {
     let Some(path) = model_file(t) else { return };
     let fx = fixture(t);
     let bytes = std::fs::read(&path).unwrap();
-    let digest: String = Sha256::digest(&bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
     assert_eq!(
-        digest, fx.sha256,
+        sha256_hex(&bytes),
+        fx.sha256,
         "{t}: this file is not the one the fixtures were made from (another llama.cpp quantizer?)"
     );
     let mut mm = AlignedBuf::new(Model::size(&bytes).unwrap());
@@ -377,12 +382,9 @@ fn chat_turns(t: &str) {
         std::fs::read_to_string(root().join(format!("tests/data/smollm2/chat-{t}.txt"))).unwrap();
     let lines: Vec<&str> = text.lines().collect();
     let bytes = std::fs::read(&path).unwrap();
-    let digest: String = Sha256::digest(&bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
     assert_eq!(
-        digest, lines[0],
+        sha256_hex(&bytes),
+        lines[0],
         "{t}: not the file the chat fixture was made from"
     );
     let mut mm = AlignedBuf::new(Model::size(&bytes).unwrap());

@@ -2,6 +2,8 @@
 //! tests can build valid files and precise lies without Python.
 #![allow(dead_code)]
 
+pub mod native;
+
 use half::f16;
 
 /// GGUF metadata value type ids.

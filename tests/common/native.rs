@@ -1,0 +1,70 @@
+//! For the tests that build C and C++ programs against the library
+//! (`tests/ffi_c.rs`, `tests/cpp.rs`): where they write, and the release
+//! static library they link, built once per test binary in one shared
+//! directory.
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::OnceLock;
+
+pub fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// `NANOLLAMA_SANITIZE=1`: every C and C++ build gets ASan and UBSan.
+pub fn sanitize() -> bool {
+    std::env::var("NANOLLAMA_SANITIZE").is_ok_and(|v| v == "1")
+}
+
+/// `CARGO_TARGET_TMPDIR/<dir>/<plain|asan>`: one directory per test file
+/// and flavour, so that a sanitized and a plain run do not overwrite each
+/// other.
+pub fn tmp_dir(dir: &str) -> PathBuf {
+    let flavour = if sanitize() { "asan" } else { "plain" };
+    let d = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(dir)
+        .join(flavour);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// A fresh temporary name next to `p`, renamed over it when complete, so
+/// that a program reading `p` (another test, another run) never sees it
+/// half-written, and a running executable is never overwritten in place.
+pub fn staging(p: &Path) -> PathBuf {
+    static N: AtomicUsize = AtomicUsize::new(0);
+    let n = N.fetch_add(1, Ordering::Relaxed);
+    let name = p.file_name().unwrap().to_string_lossy();
+    p.with_file_name(format!(".{name}.{}.{n}", std::process::id()))
+}
+
+/// Writes `dir/name` through a staging name.
+pub fn write_in(dir: &Path, name: &str, bytes: &[u8]) -> PathBuf {
+    let p = dir.join(name);
+    let t = staging(&p);
+    std::fs::write(&t, bytes).unwrap();
+    std::fs::rename(&t, &p).unwrap();
+    p
+}
+
+/// The release static library, built once per test binary.
+pub fn staticlib() -> &'static Path {
+    static LIB: OnceLock<PathBuf> = OnceLock::new();
+    LIB.get_or_init(|| {
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("ffi-lib");
+        let o = Command::new(env!("CARGO"))
+            .args(["build", "--release", "--lib", "--target-dir"])
+            .arg(&dir)
+            .current_dir(root())
+            .output()
+            .expect("cargo runs");
+        assert!(
+            o.status.success(),
+            "release build of the library failed:\n{}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        let lib = dir.join("release/libnanollama.a");
+        assert!(lib.is_file(), "{} missing", lib.display());
+        lib
+    })
+}
