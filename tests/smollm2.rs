@@ -482,3 +482,46 @@ fn q4_1_chat_three_turns() {
 fn q8_0_chat_three_turns() {
     chat_turns("Q8_0");
 }
+
+/// The same three turns through `nanollama chat --temp 0` (the command a
+/// user runs): llama.cpp's answers, one line each, and the new tokens only
+/// decoded per turn (32, 18, 18; on stderr).
+#[test]
+fn q4_1_chat_command() {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let Some(path) = model_file("Q4_1") else {
+        return;
+    };
+    let text = std::fs::read_to_string(root().join("tests/data/smollm2/chat-Q4_1.txt")).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    let json = |s: &str| -> String { serde_json::from_str(s).unwrap() };
+    let input: String = (0..3).map(|k| json(lines[1 + 5 * k]) + "\n").collect();
+    let mut c = Command::new(common::cli_exe())
+        .arg("chat")
+        .arg(&path)
+        .args(["--temp", "0", "-n", "96", "--system"])
+        .arg("You are a helpful AI assistant named SmolLM, trained by Hugging Face")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    c.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+    let o = c.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    let out = String::from_utf8(o.stdout).unwrap();
+    let got: Vec<&str> = out.lines().collect();
+    assert_eq!(got.len(), 3, "{out}");
+    for (k, line) in got.iter().enumerate() {
+        assert_eq!(*line, json(lines[5 + 5 * k]), "turn {k}");
+    }
+    for (k, n) in [32, 18, 18].iter().enumerate() {
+        assert!(
+            err.contains(&format!("[turn {}: prompt {n} tokens", k + 1)),
+            "{err}"
+        );
+    }
+    assert!(!err.contains("no end-of-turn token"), "{err}");
+}
