@@ -500,22 +500,10 @@ fn generate_with_the_shipped_model() {
 /// process and `/load` in another continue with the same answer.
 #[test]
 fn chat_turns_reset_save_and_load() {
-    use std::io::Write;
-    use std::process::Stdio;
-    let run = |input: &str| -> (String, String) {
-        let mut c = Command::new(exe())
-            .args(["chat", "--temp", "0", "-n", "12"])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        c.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
-        let o = c.wait_with_output().unwrap();
-        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-        (
-            String::from_utf8(o.stdout).unwrap(),
-            String::from_utf8(o.stderr).unwrap(),
+    let run = |input: &str| {
+        common::native::with_stdin(
+            Command::new(exe()).args(["chat", "--temp", "0", "-n", "12"]),
+            input,
         )
     };
     let (out, err) = run("And it came to pass\n/reset\nAnd it came to pass\n");

@@ -83,48 +83,7 @@ fn test_program(name: &str) -> PathBuf {
     build(cmd, &tmp().join(name))
 }
 
-/// Runs a command with its output captured, killing it after a generous
-/// deadline (a deadlocked thread pool must fail the test, not hang it).
-fn exec(mut cmd: Command) -> Output {
-    use std::io::Read;
-    use std::process::Stdio;
-    use std::time::{Duration, Instant};
-    let mut child = cmd
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("{cmd:?} does not run: {e}"));
-    let drain = |mut r: Box<dyn Read + Send>| {
-        std::thread::spawn(move || {
-            let mut v = Vec::new();
-            let _ = r.read_to_end(&mut v);
-            v
-        })
-    };
-    let out = drain(Box::new(child.stdout.take().unwrap()));
-    let err = drain(Box::new(child.stderr.take().unwrap()));
-    let deadline = Instant::now() + Duration::from_secs(300);
-    let status = loop {
-        if let Some(st) = child.try_wait().unwrap() {
-            break st;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!(
-                "{cmd:?} timed out:\n--- stdout\n{}--- stderr\n{}",
-                String::from_utf8_lossy(&out.join().unwrap()),
-                String::from_utf8_lossy(&err.join().unwrap())
-            );
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    };
-    Output {
-        status,
-        stdout: out.join().unwrap(),
-        stderr: err.join().unwrap(),
-    }
-}
+use common::native::exec;
 
 fn output(exe: &Path, args: &[PathBuf]) -> Output {
     let mut cmd = Command::new(exe);
@@ -1274,22 +1233,13 @@ int main(int argc, char **argv) {
 
 /// Runs the chat example with `input` on stdin.
 fn chat_c(model: &Path, flags: &[&str], input: &str) -> (String, String) {
-    use std::io::Write;
-    use std::process::Stdio;
-    let mut c = Command::new(example("chat"))
-        .arg("-m")
-        .arg(model)
-        .args(flags)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    c.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
-    let o = c.wait_with_output().unwrap();
-    let err = String::from_utf8_lossy(&o.stderr).into_owned();
-    assert!(o.status.success(), "chat.c: {err}");
-    (String::from_utf8(o.stdout).unwrap(), err)
+    common::native::with_stdin(
+        Command::new(example("chat"))
+            .arg("-m")
+            .arg(model)
+            .args(flags),
+        input,
+    )
 }
 
 /// examples/chat.c, the chat loop over the C API: the same answers as
@@ -1310,15 +1260,8 @@ fn c_example_chat_matches_the_cli() {
     assert_eq!(chat_c(&m, &two_flags, turns).0, one);
     let mut cli_args = vec!["chat", m.to_str().unwrap()];
     cli_args.extend(&flags);
-    let mut c = Command::new(cli_exe())
-        .args(&cli_args)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    std::io::Write::write_all(&mut c.stdin.take().unwrap(), turns.as_bytes()).unwrap();
-    let o = c.wait_with_output().unwrap();
-    assert_eq!(String::from_utf8_lossy(&o.stdout), one, "nanollama chat");
+    let (cli, _) = common::native::with_stdin(Command::new(cli_exe()).args(&cli_args), turns);
+    assert_eq!(cli, one, "nanollama chat");
 
     let smol = root().join("models/SmolLM2-135M-Instruct.Q4_1.gguf");
     if !smol.exists() {

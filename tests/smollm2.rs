@@ -488,8 +488,7 @@ fn q8_0_chat_three_turns() {
 /// decoded per turn (32, 18, 18; on stderr).
 #[test]
 fn q4_1_chat_command() {
-    use std::io::Write;
-    use std::process::{Command, Stdio};
+    use std::process::Command;
     let Some(path) = model_file("Q4_1") else {
         return;
     };
@@ -497,21 +496,14 @@ fn q4_1_chat_command() {
     let lines: Vec<&str> = text.lines().collect();
     let json = |s: &str| -> String { serde_json::from_str(s).unwrap() };
     let input: String = (0..3).map(|k| json(lines[1 + 5 * k]) + "\n").collect();
-    let mut c = Command::new(common::cli_exe())
-        .arg("chat")
-        .arg(&path)
-        .args(["--temp", "0", "-n", "96", "--system"])
-        .arg("You are a helpful AI assistant named SmolLM, trained by Hugging Face")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    c.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
-    let o = c.wait_with_output().unwrap();
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert!(o.status.success(), "{err}");
-    let out = String::from_utf8(o.stdout).unwrap();
+    let (out, err) = common::native::with_stdin(
+        Command::new(common::cli_exe())
+            .arg("chat")
+            .arg(&path)
+            .args(["--temp", "0", "-n", "96", "--system"])
+            .arg("You are a helpful AI assistant named SmolLM, trained by Hugging Face"),
+        &input,
+    );
     let got: Vec<&str> = out.lines().collect();
     assert_eq!(got.len(), 3, "{out}");
     for (k, line) in got.iter().enumerate() {
