@@ -404,6 +404,11 @@ impl<'m> Conversation<'m> {
         on_text: &mut dyn FnMut(&[u8]) -> bool,
         par: &dyn Parallel,
     ) -> Result<Turn> {
+        // Room for the message and its answer, checked before anything is
+        // decoded.
+        if self.n_msgs + 2 > self.msgs.len() {
+            return Err(Error::BufferTooSmall);
+        }
         let (n, text_len) = (self.n_msgs, self.text_len);
         self.push(b"user", content)?;
         let prompt_tokens = match self.prompt(ctx, sampler, par) {

@@ -661,3 +661,68 @@ mod cli {
         }
     }
 }
+
+/// A full history refuses a turn before decoding anything: the context and
+/// the history stay as they were.
+#[test]
+fn a_full_conversation_refuses_a_turn_and_changes_nothing() {
+    use nanollama::conversation::{Conversation, ConversationParams};
+    use nanollama::tokenizer::Vocab;
+    use nanollama::{Context, ContextParams, Inline, Model, Sampler, SamplerParams};
+    let bytes = std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/models/kjv-llama.gguf"
+    ))
+    .unwrap();
+    let mut mm = common::AlignedBuf::new(Model::size(&bytes).unwrap());
+    let model = Model::init(&bytes, mm.as_mut_slice()).unwrap();
+    let mut vm = common::AlignedBuf::new(Vocab::size(&bytes).unwrap());
+    let vocab = Vocab::init(&bytes, vm.as_mut_slice()).unwrap();
+    let params = ContextParams::default();
+    let mut cm = common::AlignedBuf::new(Context::size(&model, &params).unwrap());
+    let mut ctx = Context::init(&model, &params, cm.as_mut_slice()).unwrap();
+    let sp = SamplerParams {
+        temp: 0.0,
+        ..SamplerParams::default()
+    };
+    let n_vocab = model.config().n_vocab;
+    let mut sm = common::AlignedBuf::new(Sampler::size(n_vocab, &sp, 0).unwrap());
+    let mut sampler = Sampler::init(n_vocab, &sp, &[], sm.as_mut_slice()).unwrap();
+    let cp = ConversationParams {
+        max_messages: 3,
+        max_text: 4096,
+    };
+    let mut vmem = common::AlignedBuf::new(Conversation::size(&cp).unwrap());
+    let mut conv = Conversation::init(
+        &vocab,
+        nanollama::chat::Template::Chatml,
+        &cp,
+        vmem.as_mut_slice(),
+    )
+    .unwrap();
+    conv.push(b"system", b"Thou art a scribe.").unwrap();
+    let turn = conv
+        .respond(
+            &mut ctx,
+            &mut sampler,
+            b"In the beginning",
+            8,
+            &mut |_| true,
+            &Inline,
+        )
+        .unwrap();
+    assert!(turn.prompt_tokens > 0 && turn.generated > 0);
+    assert_eq!(conv.len(), 3);
+    let pos = ctx.pos();
+    let r = conv.respond(
+        &mut ctx,
+        &mut sampler,
+        b"And God said",
+        8,
+        &mut |_| true,
+        &Inline,
+    );
+    assert_eq!(r, Err(nanollama::Error::BufferTooSmall));
+    assert_eq!((conv.len(), ctx.pos()), (3, pos));
+    assert_eq!(conv.message(1).unwrap().content, b"In the beginning");
+}
