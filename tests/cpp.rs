@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
 
-use common::native::{root, sanitize, staging, staticlib};
+use common::native::{build, exec, root, sanitizer_flags, staticlib};
 
 /// Where this test binary writes models and programs (see `tmp_dir`).
 fn tmp() -> PathBuf {
@@ -79,35 +79,6 @@ const FLAVOURS: [(&str, &[&str]); 4] = [
         &["-std=c++20", "-DNANOLLAMA_NO_EXCEPTIONS"],
     ),
 ];
-
-fn sanitizer_flags() -> &'static [&'static str] {
-    if sanitize() {
-        &[
-            "-fsanitize=address,undefined",
-            "-fno-omit-frame-pointer",
-            "-fno-sanitize-recover=all",
-        ]
-    } else {
-        &[]
-    }
-}
-
-/// Runs a compiler command, adding `-o out` (through a staging name), and
-/// requires success.
-fn build(mut cmd: Command, out: &Path) -> PathBuf {
-    let t = staging(out);
-    let o = cmd.arg("-o").arg(&t).output().expect("the compiler runs");
-    assert!(
-        o.status.success(),
-        "{cmd:?} failed:\n{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
-    std::fs::rename(&t, out).unwrap();
-    out.to_path_buf()
-}
-
-use common::native::exec;
 
 fn output(exe: &Path, args: &[&str]) -> Output {
     let mut cmd = Command::new(exe);

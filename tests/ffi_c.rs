@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
 
-use common::native::{root, sanitize, staging, staticlib};
+use common::native::{build, exec, root, sanitizer_flags, staticlib};
 
 /// Where this test binary writes models and programs (see `tmp_dir`).
 fn tmp() -> PathBuf {
@@ -39,33 +39,6 @@ fn cxx() -> String {
 
 const STRICT: [&str; 4] = ["-Wall", "-Wextra", "-Wpedantic", "-Werror"];
 
-fn sanitizer_flags() -> &'static [&'static str] {
-    if sanitize() {
-        &[
-            "-fsanitize=address,undefined",
-            "-fno-omit-frame-pointer",
-            "-fno-sanitize-recover=all",
-        ]
-    } else {
-        &[]
-    }
-}
-
-/// Runs a compiler command whose last arguments are `-o out` (added here,
-/// through a staging name) and requires success.
-fn build(mut cmd: Command, out: &Path) -> PathBuf {
-    let t = staging(out);
-    let o = cmd.arg("-o").arg(&t).output().expect("the compiler runs");
-    assert!(
-        o.status.success(),
-        "{cmd:?} failed:\n{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
-    std::fs::rename(&t, out).unwrap();
-    out.to_path_buf()
-}
-
 /// Compiles and links `ffi-tests/NAME.c` with the static library.
 fn test_program(name: &str) -> PathBuf {
     let mut cmd = Command::new(cc());
@@ -82,8 +55,6 @@ fn test_program(name: &str) -> PathBuf {
         .args(["-lm", "-lpthread"]);
     build(cmd, &tmp().join(name))
 }
-
-use common::native::exec;
 
 fn output(exe: &Path, args: &[PathBuf]) -> Output {
     let mut cmd = Command::new(exe);

@@ -129,3 +129,31 @@ pub fn with_stdin(cmd: &mut Command, input: &str) -> (String, String) {
     assert!(o.status.success(), "{cmd:?}: {err}");
     (String::from_utf8(o.stdout).unwrap(), err)
 }
+
+/// The compiler flags of a sanitized build (none otherwise).
+pub fn sanitizer_flags() -> &'static [&'static str] {
+    if sanitize() {
+        &[
+            "-fsanitize=address,undefined",
+            "-fno-omit-frame-pointer",
+            "-fno-sanitize-recover=all",
+        ]
+    } else {
+        &[]
+    }
+}
+
+/// Runs a compiler command whose last arguments are `-o out` (added here,
+/// through a staging name) and requires success.
+pub fn build(mut cmd: Command, out: &Path) -> PathBuf {
+    let t = staging(out);
+    let o = cmd.arg("-o").arg(&t).output().expect("the compiler runs");
+    assert!(
+        o.status.success(),
+        "{cmd:?} failed:\n{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    std::fs::rename(&t, out).unwrap();
+    out.to_path_buf()
+}
