@@ -479,6 +479,27 @@ unsafe fn read_in<T: AbiStruct>(p: *const T) -> Result<T, nanollama_status> {
     Ok(unsafe { v.assume_init() })
 }
 
+/// Writes defaults `v` to a struct the caller will fill and pass back
+/// (params): BAD_STRUCT_SIZE below this ABI's struct; else as
+/// [`write_out`], but `size` is set to the caller's `size` (the bytes past
+/// what this library knows are zeroed, so a later reader accepts them).
+///
+/// # Safety
+/// `out` NULL or writable for `size` bytes.
+unsafe fn write_defaults<T: AbiStruct>(out: *mut T, size: usize, v: T) -> nanollama_status {
+    if size < T::MIN {
+        return NANOLLAMA_STATUS_BAD_STRUCT_SIZE;
+    }
+    // SAFETY: caller's contract.
+    let st = unsafe { write_out(out, size, v) };
+    if st == NANOLLAMA_STATUS_OK {
+        // SAFETY: non-NULL (write_out checked), writable (contract); `size`
+        // is at most 4096 (write_out checked).
+        unsafe { (out as *mut u32).write(size as u32) };
+    }
+    st
+}
+
 /// Writes `v` to a struct of `size` bytes the caller holds: the first
 /// `min(size, sizeof T)` bytes, the rest zeroed, and `size` set to the bytes
 /// filled. BAD_STRUCT_SIZE for a size below 4 or above 4096.
@@ -762,9 +783,6 @@ pub unsafe extern "C" fn nanollama_context_params_default(
     out: *mut nanollama_context_params,
     out_size: usize,
 ) -> nanollama_status {
-    if out_size < nanollama_context_params::MIN {
-        return NANOLLAMA_STATUS_BAD_STRUCT_SIZE;
-    }
     let d = ContextParams::default();
     let p = nanollama_context_params {
         size: 0,
@@ -778,15 +796,8 @@ pub unsafe extern "C" fn nanollama_context_params_default(
         parallel_for: None,
         parallel_user_data: core::ptr::null_mut(),
     };
-    // SAFETY: caller's contract; `write_out` sets `size` to min(out_size,
-    // sizeof) = the bytes of the caller's struct that this library fills...
-    let st = unsafe { write_out(out, out_size, p) };
-    if st == NANOLLAMA_STATUS_OK {
-        // ...and the caller's struct is `out_size` bytes (the rest zeroed).
-        // SAFETY: non-NULL (write_out checked), writable (contract).
-        unsafe { (out as *mut u32).write(out_size as u32) };
-    }
-    st
+    // SAFETY: caller's contract.
+    unsafe { write_defaults(out, out_size, p) }
 }
 
 /// Validates the C params and converts them.
@@ -1125,9 +1136,6 @@ pub unsafe extern "C" fn nanollama_sampler_params_default(
     out: *mut nanollama_sampler_params,
     out_size: usize,
 ) -> nanollama_status {
-    if out_size < nanollama_sampler_params::MIN {
-        return NANOLLAMA_STATUS_BAD_STRUCT_SIZE;
-    }
     let d = SamplerParams::default();
     let mut order = [0u8; 16];
     for (o, s) in order.iter_mut().zip(d.order) {
@@ -1158,12 +1166,7 @@ pub unsafe extern "C" fn nanollama_sampler_params_default(
         n_logit_bias: 0,
     };
     // SAFETY: caller's contract.
-    let st = unsafe { write_out(out, out_size, p) };
-    if st == NANOLLAMA_STATUS_OK {
-        // SAFETY: non-NULL (write_out checked), writable (contract).
-        unsafe { (out as *mut u32).write(out_size as u32) };
-    }
-    st
+    unsafe { write_defaults(out, out_size, p) }
 }
 
 /// Validates and converts C sampler params; returns them and the bias list.
