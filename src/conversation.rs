@@ -113,6 +113,15 @@ impl Layout {
     }
 }
 
+/// The message at `[role offset, role length, text offset, text length]`
+/// of `text`.
+fn message_at(text: &[u8], [ro, rl, to, tl]: [u32; 4]) -> Message<'_> {
+    Message {
+        role: &text[ro as usize..(ro + rl) as usize],
+        content: &text[to as usize..(to + tl) as usize],
+    }
+}
+
 /// One conversation (see the module documentation). It borrows the
 /// vocabulary; the context, sampler and host threads are passed to each
 /// call, so one context can be reset and given to another conversation.
@@ -192,11 +201,7 @@ impl<'m> Conversation<'m> {
 
     /// Message `i`: its role and text.
     pub fn message(&self, i: usize) -> Option<Message<'_>> {
-        let [ro, rl, to, tl] = *self.msgs[..self.n_msgs].get(i)?;
-        Some(Message {
-            role: &self.text[ro as usize..(ro + rl) as usize],
-            content: &self.text[to as usize..(to + tl) as usize],
-        })
+        Some(message_at(self.text, *self.msgs[..self.n_msgs].get(i)?))
     }
 
     /// Appends a message to the history (nothing is decoded until
@@ -243,12 +248,8 @@ impl<'m> Conversation<'m> {
             content: &[],
         };
         let mut list = [empty; MAX_MESSAGES];
-        for (i, m) in list.iter_mut().enumerate().take(n) {
-            let [ro, rl, to, tl] = self.msgs[i];
-            *m = Message {
-                role: &self.text[ro as usize..(ro + rl) as usize],
-                content: &self.text[to as usize..(to + tl) as usize],
-            };
+        for (m, &at) in list.iter_mut().zip(&self.msgs[..n]) {
+            *m = message_at(self.text, at);
         }
         let mut needed = 0;
         self.template
