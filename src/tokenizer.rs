@@ -632,10 +632,9 @@ impl<'a> Vocab<'a> {
             if let Some(id) = v.lookup(&name) {
                 v.byte_tokens[b] = id;
             }
-            let c = BYTE_TO_CHAR[b];
             let mut e = [0u8; 4];
-            let enc = char::from_u32(c as u32).unwrap_or('?').encode_utf8(&mut e);
-            v.char_ids[c as usize] = v.lookup(enc.as_bytes()).unwrap_or(NONE);
+            let c = byte_char(b as u8, &mut e);
+            v.char_ids[BYTE_TO_CHAR[b] as usize] = v.lookup(c).unwrap_or(NONE);
         }
         Ok(v)
     }
@@ -1275,10 +1274,9 @@ impl<'a> Vocab<'a> {
                 let mut u = [0u8; 4];
                 let len = utf8_encode(c, &mut u);
                 for &b in &u[..len] {
-                    let m = BYTE_TO_CHAR[b as usize];
                     let mut e = [0u8; 4];
-                    let enc = char::from_u32(m as u32).unwrap_or('?').encode_utf8(&mut e);
-                    word[n..n + enc.len()].copy_from_slice(enc.as_bytes());
+                    let enc = byte_char(b, &mut e);
+                    word[n..n + enc.len()].copy_from_slice(enc);
                     n += enc.len();
                 }
             }
@@ -1712,6 +1710,12 @@ fn symbols_and_heap(rest: &mut [u8], cap: usize) -> Result<Tables<'_>> {
     let links =
         bytemuck::try_cast_slice_mut(&mut link_mem[..cap * 4]).map_err(|_| Error::Misaligned)?;
     Ok((syms, heap, links))
+}
+
+/// The UTF-8 of byte `b`'s byte-level character, in `buf`.
+fn byte_char(b: u8, buf: &mut [u8; 4]) -> &[u8] {
+    let c = char::from_u32(BYTE_TO_CHAR[b as usize] as u32).unwrap_or('?');
+    c.encode_utf8(buf).as_bytes()
 }
 
 /// Code points of GPT-2's byte-level characters are below this.
