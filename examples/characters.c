@@ -3,9 +3,12 @@
  * Several conversations over one model, as a game has characters: each
  * character has its own context and sampler in the host's memory (a few
  * hundred kilobytes each with the shipped model), the model's weights are
- * mapped once and shared, and the host advances the characters in turn, one
- * token each, as a game would in its frame loop. Each character writes
- * exactly what it would write alone (same prompt, same seed).
+ * mapped once and shared. Each frame, every character still talking draws
+ * its next token, and one nanollama_decode_many call appends them all:
+ * one pass over the weights serves every character, so a frame costs
+ * little more than one character's token. Each character writes exactly
+ * what it would write alone (same prompt, same seed): decode_many gives
+ * each context the bits of its own decode.
  *     $ ./characters [-m MODEL] [-n TOKENS] [sampler flags]
  * Every character draws with --seed plus its number. Prints one line per
  * character: "name: text".
@@ -83,8 +86,20 @@ int main(int argc, char **argv) {
         CHECK_OK(nanollama_context_decode(ch->ctx, tokens, n_prompt));
     }
 
-    /* The frame loop: every character still talking says one more token. */
+    /* The batch: row buffers for one token of every character. */
+    nanollama_batch_params bp;
+    nanollama_batch_params_default(&bp, sizeof bp);
+    bp.max_tokens = N_CHARACTERS;
+    CHECK_OK(nanollama_batch_size(model, &bp, &size));
+    void *batch_mem = alloc64(size);
+    nanollama_batch *batch;
+    CHECK_OK(nanollama_batch_init(model, &bp, batch_mem, size, &batch));
+
+    /* The frame loop: every character still talking says one more token,
+     * and one call steps them all. */
     for (int talking = N_CHARACTERS; talking > 0;) {
+        nanollama_context *step_ctx[N_CHARACTERS];
+        int32_t step_tok[N_CHARACTERS];
         talking = 0;
         for (int c = 0; c < N_CHARACTERS; c++) {
             character *ch = &cast[c];
@@ -107,10 +122,15 @@ int main(int argc, char **argv) {
                 ch->done = 1;
                 continue;
             }
-            CHECK_OK(nanollama_context_decode(ch->ctx, &tok, 1));
+            step_ctx[talking] = ch->ctx;
+            step_tok[talking] = tok;
             talking++;
         }
+        if (talking > 0)
+            CHECK_OK(nanollama_decode_many(batch, step_ctx, (size_t)talking, step_tok,
+                                           (size_t)talking, NULL));
     }
+    free(batch_mem);
 
     for (int c = 0; c < N_CHARACTERS; c++) {
         character *ch = &cast[c];

@@ -15,13 +15,17 @@ use nanollama::host::{pool_or_inline, AlignedBuf, FileBytes};
 use nanollama::model::slot;
 use nanollama::sampler::LogitBias;
 use nanollama::tokenizer::{AddTokens, Vocab};
-use nanollama::{Context, ContextParams, KvType, Model, Sampler, SamplerParams, Stage};
+use nanollama::{
+    Batch, BatchParams, Context, ContextParams, KvType, Model, Parallel, Sampler, SamplerParams,
+    Stage,
+};
 use std::io::Write;
 use std::path::Path;
 use std::process::ExitCode;
 
 const USAGE: &str = "usage: nanollama info MODEL.gguf
        nanollama bench MODEL.gguf [--pp 128] [--tg 64] [--threads N] [--reps R] [--f32-act] [--hugepages]
+                 [--parallel N]   (N conversations: --pp-token prompts, then --tg steps of N tokens)
        nanollama logits MODEL.gguf --tokens 1,2,3 [--threads N] [--kv f32|f16] [--f32-act] --out FILE
        nanollama generate [MODEL.gguf] [--prompt TEXT] [-n N] [--threads N] [--ctx N] [--kv f32|f16]
                  [--f32-act] [--ids] [--special] [SAMPLER OPTIONS]
@@ -746,6 +750,7 @@ fn bench(args: &[String]) -> Result<(), Fail> {
         (None, 128usize, 64usize, 1usize, 5usize);
     let mut f32_act = false;
     let mut huge = false;
+    let mut parallel = 0usize;
     let mut it = args.iter();
     while let Some(a) = it.next() {
         if a == "--f32-act" {
@@ -771,8 +776,14 @@ fn bench(args: &[String]) -> Result<(), Fail> {
             "--tg" => tg = parse(a, v)?,
             "--threads" | "-t" => threads = parse(a, v)?,
             "--reps" | "-r" => reps = parse(a, v)?,
+            "--parallel" => parallel = parse(a, v)?,
             _ => return Err(usage(&format!("unknown option '{a}'"))),
         }
+    }
+    if parallel > 0 && (tg == 0 || parallel > 4096) {
+        return Err(usage(
+            "--parallel needs --tg above 0 and at most 4096 conversations",
+        ));
     }
     if threads == 0 || reps == 0 || (pp == 0 && tg == 0) {
         return Err(usage(
@@ -837,6 +848,11 @@ fn bench(args: &[String]) -> Result<(), Fail> {
         v.sort_by(|a, b| a.partial_cmp(b).unwrap());
         v[v.len() / 2]
     };
+    if parallel > 0 {
+        let rate = bench_parallel(&model, &params, parallel, pp, tg, reps, par.as_ref())?;
+        println!("tg{tg} parallel {parallel}: {rate:.2} tok/s");
+        return Ok(());
+    }
     if pp > 0 {
         let mut rates = Vec::new();
         for r in 0..=reps {
@@ -864,6 +880,63 @@ fn bench(args: &[String]) -> Result<(), Fail> {
         println!("tg{tg}: {:.2} tok/s", median(rates));
     }
     Ok(())
+}
+
+/// `bench --parallel N`: `n` conversations, each with its own `pp`-token
+/// prompt (seeded, decoded alone and not timed), then `tg` steps that
+/// append one token to every conversation with one `decode_many` call.
+/// Returns the median over `reps` runs (after a warm-up) of the aggregate
+/// rate, `n × tg` tokens over the seconds of the steps.
+fn bench_parallel(
+    model: &Model<'_>,
+    params: &ContextParams,
+    n: usize,
+    pp: usize,
+    tg: usize,
+    reps: usize,
+    par: &dyn Parallel,
+) -> Result<f64, Fail> {
+    let fail = |e: nanollama::Error| Fail(e.to_string(), 1);
+    let n_vocab = model.config().n_vocab as u64;
+    let params = ContextParams {
+        n_ctx: (pp + tg) as u32,
+        ..*params
+    };
+    let size = Context::size(model, &params).map_err(fail)?;
+    let mut mems: Vec<AlignedBuf> = (0..n).map(|_| AlignedBuf::new(size)).collect();
+    let mut ctxs = mems
+        .iter_mut()
+        .map(|m| Context::init(model, &params, m.as_mut_slice()))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(fail)?;
+    let bp = BatchParams {
+        max_tokens: n as u32,
+    };
+    let mut bmem = AlignedBuf::new(Batch::size(model, &bp).map_err(fail)?);
+    let mut batch = Batch::init(model, &bp, bmem.as_mut_slice()).map_err(fail)?;
+    let mut rng = nanollama::sampler::Rng(7);
+    let mut tok = || (rng.next_u64() % n_vocab) as u32;
+    let prompts: Vec<Vec<u32>> = (0..n).map(|_| (0..pp).map(|_| tok()).collect()).collect();
+    let steps: Vec<Vec<u32>> = (0..tg).map(|_| (0..n).map(|_| tok()).collect()).collect();
+    let mut rates = Vec::new();
+    for r in 0..=reps {
+        for (c, p) in ctxs.iter_mut().zip(&prompts) {
+            c.reset();
+            if !p.is_empty() {
+                c.decode(p, par).map_err(fail)?;
+            }
+        }
+        let mut all: Vec<&mut Context<'_>> = ctxs.iter_mut().collect();
+        let t = std::time::Instant::now();
+        for s in &steps {
+            batch.decode_many(&mut all, s, None, par).map_err(fail)?;
+        }
+        if r > 0 {
+            rates.push((n * tg) as f64 / t.elapsed().as_secs_f64());
+        }
+    }
+    rates.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    Ok(rates[rates.len() / 2])
 }
 
 /// `template`: the conversation in a JSON file rendered with a built-in

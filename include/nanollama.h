@@ -103,6 +103,10 @@
 
 #define NANOLLAMA_VERSION_PATCH 0
 
+// Row buffers for stepping many contexts of one model with one pass over
+// the weights (`nanollama_decode_many`); opaque. One call at a time.
+typedef struct nanollama_batch nanollama_batch;
+
 // One conversation (opaque). Use from one thread at a time.
 typedef struct nanollama_context nanollama_context;
 
@@ -240,6 +244,16 @@ typedef struct {
 // A token id: `0..n_vocab`; [`NANOLLAMA_TOKEN_NULL`] (-1) stands for none
 // where a call reports a token the file may not have.
 typedef int32_t nanollama_token;
+
+// Settings of a batch. Fill with `nanollama_batch_params_default` (which
+// sets `size`), then change what you need.
+typedef struct {
+  // Bytes of this struct as the caller's header declares it.
+  uint32_t size;
+  // Most tokens one `nanollama_decode_many` call takes over all its
+  // contexts; 0 = 64. Memory grows with it.
+  uint32_t max_tokens;
+} nanollama_batch_params;
 
 // One logit-bias entry: `bias` is added to token `token`'s logit. An
 // element of an array, so its layout is fixed for good (8 bytes).
@@ -461,6 +475,13 @@ typedef uint32_t nanollama_tokenize_flags;
 // as one of them.
 #define NANOLLAMA_STATUS_UNSUPPORTED_TEMPLATE 36
 
+// A context in one `nanollama_decode_many` call runs another model than
+// the batch.
+#define NANOLLAMA_STATUS_MODEL_MISMATCH 37
+
+// The same context twice in one `nanollama_decode_many` call.
+#define NANOLLAMA_STATUS_DUPLICATE_CONTEXT 38
+
 // 4 bytes per element.
 #define NANOLLAMA_KV_TYPE_F32 0
 
@@ -651,6 +672,70 @@ NANOLLAMA_API nanollama_status nanollama_context_truncate(nanollama_context *ctx
 // # Safety
 // `ctx` a valid handle used by no other thread now.
 NANOLLAMA_API nanollama_status nanollama_context_reset(nanollama_context *ctx);
+
+// Writes the default batch settings to `*out`, a struct of `out_size`
+// bytes (`sizeof *out`).
+//
+// # Safety
+// `out` writable for `out_size` bytes.
+NANOLLAMA_API
+nanollama_status nanollama_batch_params_default(nanollama_batch_params *out,
+                                                size_t out_size);
+
+// Bytes of memory `nanollama_batch_init` needs, written to `*out_size`.
+//
+// # Safety
+// `model` a valid handle; `params` readable; `out_size` writable.
+NANOLLAMA_API
+nanollama_status nanollama_batch_size(const nanollama_model *model,
+                                      const nanollama_batch_params *params,
+                                      size_t *out_size);
+
+// Builds a batch for contexts of `model` in `mem` (`mem_len >=
+// nanollama_batch_size`, 64-byte aligned) and writes the handle to
+// `*out_batch`. `mem` must stay valid while the batch is used, and the
+// model must outlive it. On error `*out_batch` is left as it was.
+//
+// # Safety
+// `model` a valid handle; `params` readable; `mem` writable for `mem_len`
+// bytes; `out_batch` writable.
+NANOLLAMA_API
+nanollama_status nanollama_batch_init(const nanollama_model *model,
+                                      const nanollama_batch_params *params,
+                                      void *mem,
+                                      size_t mem_len,
+                                      nanollama_batch **out_batch);
+
+// Appends tokens to each of `ctxs[0..n_ctxs]` and computes their logits
+// with one pass over the weights (many conversations cost little more
+// than one). Context `i` takes the next `n_tokens_each[i]` tokens of
+// `tokens[0..n_tokens]`, or one each when `n_tokens_each` is NULL; each
+// attends over its own cache at its own position. Each context's logits
+// (`nanollama_context_logits`), position and cache end bit for bit as its
+// own `nanollama_context_decode` of the same tokens leaves them. The
+// tasks run through the first context's parallel_for.
+//
+// Everything is checked first; on error no context changes: NULL
+// pointers (NULL_POINTER); no contexts, a count of 0, or `n_tokens` not
+// the sum of the counts (INVALID_ARGUMENT); more than the batch's
+// `max_tokens` in all, or more than a context's `n_batch` for it
+// (BATCH_TOO_LARGE); a context of another model (MODEL_MISMATCH); the
+// same context twice (DUPLICATE_CONTEXT); contexts that differ in
+// `f32_activations` (INVALID_ARGUMENT); a bad token id
+// (TOKEN_OUT_OF_RANGE); a context that would pass its n_ctx
+// (CONTEXT_FULL).
+//
+// # Safety
+// `batch` a valid handle; `ctxs` readable for `n_ctxs` handles, used by no
+// other thread now; `tokens` readable for `n_tokens` values;
+// `n_tokens_each` NULL or readable for `n_ctxs` values.
+NANOLLAMA_API
+nanollama_status nanollama_decode_many(nanollama_batch *batch,
+                                       nanollama_context *const *ctxs,
+                                       size_t n_ctxs,
+                                       const nanollama_token *tokens,
+                                       size_t n_tokens,
+                                       const uint32_t *n_tokens_each);
 
 // Fills `*out` with llama.cpp's defaults (seed 0, temp 0.8, top_k 40,
 // top_p 0.95, min_p 0.05, penalty_last_n 64, penalties off, no logit bias;

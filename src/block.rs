@@ -9,6 +9,7 @@
 //! read once per batch. The forward pass cannot fail: the context validates
 //! tokens, positions and sizes before calling it.
 
+use crate::context::Seqs;
 use crate::kernels::{matmul, matmul_many, rmsnorm, rope, rope_table, softmax, swiglu};
 use crate::model::{slot, Config, Model};
 use crate::parallel::{for_rows, DisjointMut, Parallel};
@@ -22,25 +23,26 @@ pub enum KvCache<'a> {
     F16 { k: &'a mut [u16], v: &'a mut [u16] },
 }
 
-/// Activation buffers, each sized for `n_batch` tokens (see `context`).
+/// Activation buffers of one forward pass, each sized for its most rows (a
+/// context's `n_batch`, or a [`crate::context::Batch`]'s `max_tokens`; see
+/// `context`). Empty (the default) while a context lends them to a pass.
+#[derive(Default)]
 pub struct Scratch<'a> {
-    /// Residual stream, `n_batch × dim`.
+    /// Residual stream, `rows × dim`.
     pub x: &'a mut [f32],
-    /// Normed input, then attention output: `n_batch × max(dim, q_dim)`.
+    /// Normed input, then attention output: `rows × max(dim, q_dim)`.
     pub xb: &'a mut [f32],
-    /// Output of a projection before it is added back: `n_batch × dim`.
+    /// Output of a projection before it is added back: `rows × dim`.
     pub xb2: &'a mut [f32],
-    /// Queries, `n_batch × q_dim`.
+    /// Queries, `rows × q_dim`.
     pub q: &'a mut [f32],
-    /// New keys and values, `n_batch × kv_dim` each.
+    /// New keys and values, `rows × kv_dim` each.
     pub k: &'a mut [f32],
     pub v: &'a mut [f32],
-    /// Feed-forward hidden, `n_batch × ffn_dim` each.
+    /// Feed-forward hidden, `rows × ffn_dim` each.
     pub hb: &'a mut [f32],
     pub hb2: &'a mut [f32],
-    /// Attention scores, `n_heads × n_ctx`.
-    pub att: &'a mut [f32],
-    /// RoPE `(cos, sin)` pairs, `n_batch × rope_dim`.
+    /// RoPE `(cos, sin)` pairs, `rows × rope_dim`.
     pub rope: &'a mut [f32],
     /// Logits, `n_outputs × n_vocab`.
     pub logits: &'a mut [f32],
@@ -58,27 +60,24 @@ fn act(a: &mut [u8]) -> Option<&mut [u8]> {
     }
 }
 
-/// One decode step: which tokens, where, and which logits to keep.
-pub struct Batch<'t> {
-    /// Token ids, already checked to be in the vocabulary.
-    pub tokens: &'t [u32],
-    /// Position of the first token; `pos0 + tokens.len()` fits in the cache.
-    pub pos0: usize,
-    /// Logits for every token (else only for the last).
-    pub all: bool,
-}
-
-/// Runs a batch, storing its keys and values at its positions and writing the
-/// logits it asks for into `s.logits`.
+/// Runs one pass over the weights for every sequence of `seqs`: sequence
+/// `i` appends its `step.n` tokens (the next ones of `tokens`, in order) at
+/// its position, its keys and values are stored in its own cache, and its
+/// attention runs over that cache alone. The matrix products take all the
+/// rows at once. Writes the logits the sequences ask for into `s.logits`,
+/// sequence by sequence (every row of one that keeps all logits, else its
+/// last), and returns the number of rows written.
+///
+/// Every row's arithmetic is the same whatever the other rows are (the
+/// kernels give one row the same bits in any batch, and attention and the
+/// norms are per row), so a sequence's logits do not depend on its company.
 pub fn forward(
     model: &Model<'_>,
-    n_ctx: usize,
-    kv: &mut KvCache<'_>,
     s: &mut Scratch<'_>,
-    batch: Batch<'_>,
+    seqs: &mut Seqs<'_, '_>,
+    tokens: &[u32],
     par: &dyn Parallel,
-) {
-    let Batch { tokens, pos0, all } = batch;
+) -> usize {
     let c = model.config();
     let n = tokens.len();
     let (dim, q_dim, kv_dim) = (c.dim, c.q_dim(), c.kv_dim());
@@ -92,12 +91,20 @@ pub fn forward(
             &mut s.x[b * dim..(b + 1) * dim],
         );
     }
-    // Rotation angles of each position, shared by every layer.
+    // Each sequence's rows, and the rotation angles of each row's position
+    // (shared by every layer).
     let rp = model.rope();
-    for b in 0..n {
-        let cs = &mut s.rope[b * c.rope_dim..(b + 1) * c.rope_dim];
-        rope_table(cs, pos0 + b, &rp);
+    let mut row = 0;
+    for i in 0..seqs.len() {
+        let seq = seqs.get_mut(i);
+        seq.step.row0 = row;
+        for j in 0..seq.step.n {
+            let cs = &mut s.rope[(row + j) * c.rope_dim..(row + j + 1) * c.rope_dim];
+            rope_table(cs, seq.pos + j, &rp);
+        }
+        row += seq.step.n;
     }
+    debug_assert_eq!(row, n);
 
     for l in 0..c.n_layers {
         let w = |k| model.layer_matrix(l, k);
@@ -124,9 +131,14 @@ pub fn forward(
                 rp.neox,
             );
         }
-        store_kv(kv, l, n_ctx, kv_dim, pos0, n, s.k, s.v);
+        for i in 0..seqs.len() {
+            let seq = seqs.get_mut(i);
+            let rows = seq.step.row0 * kv_dim..(seq.step.row0 + seq.step.n) * kv_dim;
+            let (k, v) = (&s.k[rows.clone()], &s.v[rows]);
+            store_kv(&mut seq.kv, l, seq.n_ctx, kv_dim, seq.pos, k, v);
+        }
         let round = !s.act.is_empty();
-        attention(c, kv, l, n_ctx, pos0, n, s.q, s.att, s.xb, round, par);
+        attention(c, seqs, l, s.q, s.xb, n, round, par);
         matmul(par, &w(slot::ATTN_OUTPUT), s.xb, n, s.xb2, act(s.act));
         add_bias(
             &mut s.xb2[..n * dim],
@@ -154,18 +166,25 @@ pub fn forward(
     }
 
     // Final norm and output projection, for the rows that want logits.
-    let first = if all { 0 } else { n - 1 };
-    let n_out = n - first;
     let norm = model.output_norm();
-    for (i, b) in (first..n).enumerate() {
-        let (o, x) = (
-            &mut s.xb[i * dim..(i + 1) * dim],
-            &s.x[b * dim..(b + 1) * dim],
-        );
-        rmsnorm(o, x, norm, c.rms_eps);
+    let mut n_out = 0;
+    for i in 0..seqs.len() {
+        let seq = seqs.get(i);
+        let end = seq.step.row0 + seq.step.n;
+        let first = if seq.logits_all {
+            seq.step.row0
+        } else {
+            end - 1
+        };
+        for b in first..end {
+            let o = &mut s.xb[n_out * dim..(n_out + 1) * dim];
+            rmsnorm(o, &s.x[b * dim..(b + 1) * dim], norm, c.rms_eps);
+            n_out += 1;
+        }
     }
     matmul(par, &model.output(), s.xb, n_out, s.logits, act(s.act));
     add_bias(&mut s.logits[..n_out * c.n_vocab], model.output_bias());
+    n_out
 }
 
 /// Adds `bias` (little-endian f32, one row's width) to every row of `x`
@@ -220,21 +239,19 @@ fn add(x: &mut [f32], y: &[f32]) {
     }
 }
 
-/// Writes the new keys and values of layer `l` at positions `pos0..pos0+n`.
-#[allow(clippy::too_many_arguments)]
+/// Writes the new keys and values of layer `l` (`k` and `v`, whole rows)
+/// at positions `pos0..`.
 fn store_kv(
     kv: &mut KvCache<'_>,
     l: usize,
     n_ctx: usize,
     kv_dim: usize,
     pos0: usize,
-    n: usize,
     k: &[f32],
     v: &[f32],
 ) {
     let start = (l * n_ctx + pos0) * kv_dim;
-    let range = start..start + n * kv_dim;
-    let (k, v) = (&k[..n * kv_dim], &v[..n * kv_dim]);
+    let range = start..start + k.len();
     match kv {
         KvCache::F32 { k: kc, v: vc } => {
             kc[range.clone()].copy_from_slice(k);
@@ -251,40 +268,41 @@ fn store_kv(
     }
 }
 
-/// Causal attention of the batch's queries over the cache of layer `l`, one
-/// task per query head, writing `out` (`n × q_dim`). With `round` and an F16
-/// cache, queries and attention weights are rounded to f16 before they meet
-/// the f16 keys and values, as in llama.cpp's matrix products.
+/// Causal attention of each sequence's queries over its own cache of layer
+/// `l`, one task per sequence and query head, writing `out` (`n × q_dim`,
+/// the sequences' rows in order). With `round` and an F16 cache, queries
+/// and attention weights are rounded to f16 before they meet the f16 keys
+/// and values, as in llama.cpp's matrix products.
 #[allow(clippy::too_many_arguments)]
 fn attention(
     c: &Config,
-    kv: &KvCache<'_>,
+    seqs: &Seqs<'_, '_>,
     l: usize,
-    n_ctx: usize,
-    pos0: usize,
-    n: usize,
     q: &[f32],
-    att: &mut [f32],
     out: &mut [f32],
+    n: usize,
     round: bool,
     par: &dyn Parallel,
 ) {
     let (hd, q_dim, kv_dim) = (c.head_dim, c.q_dim(), c.kv_dim());
     let group = c.n_heads / c.n_kv_heads;
     let scale = 1.0 / libm::sqrtf(hd as f32);
-    let layer = l * n_ctx * kv_dim..(l + 1) * n_ctx * kv_dim;
-    let att = DisjointMut::new(&mut att[..c.n_heads * n_ctx]);
     let out = DisjointMut::new(&mut out[..n * q_dim]);
-    par.run(c.n_heads, &|h| {
+    par.run(seqs.len() * c.n_heads, &|t| {
+        let (seq, h) = (seqs.get(t / c.n_heads), t % c.n_heads);
+        let (n_ctx, kv) = (seq.n_ctx, &seq.kv);
+        let layer = l * n_ctx * kv_dim..(l + 1) * n_ctx * kv_dim;
         let kvh = h / group;
-        // SAFETY: task h alone uses row h of the score matrix.
+        // SAFETY: task t alone uses row h of its sequence's score matrix
+        // (the sequences are distinct, see `Seqs`).
         #[allow(unsafe_code)]
-        let scores = unsafe { att.range(h * n_ctx..(h + 1) * n_ctx) };
-        for b in 0..n {
-            let pos = pos0 + b;
+        let scores = unsafe { seq.att.range(h * n_ctx..(h + 1) * n_ctx) };
+        for j in 0..seq.step.n {
+            let (pos, b) = (seq.pos + j, seq.step.row0 + j);
             let qh = &q[b * q_dim + h * hd..b * q_dim + (h + 1) * hd];
             let sc = &mut scores[..pos + 1];
-            // SAFETY: task h alone writes head h's slice of each output row.
+            // SAFETY: task t alone writes head h's slice of its sequence's
+            // output rows.
             #[allow(unsafe_code)]
             let o = unsafe { out.range(b * q_dim + h * hd..b * q_dim + (h + 1) * hd) };
             o.fill(0.0);

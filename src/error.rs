@@ -91,6 +91,11 @@ pub enum Error {
     /// A chat template that is neither a built-in name nor a template
     /// string recognised as one (see [`crate::chat`]).
     UnsupportedTemplate = 36,
+    /// A context in one `decode_many` call runs another model than the
+    /// batch (every context of one pass must read the same weights).
+    ModelMismatch = 37,
+    /// The same context twice in one `decode_many` call.
+    DuplicateContext = 38,
 }
 
 /// The crate's result type.
@@ -144,11 +149,13 @@ impl Error {
             }
             Error::UnsupportedHyperparameter => c"hyper-parameter asks for a block variant not supported (scale, sliding window, ...)",
             Error::UnsupportedTemplate => c"chat template not recognised (not a built-in name or known template)",
+            Error::ModelMismatch => c"context of another model than the batch's",
+            Error::DuplicateContext => c"the same context twice in one call",
         }
     }
 
     /// Every error, in code order (for tests and tools).
-    pub const ALL: [Error; 34] = [
+    pub const ALL: [Error; 36] = [
         Error::InvalidArgument,
         Error::BufferTooSmall,
         Error::Misaligned,
@@ -183,6 +190,8 @@ impl Error {
         Error::UnexpectedTensor,
         Error::UnsupportedHyperparameter,
         Error::UnsupportedTemplate,
+        Error::ModelMismatch,
+        Error::DuplicateContext,
     ];
 
     /// The error of a status code, if it is one.

@@ -15,7 +15,7 @@ use core::ffi::{c_char, c_void};
 use core::mem::{align_of, offset_of, size_of};
 
 use crate::chat::Message;
-use crate::context::{Context, ContextParams, KvType};
+use crate::context::{Batch, BatchParams, Context, ContextParams, KvType};
 use crate::error::Error;
 use crate::model::{Model, ALIGN};
 use crate::parallel::Parallel;
@@ -156,6 +156,13 @@ pub const NANOLLAMA_STATUS_BAD_STRUCT_SIZE: nanollama_status = 35;
 /// as one of them.
 pub const NANOLLAMA_STATUS_UNSUPPORTED_TEMPLATE: nanollama_status = 36;
 
+/// A context in one `nanollama_decode_many` call runs another model than
+/// the batch.
+pub const NANOLLAMA_STATUS_MODEL_MISMATCH: nanollama_status = 37;
+
+/// The same context twice in one `nanollama_decode_many` call.
+pub const NANOLLAMA_STATUS_DUPLICATE_CONTEXT: nanollama_status = 38;
+
 impl From<Error> for nanollama_status {
     fn from(e: Error) -> Self {
         match e {
@@ -193,6 +200,8 @@ impl From<Error> for nanollama_status {
             Error::UnexpectedTensor => NANOLLAMA_STATUS_UNEXPECTED_TENSOR,
             Error::UnsupportedHyperparameter => NANOLLAMA_STATUS_UNSUPPORTED_HYPERPARAMETER,
             Error::UnsupportedTemplate => NANOLLAMA_STATUS_UNSUPPORTED_TEMPLATE,
+            Error::ModelMismatch => NANOLLAMA_STATUS_MODEL_MISMATCH,
+            Error::DuplicateContext => NANOLLAMA_STATUS_DUPLICATE_CONTEXT,
         }
     }
 }
@@ -525,7 +534,10 @@ unsafe fn write_out<T: AbiStruct>(out: *mut T, size: usize, v: T) -> nanollama_s
     NANOLLAMA_STATUS_OK
 }
 
-/// The context handle as laid out at the start of the caller's memory.
+/// The context handle as laid out at the start of the caller's memory
+/// (`repr(C)`: the context first, so that an array of handles is an array
+/// of context pointers for `nanollama_decode_many`).
+#[repr(C)]
 struct ContextHandle {
     ctx: Context<'static>,
     par: HostParallel,
@@ -1047,6 +1059,192 @@ pub unsafe extern "C" fn nanollama_context_reset(ctx: *mut nanollama_context) ->
     let h = try_status!(unsafe { ctx_mut(ctx) });
     h.ctx.reset();
     NANOLLAMA_STATUS_OK
+}
+
+/// Row buffers for stepping many contexts of one model with one pass over
+/// the weights (`nanollama_decode_many`); opaque. One call at a time.
+pub struct nanollama_batch {
+    _private: [u8; 0],
+}
+
+/// Settings of a batch. Fill with `nanollama_batch_params_default` (which
+/// sets `size`), then change what you need.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct nanollama_batch_params {
+    /// Bytes of this struct as the caller's header declares it.
+    pub size: u32,
+    /// Most tokens one `nanollama_decode_many` call takes over all its
+    /// contexts; 0 = 64. Memory grows with it.
+    pub max_tokens: u32,
+}
+
+// SAFETY: all-zero bytes are a valid value; no bools.
+unsafe impl AbiStruct for nanollama_batch_params {
+    const BOOLS: &'static [usize] = &[];
+}
+
+const _: () = assert!(align_of::<Batch<'static>>() <= ALIGN);
+
+/// Writes the default batch settings to `*out`, a struct of `out_size`
+/// bytes (`sizeof *out`).
+///
+/// # Safety
+/// `out` writable for `out_size` bytes.
+#[no_mangle]
+pub unsafe extern "C" fn nanollama_batch_params_default(
+    out: *mut nanollama_batch_params,
+    out_size: usize,
+) -> nanollama_status {
+    let p = nanollama_batch_params {
+        size: 0,
+        max_tokens: BatchParams::default().max_tokens,
+    };
+    // SAFETY: caller's contract.
+    unsafe { write_defaults(out, out_size, p) }
+}
+
+/// # Safety
+/// `p` is NULL or readable for its `size` bytes.
+unsafe fn batch_params(p: *const nanollama_batch_params) -> Result<BatchParams, nanollama_status> {
+    // SAFETY: caller's contract.
+    let p = unsafe { read_in(p) }?;
+    Ok(BatchParams {
+        max_tokens: p.max_tokens,
+    })
+}
+
+/// Bytes of memory `nanollama_batch_init` needs, written to `*out_size`.
+///
+/// # Safety
+/// `model` a valid handle; `params` readable; `out_size` writable.
+#[no_mangle]
+pub unsafe extern "C" fn nanollama_batch_size(
+    model: *const nanollama_model,
+    params: *const nanollama_batch_params,
+    out_size: *mut usize,
+) -> nanollama_status {
+    // SAFETY: caller's contract.
+    let m = try_status!(unsafe { model_ref(model) });
+    // SAFETY: caller's contract.
+    let p = try_status!(unsafe { batch_params(params) });
+    if out_size.is_null() {
+        return NANOLLAMA_STATUS_NULL_POINTER;
+    }
+    let n = try_status!(Batch::size(m, &p));
+    let Some(total) = n.checked_add(head::<Batch<'static>>()) else {
+        return NANOLLAMA_STATUS_INVALID_ARGUMENT;
+    };
+    // SAFETY: non-NULL (checked), writable (contract).
+    unsafe { out_size.write(total) };
+    NANOLLAMA_STATUS_OK
+}
+
+/// Builds a batch for contexts of `model` in `mem` (`mem_len >=
+/// nanollama_batch_size`, 64-byte aligned) and writes the handle to
+/// `*out_batch`. `mem` must stay valid while the batch is used, and the
+/// model must outlive it. On error `*out_batch` is left as it was.
+///
+/// # Safety
+/// `model` a valid handle; `params` readable; `mem` writable for `mem_len`
+/// bytes; `out_batch` writable.
+#[no_mangle]
+pub unsafe extern "C" fn nanollama_batch_init(
+    model: *const nanollama_model,
+    params: *const nanollama_batch_params,
+    mem: *mut c_void,
+    mem_len: usize,
+    out_batch: *mut *mut nanollama_batch,
+) -> nanollama_status {
+    // SAFETY: caller's contract (the model outlives the batch).
+    let m: &'static Model<'static> = try_status!(unsafe { model_ref(model) });
+    // SAFETY: caller's contract.
+    let p = try_status!(unsafe { batch_params(params) });
+    if out_batch.is_null() {
+        return NANOLLAMA_STATUS_NULL_POINTER;
+    }
+    // SAFETY: caller's contract on `mem` (it outlives the batch).
+    let (handle, rest) = try_status!(unsafe { memory::<Batch<'static>>(mem, mem_len) });
+    let b = try_status!(Batch::init(m, &p, rest));
+    // SAFETY: aligned and large enough for the handle (checked by `memory`).
+    unsafe { handle.write(b) };
+    // SAFETY: non-NULL (checked), writable (contract).
+    unsafe { out_batch.write(handle as *mut nanollama_batch) };
+    NANOLLAMA_STATUS_OK
+}
+
+/// Appends tokens to each of `ctxs[0..n_ctxs]` and computes their logits
+/// with one pass over the weights (many conversations cost little more
+/// than one). Context `i` takes the next `n_tokens_each[i]` tokens of
+/// `tokens[0..n_tokens]`, or one each when `n_tokens_each` is NULL; each
+/// attends over its own cache at its own position. Each context's logits
+/// (`nanollama_context_logits`), position and cache end bit for bit as its
+/// own `nanollama_context_decode` of the same tokens leaves them. The
+/// tasks run through the first context's parallel_for.
+///
+/// Everything is checked first; on error no context changes: NULL
+/// pointers (NULL_POINTER); no contexts, a count of 0, or `n_tokens` not
+/// the sum of the counts (INVALID_ARGUMENT); more than the batch's
+/// `max_tokens` in all, or more than a context's `n_batch` for it
+/// (BATCH_TOO_LARGE); a context of another model (MODEL_MISMATCH); the
+/// same context twice (DUPLICATE_CONTEXT); contexts that differ in
+/// `f32_activations` (INVALID_ARGUMENT); a bad token id
+/// (TOKEN_OUT_OF_RANGE); a context that would pass its n_ctx
+/// (CONTEXT_FULL).
+///
+/// # Safety
+/// `batch` a valid handle; `ctxs` readable for `n_ctxs` handles, used by no
+/// other thread now; `tokens` readable for `n_tokens` values;
+/// `n_tokens_each` NULL or readable for `n_ctxs` values.
+#[no_mangle]
+pub unsafe extern "C" fn nanollama_decode_many(
+    batch: *mut nanollama_batch,
+    ctxs: *const *mut nanollama_context,
+    n_ctxs: usize,
+    tokens: *const nanollama_token,
+    n_tokens: usize,
+    n_tokens_each: *const u32,
+) -> nanollama_status {
+    if batch.is_null() || ctxs.is_null() || tokens.is_null() {
+        return NANOLLAMA_STATUS_NULL_POINTER;
+    }
+    if n_ctxs == 0 || n_ctxs > isize::MAX as usize / 8 {
+        return NANOLLAMA_STATUS_INVALID_ARGUMENT;
+    }
+    if n_tokens > isize::MAX as usize / 4 {
+        return NANOLLAMA_STATUS_BATCH_TOO_LARGE;
+    }
+    for i in 0..n_ctxs {
+        // SAFETY: `ctxs` is readable for `n_ctxs` pointers (contract).
+        if unsafe { ctxs.wrapping_add(i).read() }.is_null() {
+            return NANOLLAMA_STATUS_NULL_POINTER;
+        }
+    }
+    // SAFETY: readable for `n_ctxs` pointers (contract), none NULL (checked);
+    // a handle points at a `ContextHandle`, whose first field is its
+    // context (`repr(C)`), so each is a `NonNull<Context>`.
+    let ptrs = unsafe {
+        core::slice::from_raw_parts(ctxs as *const core::ptr::NonNull<Context<'static>>, n_ctxs)
+    };
+    let n_each = if n_tokens_each.is_null() {
+        None
+    } else {
+        // SAFETY: readable for `n_ctxs` values (contract).
+        Some(unsafe { core::slice::from_raw_parts(n_tokens_each, n_ctxs) })
+    };
+    // SAFETY: readable for `n_tokens` values (contract); `i32` and `u32`
+    // have one layout, and a negative id becomes a value >= 2^31, which is
+    // refused as out of range.
+    let toks = unsafe { core::slice::from_raw_parts(tokens as *const u32, n_tokens) };
+    let first = ptrs[0].as_ptr() as *const ContextHandle;
+    // SAFETY: a valid handle (contract); the field is copied, no reference
+    // into the context is made.
+    let par = unsafe { (*first).par };
+    // SAFETY: a valid batch handle, used by this thread alone (contract).
+    let b = unsafe { &mut *(batch as *mut Batch<'static>) };
+    // SAFETY: every pointer is a valid context used by nothing else during
+    // the call (contract); repeats are refused by `decode_raw`.
+    status(unsafe { b.decode_raw(ptrs, toks, n_each, &par) })
 }
 
 /// Sampler stages, for `nanollama_sampler_params.order`.

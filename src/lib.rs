@@ -41,7 +41,7 @@ pub mod tokenizer;
 #[rustfmt::skip]
 mod unicode_tables;
 
-pub use context::{Context, ContextParams, KvType};
+pub use context::{Batch, BatchParams, Context, ContextParams, KvType};
 pub use error::{Error, Result};
 pub use gguf::Gguf;
 pub use model::{Arch, Config, Model, RopeScaling, RopeScalingType};

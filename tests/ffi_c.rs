@@ -351,6 +351,15 @@ fn c_context_api() {
 }
 
 #[test]
+fn c_decode_many() {
+    let exe = test_program("many");
+    for (_, path) in models() {
+        let out = run(&exe, std::slice::from_ref(path));
+        assert!(out.contains("many: ok"), "{out}");
+    }
+}
+
+#[test]
 fn c_host_thread_pool() {
     let args = [model(ty::Q8_0), model(ty::F16)];
     let out = run(&test_program("parallel"), &args);
@@ -401,6 +410,7 @@ fn every_ffi_test_is_run() {
             "abi.c",
             "chat.c",
             "context.c",
+            "many.c",
             "model.c",
             "parallel.c",
             "sampler.c",

@@ -4,7 +4,7 @@
 Run:   cargo build --release --example nanollama && tools/bench-vs-llama.cpp
            [--shapes stories110M,tinyllama-1.1B] [--types F16,BF16,Q8_0,...]
            [--threads 1,2] [--reps 3] [--avx2] [--no-real] [--hugepages]
-           [--dir /tmp/nanollama-bench]
+           [--dir /tmp/nanollama-bench] [--parallel 1,4,8,16 [--par-pp 32] [--par-tg 32]]
 Needs numpy, gguf and llama-cpp-python (see tools/README.md for its build);
 --avx2 also needs the AVX2-only llama.cpp of tools/setup-llama-avx2.sh.
 
@@ -41,6 +41,22 @@ On a CPU without AVX-512 only the AVX2 rows run (as with --avx2, against the
 AVX2-only llama.cpp, which then also quantizes the models).
 A row where nanollama ran a scalar kernel for some matrix (it says so on its
 `scalar kernels:` line) is marked "scalar: TYPES".
+
+--parallel N1,N2,... measures, instead of pp128/tg64, the aggregate
+generation rate of N conversations at once, for each N: each conversation
+gets its own seeded random prompt of --par-pp tokens (ids 4..32000), decoded
+first and not timed; then --par-tg steps, each appending one seeded random
+token to every conversation, with logits for all N; rate = N*T / seconds of
+the T steps. One warm-up run first. llama.cpp does it its own way (as
+llama-batched-bench): one context with n_seq_max = N, n_ctx = N*(P+T) rounded
+up to 256, each prompt its own llama_batch with seq_id i, each step one
+llama_batch of N tokens with seq_ids 0..N-1 (`--llama-parallel-worker`); the
+other context parameters are llama.cpp's defaults, which in 0.3.36 were:
+kv_unified = false (one KV stream per sequence; llama.cpp pads n_ctx per
+sequence up to 256, so n_ctx becomes 256*N here), flash_attn = auto
+(resolved to enabled on CPU), K/V cache f16, n_ubatch 512. nanollama runs
+`nanollama bench PATH --parallel N --pp P --tg T`. Not with --avx2 or
+--hugepages.
 
 --hugepages adds columns with nanollama reading the file from memory advised
 to 2 MiB pages (a host's choice the library allows).
@@ -268,6 +284,130 @@ def llama_worker(path, threads, reps):
     print("tg", *tg)
 
 
+def llama_parallel_worker(path, threads, n, p, t, reps=1):
+    """Child process: N conversations in one llama.cpp context (see the module
+    docstring); a warm-up, then `reps` timed runs; prints `par RATE...` and a
+    `ctx ...` line with the context llama.cpp made."""
+    import llama_cpp as L
+
+    logs = []
+
+    @L.llama_log_callback
+    def keep(level, text, user_data):
+        logs.append(text.decode(errors="replace"))
+    L.llama_log_set(keep, None)
+    model = L.llama_model_load_from_file(path.encode(), L.llama_model_default_params())
+    assert model, path
+    cp = L.llama_context_default_params()
+    cp.n_seq_max = n
+    cp.n_ctx = -(-n * (p + t) // 256) * 256
+    cp.n_batch = max(cp.n_batch, p, n)
+    cp.n_ubatch = max(cp.n_ubatch, p, n)
+    cp.n_threads = cp.n_threads_batch = threads
+    ctx = L.llama_init_from_model(model, cp)
+    assert ctx
+    text = "".join(logs)
+    fa = "enabled" if "Flash Attention enabled" in text else "disabled" if "Flash Attention disabled" in text \
+        or "flash_attn            = disabled" in text else "?"
+    batch = L.llama_batch_init(max(p, n), 0, 1)
+    rng = np.random.default_rng(42)
+    prompts = rng.integers(4, 32000, (n, p))
+    steps = rng.integers(4, 32000, (t, n))
+
+    def decode(toks, poss, seqs, logits):
+        for i, (tok, pos, sq, lg) in enumerate(zip(toks, poss, seqs, logits)):
+            batch.token[i], batch.pos[i], batch.n_seq_id[i], batch.seq_id[i][0] = int(tok), pos, 1, sq
+            batch.logits[i] = lg
+        batch.n_tokens = len(toks)
+        r = L.llama_decode(ctx, batch)
+        assert r == 0, f"llama_decode returned {r}"
+
+    def run():
+        L.llama_memory_clear(L.llama_get_memory(ctx), True)
+        for i in range(n):
+            decode(prompts[i], range(p), [i] * p, [False] * (p - 1) + [True])
+        L.llama_synchronize(ctx)
+        t0 = time.perf_counter()
+        for s in range(t):
+            decode(steps[s], [p + s] * n, range(n), [True] * n)
+        L.llama_synchronize(ctx)
+        return n * t / (time.perf_counter() - t0)
+
+    run()
+    rates = [run() for _ in range(reps)]
+    print("par", *rates)
+    print(f"ctx n_seq_max={L.llama_n_seq_max(ctx)} n_ctx={L.llama_n_ctx(ctx)} n_ctx_seq={L.llama_n_ctx_seq(ctx)} "
+          f"n_batch={L.llama_n_batch(ctx)} n_ubatch={L.llama_n_ubatch(ctx)} kv_unified={cp.kv_unified} "
+          f"flash_attn={L.llama_flash_attn_type_name(cp.flash_attn_type).decode()}->{fa}")
+    L.llama_batch_free(batch)
+    L.llama_free(ctx)
+    L.llama_model_free(model)
+
+
+def llama_parallel(path, threads, n, p, t):
+    py = sys.executable if has_avx512() else AVX2_PYTHON
+    r = subprocess.run([py, os.path.abspath(__file__), "--llama-parallel-worker", path, str(threads), str(n),
+                        str(p), str(t)], capture_output=True, text=True)
+    if r.returncode != 0:
+        sys.exit(f"llama.cpp parallel worker failed ({path}, N={n}):\n{r.stdout[-2000:]}{r.stderr[-2000:]}")
+    lines = dict(l.split(" ", 1) for l in r.stdout.strip().splitlines())
+    return float(lines["par"].split()[0]), lines["ctx"]
+
+
+def ours_parallel(path, threads, n, p, t):
+    """nanollama's aggregate rate of N conversations, and its scalar types."""
+    import re
+    exe = os.path.join(ROOT, "target", "release", "examples", "nanollama")
+    if not os.path.exists(exe):
+        sys.exit(f"{exe} is missing: cargo build --release --example nanollama")
+    cmd = [exe, "bench", path, "--parallel", str(n), "--pp", str(p), "--tg", str(t), "--threads", str(threads),
+           "--reps", "1"]
+    env = dict(os.environ)
+    env.pop("NANOLLAMA_KERNELS", None)
+    r = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    want = re.compile(rf"^tg{t} parallel {n}: ([0-9.eE+-]+) tok/s\s*$", re.M)
+    got = want.search(r.stdout)
+    if r.returncode != 0 or not got:
+        sys.exit(f"`{' '.join(cmd)}` did not give a line `tg{t} parallel {n}: RATE tok/s` "
+                 f"(exit code {r.returncode}); does this nanollama bench support --parallel yet?\n"
+                 f"stdout:\n{r.stdout[-1500:]}\nstderr:\n{r.stderr[-1500:]}")
+    sc = re.search(r"^scalar kernels: (.*)$", r.stdout, re.M)
+    return float(got.group(1)), sc.group(1).strip() if sc else "none"
+
+
+def parallel_table(models, threads, ns, a):
+    cols = ["model", "type", "threads", "N", "llama.cpp tok/s", "nanollama tok/s", "ratio (nanollama/llama.cpp)",
+            "nanollama N / N=1", "llama.cpp N / N=1"]
+    print("| " + " | ".join(cols) + " |")
+    print("|" + " --- |" * len(cols), flush=True)
+    m = statistics.median
+    ctxs, notes = {}, []
+    for s, t, path in models:
+        for th in threads:
+            base = {}
+            for n in ns:
+                lr, orr = [], []
+                for _ in range(a.reps):
+                    o, scalar = ours_parallel(path, th, n, a.par_pp, a.par_tg)
+                    orr.append(o)
+                    l, ctx = llama_parallel(path, th, n, a.par_pp, a.par_tg)
+                    lr.append(l)
+                    ctxs.setdefault(n, ctx)
+                if scalar != "none":
+                    notes.append(f"{s} {t} {th} threads N={n}: nanollama ran scalar kernels for {scalar}")
+                lm, om = m(lr), m(orr)
+                if n == 1:
+                    base = {"l": lm, "o": om}
+                rel = (lambda k, v: f"{v / base[k]:.2f}" if base else "n/a")
+                row = [s, t, th, n, f"{lm:.2f}", f"{om:.2f}", f"{om / lm:.2f}", rel("o", om), rel("l", lm)]
+                print("| " + " | ".join(map(str, row)) + " |", flush=True)
+    print()
+    for n, ctx in sorted(ctxs.items()):
+        print(f"llama.cpp context at N={n}: {ctx}")
+    for x in notes:
+        print(x)
+
+
 def llama(path, threads, avx2):
     py = AVX2_PYTHON if avx2 else sys.executable
     out = subprocess.run([py, os.path.abspath(__file__), "--llama-worker", path, str(threads)],
@@ -295,6 +435,9 @@ def main():
     if len(sys.argv) > 1 and sys.argv[1] == "--llama-worker":
         llama_worker(sys.argv[2], int(sys.argv[3]), 1)
         return
+    if len(sys.argv) > 1 and sys.argv[1] == "--llama-parallel-worker":
+        llama_parallel_worker(sys.argv[2], *map(int, sys.argv[3:]))
+        return
     if len(sys.argv) > 1 and sys.argv[1] == "--quantize-worker":
         quantize_worker(sys.argv[2], sys.argv[3], int(sys.argv[4]))
         return
@@ -307,7 +450,12 @@ def main():
     ap.add_argument("--no-real", action="store_true")
     ap.add_argument("--hugepages", action="store_true")
     ap.add_argument("--dir", default="/tmp/nanollama-bench")
+    ap.add_argument("--parallel", help="e.g. 1,4,8,16: aggregate rate of N conversations instead of pp/tg")
+    ap.add_argument("--par-pp", type=int, default=32, help="prompt tokens per conversation (--parallel)")
+    ap.add_argument("--par-tg", type=int, default=32, help="generation steps (--parallel)")
     a = ap.parse_args()
+    if a.parallel and (a.avx2 or a.hugepages):
+        sys.exit("--parallel does not run with --avx2 or --hugepages")
     avx512 = has_avx512()
     if not avx512:
         print("this CPU has no AVX-512 (F, BW, VL, VBMI, VNNI): AVX2 rows only, against the AVX2 llama.cpp",
@@ -331,6 +479,9 @@ def main():
     for s in a.shapes.split(","):
         for t in a.types.split(","):
             models.append((s, t, make_model(a.dir, s, t)))
+    if a.parallel:
+        parallel_table(models, threads, sorted(map(int, a.parallel.split(","))), a)
+        return
     cols = ["model", "type", "ISA", "threads", "llama.cpp pp128", "nanollama pp128", "pp ratio",
             "llama.cpp pp / peak", "nanollama pp / peak", "llama.cpp tg64", "nanollama tg64", "tg ratio",
             "tg floor", "llama.cpp tg / floor", "nanollama tg / floor", "note"]

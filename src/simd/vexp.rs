@@ -168,8 +168,17 @@ pub fn swiglu_avx512(g: &mut [f32], u: &[f32]) {
         // SAFETY: as above.
         unsafe { _mm512_storeu_ps(gv.as_mut_ptr(), y) };
     }
-    for (g, &u) in gc.into_remainder().iter_mut().zip(uc.remainder()) {
-        *g = *g / (1.0 + libm::expf(-*g)) * u;
+    // The tail through the same lanes (zero-padded), so that an element's
+    // bits do not depend on where a slice ends: a batch's rows of an
+    // odd-sized FFN would otherwise meet the scalar `expf` in one batch and
+    // the vector one in another.
+    let (gr, ur) = (gc.into_remainder(), uc.remainder());
+    if !gr.is_empty() {
+        let (mut gt, mut ut) = ([0f32; 16], [0f32; 16]);
+        gt[..gr.len()].copy_from_slice(gr);
+        ut[..ur.len()].copy_from_slice(ur);
+        swiglu_avx512(&mut gt, &ut);
+        gr.copy_from_slice(&gt[..gr.len()]);
     }
 }
 
@@ -190,8 +199,14 @@ pub fn swiglu_avx2(g: &mut [f32], u: &[f32]) {
         // SAFETY: as above.
         unsafe { _mm256_storeu_ps(gv.as_mut_ptr(), y) };
     }
-    for (g, &u) in gc.into_remainder().iter_mut().zip(uc.remainder()) {
-        *g = *g / (1.0 + libm::expf(-*g)) * u;
+    // The tail through the same lanes, as in `swiglu_avx512`.
+    let (gr, ur) = (gc.into_remainder(), uc.remainder());
+    if !gr.is_empty() {
+        let (mut gt, mut ut) = ([0f32; 8], [0f32; 8]);
+        gt[..gr.len()].copy_from_slice(gr);
+        ut[..ur.len()].copy_from_slice(ur);
+        swiglu_avx2(&mut gt, &ut);
+        gr.copy_from_slice(&gt[..gr.len()]);
     }
 }
 
