@@ -1171,6 +1171,79 @@ class Context {
   nanollama_context_info info_{};
 };
 
+// ---------------------------------------------------------------- Batch
+
+// Row buffers for stepping many Contexts of one Model with one pass over
+// the weights (decode_many). The Model must outlive it. One call at a time.
+class Batch {
+ public:
+  Batch() noexcept = default;
+
+  // Memory for a batch of at most max_tokens tokens per call (0: 64).
+  [[nodiscard]] static Result<std::size_t> try_size(const Model &model,
+                                                    std::uint32_t max_tokens = 0) noexcept {
+    nanollama_batch_params p = params(max_tokens);
+    std::size_t n = 0;
+    nanollama_status s = nanollama_batch_size(model.get(), &p, &n);
+    if (s != NANOLLAMA_STATUS_OK) return detail::failure(s);
+    return n;
+  }
+  // A batch in memory allocated here, or in the caller's (64-byte aligned,
+  // try_size bytes).
+  [[nodiscard]] static Result<Batch> try_create(const Model &model, std::uint32_t max_tokens = 0,
+                                                span<std::byte> mem = {}) noexcept {
+    nanollama_batch_params p = params(max_tokens);
+    std::size_t need = 0;
+    nanollama_status s = nanollama_batch_size(model.get(), &p, &need);
+    if (s != NANOLLAMA_STATUS_OK) return detail::failure(s);
+    Memory caller = Memory::borrow(mem.data(), mem.size());
+    Result<Memory> m = detail::memory_for(need, mem.data() ? &caller : nullptr);
+    if (!m) return detail::failure(m.error().code());
+    nanollama_batch *h = nullptr;
+    s = nanollama_batch_init(model.get(), &p, m->data(), m->size(), &h);
+    if (s != NANOLLAMA_STATUS_OK) return detail::failure(s);
+    Batch b;
+    b.owner_ = detail::Owner<nanollama_batch>(std::move(*m), h);
+    return b;
+  }
+#if NANOLLAMA_EXCEPTIONS
+  explicit Batch(const Model &model, std::uint32_t max_tokens = 0)
+      : Batch(unwrap(try_create(model, max_tokens))) {}
+#endif
+
+  [[nodiscard]] nanollama_batch *get() const noexcept { return owner_.get(); }
+  explicit operator bool() const noexcept { return get() != nullptr; }
+
+  // Appends to each context (the C handles, Context::get()) the next
+  // counts[i] tokens (one each when counts is empty) with one pass over the
+  // weights; each context ends as its own decode of those tokens leaves
+  // it. Refused calls change nothing (see nanollama_decode_many).
+  [[nodiscard]] Result<void> try_decode_many(span<nanollama_context *const> ctxs,
+                                             span<const token> tokens,
+                                             span<const std::uint32_t> counts = {}) noexcept {
+    if (!counts.empty() && counts.size() != ctxs.size())
+      return detail::failure(NANOLLAMA_STATUS_INVALID_ARGUMENT);
+    return detail::check(nanollama_decode_many(get(), ctxs.data(), ctxs.size(), tokens.data(),
+                                               tokens.size(),
+                                               counts.empty() ? nullptr : counts.data()));
+  }
+#if NANOLLAMA_EXCEPTIONS
+  void decode_many(span<nanollama_context *const> ctxs, span<const token> tokens,
+                   span<const std::uint32_t> counts = {}) {
+    unwrap(try_decode_many(ctxs, tokens, counts));
+  }
+#endif
+
+ private:
+  static nanollama_batch_params params(std::uint32_t max_tokens) noexcept {
+    nanollama_batch_params p;
+    nanollama_batch_params_default(&p, sizeof p);
+    p.max_tokens = max_tokens;
+    return p;
+  }
+  detail::Owner<nanollama_batch> owner_;
+};
+
 // -------------------------------------------------------------- Sampler
 
 // A sampler chain for a vocabulary of n_vocab tokens. One thread at a

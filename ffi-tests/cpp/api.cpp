@@ -80,6 +80,7 @@ void operator delete(void *p, std::align_val_t a, const std::nothrow_t &) noexce
 }
 
 // ---------------------------------------------------------------------
+using nanollama::Batch;
 using nanollama::Context;
 using nanollama::ContextParams;
 using nanollama::Detokenizer;
@@ -313,6 +314,41 @@ static void raii(const std::vector<std::byte> &gguf) {
     CHECK(!v && w && w.n_vocab() == 2048 && g_live == 5);
   }
   CHECK(g_live == 0);  // every owner freed its memory
+}
+
+// ---------------------------------------------------------- decode_many
+// Two contexts stepped together give each one's own bits; a refused call
+// changes nothing; the batch is an owner like the others.
+static void many(const std::vector<std::byte> &gguf) {
+  Model model = OK(Model::try_load(bytes(gguf)));
+  const ContextParams p = ContextParams().n_ctx(16).n_batch(4);
+  Context a = OK(Context::try_create(model, p)), b = OK(Context::try_create(model, p));
+  Context a1 = OK(Context::try_create(model, p)), b1 = OK(Context::try_create(model, p));
+  Batch batch = OK(Batch::try_create(model, 4));
+  CHECK(batch && OK(Batch::try_size(model, 4)) > 0);
+  nanollama_context *both[] = {a.get(), b.get()};
+  const token prompt[] = {5, 6, 7};
+  const std::uint32_t counts[] = {1, 2};
+  OK(batch.try_decode_many(both, prompt, counts));
+  OK(a1.try_decode(prompt[0]));
+  OK(b1.try_decode(span<const token>(prompt + 1, 2)));
+  for (int step = 0; step < 3; step++) {
+    const token t[] = {static_cast<token>(10 + step), static_cast<token>(20 + step)};
+    OK(batch.try_decode_many(both, t));
+    OK(a1.try_decode(t[0]));
+    OK(b1.try_decode(t[1]));
+    span<const float> la = OK(a.try_logits()), la1 = OK(a1.try_logits());
+    span<const float> lb = OK(b.try_logits()), lb1 = OK(b1.try_logits());
+    CHECK(la.size() == la1.size() && std::memcmp(la.data(), la1.data(), la.size_bytes()) == 0);
+    CHECK(lb.size() == lb1.size() && std::memcmp(lb.data(), lb1.data(), lb.size_bytes()) == 0);
+  }
+  const std::uint32_t wrong[] = {1, 1, 1};
+  const token two[] = {1, 2};
+  CHECK_ERR(batch.try_decode_many(both, two, wrong), NANOLLAMA_STATUS_INVALID_ARGUMENT);
+  nanollama_context *twice[] = {a.get(), a.get()};
+  CHECK_ERR(batch.try_decode_many(twice, two), NANOLLAMA_STATUS_DUPLICATE_CONTEXT);
+  CHECK(OK(a.try_pos()) == 4 && OK(b.try_pos()) == 5);
+  CHECK_ERR(Batch().try_decode_many(both, two), NANOLLAMA_STATUS_NULL_POINTER);
 }
 
 // ---------------------------------------------------- caller's buffers
@@ -560,6 +596,7 @@ int main(int argc, char **argv) {
   int n = std::atoi(argv[3]);
   errors(gguf);
   raii(gguf);
+  many(gguf);
   caller_buffers(gguf);
   helpers(gguf);
   std::string text = generate_try(gguf, argv[2], n, nullptr);
