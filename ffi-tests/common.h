@@ -113,6 +113,18 @@ static inline void free_model(loaded_model *m) {
     free(m->file);
 }
 
+/* Default context params with these four set. */
+static inline nanollama_context_params context_params(uint32_t n_ctx, uint32_t n_batch,
+                                                      uint32_t kv, bool all) {
+    nanollama_context_params p;
+    nanollama_context_params_default(&p, sizeof p);
+    p.n_ctx = n_ctx;
+    p.n_batch = n_batch;
+    p.kv_type = kv;
+    p.logits_all = all;
+    return p;
+}
+
 static inline nanollama_context *new_context(const nanollama_model *model,
                                              const nanollama_context_params *p,
                                              void **mem) {

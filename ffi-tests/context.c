@@ -29,13 +29,7 @@ static uint32_t pos_of(const nanollama_context *ctx) {
 }
 
 static nanollama_context_params params(uint32_t n_ctx, uint32_t n_batch, uint32_t kv, bool all) {
-    nanollama_context_params p;
-    nanollama_context_params_default(&p, sizeof p);
-    p.n_ctx = n_ctx;
-    p.n_batch = n_batch;
-    p.kv_type = kv;
-    p.logits_all = all;
-    return p;
+    return context_params(n_ctx, n_batch, kv, all);
 }
 
 static const int32_t TOKS[] = {5, 17, 99, 0, 42, 42, 7, 63, 1, 2, 3, 4, 5, 6, 7, 8};

@@ -18,12 +18,7 @@ static void reverse_for(void *user, nanollama_task_fn fn, void *data, uint32_t n
 
 static nanollama_context_params params(uint32_t n_ctx, uint32_t n_batch, uint32_t kv, bool all,
                                        bool par) {
-    nanollama_context_params p;
-    nanollama_context_params_default(&p, sizeof p);
-    p.n_ctx = n_ctx;
-    p.n_batch = n_batch;
-    p.kv_type = kv;
-    p.logits_all = all;
+    nanollama_context_params p = context_params(n_ctx, n_batch, kv, all);
     if (par) {
         p.n_threads = 3;
         p.parallel_for = reverse_for;
