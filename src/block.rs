@@ -66,7 +66,7 @@ fn act(a: &mut [u8]) -> Option<&mut [u8]> {
 /// attention runs over that cache alone. The matrix products take all the
 /// rows at once. Writes the logits the sequences ask for into `s.logits`,
 /// sequence by sequence (every row of one that keeps all logits, else its
-/// last), and returns the number of rows written.
+/// last).
 ///
 /// Every row's arithmetic is the same whatever the other rows are (the
 /// kernels give one row the same bits in any batch, and attention and the
@@ -77,7 +77,7 @@ pub fn forward(
     seqs: &mut Seqs<'_, '_>,
     tokens: &[u32],
     par: &dyn Parallel,
-) -> usize {
+) {
     let c = model.config();
     let n = tokens.len();
     let (dim, q_dim, kv_dim) = (c.dim, c.q_dim(), c.kv_dim());
@@ -184,7 +184,6 @@ pub fn forward(
     }
     matmul(par, &model.output(), s.xb, n_out, s.logits, act(s.act));
     add_bias(&mut s.logits[..n_out * c.n_vocab], model.output_bias());
-    n_out
 }
 
 /// Adds `bias` (little-endian f32, one row's width) to every row of `x`

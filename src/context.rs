@@ -209,6 +209,17 @@ struct Carver<'a> {
 }
 
 impl<'a> Carver<'a> {
+    /// A carver over `mem`, which must be 64-byte aligned and hold `need`
+    /// bytes (what `init` of a context or a batch refuses otherwise).
+    fn over(mem: &'a mut [u8], need: usize) -> Result<Self> {
+        if !(mem.as_ptr() as usize).is_multiple_of(ALIGN) {
+            return Err(Error::Misaligned);
+        }
+        if mem.len() < need {
+            return Err(Error::BufferTooSmall);
+        }
+        Ok(Carver { rest: mem })
+    }
     fn bytes(&mut self, n: usize) -> Result<&'a mut [u8]> {
         let padded = round_up(n).ok_or(Error::BufferTooSmall)?;
         let rest = core::mem::take(&mut self.rest);
@@ -317,14 +328,7 @@ impl<'m> Context<'m> {
     /// aligned). The memory must stay untouched while the context lives.
     pub fn init(model: &'m Model<'m>, params: &ContextParams, mem: &'m mut [u8]) -> Result<Self> {
         let lay = Layout::new(model.config(), params)?;
-        let need = lay.bytes()?;
-        if !(mem.as_ptr() as usize).is_multiple_of(ALIGN) {
-            return Err(Error::Misaligned);
-        }
-        if mem.len() < need {
-            return Err(Error::BufferTooSmall);
-        }
-        let mut c = Carver { rest: mem };
+        let mut c = Carver::over(mem, lay.bytes()?)?;
         let kv = match lay.kv_type {
             KvType::F32 => KvCache::F32 {
                 k: c.f32s(lay.kv_elems)?,
@@ -633,13 +637,7 @@ impl<'m> Batch<'m> {
     /// aligned), for contexts of `model`.
     pub fn init(model: &'m Model<'m>, params: &BatchParams, mem: &'m mut [u8]) -> Result<Self> {
         let (max_tokens, lay) = Self::layout(model, params)?;
-        if !(mem.as_ptr() as usize).is_multiple_of(ALIGN) {
-            return Err(Error::Misaligned);
-        }
-        if mem.len() < total(&lay.regions())? {
-            return Err(Error::BufferTooSmall);
-        }
-        let s = lay.carve(&mut Carver { rest: mem })?;
+        let s = lay.carve(&mut Carver::over(mem, total(&lay.regions())?)?)?;
         Ok(Batch {
             model,
             max_tokens,
@@ -711,28 +709,29 @@ impl<'m> Batch<'m> {
         if tokens.len() != n_tokens {
             return Err(Error::InvalidArgument);
         }
-        // A context given twice: mark each, and stop at one marked already
-        // (linear in the contexts; only places, no references, are used).
-        for (i, p) in ctxs.iter().enumerate() {
+        // A context given twice: mark each until one is marked already,
+        // then clear the marks set (linear in the contexts; only places, no
+        // references, are used).
+        let mark = |p: &NonNull<Context<'m>>| {
             // SAFETY: valid (contract); a place, no reference.
-            let mark = unsafe { &raw mut (*p.as_ptr()).marked };
+            unsafe { &raw mut (*p.as_ptr()).marked }
+        };
+        let mut marked = 0;
+        for p in ctxs {
             // SAFETY: valid (contract); no reference into it is alive.
-            let seen = unsafe { mark.read() };
-            if !seen {
-                // SAFETY: as above.
-                unsafe { mark.write(true) };
+            if unsafe { mark(p).read() } {
+                break;
             }
-            if seen || i + 1 == ctxs.len() {
-                for q in &ctxs[..i + usize::from(!seen)] {
-                    // SAFETY: as above.
-                    let mark = unsafe { &raw mut (*q.as_ptr()).marked };
-                    // SAFETY: as above.
-                    unsafe { mark.write(false) };
-                }
-            }
-            if seen {
-                return Err(Error::DuplicateContext);
-            }
+            // SAFETY: as above.
+            unsafe { mark(p).write(true) };
+            marked += 1;
+        }
+        for p in &ctxs[..marked] {
+            // SAFETY: as above.
+            unsafe { mark(p).write(false) };
+        }
+        if marked < ctxs.len() {
+            return Err(Error::DuplicateContext);
         }
         // SAFETY: valid (contract), distinct (checked), ours for the call.
         let mut seqs = unsafe { Seqs::new(ctxs) };
@@ -766,11 +765,11 @@ impl<'m> Batch<'m> {
         let mut k = 0;
         for i in 0..seqs.len() {
             let c = seqs.get_mut(i);
-            let rows = if c.logits_all { count(i) } else { 1 };
-            let src = &self.s.logits[k * n_vocab..(k + rows) * n_vocab];
-            c.s.logits[..rows * n_vocab].copy_from_slice(src);
-            k += rows;
             c.advance(count(i));
+            // The rows `forward` wrote for it, in order: as many as it keeps.
+            let rows = c.n_outputs * n_vocab;
+            c.s.logits[..rows].copy_from_slice(&self.s.logits[k..k + rows]);
+            k += rows;
         }
         Ok(())
     }
