@@ -665,6 +665,21 @@ macro_rules! try_status {
     };
 }
 
+/// Writes to `*out_size` the bytes of caller memory an object needs: its
+/// own (`need`, or its error's status) plus the handle's head.
+///
+/// # Safety
+/// `out_size` non-NULL and writable.
+unsafe fn write_mem_size<H>(out_size: *mut usize, need: crate::Result<usize>) -> nanollama_status {
+    let n = try_status!(need);
+    let Some(total) = n.checked_add(head::<H>()) else {
+        return NANOLLAMA_STATUS_INVALID_ARGUMENT;
+    };
+    // SAFETY: non-NULL and writable (contract).
+    unsafe { out_size.write(total) };
+    NANOLLAMA_STATUS_OK
+}
+
 /// Bytes of memory `nanollama_model_init` needs for the GGUF file in
 /// `gguf[0..gguf_len]`, written to `*out_size`. Makes every check of the file
 /// that `nanollama_model_init` makes (header, hyper-parameters, each
@@ -859,13 +874,8 @@ pub unsafe extern "C" fn nanollama_context_size(
     if out_size.is_null() {
         return NANOLLAMA_STATUS_NULL_POINTER;
     }
-    let n = try_status!(Context::size(m, &p));
-    let Some(total) = n.checked_add(head::<ContextHandle>()) else {
-        return NANOLLAMA_STATUS_INVALID_ARGUMENT;
-    };
     // SAFETY: non-NULL (checked), writable (contract).
-    unsafe { out_size.write(total) };
-    NANOLLAMA_STATUS_OK
+    unsafe { write_mem_size::<ContextHandle>(out_size, Context::size(m, &p)) }
 }
 
 /// Builds a context for `model` in `mem` (`mem_len >=
@@ -1131,13 +1141,8 @@ pub unsafe extern "C" fn nanollama_batch_size(
     if out_size.is_null() {
         return NANOLLAMA_STATUS_NULL_POINTER;
     }
-    let n = try_status!(Batch::size(m, &p));
-    let Some(total) = n.checked_add(head::<Batch<'static>>()) else {
-        return NANOLLAMA_STATUS_INVALID_ARGUMENT;
-    };
     // SAFETY: non-NULL (checked), writable (contract).
-    unsafe { out_size.write(total) };
-    NANOLLAMA_STATUS_OK
+    unsafe { write_mem_size::<Batch<'static>>(out_size, Batch::size(m, &p)) }
 }
 
 /// Builds a batch for contexts of `model` in `mem` (`mem_len >=
@@ -1433,13 +1438,13 @@ pub unsafe extern "C" fn nanollama_sampler_size(
     if out_size.is_null() {
         return NANOLLAMA_STATUS_NULL_POINTER;
     }
-    let n = try_status!(Sampler::size(n_vocab as usize, &p, bias.len()));
-    let Some(total) = n.checked_add(head::<Sampler<'static>>()) else {
-        return NANOLLAMA_STATUS_INVALID_ARGUMENT;
-    };
     // SAFETY: non-NULL (checked), writable (contract).
-    unsafe { out_size.write(total) };
-    NANOLLAMA_STATUS_OK
+    unsafe {
+        write_mem_size::<Sampler<'static>>(
+            out_size,
+            Sampler::size(n_vocab as usize, &p, bias.len()),
+        )
+    }
 }
 
 /// Builds a sampler in `mem` (`mem_len >= nanollama_sampler_size`, 64-byte
