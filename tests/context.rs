@@ -14,25 +14,6 @@ use std::collections::HashMap;
 
 const TOKENS: [u32; 12] = [5, 17, 99, 0, 42, 42, 7, 63, 12, 88, 3, 50];
 
-/// A model's bytes and the memory of its layer table.
-struct Fixture {
-    bytes: Vec<u8>,
-    mem: AlignedBuf,
-}
-
-impl Fixture {
-    fn new(c: &TinyConfig, t: u32) -> Self {
-        Self::from_bytes(tiny_model(c, t, 11))
-    }
-    fn from_bytes(bytes: Vec<u8>) -> Self {
-        let mem = AlignedBuf::new(Model::size(&bytes).unwrap());
-        Fixture { bytes, mem }
-    }
-    fn model(&mut self) -> Model<'_> {
-        Model::init(&self.bytes, self.mem.as_mut_slice()).unwrap()
-    }
-}
-
 fn params(kv: KvType, all: bool) -> ContextParams {
     ContextParams {
         n_ctx: 32,
@@ -210,7 +191,7 @@ fn error_vs_reference(lib: &[f32], reference: &[Vec<f64>]) -> f64 {
 #[test]
 fn all_logits_rows_match_last_token_logits() {
     for kv in [KvType::F32, KvType::F16] {
-        let mut f = Fixture::new(&TinyConfig::default(), ty::F32);
+        let mut f = Fixture::tiny(&TinyConfig::default(), ty::F32, 11);
         let m = f.model();
         let all = run(&m, params(kv, true), &[&TOKENS], &Inline);
         assert_eq!(all.len(), TOKENS.len() * 100);
@@ -225,7 +206,7 @@ fn all_logits_rows_match_last_token_logits() {
 
 #[test]
 fn last_logits_is_the_last_row() {
-    let mut f = Fixture::new(&TinyConfig::default(), ty::F16);
+    let mut f = Fixture::tiny(&TinyConfig::default(), ty::F16, 11);
     let m = f.model();
     for all in [false, true] {
         let p = params(KvType::F16, all);
@@ -246,7 +227,7 @@ fn batch_splits_give_bit_identical_logits() {
     let splits: [&[usize]; 3] = [&[12], &[5, 1, 6], &[1; 12]];
     for kv in [KvType::F32, KvType::F16] {
         for t in [ty::F32, ty::F16, ty::BF16, ty::Q8_0] {
-            let mut f = Fixture::new(&TinyConfig::default(), t);
+            let mut f = Fixture::tiny(&TinyConfig::default(), t, 11);
             let m = f.model();
             let mut last = Vec::new();
             let mut rows = Vec::new();
@@ -281,7 +262,7 @@ fn batch_splits_give_bit_identical_logits() {
 fn truncate_then_redecode_gives_the_same_logits() {
     for kv in [KvType::F32, KvType::F16] {
         for all in [false, true] {
-            let mut f = Fixture::new(&TinyConfig::default(), ty::F16);
+            let mut f = Fixture::tiny(&TinyConfig::default(), ty::F16, 11);
             let m = f.model();
             let p = params(kv, all);
             let mut mem = AlignedBuf::new(Context::size(&m, &p).unwrap());
@@ -319,7 +300,7 @@ fn truncate_then_redecode_gives_the_same_logits() {
 
 #[test]
 fn reset_equals_a_fresh_context() {
-    let mut f = Fixture::new(&TinyConfig::default(), ty::Q8_0);
+    let mut f = Fixture::tiny(&TinyConfig::default(), ty::Q8_0, 11);
     let m = f.model();
     let p = params(KvType::F16, true);
     let fresh = run(&m, p, &[&TOKENS[..7]], &Inline);
@@ -346,7 +327,7 @@ fn reset_equals_a_fresh_context() {
 
 #[test]
 fn interleaved_contexts_on_one_model_do_not_interfere() {
-    let mut f = Fixture::new(&TinyConfig::default(), ty::F32);
+    let mut f = Fixture::tiny(&TinyConfig::default(), ty::F32, 11);
     let m = f.model();
     let p = params(KvType::F32, false);
     let a_alone = run(&m, p, &[&TOKENS[..6], &TOKENS[6..]], &Inline);
@@ -374,7 +355,7 @@ fn four_sequences() -> Vec<Vec<u32>> {
 
 #[test]
 fn contexts_share_a_model_across_threads() {
-    let mut f = Fixture::new(&TinyConfig::default(), ty::BF16);
+    let mut f = Fixture::tiny(&TinyConfig::default(), ty::BF16, 11);
     let m = f.model();
     let p = params(KvType::F16, true);
     let seqs = four_sequences();
@@ -401,7 +382,7 @@ fn one_thread_pool_shared_by_several_threads() {
         ffn: 256,
         ..TinyConfig::default()
     };
-    let mut f = Fixture::new(&c, ty::F16);
+    let mut f = Fixture::tiny(&c, ty::F16, 11);
     let m = f.model();
     let p = params(KvType::F32, false);
     let seqs = four_sequences();
@@ -435,7 +416,7 @@ fn thread_count_changes_no_bit() {
     };
     let pools: Vec<ThreadPool> = (1..=4).map(ThreadPool::new).collect();
     for t in [ty::F32, ty::F16, ty::BF16, ty::Q8_0] {
-        let mut f = Fixture::new(&c, t);
+        let mut f = Fixture::tiny(&c, t, 11);
         let m = f.model();
         // The KV type only changes the attention, which is split by heads
         // whatever the weights: both KV types for one weight type suffice.
@@ -471,7 +452,7 @@ fn f32_kv_is_exact_and_f16_kv_is_close() {
     ] {
         let b = tiny_builder(&c, ty::F32, 5);
         let reference = reference_logits(&b, &c, &TOKENS);
-        let mut f = Fixture::from_bytes(b.build());
+        let mut f = Fixture::new(b.build());
         let m = f.model();
         let l32 = run(&m, params(KvType::F32, true), &[&TOKENS], &Inline);
         let l16 = run(&m, params(KvType::F16, true), &[&TOKENS], &Inline);
@@ -501,7 +482,7 @@ fn mha_gqa_and_mqa_match_the_reference() {
         };
         let b = tiny_builder(&c, ty::F32, 9);
         let reference = reference_logits(&b, &c, &TOKENS);
-        let mut f = Fixture::from_bytes(b.build());
+        let mut f = Fixture::new(b.build());
         let m = f.model();
         assert_eq!((m.config().n_heads, m.config().n_kv_heads), (heads, kv));
         let l = run(&m, params(KvType::F32, true), &[&TOKENS], &Inline);
@@ -544,7 +525,7 @@ fn grouped_heads_equal_repeated_heads_bit_for_bit() {
         let mha = expand_to_mha(&gqa, &c);
         let mut outs = Vec::new();
         for b in [gqa, mha] {
-            let mut f = Fixture::from_bytes(b.build());
+            let mut f = Fixture::new(b.build());
             let m = f.model();
             outs.push(bits(&run(
                 &m,
@@ -576,7 +557,7 @@ fn tied_output_equals_a_copy_of_the_embedding() {
         untied.tensor("output.weight", &embd.dims, embd.ty, embd.data.clone());
         let mut outs = Vec::new();
         for (b, is_tied) in [(tied, true), (untied, false)] {
-            let mut f = Fixture::from_bytes(b.build());
+            let mut f = Fixture::new(b.build());
             let m = f.model();
             assert_eq!(m.info().tied_output, is_tied);
             outs.push(bits(&run(
@@ -595,7 +576,7 @@ fn tied_output_equals_a_copy_of_the_embedding() {
 
 #[test]
 fn context_sizes() {
-    let mut f = Fixture::new(&TinyConfig::default(), ty::F32);
+    let mut f = Fixture::tiny(&TinyConfig::default(), ty::F32, 11);
     let m = f.model();
     let size = |n_ctx, n_batch, kv_type, logits_all| {
         let p = ContextParams {

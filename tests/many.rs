@@ -11,28 +11,6 @@ use nanollama::{
 };
 use std::path::Path;
 
-/// A model's bytes and the memory of its layer table.
-struct Fixture {
-    bytes: Vec<u8>,
-    mem: AlignedBuf,
-}
-
-impl Fixture {
-    fn new(bytes: Vec<u8>) -> Self {
-        let mem = AlignedBuf::new(Model::size(&bytes).unwrap());
-        Fixture { bytes, mem }
-    }
-    fn file(name: &str) -> Self {
-        let p = Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("tests/data/parity")
-            .join(name);
-        Self::new(std::fs::read(p).unwrap())
-    }
-    fn model(&mut self) -> Model<'_> {
-        Model::init(&self.bytes, self.mem.as_mut_slice()).unwrap()
-    }
-}
-
 /// Context memory that outlives the contexts built on it.
 fn mems(model: &Model<'_>, ps: &[ContextParams]) -> Vec<AlignedBuf> {
     ps.iter()
@@ -174,7 +152,7 @@ fn decode_many_equals_decoding_alone_for_every_weight_type() {
     names.sort();
     assert!(names.len() >= 19, "the parity files are missing");
     for name in &names {
-        let mut f = Fixture::file(name);
+        let mut f = Fixture::parity(name);
         let model = f.model();
         let n_vocab = model.config().n_vocab as u32;
         let steps = script(n_vocab, name.len() as u64);
@@ -243,7 +221,7 @@ fn decode_many_equals_decoding_alone_with_f32_activations_and_threads() {
 fn stress_two_thousand_random_calls() {
     kernels_from_env();
     let pool = ThreadPool::new(2);
-    let mut f = Fixture::file("gqa4-q4_0.gguf");
+    let mut f = Fixture::parity("gqa4-q4_0.gguf");
     let model = f.model();
     let n_vocab = model.config().n_vocab as u64;
     let mut r = Rng::new(2026);
@@ -325,7 +303,7 @@ fn stress_two_thousand_random_calls() {
 
 #[test]
 fn one_token_each_without_counts() {
-    let mut f = Fixture::file("mqa-q4_1.gguf");
+    let mut f = Fixture::parity("mqa-q4_1.gguf");
     let model = f.model();
     let ps = varied();
     let mut ma = mems(&model, &ps);
@@ -350,8 +328,8 @@ fn one_token_each_without_counts() {
 /// contexts' states (caches, positions, logits) are byte-identical after.
 #[test]
 fn refusals_leave_every_context_unchanged() {
-    let mut f = Fixture::file("mha-q5_1.gguf");
-    let mut g = Fixture::file("mha-q5_1.gguf");
+    let mut f = Fixture::parity("mha-q5_1.gguf");
+    let mut g = Fixture::parity("mha-q5_1.gguf");
     let model = f.model();
     let other = g.model();
     let n_vocab = model.config().n_vocab as u32;
@@ -484,7 +462,7 @@ fn refusals_leave_every_context_unchanged() {
 
 #[test]
 fn batch_memory_is_checked() {
-    let mut f = Fixture::file("mha-q5_1.gguf");
+    let mut f = Fixture::parity("mha-q5_1.gguf");
     let model = f.model();
     let p = BatchParams { max_tokens: 4 };
     let n = Batch::size(&model, &p).unwrap();

@@ -9,22 +9,6 @@ use nanollama::{Context, ContextParams, Error, Inline, KvType, Model, Sampler, S
 
 const TOKENS: [u32; 14] = [1, 17, 99, 0, 42, 42, 7, 63, 12, 88, 3, 50, 77, 5];
 
-struct Fixture {
-    bytes: Vec<u8>,
-    mem: AlignedBuf,
-}
-
-impl Fixture {
-    fn new(t: u32, seed: u64) -> Self {
-        let bytes = tiny_model(&TinyConfig::default(), t, seed);
-        let mem = AlignedBuf::new(Model::size(&bytes).unwrap());
-        Fixture { bytes, mem }
-    }
-    fn model(&mut self) -> Model<'_> {
-        Model::init(&self.bytes, self.mem.as_mut_slice()).unwrap()
-    }
-}
-
 fn params(kv: KvType, all: bool, n_ctx: u32) -> ContextParams {
     ContextParams {
         n_ctx,
@@ -60,7 +44,7 @@ fn bits(v: &[f32]) -> Vec<u32> {
 #[test]
 fn restored_context_continues_bit_identically() {
     for t in [ty::F32, ty::Q8_0] {
-        let mut f = Fixture::new(t, 3);
+        let mut f = Fixture::tiny(&TinyConfig::default(), t, 3);
         let model = f.model();
         for kv in [KvType::F32, KvType::F16] {
             for all in [false, true] {
@@ -95,7 +79,7 @@ fn restored_context_continues_bit_identically() {
 
 #[test]
 fn logits_of_a_whole_batch_load_into_a_last_only_context() {
-    let mut f = Fixture::new(ty::F32, 3);
+    let mut f = Fixture::tiny(&TinyConfig::default(), ty::F32, 3);
     let model = f.model();
     let p = params(KvType::F32, true, 32);
     let mut ma = AlignedBuf::new(Context::size(&model, &p).unwrap());
@@ -123,9 +107,9 @@ fn logits_of_a_whole_batch_load_into_a_last_only_context() {
 
 #[test]
 fn bad_context_states_are_refused_and_change_nothing() {
-    let mut f = Fixture::new(ty::Q8_0, 3);
-    let mut other = Fixture::new(ty::Q8_0, 4);
-    let mut other_type = Fixture::new(ty::F32, 3);
+    let mut f = Fixture::tiny(&TinyConfig::default(), ty::Q8_0, 3);
+    let mut other = Fixture::tiny(&TinyConfig::default(), ty::Q8_0, 4);
+    let mut other_type = Fixture::tiny(&TinyConfig::default(), ty::F32, 3);
     let model = f.model();
     let p = params(KvType::F16, false, 32);
     let state_of = |model: &Model<'_>, p: &ContextParams| {

@@ -321,6 +321,34 @@ pub fn tiny_model(c: &TinyConfig, t: u32, seed: u64) -> Vec<u8> {
 #[allow(unused_imports)]
 pub use nanollama::host::AlignedBuf;
 
+/// A model's bytes and the memory of its layer table, which a
+/// `nanollama::Model` borrows.
+pub struct Fixture {
+    bytes: Vec<u8>,
+    mem: AlignedBuf,
+}
+
+impl Fixture {
+    pub fn new(bytes: Vec<u8>) -> Self {
+        let mem = AlignedBuf::new(nanollama::Model::size(&bytes).unwrap());
+        Fixture { bytes, mem }
+    }
+    /// [`tiny_model`]'s file.
+    pub fn tiny(c: &TinyConfig, t: u32, seed: u64) -> Self {
+        Self::new(tiny_model(c, t, seed))
+    }
+    /// `tests/data/parity/NAME`, made by llama.cpp's quantizer.
+    pub fn parity(name: &str) -> Self {
+        let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/data/parity")
+            .join(name);
+        Self::new(std::fs::read(p).unwrap())
+    }
+    pub fn model(&mut self) -> nanollama::Model<'_> {
+        nanollama::Model::init(&self.bytes, self.mem.as_mut_slice()).unwrap()
+    }
+}
+
 /// The `nanollama` example binary, (re)built once per test binary so that it
 /// is never stale (`cargo test --test X` alone does not build examples).
 /// Caps the kernels as `NANOLLAMA_KERNELS` says (`scalar` or `avx2`, as for
