@@ -849,8 +849,8 @@ fn bench(args: &[String]) -> Result<(), Fail> {
         v[v.len() / 2]
     };
     if parallel > 0 {
-        let rate = bench_parallel(&model, &params, parallel, pp, tg, reps, par.as_ref())?;
-        println!("tg{tg} parallel {parallel}: {rate:.2} tok/s");
+        let rates = bench_parallel(&model, &params, parallel, pp, tg, reps, par.as_ref())?;
+        println!("tg{tg} parallel {parallel}: {:.2} tok/s", median(rates));
         return Ok(());
     }
     if pp > 0 {
@@ -885,8 +885,8 @@ fn bench(args: &[String]) -> Result<(), Fail> {
 /// `bench --parallel N`: `n` conversations, each with its own `pp`-token
 /// prompt (seeded, decoded alone and not timed), then `tg` steps that
 /// append one token to every conversation with one `decode_many` call.
-/// Returns the median over `reps` runs (after a warm-up) of the aggregate
-/// rate, `n × tg` tokens over the seconds of the steps.
+/// Returns the aggregate rate of each of `reps` runs (after a warm-up),
+/// `n × tg` tokens over the seconds of the steps.
 fn bench_parallel(
     model: &Model<'_>,
     params: &ContextParams,
@@ -895,7 +895,7 @@ fn bench_parallel(
     tg: usize,
     reps: usize,
     par: &dyn Parallel,
-) -> Result<f64, Fail> {
+) -> Result<Vec<f64>, Fail> {
     let fail = |e: nanollama::Error| Fail(e.to_string(), 1);
     let n_vocab = model.config().n_vocab as u64;
     let params = ContextParams {
@@ -935,8 +935,7 @@ fn bench_parallel(
             rates.push((n * tg) as f64 / t.elapsed().as_secs_f64());
         }
     }
-    rates.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    Ok(rates[rates.len() / 2])
+    Ok(rates)
 }
 
 /// `template`: the conversation in a JSON file rendered with a built-in
