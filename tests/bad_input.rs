@@ -1197,10 +1197,6 @@ fn context_buffers_too_small_or_misaligned() {
 // ---------------------------------------------------------------------------
 // Decode and truncate
 
-fn bits(v: &[f32]) -> Vec<u32> {
-    v.iter().map(|x| x.to_bits()).collect()
-}
-
 /// A context over the base model with `n_ctx` 8 and `n_batch` 4.
 fn with_context(logits_all: bool, f: impl FnOnce(&mut Context<'_>, u32)) {
     let bytes = base().build();

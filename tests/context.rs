@@ -52,10 +52,6 @@ fn run(model: &Model<'_>, p: ContextParams, batches: &[&[u32]], par: &dyn Parall
     ctx.logits().to_vec()
 }
 
-fn bits(v: &[f32]) -> Vec<u32> {
-    v.iter().map(|x| x.to_bits()).collect()
-}
-
 fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
     assert_eq!(a.len(), b.len());
     a.iter()

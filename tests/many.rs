@@ -29,10 +29,6 @@ fn contexts<'m>(
         .collect()
 }
 
-fn bits(v: &[f32]) -> Vec<u32> {
-    v.iter().map(|x| x.to_bits()).collect()
-}
-
 fn state(c: &Context<'_>) -> Vec<u8> {
     let mut v = vec![0u8; c.state_size()];
     let n = c.save_state(&mut v).unwrap();

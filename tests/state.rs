@@ -37,10 +37,6 @@ fn rest(ctx: &mut Context<'_>) -> Vec<u32> {
     out
 }
 
-fn bits(v: &[f32]) -> Vec<u32> {
-    v.iter().map(|x| x.to_bits()).collect()
-}
-
 #[test]
 fn restored_context_continues_bit_identically() {
     for t in [ty::F32, ty::Q8_0] {

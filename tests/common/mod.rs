@@ -321,6 +321,11 @@ pub fn tiny_model(c: &TinyConfig, t: u32, seed: u64) -> Vec<u8> {
 #[allow(unused_imports)]
 pub use nanollama::host::AlignedBuf;
 
+/// The bit patterns of `v`, to compare floats for identity (NaNs included).
+pub fn bits(v: &[f32]) -> Vec<u32> {
+    v.iter().map(|x| x.to_bits()).collect()
+}
+
 /// A model's bytes and the memory of its layer table, which a
 /// `nanollama::Model` borrows.
 pub struct Fixture {
