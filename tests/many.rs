@@ -101,8 +101,8 @@ fn agree(model: &Model<'_>, ps: &[ContextParams], steps: &[Vec<Vec<u32>>], par: 
 }
 
 /// Prompts of different lengths, then single tokens for all, then a step
-/// with a few tokens for some and none for others, then the order reversed
-/// (the contexts are passed in the order of the step's list).
+/// with a few tokens for some and none for others, then single tokens
+/// again. (Orders other than the contexts' own: the stress test.)
 fn script(n_vocab: u32, seed: u64) -> Vec<Vec<Vec<u32>>> {
     let mut r = Rng::new(seed);
     let mut tok = || (r.next_u64() % n_vocab as u64) as u32;
@@ -173,7 +173,7 @@ fn odd_widths_give_the_same_bits() {
             ctx: 128,
             ..TinyConfig::default()
         };
-        let mut f = Fixture::new(tiny_model(&c, t, 5));
+        let mut f = Fixture::tiny(&c, t, 5);
         let model = f.model();
         let steps = script(c.vocab as u32, ffn as u64);
         agree(&model, &varied(), &steps, &Inline);
@@ -191,7 +191,7 @@ fn decode_many_equals_decoding_alone_with_f32_activations_and_threads() {
             ctx: 128,
             ..TinyConfig::default()
         };
-        let mut f = Fixture::new(tiny_model(&c, t, 3));
+        let mut f = Fixture::tiny(&c, t, 3);
         let model = f.model();
         let steps = script(c.vocab as u32, t as u64);
         for f32_act in [false, true] {
