@@ -1721,9 +1721,19 @@ mod tests {
                                 assert_eq!(r[4..16], [0; 12]);
                             }
                             let blk = &blk[bb - 34..];
-                            let (q, o) = if t == W::Q8_0 {
-                                let (r, h) = (&rec[192 * (i / 2)..], i % 2);
-                                (r[32 * h..32 * h + 32].to_vec(), &r[128 + 32 * h..])
+                            let (q, o) = if matches!(t, W::Q8_0 | W::Q4_0) {
+                                // Eight blocks a record, two lanes a block.
+                                let (r, b) = (&rec[384 * (i / 8)..], i % 8);
+                                let mut q = std::vec![0u8; 32];
+                                for (w, qw) in q.chunks_exact_mut(4).enumerate() {
+                                    let o = 64 * (w / 2) + 4 * (2 * b + w % 2);
+                                    qw.copy_from_slice(&r[o..o + 4]);
+                                }
+                                assert_eq!(
+                                    r[320 + 8 * b..324 + 8 * b],
+                                    r[324 + 8 * b..328 + 8 * b]
+                                );
+                                (q, &r[320 + 8 * b..])
                             } else {
                                 let (r, k) = (&rec[256 * (i / 4)..], i % 4);
                                 let q = [&r[16 * k..16 * k + 16], &r[64 + 16 * k..80 + 16 * k]];

@@ -8,15 +8,11 @@
 //! into i32) and `vpdpwssd`; byte shuffles use `vpermb`/`vpermt2b`.
 //!
 //! Wide input layouts, per weight type:
-//! - Q8_0: records of 64 inputs (two Q8_0 blocks): 64 quants, 16 i32 lanes
-//!   `-128 * (sum of 4 quants)` (undoing the sign flip of the weights), 16
-//!   f32 lanes of the blocks' scales (8 each): 192 bytes; an odd last block
-//!   is paired with zeros.
-//! - Q4_0: records of 128 inputs (four blocks): the first 16 quants of each
-//!   block, then the last 16 of each (as the low and high nibbles of four
-//!   blocks' bytes lie in one register), 16 i32 lanes `-8 * (sum of the 8
-//!   quants the lane meets)`, 16 f32 lanes of scales (4 each): 256 bytes;
-//!   missing blocks at the end are zeros.
+//! - Q8_0 and Q4_0: records of 256 inputs (eight blocks), two lanes a
+//!   block (see [`oct`]): four vectors of quants, 16 i32 lanes `-off *
+//!   (sum of the lane's 16 quants)` (`off` 128 or 8, undoing the weights'
+//!   offset), 16 f32 lanes of the blocks' scales: 384 bytes; missing
+//!   blocks at the end are zeros.
 //! - F16: the inputs rounded to f16; in a batch stored as f32.
 //! - Q4_K: per 256, the Q8_K quants with sub-blocks of 32 in the order
 //!   0 2 1 3 4 6 5 7 (as a 64-byte load of Q4_K nibbles meets them), the
@@ -24,8 +20,8 @@
 //! - Q6_K: the standard Q8_K block (f32 scale, 256 quants, 16 sums of 16).
 //! - Q5_K: Q4_K's record; Q3_K, Q2_K: the standard Q8_K block (see
 //!   [`kquant`]).
-//! - Q4_1, Q5_0, Q5_1, BF16: see `small` (Q4_0's records, with the
-//!   minimums' sums for Q8_1; bf16 as it is).
+//! - Q4_1, Q5_0, Q5_1, BF16: see `small` (records of four blocks, with
+//!   the minimums' sums for Q8_1; bf16 as it is).
 #![allow(unsafe_code)]
 
 use super::x86::{f16 as f16c, hsum as hsum8, load128, load256};
@@ -110,17 +106,21 @@ macro_rules! block_fn {
 }
 
 // Rows × inputs per tile: the K-quants unpack a block into 8 registers
-// (quants and scales), so they take one row and more inputs.
+// (quants and scales), so they take one row and more inputs; so do Q4_0
+// and Q8_0 (eight blocks in five registers; two rows × eight inputs spilt
+// to the stack).
 // F16 inputs are f32 in a batch (converted once, not per tile) and f16
 // alone (half the bytes to read per row). The second tile is for one input
 // outside a batch.
-block_fn!(block_q4_0, tile_q4_0, tile_q4_0, 4, 4);
-block_fn!(block_q8_0, tile_q8_0, tile_q8_0, 4, 4);
+block_fn!(block_q4_0, tile_q4_0, tile_q4_0, 1, 8);
+block_fn!(block_q8_0, tile_q8_0, tile_q8_0, 1, 8);
 block_fn!(block_f16, tile_f16_wide, tile_f16, 4, 6);
 block_fn!(block_q6_k, tile_q6_k, tile_q6_k, 1, 8);
 
 mod kquant;
+mod oct;
 use kquant::tile_q4_k;
+use oct::{tile_q4_0, tile_q8_0};
 block_fn!(block_q4_k, tile_q4_k, tile_q4_k, 1, 8);
 mod small;
 use small::{tile_bf16, tile_bf16_fma, tile_q4_1, tile_q5_0, tile_q5_1};
@@ -136,8 +136,8 @@ block_fn!(block_bf16_fma, tile_bf16_fma, tile_bf16_fma, 4, 3);
 /// The wide kernels for weights of type `t`, if there are.
 pub fn kernels(t: W) -> Option<Kernels> {
     let (c_big, block): (usize, Block) = match t {
-        W::Q4_0 => (4, block_q4_0),
-        W::Q8_0 => (4, block_q8_0),
+        W::Q4_0 => (8, block_q4_0),
+        W::Q8_0 => (8, block_q8_0),
         W::F16 => (6, block_f16),
         W::Q4_K => (8, block_q4_k),
         W::Q6_K => (8, block_q6_k),
@@ -165,19 +165,6 @@ pub fn bf16_fma() -> Kernels {
 
 /// Shuffle tables, built at compile time (building them per call, through
 /// closures that are not inlined, cost more than a short row's work).
-/// Word v: the f16 scale of block v / `per` of `bytes`-byte blocks (its
-/// bytes `bytes * (v / per)` and + 1), for the first 16 words.
-const fn scale_words(bytes: usize, per: usize) -> [u8; 64] {
-    let mut t = [0u8; 64];
-    let mut j = 0;
-    while j < 32 {
-        t[j] = (bytes * (j / (2 * per)) + j % 2) as u8;
-        j += 1;
-    }
-    t
-}
-const Q4_0_SCALES: [u8; 64] = scale_words(18, 4);
-const Q8_0_SCALES: [u8; 64] = scale_words(34, 8);
 const Q4K_SCALES: [[u8; 64]; 4] = {
     // Scale words for the four 64-byte products of a Q4_K block: the low
     // nibbles of bytes 0..64 are sub-blocks 0 and 2, the high ones 1 and
@@ -221,15 +208,13 @@ const Q6K_SCALES: [[u8; 64]; 4] = [
     words([0, 1, 2, 3], 8, 12),
 ];
 
-const Q8_REC: usize = 192;
 const Q4_REC: usize = 256;
 const Q4K_REC: usize = 276;
 
 /// Bytes of one prepared input row of `n` values for weights of type `t`.
 pub fn row_bytes(t: W, n: usize, batch: bool) -> usize {
     match t {
-        W::Q4_0 => n.div_ceil(128) * Q4_REC,
-        W::Q8_0 => n.div_ceil(64) * Q8_REC,
+        W::Q4_0 | W::Q8_0 => n.div_ceil(256) * oct::REC,
         W::F16 if batch => n * 4,
         W::F16 => n * 2,
         W::Q4_K | W::Q5_K => n / 256 * Q4K_REC,
@@ -320,60 +305,8 @@ fn q8_k_block(xb: &[f32], out: &mut [u8]) -> bool {
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vbmi,avx512vnni,avx2,fma,f16c")]
 pub fn prepare(t: W, x: &[f32], out: &mut [u8], batch: bool) {
     match t {
-        W::Q4_0 => {
-            for (rec, xr) in out.chunks_exact_mut(Q4_REC).zip(x.chunks(128)) {
-                rec.fill(0);
-                let mut q = [0u8; 32];
-                for (k, xb) in xr.chunks_exact(32).enumerate() {
-                    let d = match q8_block(xb, &mut q) {
-                        Some(d) => d,
-                        None => qb::quantize_block_q8(xb, &mut q).0,
-                    };
-                    rec[16 * k..16 * k + 16].copy_from_slice(&q[..16]);
-                    rec[64 + 16 * k..80 + 16 * k].copy_from_slice(&q[16..]);
-                    let d = f16::from_f32(d).to_f32().to_le_bytes();
-                    for j in 0..4 {
-                        let o = 192 + 4 * (4 * k + j);
-                        rec[o..o + 4].copy_from_slice(&d);
-                    }
-                }
-                // -8 * (sums of the four low and four high quants per lane).
-                let ones = _mm512_set1_epi8(1);
-                let s = _mm512_dpbusd_epi32(_mm512_setzero_si512(), ones, load512(rec));
-                let s = _mm512_dpbusd_epi32(s, ones, load512(&rec[64..]));
-                let corr = _mm512_mullo_epi32(s, _mm512_set1_epi32(-8));
-                let mut c = [0u8; 64];
-                // SAFETY: 64 writable bytes.
-                unsafe { _mm512_storeu_si512(c.as_mut_ptr().cast(), corr) };
-                rec[128..192].copy_from_slice(&c);
-            }
-        }
-        W::Q8_0 => {
-            let k = 128;
-            for (rec, xr) in out.chunks_exact_mut(Q8_REC).zip(x.chunks(64)) {
-                rec.fill(0);
-                for (h, xb) in xr.chunks_exact(32).enumerate() {
-                    let q = &mut rec[32 * h..32 * h + 32];
-                    let d = match q8_block(xb, q) {
-                        Some(d) => d,
-                        None => qb::quantize_block_q8(xb, q).0,
-                    };
-                    let d = f16::from_f32(d).to_f32().to_le_bytes();
-                    for j in 0..8 {
-                        let o = 128 + 4 * (8 * h + j);
-                        rec[o..o + 4].copy_from_slice(&d);
-                    }
-                }
-                // -k * (sums of four quants): vpdpbusd of ones and the quants.
-                let qv = load512(rec);
-                let s = _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_set1_epi8(1), qv);
-                let corr = _mm512_mullo_epi32(s, _mm512_set1_epi32(-k));
-                let mut c = [0u8; 64];
-                // SAFETY: 64 writable bytes.
-                unsafe { _mm512_storeu_si512(c.as_mut_ptr().cast(), corr) };
-                rec[64..128].copy_from_slice(&c);
-            }
-        }
+        W::Q4_0 => oct::prepare(x, out, 8),
+        W::Q8_0 => oct::prepare(x, out, 128),
         W::F16 if !batch => crate::quant::quantize_act(crate::quant::ActType::F16, x, out),
         W::F16 => {
             for (o, v) in out.chunks_exact_mut(4).zip(x) {
@@ -454,187 +387,6 @@ fn f32_at(b: &[u8], o: usize) -> f32 {
 fn f16_at(b: &[u8], o: usize) -> f32 {
     f16::from_bits(u16::from_le_bytes([b[o], b[o + 1]])).to_f32()
 }
-
-/// Four Q4_0 blocks at `p`: low nibbles (first halves of the blocks) and
-/// high nibbles, unsigned, and the scales four lanes each.
-///
-/// # Safety
-/// 72 bytes are readable at `p`.
-#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vbmi,avx512vnni,avx2,fma,f16c")]
-#[inline]
-unsafe fn q4_0_quad(p: *const u8, id: __m512i) -> (__m512i, __m512i, __m512) {
-    // SAFETY: bytes 2..18 of the 72.
-    let q = _mm512_castsi128_si512(unsafe { _mm_loadu_si128(p.wrapping_add(2).cast()) });
-    // SAFETY: bytes 20..36.
-    let q = _mm512_inserti32x4(q, unsafe { _mm_loadu_si128(p.wrapping_add(20).cast()) }, 1);
-    // SAFETY: bytes 38..54.
-    let q = _mm512_inserti32x4(q, unsafe { _mm_loadu_si128(p.wrapping_add(38).cast()) }, 2);
-    // SAFETY: bytes 56..72.
-    let q = _mm512_inserti32x4(q, unsafe { _mm_loadu_si128(p.wrapping_add(56).cast()) }, 3);
-    let m = _mm512_set1_epi8(0x0f);
-    let lo = _mm512_and_si512(q, m);
-    let hi = _mm512_and_si512(_mm512_srli_epi16(q, 4), m);
-    // SAFETY: bytes 0..64 (the scales at 0, 18, 36, 54).
-    let all = unsafe { _mm512_loadu_si512(p.cast()) };
-    let d = _mm512_permutexvar_epi8(id, all);
-    (lo, hi, _mm512_cvtph_ps(_mm512_castsi512_si256(d)))
-}
-
-#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vbmi,avx512vnni,avx2,fma,f16c")]
-#[inline]
-fn tile_q4_0<const R: usize, const C: usize>(w: &[&[u8]], a: &[&[u8]], n: usize, out: &mut [f32]) {
-    let nb = n / 32;
-    let quads = nb.div_ceil(4);
-    let w: [&[u8]; R] = heads(w, nb * 18);
-    let a: [&[u8]; C] = heads(a, quads * Q4_REC);
-    let id = load512(&Q4_0_SCALES);
-    // Missing blocks at the end: zeros (scale 0), as the inputs there.
-    let mut pad = [[0u8; 72]; R];
-    if !nb.is_multiple_of(4) {
-        for r in 0..R {
-            pad[r][..(nb % 4) * 18].copy_from_slice(&w[r][nb / 4 * 72..]);
-        }
-    }
-    let mut acc = [[_mm512_setzero_ps(); C]; R];
-    for p in 0..quads {
-        let mut lo = [_mm512_setzero_si512(); R];
-        let mut hi = [_mm512_setzero_si512(); R];
-        let mut d = [_mm512_setzero_ps(); R];
-        for r in 0..R {
-            if R > 1 {
-                prefetch(w[r], 72 * p, R * nb * 18);
-            }
-            let src = if p < nb / 4 {
-                w[r].as_ptr().wrapping_add(72 * p)
-            } else {
-                pad[r].as_ptr()
-            };
-            // SAFETY: four whole blocks at `src`: p < nb / 4 in the row
-            // (sliced to nb blocks above), else the padded copy.
-            (lo[r], hi[r], d[r]) = unsafe { q4_0_quad(src, id) };
-        }
-        for c in 0..C {
-            let rec = a[c].as_ptr().wrapping_add(Q4_REC * p);
-            // SAFETY: p < quads, and inputs hold quads records of 256
-            // bytes: bytes 0..64 of this one.
-            let alo = unsafe { _mm512_loadu_si512(rec.cast()) };
-            // SAFETY: as above, bytes 64..128.
-            let ahi = unsafe { _mm512_loadu_si512(rec.wrapping_add(64).cast()) };
-            // SAFETY: as above, bytes 128..192.
-            let corr = unsafe { _mm512_loadu_si512(rec.wrapping_add(128).cast()) };
-            // SAFETY: as above, bytes 192..256.
-            let da = unsafe { _mm512_loadu_ps(rec.wrapping_add(192).cast()) };
-            for r in 0..R {
-                let dot = _mm512_dpbusd_epi32(corr, lo[r], alo);
-                let dot = _mm512_dpbusd_epi32(dot, hi[r], ahi);
-                let t = _mm512_mul_ps(_mm512_cvtepi32_ps(dot), da);
-                acc[r][c] = _mm512_fmadd_ps(d[r], t, acc[r][c]);
-            }
-        }
-    }
-    for r in 0..R {
-        for c in 0..C {
-            out[r * C + c] = hsum(acc[r][c]);
-        }
-    }
-}
-
-/// Q8_0 block pair at `p`: quants made unsigned (+128; the input record's
-/// correction takes it off), and scales.
-///
-/// # Safety
-/// 68 bytes are readable at `p`.
-#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vbmi,avx512vnni,avx2,fma,f16c")]
-#[inline]
-unsafe fn q8_0_pair(p: *const u8, id: __m512i) -> (__m512i, __m512) {
-    // SAFETY: bytes 2..34 of the 68.
-    let lo = unsafe { _mm256_loadu_si256(p.wrapping_add(2).cast()) };
-    // SAFETY: bytes 36..68.
-    let hi = unsafe { _mm256_loadu_si256(p.wrapping_add(36).cast()) };
-    let qq = _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1);
-    let q = _mm512_xor_si512(qq, _mm512_set1_epi8(-128));
-    // SAFETY: bytes 0..64.
-    let all = unsafe { _mm512_loadu_si512(p.cast()) };
-    let d = _mm512_permutexvar_epi8(id, all);
-    (q, _mm512_cvtph_ps(_mm512_castsi512_si256(d)))
-}
-
-/// `acc + d * (dot(q, a) + corr) * da` for the input record at `rec`.
-///
-/// # Safety
-/// 192 bytes (a record) are readable at `rec`.
-#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vbmi,avx512vnni,avx2,fma,f16c")]
-#[inline]
-unsafe fn q8_rec(acc: __m512, q: __m512i, d: __m512, rec: *const u8) -> __m512 {
-    // SAFETY: bytes 64..128 of the record.
-    let corr = unsafe { _mm512_loadu_si512(rec.wrapping_add(64).cast()) };
-    // SAFETY: bytes 0..64.
-    let a = unsafe { _mm512_loadu_si512(rec.cast()) };
-    // SAFETY: bytes 128..192.
-    let da = unsafe { _mm512_loadu_ps(rec.wrapping_add(128).cast()) };
-    let dot = _mm512_dpbusd_epi32(corr, q, a);
-    let t = _mm512_mul_ps(_mm512_cvtepi32_ps(dot), da);
-    _mm512_fmadd_ps(d, t, acc)
-}
-
-/// The tiles of Q4_0 and Q8_0 (`BB` bytes per block pair, unpacked by
-/// `pair`): an odd last block is paired with a zero block.
-macro_rules! q8_tile {
-    ($name:ident, $bb:literal, $consts:expr, $pair:ident) => {
-        #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vbmi,avx512vnni,avx2,fma,f16c")]
-        #[inline]
-        fn $name<const R: usize, const C: usize>(
-            w: &[&[u8]],
-            a: &[&[u8]],
-            n: usize,
-            out: &mut [f32],
-        ) {
-            let nb = n / 32;
-            let pairs = nb.div_ceil(2);
-            let w: [&[u8]; R] = heads(w, nb * $bb / 2);
-            let a: [&[u8]; C] = heads(a, pairs * Q8_REC);
-            let k = $consts;
-            let mut pad = [[0u8; $bb]; R];
-            if nb % 2 == 1 {
-                for r in 0..R {
-                    pad[r][..$bb / 2].copy_from_slice(&w[r][(nb - 1) * $bb / 2..]);
-                }
-            }
-            let mut acc = [[_mm512_setzero_ps(); C]; R];
-            for p in 0..pairs {
-                let mut q = [_mm512_setzero_si512(); R];
-                let mut d = [_mm512_setzero_ps(); R];
-                for r in 0..R {
-                    if R > 1 && p % 2 == 0 {
-                        prefetch(w[r], $bb * p, R * nb * $bb / 2);
-                    }
-                    let src = if p < nb / 2 {
-                        w[r].as_ptr().wrapping_add($bb * p)
-                    } else {
-                        pad[r].as_ptr()
-                    };
-                    // SAFETY: a whole pair lies at `src`: p < nb / 2 in the
-                    // row (sliced to nb blocks above), else the padded copy.
-                    (q[r], d[r]) = unsafe { $pair(src, k) };
-                }
-                for c in 0..C {
-                    let rec = a[c].as_ptr().wrapping_add(Q8_REC * p);
-                    for r in 0..R {
-                        // SAFETY: p < pairs, and inputs hold pairs records.
-                        acc[r][c] = unsafe { q8_rec(acc[r][c], q[r], d[r], rec) };
-                    }
-                }
-            }
-            for r in 0..R {
-                for c in 0..C {
-                    out[r * C + c] = hsum(acc[r][c]);
-                }
-            }
-        }
-    };
-}
-
-q8_tile!(tile_q8_0, 68, load512(&Q8_0_SCALES), q8_0_pair);
 
 /// F16 weights against f32 inputs (f16-rounded): 16 lanes in one pass, the
 /// tail (n mod 16) added after the lane sum, as the AVX2 kernel does.

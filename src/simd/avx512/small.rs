@@ -1,14 +1,14 @@
 //! AVX-512 tiles for Q4_1, Q5_0, Q5_1 (blocks of 32) and BF16.
 //!
-//! The blocks of 32 are read four at a time, as the Q4_0 tile does: the 16
+//! The blocks of 32 are read four at a time (as the Q4_0 tile did before
+//! it went to eight blocks, two lanes each: see `oct`): the 16
 //! bytes of quants of each block go to one 128-bit lane, so the low nibbles
 //! (quants 0..16 of each block) and the high nibbles (16..32) each fill a
 //! register. The quants stay unsigned (0..15, or 0..31 with the fifth bit
 //! from `qh` added under a mask) and meet the signed input quants in
 //! `vpdpbusd`.
 //!
-//! Wide input layouts (records of 128 inputs, four blocks, 256 bytes, as
-//! Q4_0's; missing blocks at the end are zeros):
+//! Wide input layouts (records of 128 inputs, four blocks, 256 bytes; missing blocks at the end are zeros):
 //! - Q5_0 (inputs as Q8_0): bytes 0..64 the first 16 quants of each block,
 //!   64..128 the last 16, 128..192 16 i32 lanes `-16 * (sum of the 8
 //!   quants the lane meets)` (the offset of 16 of the weights), 192..256 16
