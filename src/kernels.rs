@@ -158,12 +158,16 @@ fn wide_matmul(
         return false;
     };
     let batch = n_tok > 1;
-    let cb = wide.c_big();
+    let (cb, fewer) = (wide.c_big(), wide.fewer());
     let plan = TilePlan {
         rb: wide.row_bytes(w0.cols, batch),
         prepare: &|x, o| wide.prepare(x, o, batch),
         block: &|_, w, wrb, a, n, o| wide.block(w, wrb, a, n, o, batch),
-        inputs: &|left| if left >= cb { cb } else { 1 },
+        inputs: &|left| match left {
+            l if l >= cb => cb,
+            l if fewer => l,
+            _ => 1,
+        },
         tile_rows: |rb| (64 * 1024 / rb.max(1)).clamp(4, 256),
     };
     tiled_matmul(par, ws, x, n_tok, outs, buf, &plan)

@@ -667,6 +667,9 @@ impl Wide {
     pub fn c_big(&self) -> usize {
         match self.never {}
     }
+    pub fn fewer(&self) -> bool {
+        match self.never {}
+    }
     pub fn block(&self, _: &[u8], _: usize, _: &[&[u8]], _: usize, _: &mut [&mut [f32]], _: bool) {
         match self.never {}
     }
@@ -715,10 +718,17 @@ impl Wide {
         self.k.c_big
     }
 
+    /// Whether [`Self::block`] also takes fewer than [`Self::c_big`]
+    /// inputs at once (else it takes one or `c_big`).
+    pub fn fewer(&self) -> bool {
+        self.k.fewer
+    }
+
     /// `out[c][r] = dot(row r of w, input c)`, with `w` whole rows of `wrb`
     /// bytes, and `a` holding one or [`Self::c_big`] prepared inputs of `n`
-    /// values (`out[c]` as long as there are rows). The same bits whatever
-    /// the grouping of rows and inputs.
+    /// values (or any number up to it, where [`Self::fewer`]; `out[c]` as
+    /// long as there are rows). The same bits whatever the grouping of rows
+    /// and inputs.
     pub fn block(
         &self,
         w: &[u8],
@@ -728,7 +738,8 @@ impl Wide {
         out: &mut [&mut [f32]],
         batch: bool,
     ) {
-        assert!(a.len() == 1 || a.len() == self.k.c_big);
+        let c = self.k.c_big;
+        assert!(a.len() == 1 || a.len() == c || (self.k.fewer && a.len() < c && !a.is_empty()));
         assert!(out.len() == a.len() && out.iter().all(|o| o.len() * wrb == w.len()));
         // SAFETY: `Wide` exists only at the AVX-512 level, whose features
         // the kernels need (BF16's `vdpbf16ps` one only with AVX512_BF16).

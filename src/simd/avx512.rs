@@ -41,6 +41,9 @@ pub type Block = unsafe fn(&[u8], usize, &[&[u8]], usize, &mut [&mut [f32]], boo
 pub struct Kernels {
     /// Inputs per call in a batch.
     pub c_big: usize,
+    /// Whether `block` also takes 2 to `c_big - 1` inputs at once (else
+    /// the rest of a batch goes one input at a time).
+    pub fewer: bool,
     pub block: Block,
 }
 
@@ -106,14 +109,47 @@ macro_rules! block_fn {
 }
 
 // Rows × inputs per tile: the K-quants unpack a block into 8 registers
-// (quants and scales), so they take one row and more inputs; so do Q4_0
-// and Q8_0 (eight blocks in five registers; two rows × eight inputs spilt
-// to the stack).
+// (quants and scales), so they take one row and more inputs (as Q4_0 and
+// Q8_0 do below: two rows × eight inputs spilt to the stack).
 // F16 inputs are f32 in a batch (converted once, not per tile) and f16
 // alone (half the bytes to read per row). The second tile is for one input
 // outside a batch.
-block_fn!(block_q4_0, tile_q4_0, tile_q4_0, 1, 8);
-block_fn!(block_q8_0, tile_q8_0, tile_q8_0, 1, 8);
+
+/// One row at a time against all of `a` (1 to 8 inputs): the eight-block
+/// tiles of [`oct`] take one row (the unpacked row is what the inputs
+/// share) and any number of inputs.
+macro_rules! oct_block {
+    ($name:ident, $tile:ident) => {
+        #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vbmi,avx512vnni,avx2,fma,f16c")]
+        fn $name(w: &[u8], wrb: usize, a: &[&[u8]], n: usize, out: &mut [&mut [f32]], _: bool) {
+            let nrows = w.len() / wrb;
+            macro_rules! rows {
+                ($c:literal) => {{
+                    let mut o = [0f32; $c];
+                    for r in 0..nrows {
+                        $tile::<1, $c>(&[&w[r * wrb..(r + 1) * wrb]], a, n, &mut o);
+                        for (out, v) in out.iter_mut().zip(o) {
+                            out[r] = v;
+                        }
+                    }
+                }};
+            }
+            match a.len() {
+                1 => rows!(1),
+                2 => rows!(2),
+                3 => rows!(3),
+                4 => rows!(4),
+                5 => rows!(5),
+                6 => rows!(6),
+                7 => rows!(7),
+                8 => rows!(8),
+                _ => {}
+            }
+        }
+    };
+}
+oct_block!(block_q4_0, tile_q4_0);
+oct_block!(block_q8_0, tile_q8_0);
 block_fn!(block_f16, tile_f16_wide, tile_f16, 4, 6);
 block_fn!(block_q6_k, tile_q6_k, tile_q6_k, 1, 8);
 
@@ -136,8 +172,14 @@ block_fn!(block_bf16_fma, tile_bf16_fma, tile_bf16_fma, 4, 3);
 /// The wide kernels for weights of type `t`, if there are.
 pub fn kernels(t: W) -> Option<Kernels> {
     let (c_big, block): (usize, Block) = match t {
-        W::Q4_0 => (8, block_q4_0),
-        W::Q8_0 => (8, block_q8_0),
+        W::Q4_0 | W::Q8_0 => {
+            let block = if t == W::Q4_0 { block_q4_0 } else { block_q8_0 };
+            return Some(Kernels {
+                c_big: 8,
+                fewer: true,
+                block,
+            });
+        }
         W::F16 => (6, block_f16),
         W::Q4_K => (8, block_q4_k),
         W::Q6_K => (8, block_q6_k),
@@ -151,7 +193,11 @@ pub fn kernels(t: W) -> Option<Kernels> {
         W::BF16 => (3, block_bf16_fma),
         _ => return None,
     };
-    Some(Kernels { c_big, block })
+    Some(Kernels {
+        c_big,
+        fewer: false,
+        block,
+    })
 }
 
 /// The BF16 kernels of a CPU without AVX512_BF16 (for tests on one with).
@@ -159,6 +205,7 @@ pub fn kernels(t: W) -> Option<Kernels> {
 pub fn bf16_fma() -> Kernels {
     Kernels {
         c_big: 3,
+        fewer: false,
         block: block_bf16_fma,
     }
 }
