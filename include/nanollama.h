@@ -482,6 +482,18 @@ typedef uint32_t nanollama_tokenize_flags;
 // The same context twice in one `nanollama_decode_many` call.
 #define NANOLLAMA_STATUS_DUPLICATE_CONTEXT 38
 
+// A GBNF grammar that does not parse.
+#define NANOLLAMA_STATUS_GRAMMAR_SYNTAX 39
+
+// A grammar that uses a rule it never defines, or has no `root`.
+#define NANOLLAMA_STATUS_GRAMMAR_UNDEFINED_RULE 40
+
+// A grammar with a left-recursive rule.
+#define NANOLLAMA_STATUS_GRAMMAR_LEFT_RECURSION 41
+
+// A grammar past a documented limit (repetitions, nesting, size).
+#define NANOLLAMA_STATUS_GRAMMAR_LIMIT 42
+
 // 4 bytes per element.
 #define NANOLLAMA_KV_TYPE_F32 0
 

@@ -96,6 +96,18 @@ pub enum Error {
     ModelMismatch = 37,
     /// The same context twice in one `decode_many` call.
     DuplicateContext = 38,
+    /// A GBNF grammar that does not parse (with the byte offset in
+    /// [`crate::grammar::GrammarError`]): a missing `::=`, `)` or `]`, an
+    /// unknown escape, a NUL byte, the end of the text inside a literal.
+    GrammarSyntax = 39,
+    /// A grammar that uses a rule it never defines, or has no `root`.
+    GrammarUndefinedRule = 40,
+    /// A grammar with a left-recursive rule (`a ::= a "x"`), which a
+    /// top-down matcher cannot run (llama.cpp refuses it too).
+    GrammarLeftRecursion = 41,
+    /// A grammar past a documented limit: repetitions (`{m,n}` past 2,000,
+    /// as llama.cpp), nesting of groups, or elements after expansion.
+    GrammarLimit = 42,
 }
 
 /// The crate's result type.
@@ -151,11 +163,15 @@ impl Error {
             Error::UnsupportedTemplate => c"chat template not recognised (not a built-in name or known template)",
             Error::ModelMismatch => c"context of another model than the batch's",
             Error::DuplicateContext => c"the same context twice in one call",
+            Error::GrammarSyntax => c"grammar syntax error",
+            Error::GrammarUndefinedRule => c"grammar uses an undefined rule or has no root",
+            Error::GrammarLeftRecursion => c"grammar has a left-recursive rule",
+            Error::GrammarLimit => c"grammar exceeds a limit (repetitions, nesting, size)",
         }
     }
 
     /// Every error, in code order (for tests and tools).
-    pub const ALL: [Error; 36] = [
+    pub const ALL: [Error; 40] = [
         Error::InvalidArgument,
         Error::BufferTooSmall,
         Error::Misaligned,
@@ -192,6 +208,10 @@ impl Error {
         Error::UnsupportedTemplate,
         Error::ModelMismatch,
         Error::DuplicateContext,
+        Error::GrammarSyntax,
+        Error::GrammarUndefinedRule,
+        Error::GrammarLeftRecursion,
+        Error::GrammarLimit,
     ];
 
     /// The error of a status code, if it is one.

@@ -163,6 +163,18 @@ pub const NANOLLAMA_STATUS_MODEL_MISMATCH: nanollama_status = 37;
 /// The same context twice in one `nanollama_decode_many` call.
 pub const NANOLLAMA_STATUS_DUPLICATE_CONTEXT: nanollama_status = 38;
 
+/// A GBNF grammar that does not parse.
+pub const NANOLLAMA_STATUS_GRAMMAR_SYNTAX: nanollama_status = 39;
+
+/// A grammar that uses a rule it never defines, or has no `root`.
+pub const NANOLLAMA_STATUS_GRAMMAR_UNDEFINED_RULE: nanollama_status = 40;
+
+/// A grammar with a left-recursive rule.
+pub const NANOLLAMA_STATUS_GRAMMAR_LEFT_RECURSION: nanollama_status = 41;
+
+/// A grammar past a documented limit (repetitions, nesting, size).
+pub const NANOLLAMA_STATUS_GRAMMAR_LIMIT: nanollama_status = 42;
+
 impl From<Error> for nanollama_status {
     fn from(e: Error) -> Self {
         match e {
@@ -202,6 +214,10 @@ impl From<Error> for nanollama_status {
             Error::UnsupportedTemplate => NANOLLAMA_STATUS_UNSUPPORTED_TEMPLATE,
             Error::ModelMismatch => NANOLLAMA_STATUS_MODEL_MISMATCH,
             Error::DuplicateContext => NANOLLAMA_STATUS_DUPLICATE_CONTEXT,
+            Error::GrammarSyntax => NANOLLAMA_STATUS_GRAMMAR_SYNTAX,
+            Error::GrammarUndefinedRule => NANOLLAMA_STATUS_GRAMMAR_UNDEFINED_RULE,
+            Error::GrammarLeftRecursion => NANOLLAMA_STATUS_GRAMMAR_LEFT_RECURSION,
+            Error::GrammarLimit => NANOLLAMA_STATUS_GRAMMAR_LIMIT,
         }
     }
 }

@@ -27,6 +27,7 @@ mod cost;
 pub mod error;
 pub mod ffi;
 pub mod gguf;
+pub mod grammar;
 #[cfg(feature = "std")]
 pub mod host;
 pub mod kernels;
