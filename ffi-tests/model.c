@@ -20,7 +20,7 @@ enum { DIM = 64, LAYERS = 2, HEADS = 4, KV_HEADS = 2, FFN = 96, VOCAB = 100, CTX
 #define N_MATRIX ((uint64_t)2 * VOCAB * DIM + (uint64_t)LAYERS * (2 * DIM * DIM + 2 * KV_DIM * DIM + 3 * FFN * DIM))
 #define N_NORM ((uint64_t)DIM * (2 * LAYERS + 1))
 
-#define LAST_STATUS NANOLLAMA_STATUS_DUPLICATE_CONTEXT
+#define LAST_STATUS NANOLLAMA_STATUS_GRAMMAR_LIMIT
 
 static const nanollama_model *const SENTINEL = (const nanollama_model *)(uintptr_t)0x1234;
 

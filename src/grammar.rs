@@ -737,6 +737,8 @@ fn dry_run(text: &[u8]) -> Res<Counts> {
     Ok(p.n)
 }
 
+/// The next `n` values of `T` from `rest` (then past a multiple of
+/// [`ALIGN`]); `rest` is long enough, by the caller's layout.
 fn carve<'a, T: bytemuck::Pod>(rest: &mut &'a mut [u8], n: usize) -> &'a mut [T] {
     let bytes = (n * core::mem::size_of::<T>()).div_ceil(ALIGN) * ALIGN;
     let all = core::mem::take(rest);

@@ -371,17 +371,10 @@ impl Layout {
     }
 }
 
-fn take<'a, T: bytemuck::Pod>(rest: &mut &'a mut [u8], n: usize) -> &'a mut [T] {
-    let all = core::mem::take(rest);
-    let (head, tail) = all.split_at_mut(pad(n * core::mem::size_of::<T>()));
-    *rest = tail;
-    bytemuck::cast_slice_mut(&mut head[..n * core::mem::size_of::<T>()])
-}
-
 fn new_set<'a>(rest: &mut &'a mut [u8], lay: &Layout) -> Set<'a> {
-    let pool = take(rest, lay.positions);
-    let idx = take(rest, lay.stacks);
-    let table: &mut [u64] = take(rest, lay.table);
+    let pool = super::carve(rest, lay.positions);
+    let idx = super::carve(rest, lay.stacks);
+    let table: &mut [u64] = super::carve(rest, lay.table);
     table.fill(0);
     Set {
         pool,
@@ -430,8 +423,8 @@ impl<'a> Matcher<'a> {
         ];
         let seen = new_set(&mut rest, &lay);
         let work = Work {
-            pool: take(&mut rest, lay.positions),
-            idx: take(&mut rest, lay.stacks),
+            pool: super::carve(&mut rest, lay.positions),
+            idx: super::carve(&mut rest, lay.stacks),
         };
         let mut m = Matcher {
             elems: g.elems(),
