@@ -160,33 +160,41 @@ fn is_char(e: Elem) -> bool {
     matches!(e.ty, ty::CHAR | ty::CHAR_NOT | ty::CHAR_ANY)
 }
 
-/// Whether `c` is in the class at `pos`, and the position after it.
-fn match_char(elems: &[Elem], mut pos: usize, c: u32) -> (bool, usize) {
+/// Walks the class at `pos` (its chars, ranges, or `.` as the range of
+/// every code point): whether `hit` holds for one of its ranges, whether
+/// the class is positive, and the position after it.
+fn class(elems: &[Elem], mut pos: usize, hit: impl Fn(u32, u32) -> bool) -> (bool, bool, usize) {
     let positive = matches!(elems[pos].ty, ty::CHAR | ty::CHAR_ANY);
     let mut found = false;
     loop {
         let e = elems[pos];
-        if elems[pos + 1].ty == ty::CHAR_RNG_UPPER {
-            found |= e.value <= c && c <= elems[pos + 1].value;
+        let (lo, hi) = if elems[pos + 1].ty == ty::CHAR_RNG_UPPER {
             pos += 2;
+            (e.value, elems[pos - 1].value)
         } else if e.ty == ty::CHAR_ANY {
-            found = true;
             pos += 1;
+            (0, u32::MAX)
         } else {
-            found |= e.value == c;
             pos += 1;
-        }
+            (e.value, e.value)
+        };
+        found |= hit(lo, hi);
         if elems[pos].ty != ty::CHAR_ALT {
             break;
         }
     }
-    (found == positive, pos)
+    (found, positive, pos)
+}
+
+/// Whether `c` is in the class at `pos`, and the position after it.
+fn match_char(elems: &[Elem], pos: usize, c: u32) -> (bool, usize) {
+    let (found, positive, after) = class(elems, pos, |lo, hi| lo <= c && c <= hi);
+    (found == positive, after)
 }
 
 /// Whether some completion of `p` can be in the class at `pos` (llama.cpp's
 /// `llama_grammar_match_partial_char`).
-fn match_partial(elems: &[Elem], mut pos: usize, p: Partial) -> bool {
-    let positive = matches!(elems[pos].ty, ty::CHAR | ty::CHAR_ANY);
+fn match_partial(elems: &[Elem], pos: usize, p: Partial) -> bool {
     if p.n_remain < 0 || (p.n_remain == 1 && p.value < 2) {
         return false;
     }
@@ -200,26 +208,8 @@ fn match_partial(elems: &[Elem], mut pos: usize, p: Partial) -> bool {
             low = 1 << 16;
         }
     }
-    loop {
-        let e = elems[pos];
-        if elems[pos + 1].ty == ty::CHAR_RNG_UPPER {
-            if e.value <= high && low <= elems[pos + 1].value {
-                return positive;
-            }
-            pos += 2;
-        } else if e.ty == ty::CHAR_ANY {
-            return true;
-        } else {
-            if low <= e.value && e.value <= high {
-                return positive;
-            }
-            pos += 1;
-        }
-        if elems[pos].ty != ty::CHAR_ALT {
-            break;
-        }
-    }
-    !positive
+    let (found, positive, _) = class(elems, pos, |lo, hi| lo <= high && low <= hi);
+    found == positive
 }
 
 /// Adds to `out` every stack that `head ++ tail` reaches by expanding the
