@@ -108,7 +108,7 @@ fn avx512_bf16() -> bool {
     v == 2
 }
 
-#[cfg(target_arch = "x86_64")]
+#[cfg(all(target_arch = "x86_64", not(miri)))]
 #[target_feature(enable = "xsave")]
 #[allow(unsafe_code)]
 fn xgetbv0() -> u64 {
