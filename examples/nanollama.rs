@@ -331,6 +331,7 @@ fn sampler_option(p: &mut SamplerParams, flag: &str, v: &str) -> Result<bool, Fa
                 "min_p",
                 "xtc",
                 "temperature",
+                "grammar",
             ];
             let mut n = 0;
             for name in v.split(',').filter(|s| !s.is_empty()) {

@@ -519,6 +519,10 @@ typedef uint32_t nanollama_tokenize_flags;
 
 #define NANOLLAMA_STAGE_TEMPERATURE 7
 
+// The grammar set with `nanollama_sampler_set_grammar` (first when the
+// chain does not name it; nothing without a grammar).
+#define NANOLLAMA_STAGE_GRAMMAR 8
+
 // Start with the BOS token.
 #define NANOLLAMA_TOKENIZE_FLAGS_ADD_BOS 1
 

@@ -1279,6 +1279,9 @@ pub const NANOLLAMA_STAGE_TOP_P: nanollama_stage = 4;
 pub const NANOLLAMA_STAGE_MIN_P: nanollama_stage = 5;
 pub const NANOLLAMA_STAGE_XTC: nanollama_stage = 6;
 pub const NANOLLAMA_STAGE_TEMPERATURE: nanollama_stage = 7;
+/// The grammar set with `nanollama_sampler_set_grammar` (first when the
+/// chain does not name it; nothing without a grammar).
+pub const NANOLLAMA_STAGE_GRAMMAR: nanollama_stage = 8;
 
 /// One logit-bias entry: `bias` is added to token `token`'s logit. An
 /// element of an array, so its layout is fixed for good (8 bytes).

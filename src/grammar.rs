@@ -36,7 +36,11 @@ use crate::model::ALIGN;
 use bytemuck::Zeroable;
 
 pub mod matcher;
+pub mod stage;
+pub mod trie;
 pub use matcher::{Matcher, MatcherParams};
+pub use stage::{GrammarParams, GrammarStage};
+pub use trie::TokenTrie;
 
 /// Element types, numbered as llama.cpp's `llama_gretype`.
 pub mod ty {

@@ -23,6 +23,7 @@
 //! logits and settings give the same tokens on every platform.
 
 use crate::error::{Error, Result};
+use crate::grammar::GrammarStage;
 use crate::model::ALIGN;
 
 /// One stage of the chain.
@@ -37,6 +38,9 @@ pub enum Stage {
     MinP = 5,
     Xtc = 6,
     Temperature = 7,
+    /// The grammar, when one is attached ([`Sampler::set_grammar`]); a
+    /// chain without this stage runs the grammar first.
+    Grammar = 8,
 }
 
 impl Stage {
@@ -51,6 +55,7 @@ impl Stage {
             5 => Self::MinP,
             6 => Self::Xtc,
             7 => Self::Temperature,
+            8 => Self::Grammar,
             _ => return None,
         })
     }
@@ -231,6 +236,7 @@ pub struct Sampler<'a> {
     pos: &'a mut [u32],
     rng: Rng,
     mu: f32,
+    grammar: Option<GrammarStage<'a>>,
 }
 
 /// No candidate index.
@@ -350,9 +356,34 @@ impl<'a> Sampler<'a> {
             pos,
             rng: Rng(params.seed),
             mu: 0.0,
+            grammar: None,
         };
         s.reset();
         Ok(s)
+    }
+
+    /// Attaches a grammar (or, with None, detaches it) and returns the one
+    /// attached before. The grammar's vocabulary must be the sampler's size:
+    /// [`Error::InvalidArgument`] otherwise, the sampler unchanged (and the
+    /// refused stage dropped: its memory is free again). From now on the
+    /// chain sets refused tokens to -infinity at [`Stage::Grammar`] (first
+    /// if the chain does not name it), [`Sampler::accept`] advances the
+    /// grammar, and the saved state holds the grammar's state.
+    pub fn set_grammar(&mut self, g: Option<GrammarStage<'a>>) -> Result<Option<GrammarStage<'a>>> {
+        if g.as_ref().is_some_and(|st| st.n_vocab() != self.n_vocab) {
+            return Err(Error::InvalidArgument);
+        }
+        Ok(core::mem::replace(&mut self.grammar, g))
+    }
+
+    /// The attached grammar.
+    pub fn grammar(&self) -> Option<&GrammarStage<'a>> {
+        self.grammar.as_ref()
+    }
+
+    /// The attached grammar, to query or advance by hand.
+    pub fn grammar_mut(&mut self) -> Option<&mut GrammarStage<'a>> {
+        self.grammar.as_mut()
     }
 
     /// The settings.
@@ -360,18 +391,28 @@ impl<'a> Sampler<'a> {
         &self.params
     }
 
-    /// Forgets the history, reseeds the generator and resets mirostat.
+    /// Forgets the history, reseeds the generator, resets mirostat and
+    /// takes the grammar back to its start.
     pub fn reset(&mut self) {
         self.hist_len = 0;
         self.hist_next = 0;
         self.rng = Rng(self.params.seed);
         self.mu = finite_mu(2.0 * self.params.mirostat_tau, 0.0);
+        if let Some(g) = &mut self.grammar {
+            // The start state fitted its bounds at init: it fits again.
+            let _ = g.reset();
+        }
     }
 
-    /// Records `token` as generated (for the penalties).
+    /// Records `token` as generated (for the penalties) and advances the
+    /// grammar over it; a token the grammar refuses is
+    /// [`Error::InvalidArgument`] and changes nothing.
     pub fn accept(&mut self, token: u32) -> Result<()> {
         if token as usize >= self.n_vocab {
             return Err(Error::TokenOutOfRange);
+        }
+        if let Some(g) = &mut self.grammar {
+            g.accept(token)?;
         }
         let cap = self.hist.len();
         if cap > 0 {
@@ -384,7 +425,8 @@ impl<'a> Sampler<'a> {
 
     /// Bytes [`Sampler::save_state`] writes now.
     pub fn state_size(&self) -> usize {
-        4 + 4 + 4 + 4 + 8 + 4 + 4 + 4 * self.hist_len + crate::state::CHECKSUM_BYTES
+        let grammar = self.grammar.as_ref().map_or(0, |g| g.state_size());
+        4 + 4 + 4 + 4 + 8 + 4 + 4 + 4 * self.hist_len + grammar + crate::state::CHECKSUM_BYTES
     }
 
     /// Writes what the sampler has learned since `init` or `reset` into `out`
@@ -395,7 +437,10 @@ impl<'a> Sampler<'a> {
     ///
     /// ```text
     /// b"NLSM", version u32, n_vocab u32, penalty window u32, generator u64,
-    /// mu f32, history length u32, history (oldest first) u32..., checksum u64
+    /// mu f32, history length u32, history (oldest first) u32...,
+    /// [with a grammar: grammar id u64, partial UTF-8 value u32 and bytes
+    /// to come u32, stacks u32, each: length u32, positions u32...],
+    /// checksum u64
     /// ```
     pub fn save_state(&self, out: &mut [u8]) -> Result<usize> {
         let need = self.state_size();
@@ -412,6 +457,9 @@ impl<'a> Sampler<'a> {
         w.u32(self.hist_len as u32);
         for t in self.history() {
             w.u32(t);
+        }
+        if let Some(g) = &self.grammar {
+            g.save(&mut w);
         }
         Ok(w.finish())
     }
@@ -431,8 +479,12 @@ impl<'a> Sampler<'a> {
         if n_vocab != self.n_vocab || n > self.hist.len() {
             return Err(Error::StateMismatch);
         }
-        if r.remaining() != n * 4 || !mu.is_finite() {
+        let has_grammar = r.remaining() != n * 4;
+        if r.remaining() < n * 4 || !mu.is_finite() {
             return Err(Error::StateCorrupt);
+        }
+        if has_grammar != self.grammar.is_some() {
+            return Err(Error::StateMismatch);
         }
         let toks = r.bytes(n * 4)?;
         let tok = |i: usize| {
@@ -441,6 +493,11 @@ impl<'a> Sampler<'a> {
         };
         if (0..n).any(|i| tok(i) as usize >= n_vocab) {
             return Err(Error::StateCorrupt);
+        }
+        if let Some(g) = &mut self.grammar {
+            // Last in the state: it checks that nothing follows before it
+            // changes anything.
+            g.load(&mut r)?;
         }
         for i in 0..n {
             self.hist[i] = tok(i);
@@ -467,7 +524,7 @@ impl<'a> Sampler<'a> {
     /// surviving candidates with their probabilities, most probable first;
     /// candidates of probability 0 are dropped. Does not draw.
     pub fn candidates(&mut self, logits: &[f32]) -> Result<&[Candidate]> {
-        self.apply_chain(logits)?;
+        self.apply_chain(logits, true)?;
         self.softmax();
         let n = self.cand[..self.size]
             .iter()
@@ -477,8 +534,31 @@ impl<'a> Sampler<'a> {
     }
 
     /// Applies the chain to `logits` and draws a token. Does not `accept` it.
+    /// With a grammar set to [`check_first`](crate::grammar::GrammarParams):
+    /// draws without the grammar, and when the grammar refuses that token,
+    /// draws again with it from the random state of the first draw.
     pub fn sample(&mut self, logits: &[f32]) -> Result<u32> {
-        self.apply_chain(logits)?;
+        if self.grammar.as_ref().is_some_and(|g| g.check_first()) {
+            let (rng, mu) = (self.rng, self.mu);
+            match self.sample_with(logits, false) {
+                Ok(t) => {
+                    if let Some(g) = &mut self.grammar {
+                        if g.allows(t)? {
+                            return Ok(t);
+                        }
+                    }
+                }
+                Err(Error::NoCandidates) => {}
+                Err(e) => return Err(e),
+            }
+            self.rng = rng;
+            self.mu = mu;
+        }
+        self.sample_with(logits, true)
+    }
+
+    fn sample_with(&mut self, logits: &[f32], grammar: bool) -> Result<u32> {
+        self.apply_chain(logits, grammar)?;
         let c = &mut self.cand[..self.size];
         if self.params.temp <= 0.0 {
             let mut best = 0;
@@ -564,12 +644,34 @@ impl<'a> Sampler<'a> {
         Ok(())
     }
 
-    fn apply_chain(&mut self, logits: &[f32]) -> Result<()> {
+    fn apply_chain(&mut self, logits: &[f32], grammar: bool) -> Result<()> {
         self.load(logits)?;
         let rng = self.rng;
+        let r = self.run_stages(grammar);
+        if r.is_err() {
+            self.rng = rng;
+        }
+        r
+    }
+
+    fn apply_grammar(&mut self) -> Result<()> {
+        if let Some(g) = &mut self.grammar {
+            g.apply(&mut self.cand[..self.size])?;
+            self.sorted = false;
+        }
+        Ok(())
+    }
+
+    fn run_stages(&mut self, grammar: bool) -> Result<()> {
         let order = self.params.order;
-        for &stage in &order[..(self.params.n_stages as usize).min(MAX_STAGES)] {
+        let stages = &order[..(self.params.n_stages as usize).min(MAX_STAGES)];
+        if grammar && !stages.contains(&Stage::Grammar) {
+            self.apply_grammar()?;
+        }
+        for &stage in stages {
             match stage {
+                Stage::Grammar if grammar => self.apply_grammar()?,
+                Stage::Grammar => {}
                 Stage::LogitBias => self.logit_bias(),
                 Stage::Penalties => self.penalties(),
                 Stage::TopK => self.top_k(self.params.top_k),
@@ -586,7 +688,6 @@ impl<'a> Sampler<'a> {
             .iter()
             .any(|c| c.logit > f32::NEG_INFINITY)
         {
-            self.rng = rng;
             return Err(Error::NoCandidates);
         }
         Ok(())

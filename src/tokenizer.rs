@@ -1606,7 +1606,7 @@ impl<'a> Vocab<'a> {
     }
 
     /// Calls `f` with each byte of [`Vocab::piece`]'s text, in order.
-    fn piece_bytes(&self, id: u32, special: bool, f: &mut dyn FnMut(u8)) {
+    pub(crate) fn piece_bytes(&self, id: u32, special: bool, f: &mut dyn FnMut(u8)) {
         let t = self.token_text(id);
         let a = self.attr(id);
         if a & (attr::CONTROL | attr::UNKNOWN) != 0 {

@@ -152,6 +152,30 @@ fn byte(p: Partial, b: u8, continuing: bool) -> Byte {
     }
 }
 
+/// `bytes` up to its first NUL.
+fn cut_nul(bytes: &[u8]) -> &[u8] {
+    &bytes[..bytes.iter().position(|&b| b == 0).unwrap_or(bytes.len())]
+}
+
+/// The code points `bytes` completes after the partial sequence `p`, or
+/// None when llama.cpp's decoder finds it invalid.
+fn decoded_chars(mut p: Partial, bytes: &[u8]) -> Option<usize> {
+    let mut continuing = p.n_remain > 0;
+    let mut n = 0;
+    for &b in bytes {
+        match byte(p, b, continuing) {
+            Byte::Invalid => return None,
+            Byte::More(q) => p = q,
+            Byte::Char(_) => {
+                n += 1;
+                p = Partial::default();
+                continuing = false;
+            }
+        }
+    }
+    Some(n)
+}
+
 fn end_of_seq(e: Elem) -> bool {
     e.ty == ty::END || e.ty == ty::ALT
 }
@@ -501,19 +525,29 @@ impl<'a> Matcher<'a> {
 
     /// Whether the grammar can take the token `id` whose text is `bytes`
     /// (llama.cpp's `llama_grammar_reject_candidates` for one candidate;
-    /// the state is unchanged).
+    /// the state is unchanged). The text ends at a NUL byte, as llama.cpp's
+    /// decoder reads it; a text that is empty or not UTF-8 as that decoder
+    /// reads it is never taken. One deliberate difference: a token element
+    /// (`<[id]>`) is matched by the whole token only, never by a token whose
+    /// first characters were matched by characters of the grammar
+    /// (llama.cpp's candidate check lets such a token through, and its
+    /// accept then aborts on it).
     pub fn allows(&mut self, id: u32, bytes: &[u8]) -> Result<bool> {
-        if bytes.first().is_none_or(|&b| b == 0) {
+        let bytes = cut_nul(bytes);
+        let Some(chars) = decoded_chars(self.partial, bytes) else {
+            return Ok(false);
+        };
+        if bytes.is_empty() {
             return Ok(false);
         }
-        if self.token_match(id) {
+        if chars > 0 && self.token_match(id) {
             return Ok(true);
         }
         let Some((set, p)) = self.run(bytes)? else {
             return Ok(false);
         };
         if p.n_remain == 0 {
-            return Ok(self.sets[set].n > 0 || set == self.cur);
+            return Ok(self.sets[set].n > 0 && chars > 0);
         }
         let s = &self.sets[set];
         Ok((0..s.n).any(|i| {
@@ -538,6 +572,11 @@ impl<'a> Matcher<'a> {
     /// [`Error::InvalidArgument`] if no stack survives it, and with
     /// [`Error::GrammarLimit`] past the bounds; either way the state stays.
     pub fn accept(&mut self, id: u32, bytes: &[u8]) -> Result<()> {
+        if !self.allows(id, bytes)? {
+            return Err(Error::InvalidArgument);
+        }
+        let bytes = cut_nul(bytes);
+        let whole = decoded_chars(self.partial, bytes).is_some_and(|n| n > 0);
         let g = (self.elems, self.starts);
         let run = self.run(bytes)?;
         let (set, p) = match run {
@@ -569,7 +608,7 @@ impl<'a> Matcher<'a> {
             let e = g.0[t as usize];
             let hit =
                 (e.ty == ty::TOKEN && e.value == id) || (e.ty == ty::TOKEN_NOT && e.value != id);
-            if hit {
+            if hit && whole {
                 let t1 = [t + 1];
                 let tail: &[u32] = if end_of_seq(g.0[t as usize + 1]) {
                     &[]
@@ -591,6 +630,327 @@ impl<'a> Matcher<'a> {
         }
         self.cur = set;
         self.partial = p;
+        Ok(())
+    }
+}
+
+/// One step of a walk over the trie: the children `cursor..end` still to
+/// visit, the stack they are matched against (`pool[base..base + len]`
+/// under `top`), the partial sequence, and the stacks the top's rule
+/// continues to once one of those children matches (`lists[exp..exp +
+/// n_exp]`, computed at the first match: they do not depend on which
+/// character matched).
+#[derive(Clone, Copy, Default)]
+#[repr(C)]
+pub(super) struct Frame {
+    cursor: u32,
+    end: u32,
+    base: u32,
+    len: u32,
+    top: u32,
+    value: u32,
+    n_remain: i32,
+    continuing: u32,
+    exp: u32,
+    n_exp: u32,
+    pool_mark: u32,
+    lists_mark: u32,
+}
+
+// SAFETY: twelve 4-byte fields under repr(C): no padding, every bit
+// pattern is a value.
+#[allow(unsafe_code)]
+unsafe impl bytemuck::Zeroable for Frame {}
+// SAFETY: as above.
+#[allow(unsafe_code)]
+unsafe impl bytemuck::Pod for Frame {}
+
+/// The working memory of a walk: frames, and stacks in a LIFO pool.
+pub(super) struct WalkMem<'m> {
+    pub(super) frames: &'m mut [Frame],
+    pub(super) pool: &'m mut [u32],
+    pub(super) lists: &'m mut [[u32; 2]],
+}
+
+#[inline]
+fn set_bits(mask: &mut [u64], ids: &[u32]) {
+    for &id in ids {
+        mask[id as usize >> 6] |= 1u64 << (id & 63);
+    }
+}
+
+impl Matcher<'_> {
+    /// The partial UTF-8 sequence at the end of the text so far.
+    pub(super) fn partial(&self) -> Partial {
+        self.partial
+    }
+
+    /// Stack `i` of the current set, bottom first.
+    pub(super) fn stack(&self, i: usize) -> &[u32] {
+        self.sets[self.cur].get(i)
+    }
+
+    /// Sets in `mask` the bit of every token of `trie` that stack `i` of
+    /// the current set takes ([`Matcher::allows`] for each token, as one
+    /// walk over the trie: a prefix shared by many tokens is matched
+    /// once). [`Error::GrammarLimit`] when the walk needs more than `w`.
+    pub(super) fn walk(
+        &mut self,
+        i: usize,
+        trie: &super::TokenTrie<'_>,
+        mask: &mut [u64],
+        w: &mut WalkMem<'_>,
+    ) -> Result<()> {
+        let elems = self.elems;
+        let g = (self.elems, self.starts);
+        let p0 = self.partial;
+        let to = (self.cur + 1) % 3;
+        let (cur, tmp) = pair(&mut self.sets, self.cur, to);
+        let s = cur.get(i);
+        let Some(&top) = s.last() else {
+            return Ok(());
+        };
+        let e = elems[top as usize];
+        if e.ty == ty::TOKEN || e.ty == ty::TOKEN_NOT {
+            // By id, for tokens whose text completes a character.
+            let whole = |id: u32| decoded_chars(p0, trie.piece(id)).is_some_and(|n| n > 0);
+            if e.ty == ty::TOKEN {
+                if whole(e.value) {
+                    set_bits(mask, &[e.value]);
+                }
+            } else {
+                for &id in trie.ids() {
+                    if id != e.value && whole(id) {
+                        set_bits(mask, &[id]);
+                    }
+                }
+            }
+            return Ok(());
+        }
+        if !is_char(e) {
+            return Ok(());
+        }
+        let (frames, pool, lists) = (&mut *w.frames, &mut *w.pool, &mut *w.lists);
+        let base_len = s.len() - 1;
+        if base_len > pool.len() || frames.is_empty() {
+            return Err(Error::GrammarLimit);
+        }
+        pool[..base_len].copy_from_slice(&s[..base_len]);
+        let mut used = base_len;
+        let mut nl = 0usize;
+        frames[0] = Frame {
+            cursor: 0,
+            end: trie.n_nodes() as u32,
+            base: 0,
+            len: base_len as u32,
+            top,
+            value: p0.value,
+            n_remain: p0.n_remain,
+            continuing: u32::from(p0.n_remain > 0),
+            exp: u32::MAX,
+            n_exp: 0,
+            pool_mark: used as u32,
+            lists_mark: 0,
+        };
+        let mut nf = 1usize;
+        while nf > 0 {
+            let f = frames[nf - 1];
+            if f.cursor >= f.end {
+                used = f.pool_mark as usize;
+                nl = f.lists_mark as usize;
+                nf -= 1;
+                continue;
+            }
+            let n = f.cursor as usize;
+            let (b, end, toks) = trie.node(n);
+            frames[nf - 1].cursor = end as u32;
+            let p = Partial {
+                value: f.value,
+                n_remain: f.n_remain,
+            };
+            let has_children = n + 1 < end;
+            let marks = (n as u32 + 1, end as u32);
+            let child = |top: u32,
+                         base: u32,
+                         len: u32,
+                         p: Partial,
+                         continuing: u32,
+                         mark: (usize, usize)| {
+                Frame {
+                    cursor: marks.0,
+                    end: marks.1,
+                    base,
+                    len,
+                    top,
+                    value: p.value,
+                    n_remain: p.n_remain,
+                    continuing,
+                    exp: u32::MAX,
+                    n_exp: 0,
+                    pool_mark: mark.0 as u32,
+                    lists_mark: mark.1 as u32,
+                }
+            };
+            match byte(p, b, f.continuing != 0) {
+                Byte::Invalid => {}
+                Byte::More(q) => {
+                    let ok = match_partial(elems, f.top as usize, q);
+                    if ok {
+                        set_bits(mask, toks);
+                    }
+                    // For a positive class, a refused partial means no
+                    // completion is in the class: the subtree is out
+                    // (unless the sequence may be overlong, which the test
+                    // refuses and the decoder takes). A negated class is
+                    // refused when any excluded code point could follow,
+                    // while other completions still match: walk on.
+                    let positive = elems[f.top as usize].ty == ty::CHAR;
+                    if has_children && (ok || q.value < 2 || !positive) {
+                        if nf == frames.len() {
+                            return Err(Error::GrammarLimit);
+                        }
+                        frames[nf] = child(f.top, f.base, f.len, q, f.continuing, (used, nl));
+                        nf += 1;
+                    }
+                }
+                Byte::Char(c) => {
+                    let (ok, after) = match_char(elems, f.top as usize, c);
+                    if !ok {
+                        continue;
+                    }
+                    set_bits(mask, toks);
+                    if !has_children {
+                        continue;
+                    }
+                    if is_char(elems[after]) {
+                        if nf == frames.len() {
+                            return Err(Error::GrammarLimit);
+                        }
+                        frames[nf] = child(
+                            after as u32,
+                            f.base,
+                            f.len,
+                            Partial::default(),
+                            0,
+                            (used, nl),
+                        );
+                        nf += 1;
+                        continue;
+                    }
+                    let (mut exp, mut n_exp) = (f.exp as usize, f.n_exp as usize);
+                    if f.exp == u32::MAX {
+                        tmp.clear();
+                        let t = [after as u32];
+                        let tail: &[u32] = if end_of_seq(elems[after]) { &[] } else { &t };
+                        let head = &pool[f.base as usize..(f.base + f.len) as usize];
+                        advance(g, head, tail, tmp, &mut self.seen, &mut self.work)?;
+                        exp = nl;
+                        for j in 0..tmp.n {
+                            let st = tmp.get(j);
+                            if !st.last().is_some_and(|&t| is_char(elems[t as usize])) {
+                                continue;
+                            }
+                            if nl == lists.len() || used + st.len() > pool.len() {
+                                return Err(Error::GrammarLimit);
+                            }
+                            pool[used..used + st.len()].copy_from_slice(st);
+                            lists[nl] = [used as u32, st.len() as u32];
+                            used += st.len();
+                            nl += 1;
+                        }
+                        n_exp = nl - exp;
+                        frames[nf - 1].exp = exp as u32;
+                        frames[nf - 1].n_exp = n_exp as u32;
+                    }
+                    for &[o, l] in &lists[exp..exp + n_exp] {
+                        if nf == frames.len() {
+                            return Err(Error::GrammarLimit);
+                        }
+                        let top = pool[(o + l - 1) as usize];
+                        frames[nf] = child(top, o, l - 1, Partial::default(), 0, (used, nl));
+                        nf += 1;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Matcher<'_> {
+    /// Bytes [`Matcher::save`] writes now.
+    pub(super) fn state_size(&self) -> usize {
+        let s = &self.sets[self.cur];
+        12 + (0..s.n).map(|i| 4 + 4 * s.get(i).len()).sum::<usize>()
+    }
+
+    /// Writes the partial sequence and the stacks.
+    pub(super) fn save(&self, w: &mut crate::state::Writer<'_>) {
+        let s = &self.sets[self.cur];
+        w.u32(self.partial.value);
+        w.u32(self.partial.n_remain as u32);
+        w.u32(s.n as u32);
+        for i in 0..s.n {
+            let st = s.get(i);
+            w.u32(st.len() as u32);
+            for &v in st {
+                w.u32(v);
+            }
+        }
+    }
+
+    /// Reads what [`Matcher::save`] wrote (for this grammar): every
+    /// position must be the start of an element inside a rule, every top a
+    /// terminal. [`Error::StateCorrupt`] otherwise, [`Error::StateMismatch`]
+    /// past this matcher's bounds; on error the state is unchanged. The
+    /// state must end after it.
+    pub(super) fn load(&mut self, r: &mut crate::state::Reader<'_>) -> Result<()> {
+        let value = r.u32()?;
+        let n_remain = r.u32()? as i32;
+        if !(0..=3).contains(&n_remain) || value >= 1 << 21 {
+            return Err(Error::StateCorrupt);
+        }
+        let n = r.u32()? as usize;
+        let to = (self.cur + 1) % 3;
+        let elems = self.elems;
+        let out = &mut self.sets[to];
+        out.clear();
+        for _ in 0..n {
+            let len = r.u32()? as usize;
+            if len > r.remaining() / 4 {
+                return Err(Error::StateCorrupt);
+            }
+            let b = r.bytes(4 * len)?;
+            let at =
+                |k: usize| u32::from_le_bytes([b[4 * k], b[4 * k + 1], b[4 * k + 2], b[4 * k + 3]]);
+            for k in 0..len {
+                let ok = elems.get(at(k) as usize).is_some_and(|e| {
+                    !matches!(e.ty, ty::END | ty::ALT | ty::CHAR_RNG_UPPER | ty::CHAR_ALT)
+                        && (k + 1 < len || is_char(*e) || matches!(e.ty, ty::TOKEN | ty::TOKEN_NOT))
+                });
+                if !ok {
+                    return Err(Error::StateCorrupt);
+                }
+            }
+            // Through the work pool: a stack is added whole or not at all.
+            if len > self.work.pool.len() {
+                return Err(Error::StateMismatch);
+            }
+            for k in 0..len {
+                self.work.pool[k] = at(k);
+            }
+            let added = out.insert(&self.work.pool[..len], &[]);
+            match added {
+                Ok(true) => {}
+                Ok(false) => return Err(Error::StateCorrupt),
+                Err(_) => return Err(Error::StateMismatch),
+            }
+        }
+        if n == 0 || r.remaining() != 0 {
+            return Err(Error::StateCorrupt);
+        }
+        self.cur = to;
+        self.partial = Partial { value, n_remain };
         Ok(())
     }
 }
