@@ -37,11 +37,14 @@ const USAGE: &str = "usage: nanollama info MODEL.gguf
                  (FILE.json: [{\"role\": ..., \"content\": ...}, ...]; - for stdin)
        nanollama sample --logits FILE --n-vocab N [SAMPLER OPTIONS] [--history 1,2,3]
                  [--logit-bias ID:BIAS,...] [--dump | --bench CALLS]
+       nanollama sample --grammar G.gbnf --vocab MODEL.gguf --text FILE [--bench STEPS]
+                 [--cache N]   (times the grammar stage over the whole vocabulary,
+                 replaying FILE's tokens; documents separated by lines of ---)
 sampler options: --seed S --temp T --top-k K --top-p P --min-p P --typical-p P
        --repeat-penalty R --frequency-penalty F --presence-penalty P --penalty-last-n N
        --xtc-probability P --xtc-threshold T --mirostat 0|2 --mirostat-tau T
        --mirostat-eta E --min-keep N --order STAGES (comma list of logit_bias,
-       penalties,top_k,typical,top_p,min_p,xtc,temperature)";
+       penalties,top_k,typical,top_p,min_p,xtc,temperature,grammar)";
 
 /// A one-line failure: the message and the exit code.
 struct Fail(String, u8);
@@ -353,6 +356,9 @@ fn sampler_option(p: &mut SamplerParams, flag: &str, v: &str) -> Result<bool, Fa
 }
 
 fn sample(args: &[String]) -> Result<(), Fail> {
+    if args.iter().any(|a| a == "--grammar") {
+        return sample_grammar(args);
+    }
     let mut p = SamplerParams::default();
     let (mut logits_path, mut n_vocab, mut history, mut dump) = (None, None, Vec::new(), false);
     let mut bias: Vec<LogitBias> = Vec::new();
@@ -440,6 +446,121 @@ fn load_vocab<'a>(path: &str, bytes: &'a [u8], mem: &'a mut AlignedBuf) -> Resul
     let need = Vocab::size(bytes).map_err(|e| Fail(format!("{path}: {e}"), 1))?;
     *mem = AlignedBuf::new(need);
     Vocab::init(bytes, mem.as_mut_slice()).map_err(|e| Fail(format!("{path}: {e}"), 1))
+}
+
+/// `sample --grammar G.gbnf --vocab V.gguf --text T [--bench STEPS]
+/// [--check-first] [--cache N]`: replays the tokens of T's documents
+/// (separated by lines holding `---`, each from the grammar's start) and
+/// times the grammar stage over every token of the vocabulary at each step
+/// (the candidates are refilled outside the clock). Without --bench, checks
+/// that every token is allowed and prints the allowed count per step.
+fn sample_grammar(args: &[String]) -> Result<(), Fail> {
+    use nanollama::grammar::{Grammar, GrammarParams, GrammarStage, TokenTrie};
+    use nanollama::sampler::Candidate;
+    let (mut gpath, mut vpath, mut tpath, mut bench) = (None, None, None, 0usize);
+    let mut gp = GrammarParams::default();
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        if a == "--check-first" {
+            gp.check_first = true;
+            continue;
+        }
+        let v = it
+            .next()
+            .ok_or_else(|| usage(&format!("{a} needs a value")))?;
+        match a.as_str() {
+            "--grammar" => gpath = Some(v.clone()),
+            "--vocab" => vpath = Some(v.clone()),
+            "--text" => tpath = Some(v.clone()),
+            "--bench" => bench = parse(a, v)?,
+            "--cache" => gp.cache_entries = parse(a, v)?,
+            _ => return Err(usage(&format!("unknown option '{a}'"))),
+        }
+    }
+    let gpath = gpath.ok_or_else(|| usage("sample --grammar needs FILE"))?;
+    let vpath = vpath.ok_or_else(|| usage("sample --grammar needs --vocab MODEL.gguf"))?;
+    let tpath = tpath.ok_or_else(|| usage("sample --grammar needs --text FILE"))?;
+    let read = |p: &str| std::fs::read(p).map_err(|e| Fail(format!("{p}: {e}"), 1));
+    let (gtext, text) = (read(&gpath)?, read(&tpath)?);
+    let fail = |e: nanollama::Error| Fail(e.to_string(), 1);
+    let file = open(&vpath)?;
+    let mut vmem = AlignedBuf::new(0);
+    let v = load_vocab(&vpath, file.bytes(), &mut vmem)?;
+    let t0 = std::time::Instant::now();
+    let mut tmem = AlignedBuf::new(TokenTrie::size(&v).map_err(fail)?);
+    let trie = TokenTrie::init(&v, tmem.as_mut_slice()).map_err(fail)?;
+    let trie_ms = t0.elapsed().as_secs_f64() * 1e3;
+    let size = Grammar::size(&gtext).map_err(|e| Fail(format!("{gpath}: {e:?}"), 1))?;
+    let mut gmem = AlignedBuf::new(size);
+    let g = Grammar::init(&gtext, gmem.as_mut_slice())
+        .map_err(|e| Fail(format!("{gpath}: {:?} at byte {}", e.error, e.offset), 1))?;
+    let mut smem = AlignedBuf::new(GrammarStage::size(&trie, &gp).map_err(fail)?);
+    let mut st = GrammarStage::init(&g, &trie, &gp, smem.as_mut_slice()).map_err(fail)?;
+    let n = v.n_vocab();
+    let mut cand = vec![Candidate::default(); n];
+    let (mut times, mut allowed, mut ids_hash) = (Vec::new(), Vec::new(), 0xcbf2_9ce4_8422_2325u64);
+    let text = String::from_utf8_lossy(&text).into_owned();
+    'docs: for doc in text.split("\n---\n") {
+        let doc = doc.strip_suffix('\n').unwrap_or(doc);
+        let mut scratch = AlignedBuf::new(Vocab::scratch_size(doc.len()).unwrap_or(0));
+        let mut ids = vec![0u32; doc.len() + 5];
+        let mut needed = 0;
+        let k = v
+            .tokenize_with(
+                doc.as_bytes(),
+                AddTokens::NONE,
+                false,
+                scratch.as_mut_slice(),
+                &mut ids,
+                &mut needed,
+            )
+            .map_err(fail)?;
+        st.reset().map_err(fail)?;
+        for &id in &ids[..k] {
+            if bench > 0 && times.len() == bench {
+                break 'docs;
+            }
+            for (i, c) in cand.iter_mut().enumerate() {
+                *c = Candidate {
+                    id: i as u32,
+                    logit: 0.0,
+                    p: 0.0,
+                };
+            }
+            let t = std::time::Instant::now();
+            st.apply(&mut cand).map_err(fail)?;
+            times.push(t.elapsed().as_secs_f64() * 1e6);
+            allowed.push(cand.iter().filter(|c| c.logit == 0.0).count());
+            if cand[id as usize].logit != 0.0 {
+                return Err(Fail(
+                    format!("step {}: the grammar refuses token {id}", times.len()),
+                    1,
+                ));
+            }
+            st.accept(id).map_err(fail)?;
+            ids_hash = (ids_hash ^ u64::from(id)).wrapping_mul(0x100_0000_01b3);
+        }
+    }
+    if bench == 0 {
+        for (i, a) in allowed.iter().enumerate() {
+            println!("step {i}: {a} allowed");
+        }
+        return Ok(());
+    }
+    let steps = times.len();
+    let mut sorted = times.clone();
+    sorted.sort_by(f64::total_cmp);
+    let (hits, misses) = st.cache_stats();
+    println!(
+        "grammar stage: {steps} steps over {n} candidates (token ids fnv {ids_hash:016x}): median {:.1} us, mean {:.1} us, p90 {:.1} us, max {:.1} us; first step {:.1} us; kept sets {hits} hits, {misses} walks; trie {} nodes built in {trie_ms:.0} ms",
+        sorted[steps / 2],
+        times.iter().sum::<f64>() / steps as f64,
+        sorted[steps * 9 / 10],
+        sorted[steps - 1],
+        times[0],
+        trie.n_nodes(),
+    );
+    Ok(())
 }
 
 /// Token ids of TEXT, separated by spaces, on one line: BOS and EOS where

@@ -672,6 +672,9 @@ pub(super) struct WalkMem<'m> {
     pub(super) lists: &'m mut [[u32; 2]],
 }
 
+/// In a frame's expansion: the frame's own stack.
+const SAME: u32 = u32::MAX;
+
 #[inline]
 fn set_bits(mask: &mut [u64], ids: &[u32]) {
     for &id in ids {
@@ -850,7 +853,23 @@ impl Matcher<'_> {
                             if !st.last().is_some_and(|&t| is_char(elems[t as usize])) {
                                 continue;
                             }
-                            if nl == lists.len() || used + st.len() > pool.len() {
+                            if nl == lists.len() {
+                                return Err(Error::GrammarLimit);
+                            }
+                            // The rule loops back to this very stack (a
+                            // character of a string, a digit of a number):
+                            // a child on it continues with this frame's
+                            // stack and expansion, nothing to compute again.
+                            let (fb, fl) = (f.base as usize, f.len as usize);
+                            if st.len() == fl + 1
+                                && st[fl] == f.top
+                                && st[..fl] == pool[fb..fb + fl]
+                            {
+                                lists[nl] = [SAME, 0];
+                                nl += 1;
+                                continue;
+                            }
+                            if used + st.len() > pool.len() {
                                 return Err(Error::GrammarLimit);
                             }
                             pool[used..used + st.len()].copy_from_slice(st);
@@ -866,8 +885,15 @@ impl Matcher<'_> {
                         if nf == frames.len() {
                             return Err(Error::GrammarLimit);
                         }
-                        let top = pool[(o + l - 1) as usize];
-                        frames[nf] = child(top, o, l - 1, Partial::default(), 0, (used, nl));
+                        frames[nf] = if o == SAME {
+                            let mut c =
+                                child(f.top, f.base, f.len, Partial::default(), 0, (used, nl));
+                            (c.exp, c.n_exp) = (exp as u32, n_exp as u32);
+                            c
+                        } else {
+                            let top = pool[(o + l - 1) as usize];
+                            child(top, o, l - 1, Partial::default(), 0, (used, nl))
+                        };
                         nf += 1;
                     }
                 }
