@@ -37,7 +37,7 @@ const USAGE: &str = "usage: nanollama info MODEL.gguf
                  (FILE.json: [{\"role\": ..., \"content\": ...}, ...]; - for stdin)
        nanollama sample --logits FILE --n-vocab N [SAMPLER OPTIONS] [--history 1,2,3]
                  [--logit-bias ID:BIAS,...] [--dump | --bench CALLS]
-       nanollama sample --grammar G.gbnf --vocab MODEL.gguf --text FILE [--bench STEPS]
+       nanollama sample --grammar G.gbnf --vocab MODEL.gguf (--text FILE | --tokens IDS) [--bench STEPS]
                  [--cache N]   (times the grammar stage over the whole vocabulary,
                  replaying FILE's tokens; documents separated by lines of ---)
 sampler options: --seed S --temp T --top-k K --top-p P --min-p P --typical-p P
@@ -458,6 +458,7 @@ fn sample_grammar(args: &[String]) -> Result<(), Fail> {
     use nanollama::grammar::{Grammar, GrammarParams, GrammarStage, TokenTrie};
     use nanollama::sampler::Candidate;
     let (mut gpath, mut vpath, mut tpath, mut bench) = (None, None, None, 0usize);
+    let mut tokens: Option<Vec<u32>> = None;
     let mut gp = GrammarParams::default();
     let mut it = args.iter();
     while let Some(a) = it.next() {
@@ -472,6 +473,7 @@ fn sample_grammar(args: &[String]) -> Result<(), Fail> {
             "--grammar" => gpath = Some(v.clone()),
             "--vocab" => vpath = Some(v.clone()),
             "--text" => tpath = Some(v.clone()),
+            "--tokens" => tokens = Some(parse_list(a, v)?),
             "--bench" => bench = parse(a, v)?,
             "--cache" => gp.cache_entries = parse(a, v)?,
             _ => return Err(usage(&format!("unknown option '{a}'"))),
@@ -479,9 +481,13 @@ fn sample_grammar(args: &[String]) -> Result<(), Fail> {
     }
     let gpath = gpath.ok_or_else(|| usage("sample --grammar needs FILE"))?;
     let vpath = vpath.ok_or_else(|| usage("sample --grammar needs --vocab MODEL.gguf"))?;
-    let tpath = tpath.ok_or_else(|| usage("sample --grammar needs --text FILE"))?;
     let read = |p: &str| std::fs::read(p).map_err(|e| Fail(format!("{p}: {e}"), 1));
-    let (gtext, text) = (read(&gpath)?, read(&tpath)?);
+    let gtext = read(&gpath)?;
+    let text = match (&tpath, &tokens) {
+        (Some(p), None) => read(p)?,
+        (None, Some(_)) => Vec::new(),
+        _ => return Err(usage("sample --grammar needs --text FILE or --tokens IDS")),
+    };
     let fail = |e: nanollama::Error| Fail(e.to_string(), 1);
     let file = open(&vpath)?;
     let mut vmem = AlignedBuf::new(0);
@@ -500,23 +506,33 @@ fn sample_grammar(args: &[String]) -> Result<(), Fail> {
     let mut cand = vec![Candidate::default(); n];
     let (mut times, mut allowed, mut ids_hash) = (Vec::new(), Vec::new(), 0xcbf2_9ce4_8422_2325u64);
     let text = String::from_utf8_lossy(&text).into_owned();
-    'docs: for doc in text.split("\n---\n") {
-        let doc = doc.strip_suffix('\n').unwrap_or(doc);
-        let mut scratch = AlignedBuf::new(Vocab::scratch_size(doc.len()).unwrap_or(0));
-        let mut ids = vec![0u32; doc.len() + 5];
-        let mut needed = 0;
-        let k = v
-            .tokenize_with(
-                doc.as_bytes(),
-                AddTokens::NONE,
-                false,
-                scratch.as_mut_slice(),
-                &mut ids,
-                &mut needed,
-            )
-            .map_err(fail)?;
+    let mut docs = Vec::new();
+    if let Some(t) = tokens {
+        docs.push(t);
+    } else {
+        for doc in text.split("\n---\n") {
+            let doc = doc.strip_suffix('\n').unwrap_or(doc);
+            let mut scratch = AlignedBuf::new(Vocab::scratch_size(doc.len()).unwrap_or(0));
+            let mut ids = vec![0u32; doc.len() + 5];
+            let mut needed = 0;
+            let k = v
+                .tokenize_with(
+                    doc.as_bytes(),
+                    AddTokens::NONE,
+                    false,
+                    scratch.as_mut_slice(),
+                    &mut ids,
+                    &mut needed,
+                )
+                .map_err(fail)?;
+            ids.truncate(k);
+            docs.push(ids);
+        }
+    }
+    let mut hashes = Vec::new();
+    'docs: for ids in &docs {
         st.reset().map_err(fail)?;
-        for &id in &ids[..k] {
+        for &id in ids {
             if bench > 0 && times.len() == bench {
                 break 'docs;
             }
@@ -531,6 +547,14 @@ fn sample_grammar(args: &[String]) -> Result<(), Fail> {
             st.apply(&mut cand).map_err(fail)?;
             times.push(t.elapsed().as_secs_f64() * 1e6);
             allowed.push(cand.iter().filter(|c| c.logit == 0.0).count());
+            // FNV-1a over the allowed ids in order (as tools/grammar_parity.py).
+            hashes.push(
+                cand.iter()
+                    .filter(|c| c.logit == 0.0)
+                    .fold(0xcbf2_9ce4_8422_2325u64, |h, c| {
+                        (h ^ u64::from(c.id)).wrapping_mul(0x100_0000_01b3)
+                    }),
+            );
             if cand[id as usize].logit != 0.0 {
                 return Err(Fail(
                     format!("step {}: the grammar refuses token {id}", times.len()),
@@ -538,13 +562,24 @@ fn sample_grammar(args: &[String]) -> Result<(), Fail> {
                 ));
             }
             st.accept(id).map_err(fail)?;
+            if v.is_eog(id) {
+                break;
+            }
             ids_hash = (ids_hash ^ u64::from(id)).wrapping_mul(0x100_0000_01b3);
         }
     }
     if bench == 0 {
-        for (i, a) in allowed.iter().enumerate() {
-            println!("step {i}: {a} allowed");
+        for (i, (a, h)) in allowed.iter().zip(&hashes).enumerate() {
+            println!("step {i}: {a} allowed {h:016x}");
         }
+        println!(
+            "end: {}",
+            if st.can_end() {
+                "may end"
+            } else {
+                "may not end"
+            }
+        );
         return Ok(());
     }
     let steps = times.len();

@@ -110,12 +110,20 @@ typedef struct nanollama_batch nanollama_batch;
 // One conversation (opaque). Use from one thread at a time.
 typedef struct nanollama_context nanollama_context;
 
+// A parsed GBNF grammar (opaque). Read-only after init: any number of
+// samplers and threads may use it at once.
+typedef struct nanollama_grammar nanollama_grammar;
+
 // A loaded model (opaque). Read-only after `nanollama_model_init`: any number
 // of contexts on any threads may use it at once.
 typedef struct nanollama_model nanollama_model;
 
 // A sampler (opaque). Use from one thread at a time.
 typedef struct nanollama_sampler nanollama_sampler;
+
+// A vocabulary's token texts as a trie, for grammar stages (opaque).
+// Read-only after init: shared by every sampler of that vocabulary.
+typedef struct nanollama_token_trie nanollama_token_trie;
 
 // A vocabulary (opaque): the tokenizer of a GGUF file. Read-only after
 // init: any number of threads may use it at once.
@@ -342,6 +350,29 @@ typedef struct {
   const char *role;
   const char *content;
 } nanollama_chat_message;
+
+// Settings of a grammar stage: fill with `nanollama_grammar_params_default`.
+typedef struct {
+  // Bytes of this struct as the caller's header declares it.
+  uint32_t size;
+  // Most parser stacks in the grammar's state (default 1024).
+  uint32_t max_stacks;
+  // Most stack positions over the state (default 65536).
+  uint32_t max_positions;
+  // Allowed-token sets kept for recurring states, n_vocab/8 bytes each
+  // (default 32).
+  uint32_t cache_entries;
+  // Longest stack whose set is kept (default 64).
+  uint32_t max_key;
+  // Frames and stack positions of one walk over the vocabulary (default
+  // 8192 and 65536); a walk needing more checks tokens one by one.
+  uint32_t walk_frames;
+  uint32_t walk_positions;
+  // Draw first without the grammar and constrain only when the token is
+  // refused (llama.cpp's common sampler); false by default.
+  bool check_first;
+  uint8_t _reserved[3];
+} nanollama_grammar_params;
 
 // Sampler stages, for `nanollama_sampler_params.order`.
 // A stage of the sampler chain (`nanollama_sampler_params.order`).
@@ -1072,6 +1103,98 @@ NANOLLAMA_API
 nanollama_status nanollama_model_chat_template(const nanollama_model *model,
                                                const char **out_tmpl,
                                                size_t *out_len);
+
+// Fills `*out` (`out_size` bytes, the struct as the caller's header
+// declares it) with the defaults.
+//
+// # Safety
+// `out` is NULL or writable for `out_size` bytes.
+NANOLLAMA_API
+nanollama_status nanollama_grammar_params_default(nanollama_grammar_params *out,
+                                                  size_t out_size);
+
+// Bytes `nanollama_grammar_init` needs for the GBNF text `text[0..len]`,
+// written to `*out_size`; or why the text is refused (GRAMMAR_SYNTAX,
+// GRAMMAR_UNDEFINED_RULE, GRAMMAR_LEFT_RECURSION, GRAMMAR_LIMIT) with the
+// byte offset in `*out_error_offset` (may be NULL).
+//
+// # Safety
+// `text` readable for `len` bytes; `out_size` writable; `out_error_offset`
+// NULL or writable.
+NANOLLAMA_API
+nanollama_status nanollama_grammar_size(const char *text,
+                                        size_t len,
+                                        size_t *out_size,
+                                        size_t *out_error_offset);
+
+// Parses `text[0..len]` into `mem` (`mem_len >= nanollama_grammar_size`,
+// 64-byte aligned; the text is not kept) and writes the handle to
+// `*out_grammar`. Errors as `nanollama_grammar_size`; `*out_grammar` is
+// left as it was on error.
+//
+// # Safety
+// `text` readable for `len` bytes; `mem` writable for `mem_len` bytes and
+// valid while the grammar is used; `out_grammar` writable;
+// `out_error_offset` NULL or writable.
+NANOLLAMA_API
+nanollama_status nanollama_grammar_init(const char *text,
+                                        size_t len,
+                                        void *mem,
+                                        size_t mem_len,
+                                        const nanollama_grammar **out_grammar,
+                                        size_t *out_error_offset);
+
+// Bytes `nanollama_token_trie_init` needs for `vocab`, to `*out_size`.
+//
+// # Safety
+// `vocab` a valid handle; `out_size` writable.
+NANOLLAMA_API
+nanollama_status nanollama_token_trie_size(const nanollama_vocab *vocab,
+                                           size_t *out_size);
+
+// Builds the token trie of `vocab` in `mem` (64-byte aligned,
+// `mem_len >= nanollama_token_trie_size`): the token texts are copied, the
+// vocabulary is not kept.
+//
+// # Safety
+// `vocab` a valid handle; `mem` writable for `mem_len` bytes and valid
+// while the trie is used; `out_trie` writable.
+NANOLLAMA_API
+nanollama_status nanollama_token_trie_init(const nanollama_vocab *vocab,
+                                           void *mem,
+                                           size_t mem_len,
+                                           const nanollama_token_trie **out_trie);
+
+// Bytes of memory `nanollama_sampler_set_grammar` needs for a stage over
+// `trie` with `params`, to `*out_size`.
+//
+// # Safety
+// `trie` a valid handle; `params` readable; `out_size` writable.
+NANOLLAMA_API
+nanollama_status nanollama_grammar_stage_size(const nanollama_token_trie *trie,
+                                              const nanollama_grammar_params *params,
+                                              size_t *out_size);
+
+// Attaches `grammar` to `sampler` as a stage, its state in `mem` (64-byte
+// aligned, `mem_len >= nanollama_grammar_stage_size`), at its start. From
+// then on sampling sets every token the grammar refuses to -infinity
+// (at NANOLLAMA_STAGE_GRAMMAR in the order, or first), accept advances it
+// (INVALID_ARGUMENT for a token it refuses, nothing changed), reset takes
+// it back to its start, and the sampler's saved state holds it. `grammar`
+// NULL detaches the stage (then `trie`, `params` and `mem` are not read).
+// The trie must be of a vocabulary of the sampler's size.
+//
+// # Safety
+// `sampler` a valid handle used by no other thread now; `grammar` and
+// `trie` valid handles (or `grammar` NULL), `params` readable, `mem`
+// writable for `mem_len` bytes; all valid while the sampler uses them.
+NANOLLAMA_API
+nanollama_status nanollama_sampler_set_grammar(nanollama_sampler *sampler,
+                                               const nanollama_grammar *grammar,
+                                               const nanollama_token_trie *trie,
+                                               const nanollama_grammar_params *params,
+                                               void *mem,
+                                               size_t mem_len);
 
 #ifdef __cplusplus
 }  // extern "C"

@@ -2420,3 +2420,306 @@ mod tests {
         assert_eq!(r.err(), Some(NANOLLAMA_STATUS_BAD_STRUCT_SIZE));
     }
 }
+
+// ---------------------------------------------------------------------------
+// Grammars (GBNF) and the sampler's grammar stage.
+
+/// A parsed GBNF grammar (opaque). Read-only after init: any number of
+/// samplers and threads may use it at once.
+pub struct nanollama_grammar {
+    _private: [u8; 0],
+}
+
+/// A vocabulary's token texts as a trie, for grammar stages (opaque).
+/// Read-only after init: shared by every sampler of that vocabulary.
+pub struct nanollama_token_trie {
+    _private: [u8; 0],
+}
+
+const _: () = assert!(align_of::<crate::grammar::Grammar<'static>>() <= ALIGN);
+const _: () = assert!(align_of::<crate::grammar::TokenTrie<'static>>() <= ALIGN);
+
+/// Settings of a grammar stage: fill with `nanollama_grammar_params_default`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct nanollama_grammar_params {
+    /// Bytes of this struct as the caller's header declares it.
+    pub size: u32,
+    /// Most parser stacks in the grammar's state (default 1024).
+    pub max_stacks: u32,
+    /// Most stack positions over the state (default 65536).
+    pub max_positions: u32,
+    /// Allowed-token sets kept for recurring states, n_vocab/8 bytes each
+    /// (default 32).
+    pub cache_entries: u32,
+    /// Longest stack whose set is kept (default 64).
+    pub max_key: u32,
+    /// Frames and stack positions of one walk over the vocabulary (default
+    /// 8192 and 65536); a walk needing more checks tokens one by one.
+    pub walk_frames: u32,
+    pub walk_positions: u32,
+    /// Draw first without the grammar and constrain only when the token is
+    /// refused (llama.cpp's common sampler); false by default.
+    pub check_first: bool,
+    pub _reserved: [u8; 3],
+}
+
+// SAFETY: all-zero bytes are a valid value; `check_first` is listed.
+unsafe impl AbiStruct for nanollama_grammar_params {
+    const BOOLS: &'static [usize] = &[offset_of!(nanollama_grammar_params, check_first)];
+}
+
+/// Fills `*out` (`out_size` bytes, the struct as the caller's header
+/// declares it) with the defaults.
+///
+/// # Safety
+/// `out` is NULL or writable for `out_size` bytes.
+#[no_mangle]
+pub unsafe extern "C" fn nanollama_grammar_params_default(
+    out: *mut nanollama_grammar_params,
+    out_size: usize,
+) -> nanollama_status {
+    let d = crate::grammar::GrammarParams::default();
+    let p = nanollama_grammar_params {
+        size: 0,
+        max_stacks: d.matcher.max_stacks as u32,
+        max_positions: d.matcher.max_positions as u32,
+        cache_entries: d.cache_entries,
+        max_key: d.max_key,
+        walk_frames: d.walk_frames,
+        walk_positions: d.walk_positions,
+        check_first: d.check_first,
+        _reserved: [0; 3],
+    };
+    // SAFETY: caller's contract.
+    unsafe { write_defaults(out, out_size, p) }
+}
+
+/// # Safety
+/// `p` NULL or readable for its `size` bytes.
+unsafe fn grammar_params(
+    p: *const nanollama_grammar_params,
+) -> Result<crate::grammar::GrammarParams, nanollama_status> {
+    // SAFETY: caller's contract.
+    let c = unsafe { read_in(p) }?;
+    Ok(crate::grammar::GrammarParams {
+        matcher: crate::grammar::MatcherParams {
+            max_stacks: c.max_stacks as usize,
+            max_positions: c.max_positions as usize,
+        },
+        cache_entries: c.cache_entries,
+        max_key: c.max_key,
+        walk_frames: c.walk_frames,
+        walk_positions: c.walk_positions,
+        check_first: c.check_first,
+    })
+}
+
+/// Writes a grammar error's offset where the caller asked for it.
+///
+/// # Safety
+/// `out` NULL or writable.
+unsafe fn grammar_error(e: crate::grammar::GrammarError, out: *mut usize) -> nanollama_status {
+    if !out.is_null() {
+        // SAFETY: non-NULL, writable (contract).
+        unsafe { out.write(e.offset) };
+    }
+    e.error.into()
+}
+
+/// Bytes `nanollama_grammar_init` needs for the GBNF text `text[0..len]`,
+/// written to `*out_size`; or why the text is refused (GRAMMAR_SYNTAX,
+/// GRAMMAR_UNDEFINED_RULE, GRAMMAR_LEFT_RECURSION, GRAMMAR_LIMIT) with the
+/// byte offset in `*out_error_offset` (may be NULL).
+///
+/// # Safety
+/// `text` readable for `len` bytes; `out_size` writable; `out_error_offset`
+/// NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn nanollama_grammar_size(
+    text: *const c_char,
+    len: usize,
+    out_size: *mut usize,
+    out_error_offset: *mut usize,
+) -> nanollama_status {
+    if out_size.is_null() {
+        return NANOLLAMA_STATUS_NULL_POINTER;
+    }
+    // SAFETY: caller's contract.
+    let t = try_status!(unsafe { bytes(text as *const u8, len) });
+    match crate::grammar::Grammar::size(t) {
+        // SAFETY: non-NULL (checked), writable (contract).
+        Ok(n) => unsafe { write_mem_size::<crate::grammar::Grammar<'static>>(out_size, Ok(n)) },
+        // SAFETY: caller's contract.
+        Err(e) => unsafe { grammar_error(e, out_error_offset) },
+    }
+}
+
+/// Parses `text[0..len]` into `mem` (`mem_len >= nanollama_grammar_size`,
+/// 64-byte aligned; the text is not kept) and writes the handle to
+/// `*out_grammar`. Errors as `nanollama_grammar_size`; `*out_grammar` is
+/// left as it was on error.
+///
+/// # Safety
+/// `text` readable for `len` bytes; `mem` writable for `mem_len` bytes and
+/// valid while the grammar is used; `out_grammar` writable;
+/// `out_error_offset` NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn nanollama_grammar_init(
+    text: *const c_char,
+    len: usize,
+    mem: *mut c_void,
+    mem_len: usize,
+    out_grammar: *mut *const nanollama_grammar,
+    out_error_offset: *mut usize,
+) -> nanollama_status {
+    if out_grammar.is_null() {
+        return NANOLLAMA_STATUS_NULL_POINTER;
+    }
+    // SAFETY: caller's contract.
+    let t = try_status!(unsafe { bytes(text as *const u8, len) });
+    // SAFETY: caller's contract on `mem`.
+    let (handle, rest) =
+        try_status!(unsafe { memory::<crate::grammar::Grammar<'static>>(mem, mem_len) });
+    let g = match crate::grammar::Grammar::init(t, rest) {
+        Ok(g) => g,
+        // SAFETY: caller's contract.
+        Err(e) => return unsafe { grammar_error(e, out_error_offset) },
+    };
+    // SAFETY: aligned and large enough for the handle (checked by `memory`).
+    unsafe { handle.write(g) };
+    // SAFETY: non-NULL (checked), writable (contract).
+    unsafe { out_grammar.write(handle as *const nanollama_grammar) };
+    NANOLLAMA_STATUS_OK
+}
+
+/// Bytes `nanollama_token_trie_init` needs for `vocab`, to `*out_size`.
+///
+/// # Safety
+/// `vocab` a valid handle; `out_size` writable.
+#[no_mangle]
+pub unsafe extern "C" fn nanollama_token_trie_size(
+    vocab: *const nanollama_vocab,
+    out_size: *mut usize,
+) -> nanollama_status {
+    // SAFETY: caller's contract.
+    let v = try_status!(unsafe { vocab_ref(vocab) });
+    if out_size.is_null() {
+        return NANOLLAMA_STATUS_NULL_POINTER;
+    }
+    // SAFETY: non-NULL (checked), writable (contract).
+    unsafe {
+        write_mem_size::<crate::grammar::TokenTrie<'static>>(
+            out_size,
+            crate::grammar::TokenTrie::size(v),
+        )
+    }
+}
+
+/// Builds the token trie of `vocab` in `mem` (64-byte aligned,
+/// `mem_len >= nanollama_token_trie_size`): the token texts are copied, the
+/// vocabulary is not kept.
+///
+/// # Safety
+/// `vocab` a valid handle; `mem` writable for `mem_len` bytes and valid
+/// while the trie is used; `out_trie` writable.
+#[no_mangle]
+pub unsafe extern "C" fn nanollama_token_trie_init(
+    vocab: *const nanollama_vocab,
+    mem: *mut c_void,
+    mem_len: usize,
+    out_trie: *mut *const nanollama_token_trie,
+) -> nanollama_status {
+    // SAFETY: caller's contract.
+    let v = try_status!(unsafe { vocab_ref(vocab) });
+    if out_trie.is_null() {
+        return NANOLLAMA_STATUS_NULL_POINTER;
+    }
+    // SAFETY: caller's contract on `mem`.
+    let (handle, rest) =
+        try_status!(unsafe { memory::<crate::grammar::TokenTrie<'static>>(mem, mem_len) });
+    let t = try_status!(crate::grammar::TokenTrie::init(v, rest));
+    // SAFETY: aligned and large enough for the handle (checked by `memory`).
+    unsafe { handle.write(t) };
+    // SAFETY: non-NULL (checked), writable (contract).
+    unsafe { out_trie.write(handle as *const nanollama_token_trie) };
+    NANOLLAMA_STATUS_OK
+}
+
+/// Bytes of memory `nanollama_sampler_set_grammar` needs for a stage over
+/// `trie` with `params`, to `*out_size`.
+///
+/// # Safety
+/// `trie` a valid handle; `params` readable; `out_size` writable.
+#[no_mangle]
+pub unsafe extern "C" fn nanollama_grammar_stage_size(
+    trie: *const nanollama_token_trie,
+    params: *const nanollama_grammar_params,
+    out_size: *mut usize,
+) -> nanollama_status {
+    if trie.is_null() || out_size.is_null() {
+        return NANOLLAMA_STATUS_NULL_POINTER;
+    }
+    // SAFETY: caller's contract.
+    let p = try_status!(unsafe { grammar_params(params) });
+    // SAFETY: a trie handle points at an initialized TokenTrie (contract).
+    let t = unsafe { &*(trie as *const crate::grammar::TokenTrie<'static>) };
+    // SAFETY: non-NULL (checked), writable (contract).
+    unsafe { out_size.write(try_status!(crate::grammar::GrammarStage::size(t, &p))) };
+    NANOLLAMA_STATUS_OK
+}
+
+/// Attaches `grammar` to `sampler` as a stage, its state in `mem` (64-byte
+/// aligned, `mem_len >= nanollama_grammar_stage_size`), at its start. From
+/// then on sampling sets every token the grammar refuses to -infinity
+/// (at NANOLLAMA_STAGE_GRAMMAR in the order, or first), accept advances it
+/// (INVALID_ARGUMENT for a token it refuses, nothing changed), reset takes
+/// it back to its start, and the sampler's saved state holds it. `grammar`
+/// NULL detaches the stage (then `trie`, `params` and `mem` are not read).
+/// The trie must be of a vocabulary of the sampler's size.
+///
+/// # Safety
+/// `sampler` a valid handle used by no other thread now; `grammar` and
+/// `trie` valid handles (or `grammar` NULL), `params` readable, `mem`
+/// writable for `mem_len` bytes; all valid while the sampler uses them.
+#[no_mangle]
+pub unsafe extern "C" fn nanollama_sampler_set_grammar(
+    sampler: *mut nanollama_sampler,
+    grammar: *const nanollama_grammar,
+    trie: *const nanollama_token_trie,
+    params: *const nanollama_grammar_params,
+    mem: *mut c_void,
+    mem_len: usize,
+) -> nanollama_status {
+    // SAFETY: caller's contract.
+    let s = try_status!(unsafe { sampler_mut(sampler) });
+    if grammar.is_null() {
+        let _ = s.set_grammar(None);
+        return NANOLLAMA_STATUS_OK;
+    }
+    if trie.is_null() || mem.is_null() {
+        return NANOLLAMA_STATUS_NULL_POINTER;
+    }
+    // SAFETY: caller's contract.
+    let p = try_status!(unsafe { grammar_params(params) });
+    if !(mem as usize).is_multiple_of(ALIGN) {
+        return NANOLLAMA_STATUS_MISALIGNED;
+    }
+    if mem_len > isize::MAX as usize {
+        return NANOLLAMA_STATUS_INVALID_ARGUMENT;
+    }
+    // SAFETY: handles point at initialized objects that outlive the
+    // sampler's use (contract); `mem` is writable for `mem_len` bytes.
+    let (g, t, m) = unsafe {
+        (
+            &*(grammar as *const crate::grammar::Grammar<'static>),
+            &*(trie as *const crate::grammar::TokenTrie<'static>),
+            core::slice::from_raw_parts_mut(mem as *mut u8, mem_len),
+        )
+    };
+    let st = try_status!(crate::grammar::GrammarStage::init(g, t, &p, m));
+    match s.set_grammar(Some(st)) {
+        Ok(_) => NANOLLAMA_STATUS_OK,
+        Err(e) => e.into(),
+    }
+}

@@ -374,6 +374,13 @@ fn c_sampler_api() {
 }
 
 #[test]
+fn c_grammar_api() {
+    let vocab = root().join("tests/data/vocab/ggml-vocab-llama-bpe.gguf");
+    let out = run(&test_program("grammar"), &[vocab]);
+    assert!(out.contains("grammar: ok"), "{out}");
+}
+
+#[test]
 fn c_vocab_api() {
     let vocab = root().join("tests/data/vocab");
     let args = [
@@ -410,6 +417,7 @@ fn every_ffi_test_is_run() {
             "abi.c",
             "chat.c",
             "context.c",
+            "grammar.c",
             "many.c",
             "model.c",
             "parallel.c",

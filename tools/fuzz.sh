@@ -10,7 +10,7 @@ cd "$(dirname "$0")/../fuzz"
 secs=${1:-12}
 shift || true
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(gguf_model tokenizer sampler context chat_template)
+[ ${#targets[@]} -gt 0 ] || targets=(gguf_model tokenizer sampler context chat_template grammar)
 # CI runs this before the Miri step, which used to be the first to need nightly.
 rustup toolchain list | grep -q '^nightly' || rustup toolchain install nightly --profile minimal
 command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked --version 0.13.2

@@ -62,6 +62,27 @@ impl Set<'_> {
         &self.pool[o as usize..(o + l) as usize]
     }
 
+    /// Whether the stack `s` is in the set.
+    fn contains(&self, s: &[u32]) -> bool {
+        let mut h = 0x9e37_79b9_7f4a_7c15u64 ^ s.len() as u64;
+        for &v in s {
+            h = (h ^ u64::from(v)).wrapping_mul(0x100_0000_01b3);
+            h ^= h >> 29;
+        }
+        let mask = self.table.len() - 1;
+        let mut slot = h as usize & mask;
+        loop {
+            let e = self.table[slot];
+            if (e >> 32) as u32 != self.generation {
+                return false;
+            }
+            if self.get((e as u32 - 1) as usize) == s {
+                return true;
+            }
+            slot = (slot + 1) & mask;
+        }
+    }
+
     /// Adds the stack `head ++ tail` unless it is there; true if added.
     fn insert(&mut self, head: &[u32], tail: &[u32]) -> Result<bool> {
         let len = head.len() + tail.len();
@@ -187,6 +208,7 @@ fn is_char(e: Elem) -> bool {
 /// Walks the class at `pos` (its chars, ranges, or `.` as the range of
 /// every code point): whether `hit` holds for one of its ranges, whether
 /// the class is positive, and the position after it.
+#[inline]
 fn class(elems: &[Elem], mut pos: usize, hit: impl Fn(u32, u32) -> bool) -> (bool, bool, usize) {
     let positive = matches!(elems[pos].ty, ty::CHAR | ty::CHAR_ANY);
     let mut found = false;
@@ -211,6 +233,7 @@ fn class(elems: &[Elem], mut pos: usize, hit: impl Fn(u32, u32) -> bool) -> (boo
 }
 
 /// Whether `c` is in the class at `pos`, and the position after it.
+#[inline]
 fn match_char(elems: &[Elem], pos: usize, c: u32) -> (bool, usize) {
     let (found, positive, after) = class(elems, pos, |lo, hi| lo <= c && c <= hi);
     (found == positive, after)
@@ -635,30 +658,42 @@ impl<'a> Matcher<'a> {
 }
 
 /// One step of a walk over the trie: the children `cursor..end` still to
-/// visit, the stack they are matched against (`pool[base..base + len]`
-/// under `top`), the partial sequence, and the stacks the top's rule
-/// continues to once one of those children matches (`lists[exp..exp +
-/// n_exp]`, computed at the first match: they do not depend on which
-/// character matched).
+/// visit, the set of stacks they are matched against (`lists[set..set +
+/// n_set]`, each an (offset, length) of a stack in the pool), the partial
+/// sequence, and the sets the children continue with, remembered by which
+/// of the stacks matched (`memo`: the mask's halves, the set; they do not
+/// depend on which character matched, and a set that continues into
+/// itself, as a string's characters do, passes its memory on).
 #[derive(Clone, Copy, Default)]
 #[repr(C)]
 pub(super) struct Frame {
     cursor: u32,
     end: u32,
-    base: u32,
-    len: u32,
-    top: u32,
+    set: u32,
+    n_set: u32,
     value: u32,
     n_remain: i32,
     continuing: u32,
-    exp: u32,
-    n_exp: u32,
     pool_mark: u32,
     lists_mark: u32,
+    n_memo: u32,
+    memo: [[u32; 4]; MEMO],
 }
 
-// SAFETY: twelve 4-byte fields under repr(C): no padding, every bit
-// pattern is a value.
+/// What a walk reads of its frame at every node.
+struct FrameHead {
+    set: u32,
+    n_set: u32,
+    value: u32,
+    n_remain: i32,
+    continuing: u32,
+}
+
+/// Transitions a frame remembers.
+const MEMO: usize = 2;
+
+// SAFETY: 4-byte fields and arrays of them under repr(C): no padding,
+// every bit pattern is a value.
 #[allow(unsafe_code)]
 unsafe impl bytemuck::Zeroable for Frame {}
 // SAFETY: as above.
@@ -672,8 +707,8 @@ pub(super) struct WalkMem<'m> {
     pub(super) lists: &'m mut [[u32; 2]],
 }
 
-/// In a frame's expansion: the frame's own stack.
-const SAME: u32 = u32::MAX;
+/// Most stacks in one set of a walk (a match is a 64-bit mask).
+const WALK_SET: usize = 64;
 
 #[inline]
 fn set_bits(mask: &mut [u64], ids: &[u32]) {
@@ -695,8 +730,10 @@ impl Matcher<'_> {
 
     /// Sets in `mask` the bit of every token of `trie` that stack `i` of
     /// the current set takes ([`Matcher::allows`] for each token, as one
-    /// walk over the trie: a prefix shared by many tokens is matched
-    /// once). [`Error::GrammarLimit`] when the walk needs more than `w`.
+    /// walk over the trie: a prefix shared by many tokens is matched once,
+    /// against the set of stacks it leads to, so an ambiguous grammar costs
+    /// no more than its sets). [`Error::GrammarLimit`] when the walk needs
+    /// more than `w` (or a set of more than 64 stacks).
     pub(super) fn walk(
         &mut self,
         i: usize,
@@ -734,168 +771,197 @@ impl Matcher<'_> {
             return Ok(());
         }
         let (frames, pool, lists) = (&mut *w.frames, &mut *w.pool, &mut *w.lists);
-        let base_len = s.len() - 1;
-        if base_len > pool.len() || frames.is_empty() {
+        if s.len() > pool.len() || frames.is_empty() || lists.is_empty() {
             return Err(Error::GrammarLimit);
         }
-        pool[..base_len].copy_from_slice(&s[..base_len]);
-        let mut used = base_len;
-        let mut nl = 0usize;
+        pool[..s.len()].copy_from_slice(s);
+        lists[0] = [0, s.len() as u32];
+        let (mut used, mut nl) = (s.len(), 1usize);
         frames[0] = Frame {
             cursor: 0,
             end: trie.n_nodes() as u32,
-            base: 0,
-            len: base_len as u32,
-            top,
+            set: 0,
+            n_set: 1,
             value: p0.value,
             n_remain: p0.n_remain,
             continuing: u32::from(p0.n_remain > 0),
-            exp: u32::MAX,
-            n_exp: 0,
             pool_mark: used as u32,
-            lists_mark: 0,
+            lists_mark: nl as u32,
+            ..Frame::default()
         };
         let mut nf = 1usize;
         while nf > 0 {
-            let f = frames[nf - 1];
-            if f.cursor >= f.end {
-                used = f.pool_mark as usize;
-                nl = f.lists_mark as usize;
+            let fr = &mut frames[nf - 1];
+            if fr.cursor >= fr.end {
+                used = fr.pool_mark as usize;
+                nl = fr.lists_mark as usize;
                 nf -= 1;
                 continue;
             }
-            let n = f.cursor as usize;
+            let n = fr.cursor as usize;
             let (b, end, toks) = trie.node(n);
-            frames[nf - 1].cursor = end as u32;
-            let p = Partial {
-                value: f.value,
-                n_remain: f.n_remain,
+            fr.cursor = end as u32;
+            // The fields read on every node (the whole frame is copied only
+            // where a child is made from it).
+            let f = FrameHead {
+                set: fr.set,
+                n_set: fr.n_set,
+                value: fr.value,
+                n_remain: fr.n_remain,
+                continuing: fr.continuing,
             };
             let has_children = n + 1 < end;
-            let marks = (n as u32 + 1, end as u32);
-            let child = |top: u32,
-                         base: u32,
-                         len: u32,
-                         p: Partial,
-                         continuing: u32,
-                         mark: (usize, usize)| {
-                Frame {
-                    cursor: marks.0,
-                    end: marks.1,
-                    base,
-                    len,
-                    top,
-                    value: p.value,
-                    n_remain: p.n_remain,
-                    continuing,
-                    exp: u32::MAX,
-                    n_exp: 0,
-                    pool_mark: mark.0 as u32,
-                    lists_mark: mark.1 as u32,
-                }
-            };
-            match byte(p, b, f.continuing != 0) {
+            let set = f.set as usize..(f.set + f.n_set) as usize;
+            let top_of = |pool: &[u32], [o, l]: [u32; 2]| pool[(o + l - 1) as usize] as usize;
+            match byte(
+                Partial {
+                    value: f.value,
+                    n_remain: f.n_remain,
+                },
+                b,
+                f.continuing != 0,
+            ) {
                 Byte::Invalid => {}
                 Byte::More(q) => {
-                    let ok = match_partial(elems, f.top as usize, q);
+                    let mut ok = false;
+                    let mut open = q.value < 2;
+                    for &st in &lists[set] {
+                        let t = top_of(pool, st);
+                        let m = match_partial(elems, t, q);
+                        ok |= m;
+                        // A refused partial under a positive class: no
+                        // completion is in it (unless overlong, which the
+                        // test refuses and the decoder takes). A negated
+                        // class is refused when any excluded code point
+                        // could follow, while others still match.
+                        open |= m || elems[t].ty != ty::CHAR;
+                    }
                     if ok {
                         set_bits(mask, toks);
                     }
-                    // For a positive class, a refused partial means no
-                    // completion is in the class: the subtree is out
-                    // (unless the sequence may be overlong, which the test
-                    // refuses and the decoder takes). A negated class is
-                    // refused when any excluded code point could follow,
-                    // while other completions still match: walk on.
-                    let positive = elems[f.top as usize].ty == ty::CHAR;
-                    if has_children && (ok || q.value < 2 || !positive) {
+                    if has_children && open {
                         if nf == frames.len() {
                             return Err(Error::GrammarLimit);
                         }
-                        frames[nf] = child(f.top, f.base, f.len, q, f.continuing, (used, nl));
+                        frames[nf] = Frame {
+                            cursor: n as u32 + 1,
+                            end: end as u32,
+                            value: q.value,
+                            n_remain: q.n_remain,
+                            pool_mark: used as u32,
+                            lists_mark: nl as u32,
+                            ..frames[nf - 1]
+                        };
                         nf += 1;
                     }
                 }
                 Byte::Char(c) => {
-                    let (ok, after) = match_char(elems, f.top as usize, c);
-                    if !ok {
+                    let mut hit = 0u64;
+                    for (k, &st) in lists[set.clone()].iter().enumerate() {
+                        if match_char(elems, top_of(pool, st), c).0 {
+                            hit |= 1 << k;
+                        }
+                    }
+                    if hit == 0 {
                         continue;
                     }
                     set_bits(mask, toks);
                     if !has_children {
                         continue;
                     }
-                    if is_char(elems[after]) {
-                        if nf == frames.len() {
-                            return Err(Error::GrammarLimit);
+                    let (lo, hi) = (hit as u32, (hit >> 32) as u32);
+                    let fr = &frames[nf - 1];
+                    let known = fr.memo[..fr.n_memo as usize]
+                        .iter()
+                        .find(|m| m[0] == lo && m[1] == hi)
+                        .copied();
+                    let (cset, cn, inherit) = if let Some(m) = known {
+                        (m[2], m[3], m[2] == f.set && m[3] == f.n_set)
+                    } else {
+                        // The stacks the matched ones continue to, without
+                        // duplicates.
+                        tmp.clear();
+                        for (k, &[o, l]) in lists[set.clone()].iter().enumerate() {
+                            if hit >> k & 1 == 0 {
+                                continue;
+                            }
+                            let st = &pool[o as usize..(o + l) as usize];
+                            let after = match_char(elems, st[st.len() - 1] as usize, c).1;
+                            let t = [after as u32];
+                            let tail: &[u32] = if end_of_seq(elems[after]) { &[] } else { &t };
+                            let base = &st[..st.len() - 1];
+                            if is_char(elems[after]) {
+                                tmp.insert(base, tail)?;
+                            } else {
+                                advance(g, base, tail, tmp, &mut self.seen, &mut self.work)?;
+                            }
                         }
-                        frames[nf] = child(
-                            after as u32,
-                            f.base,
-                            f.len,
-                            Partial::default(),
-                            0,
-                            (used, nl),
-                        );
-                        nf += 1;
+                        let chars = (0..tmp.n)
+                            .filter(|&j| {
+                                tmp.get(j)
+                                    .last()
+                                    .is_some_and(|&t| is_char(elems[t as usize]))
+                            })
+                            .count();
+                        let same = chars == f.n_set as usize
+                            && lists[set.clone()]
+                                .iter()
+                                .all(|&[o, l]| tmp.contains(&pool[o as usize..(o + l) as usize]));
+                        let (cset, cn) = if same {
+                            (f.set, f.n_set)
+                        } else {
+                            if chars > WALK_SET || nl + chars > lists.len() {
+                                return Err(Error::GrammarLimit);
+                            }
+                            let start = nl;
+                            for j in 0..tmp.n {
+                                let st = tmp.get(j);
+                                if !st.last().is_some_and(|&t| is_char(elems[t as usize])) {
+                                    continue;
+                                }
+                                if used + st.len() > pool.len() {
+                                    return Err(Error::GrammarLimit);
+                                }
+                                pool[used..used + st.len()].copy_from_slice(st);
+                                lists[nl] = [used as u32, st.len() as u32];
+                                used += st.len();
+                                nl += 1;
+                            }
+                            (start as u32, chars as u32)
+                        };
+                        let fr = &mut frames[nf - 1];
+                        let slot = if (fr.n_memo as usize) < MEMO {
+                            fr.n_memo += 1;
+                            fr.n_memo as usize - 1
+                        } else {
+                            // Keep the first (the common case comes first).
+                            MEMO - 1
+                        };
+                        fr.memo[slot] = [lo, hi, cset, cn];
+                        (cset, cn, same)
+                    };
+                    if cn == 0 {
                         continue;
                     }
-                    let (mut exp, mut n_exp) = (f.exp as usize, f.n_exp as usize);
-                    if f.exp == u32::MAX {
-                        tmp.clear();
-                        let t = [after as u32];
-                        let tail: &[u32] = if end_of_seq(elems[after]) { &[] } else { &t };
-                        let head = &pool[f.base as usize..(f.base + f.len) as usize];
-                        advance(g, head, tail, tmp, &mut self.seen, &mut self.work)?;
-                        exp = nl;
-                        for j in 0..tmp.n {
-                            let st = tmp.get(j);
-                            if !st.last().is_some_and(|&t| is_char(elems[t as usize])) {
-                                continue;
-                            }
-                            if nl == lists.len() {
-                                return Err(Error::GrammarLimit);
-                            }
-                            // The rule loops back to this very stack (a
-                            // character of a string, a digit of a number):
-                            // a child on it continues with this frame's
-                            // stack and expansion, nothing to compute again.
-                            let (fb, fl) = (f.base as usize, f.len as usize);
-                            if st.len() == fl + 1
-                                && st[fl] == f.top
-                                && st[..fl] == pool[fb..fb + fl]
-                            {
-                                lists[nl] = [SAME, 0];
-                                nl += 1;
-                                continue;
-                            }
-                            if used + st.len() > pool.len() {
-                                return Err(Error::GrammarLimit);
-                            }
-                            pool[used..used + st.len()].copy_from_slice(st);
-                            lists[nl] = [used as u32, st.len() as u32];
-                            used += st.len();
-                            nl += 1;
-                        }
-                        n_exp = nl - exp;
-                        frames[nf - 1].exp = exp as u32;
-                        frames[nf - 1].n_exp = n_exp as u32;
+                    if nf == frames.len() {
+                        return Err(Error::GrammarLimit);
                     }
-                    for &[o, l] in &lists[exp..exp + n_exp] {
-                        if nf == frames.len() {
-                            return Err(Error::GrammarLimit);
-                        }
-                        frames[nf] = if o == SAME {
-                            let mut c =
-                                child(f.top, f.base, f.len, Partial::default(), 0, (used, nl));
-                            (c.exp, c.n_exp) = (exp as u32, n_exp as u32);
-                            c
-                        } else {
-                            let top = pool[(o + l - 1) as usize];
-                            child(top, o, l - 1, Partial::default(), 0, (used, nl))
-                        };
-                        nf += 1;
-                    }
+                    let parent = frames[nf - 1];
+                    frames[nf] = Frame {
+                        cursor: n as u32 + 1,
+                        end: end as u32,
+                        set: cset,
+                        n_set: cn,
+                        value: 0,
+                        n_remain: 0,
+                        continuing: 0,
+                        pool_mark: used as u32,
+                        lists_mark: nl as u32,
+                        // The same set moves the same way: its memory too.
+                        n_memo: if inherit { parent.n_memo } else { 0 },
+                        memo: if inherit { parent.memo } else { [[0; 4]; MEMO] },
+                    };
+                    nf += 1;
                 }
             }
         }
