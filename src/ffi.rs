@@ -2708,15 +2708,14 @@ pub unsafe extern "C" fn nanollama_sampler_set_grammar(
     if mem_len > isize::MAX as usize {
         return NANOLLAMA_STATUS_INVALID_ARGUMENT;
     }
-    // SAFETY: handles point at initialized objects that outlive the
-    // sampler's use (contract); `mem` is writable for `mem_len` bytes.
-    let (g, t, m) = unsafe {
-        (
-            &*(grammar as *const crate::grammar::Grammar<'static>),
-            &*(trie as *const crate::grammar::TokenTrie<'static>),
-            core::slice::from_raw_parts_mut(mem as *mut u8, mem_len),
-        )
-    };
+    // SAFETY: a grammar handle points at an initialized Grammar that
+    // outlives the sampler's use of it (contract).
+    let g = unsafe { &*(grammar as *const crate::grammar::Grammar<'static>) };
+    // SAFETY: as for the grammar.
+    let t = unsafe { &*(trie as *const crate::grammar::TokenTrie<'static>) };
+    // SAFETY: non-NULL (checked), writable for `mem_len` bytes and valid
+    // while the sampler uses it (contract).
+    let m = unsafe { core::slice::from_raw_parts_mut(mem as *mut u8, mem_len) };
     let st = try_status!(crate::grammar::GrammarStage::init(g, t, &p, m));
     match s.set_grammar(Some(st)) {
         Ok(_) => NANOLLAMA_STATUS_OK,
