@@ -28,7 +28,7 @@ const USAGE: &str = "usage: nanollama info MODEL.gguf
                  [--parallel N]   (N conversations: --pp-token prompts, then --tg steps of N tokens)
        nanollama logits MODEL.gguf --tokens 1,2,3 [--threads N] [--kv f32|f16] [--f32-act] --out FILE
        nanollama generate [MODEL.gguf] [--prompt TEXT] [-n N] [--threads N] [--ctx N] [--kv f32|f16]
-                 [--f32-act] [--ids] [--special] [SAMPLER OPTIONS]
+                 [--f32-act] [--ids] [--special] [--grammar FILE.gbnf] [SAMPLER OPTIONS]
        nanollama tokenize MODEL.gguf [--no-bos] [--bos] [--special] [--time] [--file PATH | [--] TEXT]
        nanollama detokenize MODEL.gguf ID...
        nanollama template (NAME | MODEL.gguf) --messages FILE.json [--add-assistant]
@@ -727,12 +727,35 @@ fn shipped_model_path() -> String {
 
 /// Generates text from a prompt, streaming it as tokens arrive; prints the
 /// prompt and generation speeds on stderr at the end.
+/// The grammar stage for `generate --grammar FILE`: the grammar, the
+/// vocabulary's trie and the stage in memory kept for the process.
+fn grammar_stage(
+    gpath: &str,
+    vocab: &Vocab<'_>,
+) -> Result<nanollama::grammar::GrammarStage<'static>, Fail> {
+    use nanollama::grammar::{Grammar, GrammarParams, GrammarStage, TokenTrie};
+    let fail = |e: nanollama::Error| Fail(format!("{gpath}: {e}"), 1);
+    let text = std::fs::read(gpath).map_err(|e| Fail(format!("{gpath}: {e}"), 1))?;
+    let at = |e: nanollama::grammar::GrammarError| {
+        Fail(format!("{gpath}: {} at byte {}", e.error, e.offset), 1)
+    };
+    let gmem = AlignedBuf::new(Grammar::size(&text).map_err(at)?).leak();
+    let g: &'static Grammar<'static> = Box::leak(Box::new(Grammar::init(&text, gmem).map_err(at)?));
+    let tmem = AlignedBuf::new(TokenTrie::size(vocab).map_err(fail)?).leak();
+    let t: &'static TokenTrie<'static> =
+        Box::leak(Box::new(TokenTrie::init(vocab, tmem).map_err(fail)?));
+    let gp = GrammarParams::default();
+    let smem = AlignedBuf::new(GrammarStage::size(t, &gp).map_err(fail)?).leak();
+    GrammarStage::init(g, t, &gp, smem).map_err(fail)
+}
+
 fn generate(args: &[String]) -> Result<(), Fail> {
     let mut p = SamplerParams::default();
     let (mut path, mut prompt, mut n_gen, mut threads, mut n_ctx) =
         (None, String::new(), 128usize, 1usize, 0u32);
     let (mut print_ids, mut special) = (false, false);
     let (mut f32_act, mut kv) = (false, KvType::F16);
+    let mut grammar: Option<String> = None;
     let mut it = args.iter();
     while let Some(a) = it.next() {
         if a == "--ids" {
@@ -768,6 +791,7 @@ fn generate(args: &[String]) -> Result<(), Fail> {
             }
             "--ctx" => n_ctx = parse(a, v)?,
             "--kv" => kv = kv_type(v)?,
+            "--grammar" => grammar = Some(v.clone()),
             _ if sampler_option(&mut p, a, v)? => {}
             _ => return Err(usage(&format!("unknown option '{a}'"))),
         }
@@ -847,6 +871,13 @@ fn generate(args: &[String]) -> Result<(), Fail> {
     let prompt_secs = t0.elapsed().as_secs_f64();
     for &t in &toks {
         sampler.accept(t).map_err(fail)?;
+    }
+    // The grammar constrains what is generated, not the prompt: attached
+    // after the prompt's tokens are in the penalty history.
+    if let Some(gpath) = &grammar {
+        sampler
+            .set_grammar(Some(grammar_stage(gpath, &vocab)?))
+            .map_err(fail)?;
     }
     let t1 = std::time::Instant::now();
     let mut generated = 0usize;

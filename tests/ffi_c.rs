@@ -1062,6 +1062,32 @@ fn c_example_generate_matches_the_cli_with_any_thread_count() {
 }
 
 #[test]
+fn c_example_npc_action_replies_are_actions_the_host_parses() {
+    let exe = example("npc_action");
+    let m = shipped_model();
+    let a = args(&["-m", m.to_str().unwrap(), "--seed", "5", "--temp", "0.9"]);
+    let out = run(&exe, &a);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 3, "{out}");
+    let actions = ["give", "take", "attack", "flee", "wait"];
+    let items = ["sword", "shield", "bread", "gold", "nothing"];
+    for (l, name) in lines.iter().zip(["Guard", "Merchant", "Thief"]) {
+        // "Name: action=A item=I {"action": "A", "item": "I"}"
+        let rest = l
+            .strip_prefix(&format!("{name}: action="))
+            .unwrap_or_else(|| panic!("{out}"));
+        let (action, rest) = rest.split_once(" item=").unwrap();
+        let (item, json) = rest.split_once(' ').unwrap();
+        assert!(actions.contains(&action) && items.contains(&item), "{l}");
+        assert_eq!(
+            json,
+            format!("{{\"action\": \"{action}\", \"item\": \"{item}\"}}"),
+            "{l}"
+        );
+    }
+}
+
+#[test]
 fn c_example_characters_each_write_what_they_would_alone() {
     let exe = example("characters");
     let m = shipped_model();
