@@ -21,6 +21,9 @@ use nanollama::{
 };
 use std::io::Write;
 use std::path::Path;
+
+#[path = "support/json_schema.rs"]
+mod json_schema;
 use std::process::ExitCode;
 
 const USAGE: &str = "usage: nanollama info MODEL.gguf
@@ -28,13 +31,15 @@ const USAGE: &str = "usage: nanollama info MODEL.gguf
                  [--parallel N]   (N conversations: --pp-token prompts, then --tg steps of N tokens)
        nanollama logits MODEL.gguf --tokens 1,2,3 [--threads N] [--kv f32|f16] [--f32-act] --out FILE
        nanollama generate [MODEL.gguf] [--prompt TEXT] [-n N] [--threads N] [--ctx N] [--kv f32|f16]
-                 [--f32-act] [--ids] [--special] [--grammar FILE.gbnf] [SAMPLER OPTIONS]
+                 [--f32-act] [--ids] [--special] [--grammar FILE.gbnf | --json-schema FILE.json]
+                 [SAMPLER OPTIONS]
        nanollama tokenize MODEL.gguf [--no-bos] [--bos] [--special] [--time] [--file PATH | [--] TEXT]
        nanollama detokenize MODEL.gguf ID...
        nanollama template (NAME | MODEL.gguf) --messages FILE.json [--add-assistant]
        nanollama chat [MODEL.gguf] [--system TEXT] [--file TURNS.txt] [--template NAME] [-n N]
                  [--threads N] [--ctx N] [SAMPLER OPTIONS]   (nanollama chat --help)
                  (FILE.json: [{\"role\": ..., \"content\": ...}, ...]; - for stdin)
+       nanollama json-schema FILE.json   (the GBNF grammar of a JSON Schema, llama.cpp's conventions)
        nanollama sample --logits FILE --n-vocab N [SAMPLER OPTIONS] [--history 1,2,3]
                  [--logit-bias ID:BIAS,...] [--dump | --bench CALLS]
        nanollama sample --grammar G.gbnf --vocab MODEL.gguf (--text FILE | --tokens IDS) [--bench STEPS]
@@ -76,6 +81,7 @@ fn main() -> ExitCode {
         Some("info") => info(&args[1..]),
         Some("logits") => logits(&args[1..]),
         Some("sample") => sample(&args[1..]),
+        Some("json-schema") => json_schema_cmd(&args[1..]),
         Some("tokenize") => tokenize(&args[1..]),
         Some("generate") => generate(&args[1..]),
         Some("detokenize") => detokenize(&args[1..]),
@@ -727,15 +733,33 @@ fn shipped_model_path() -> String {
 
 /// Generates text from a prompt, streaming it as tokens arrive; prints the
 /// prompt and generation speeds on stderr at the end.
+/// `json-schema FILE.json`: the GBNF grammar of a JSON Schema, on stdout.
+fn json_schema_cmd(args: &[String]) -> Result<(), Fail> {
+    let [path] = args else {
+        return Err(usage("json-schema needs FILE.json"));
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| Fail(format!("{path}: {e}"), 1))?;
+    let g = json_schema::to_gbnf(&text).map_err(|e| Fail(format!("{path}: {e}"), 1))?;
+    print!("{g}");
+    Ok(())
+}
+
 /// The grammar stage for `generate --grammar FILE`: the grammar, the
 /// vocabulary's trie and the stage in memory kept for the process.
 fn grammar_stage(
     gpath: &str,
+    schema: bool,
     vocab: &Vocab<'_>,
 ) -> Result<nanollama::grammar::GrammarStage<'static>, Fail> {
     use nanollama::grammar::{Grammar, GrammarParams, GrammarStage, TokenTrie};
     let fail = |e: nanollama::Error| Fail(format!("{gpath}: {e}"), 1);
-    let text = std::fs::read(gpath).map_err(|e| Fail(format!("{gpath}: {e}"), 1))?;
+    let mut text = std::fs::read(gpath).map_err(|e| Fail(format!("{gpath}: {e}"), 1))?;
+    if schema {
+        let s = String::from_utf8_lossy(&text).into_owned();
+        text = json_schema::to_gbnf(&s)
+            .map_err(|e| Fail(format!("{gpath}: {e}"), 1))?
+            .into_bytes();
+    }
     let at = |e: nanollama::grammar::GrammarError| {
         Fail(format!("{gpath}: {} at byte {}", e.error, e.offset), 1)
     };
@@ -755,7 +779,7 @@ fn generate(args: &[String]) -> Result<(), Fail> {
         (None, String::new(), 128usize, 1usize, 0u32);
     let (mut print_ids, mut special) = (false, false);
     let (mut f32_act, mut kv) = (false, KvType::F16);
-    let mut grammar: Option<String> = None;
+    let mut grammar: Option<(String, bool)> = None;
     let mut it = args.iter();
     while let Some(a) = it.next() {
         if a == "--ids" {
@@ -791,7 +815,8 @@ fn generate(args: &[String]) -> Result<(), Fail> {
             }
             "--ctx" => n_ctx = parse(a, v)?,
             "--kv" => kv = kv_type(v)?,
-            "--grammar" => grammar = Some(v.clone()),
+            "--grammar" => grammar = Some((v.clone(), false)),
+            "--json-schema" => grammar = Some((v.clone(), true)),
             _ if sampler_option(&mut p, a, v)? => {}
             _ => return Err(usage(&format!("unknown option '{a}'"))),
         }
@@ -874,9 +899,9 @@ fn generate(args: &[String]) -> Result<(), Fail> {
     }
     // The grammar constrains what is generated, not the prompt: attached
     // after the prompt's tokens are in the penalty history.
-    if let Some(gpath) = &grammar {
+    if let Some((gpath, schema)) = &grammar {
         sampler
-            .set_grammar(Some(grammar_stage(gpath, &vocab)?))
+            .set_grammar(Some(grammar_stage(gpath, *schema, &vocab)?))
             .map_err(fail)?;
     }
     let t1 = std::time::Instant::now();

@@ -590,3 +590,74 @@ fn chat_drops_the_oldest_turn_when_the_context_is_full() {
     );
     assert_eq!(err.matches("[turn ").count(), 4, "{err}");
 }
+
+/// `json-schema` writes llama.cpp-style GBNF our parser takes, and
+/// `generate --json-schema` writes JSON that satisfies the schema, even on
+/// the shipped model, which has never seen JSON.
+#[test]
+fn json_schema_constrains_generation() {
+    let schema = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data/grammars/npc.schema.json");
+    let o = nanollama(&["json-schema", schema.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let g = String::from_utf8(o.stdout).unwrap();
+    assert!(
+        g.contains("root ::= \"{\" space action-kv \",\" space item-kv"),
+        "{g}"
+    );
+    let mem =
+        nanollama::host::AlignedBuf::new(nanollama::grammar::Grammar::size(g.as_bytes()).unwrap());
+    let mut mem = mem;
+    assert!(nanollama::grammar::Grammar::init(g.as_bytes(), mem.as_mut_slice()).is_ok());
+
+    let small = tmp("npc-small.schema.json");
+    std::fs::write(
+        &small,
+        r#"{"type": "object", "properties": {
+            "action": {"enum": ["give", "take", "flee"]},
+            "item": {"type": "string", "pattern": "^[a-z]{3,8}$"},
+            "count": {"type": "integer"}},
+           "required": ["action", "item", "count"]}"#,
+    )
+    .unwrap();
+    for seed in ["1", "2", "3"] {
+        let prompt = "And the king said";
+        let o = nanollama(&[
+            "generate",
+            "--prompt",
+            prompt,
+            "--json-schema",
+            small.to_str().unwrap(),
+            "-n",
+            "120",
+            "--seed",
+            seed,
+        ]);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let out = String::from_utf8(o.stdout).unwrap();
+        let json = out
+            .trim_start()
+            .strip_prefix(prompt)
+            .unwrap_or_else(|| panic!("{out}"));
+        let v: serde_json::Value =
+            serde_json::from_str(json).unwrap_or_else(|e| panic!("{e}: {json}"));
+        let action = v["action"].as_str().unwrap();
+        assert!(["give", "take", "flee"].contains(&action), "{json}");
+        let item = v["item"].as_str().unwrap();
+        assert!(
+            (3..=8).contains(&item.len()) && item.bytes().all(|b| b.is_ascii_lowercase()),
+            "{json}"
+        );
+        assert!(v["count"].is_i64(), "{json}");
+        assert_eq!(v.as_object().unwrap().len(), 3, "{json}");
+    }
+    // Refused, not approximated.
+    let bad = tmp("bad.schema.json");
+    std::fs::write(
+        &bad,
+        r##"{"type": "object", "properties": {"a": {"$ref": "#/x"}}}"##,
+    )
+    .unwrap();
+    let e = assert_refused(&nanollama(&["json-schema", bad.to_str().unwrap()]), "$ref");
+    assert!(e.contains("'$ref' is not supported"), "{e}");
+}
