@@ -62,29 +62,9 @@ impl Set<'_> {
         &self.pool[o as usize..(o + l) as usize]
     }
 
-    /// Whether the stack `s` is in the set.
-    fn contains(&self, s: &[u32]) -> bool {
-        let mut h = 0x9e37_79b9_7f4a_7c15u64 ^ s.len() as u64;
-        for &v in s {
-            h = (h ^ u64::from(v)).wrapping_mul(0x100_0000_01b3);
-            h ^= h >> 29;
-        }
-        let mask = self.table.len() - 1;
-        let mut slot = h as usize & mask;
-        loop {
-            let e = self.table[slot];
-            if (e >> 32) as u32 != self.generation {
-                return false;
-            }
-            if self.get((e as u32 - 1) as usize) == s {
-                return true;
-            }
-            slot = (slot + 1) & mask;
-        }
-    }
-
-    /// Adds the stack `head ++ tail` unless it is there; true if added.
-    fn insert(&mut self, head: &[u32], tail: &[u32]) -> Result<bool> {
+    /// Where the stack `head ++ tail` is in the table: `Ok(slot)` of the
+    /// entry holding it, or `Err(slot)` of the free slot it would take.
+    fn find(&self, head: &[u32], tail: &[u32]) -> core::result::Result<usize, usize> {
         let len = head.len() + tail.len();
         let mut h = 0x9e37_79b9_7f4a_7c15u64 ^ len as u64;
         for &v in head.iter().chain(tail) {
@@ -96,14 +76,27 @@ impl Set<'_> {
         loop {
             let e = self.table[slot];
             if (e >> 32) as u32 != self.generation {
-                break;
+                return Err(slot);
             }
             let s = self.get((e as u32 - 1) as usize);
             if s.len() == len && s[..head.len()] == *head && s[head.len()..] == *tail {
-                return Ok(false);
+                return Ok(slot);
             }
             slot = (slot + 1) & mask;
         }
+    }
+
+    /// Whether the stack `s` is in the set.
+    fn contains(&self, s: &[u32]) -> bool {
+        self.find(s, &[]).is_ok()
+    }
+
+    /// Adds the stack `head ++ tail` unless it is there; true if added.
+    fn insert(&mut self, head: &[u32], tail: &[u32]) -> Result<bool> {
+        let Err(slot) = self.find(head, tail) else {
+            return Ok(false);
+        };
+        let len = head.len() + tail.len();
         if self.n == self.idx.len() || self.used + len > self.pool.len() {
             return Err(Error::GrammarLimit);
         }
