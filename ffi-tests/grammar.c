@@ -123,5 +123,15 @@ int main(int argc, char **argv) {
     /* A state with a grammar does not load into a sampler without one. */
     CHECK_STATUS(nanollama_sampler_state_load(s, state, state_len), NANOLLAMA_STATUS_STATE_MISMATCH);
     printf("grammar: ok (%s)\n", text);
+    free(logits);
+    free(scratch);
+    free(stmem);
+    free(smem);
+    free(tmem);
+    free(gmem);
+    free(lmem);
+    free(umem);
+    free(vmem);
+    free(file);
     return 0;
 }
