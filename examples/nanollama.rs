@@ -454,6 +454,29 @@ fn load_vocab<'a>(path: &str, bytes: &'a [u8], mem: &'a mut AlignedBuf) -> Resul
     Vocab::init(bytes, mem.as_mut_slice()).map_err(|e| Fail(format!("{path}: {e}"), 1))
 }
 
+/// The tokens of `text`, however many (asked again at the size the
+/// tokenizer says when the first guess is short).
+fn tokens_of(
+    v: &Vocab<'_>,
+    text: &[u8],
+    add: AddTokens,
+    special: bool,
+) -> Result<Vec<u32>, nanollama::Error> {
+    let mut scratch = AlignedBuf::new(Vocab::scratch_size(text.len()).unwrap_or(0));
+    let sc = scratch.as_mut_slice();
+    let mut toks = vec![0u32; text.len() + 2];
+    let mut needed = 0;
+    let n = match v.tokenize_with(text, add, special, sc, &mut toks, &mut needed) {
+        Err(nanollama::Error::BufferTooSmall) => {
+            toks.resize(needed, 0);
+            v.tokenize_with(text, add, special, sc, &mut toks, &mut needed)
+        }
+        r => r,
+    }?;
+    toks.truncate(n);
+    Ok(toks)
+}
+
 /// `sample --grammar G.gbnf --vocab V.gguf --text T [--bench STEPS]
 /// [--check-first] [--cache N]`: replays the tokens of T's documents
 /// (separated by lines holding `---`, each from the grammar's start) and
@@ -518,21 +541,7 @@ fn sample_grammar(args: &[String]) -> Result<(), Fail> {
     } else {
         for doc in text.split("\n---\n") {
             let doc = doc.strip_suffix('\n').unwrap_or(doc);
-            let mut scratch = AlignedBuf::new(Vocab::scratch_size(doc.len()).unwrap_or(0));
-            let mut ids = vec![0u32; doc.len() + 5];
-            let mut needed = 0;
-            let k = v
-                .tokenize_with(
-                    doc.as_bytes(),
-                    AddTokens::NONE,
-                    false,
-                    scratch.as_mut_slice(),
-                    &mut ids,
-                    &mut needed,
-                )
-                .map_err(fail)?;
-            ids.truncate(k);
-            docs.push(ids);
+            docs.push(tokens_of(&v, doc.as_bytes(), AddTokens::NONE, false).map_err(fail)?);
         }
     }
     let mut hashes = Vec::new();
@@ -831,21 +840,9 @@ fn generate(args: &[String]) -> Result<(), Fail> {
     let fail = |e: nanollama::Error| Fail(e.to_string(), 1);
 
     let text = prompt.as_bytes();
-    let mut scratch = AlignedBuf::new(Vocab::scratch_size(text.len()).unwrap_or(0));
-    let mut toks = vec![0u32; text.len() + 2];
-    let mut needed = 0;
     // BOS and EOS where the file asks for them, as llama.cpp does.
-    let add = vocab.add_special();
-    let sc = scratch.as_mut_slice();
-    let n = match vocab.tokenize_with(text, add, special, sc, &mut toks, &mut needed) {
-        Err(nanollama::Error::BufferTooSmall) => {
-            toks.resize(needed, 0);
-            vocab.tokenize_with(text, add, special, sc, &mut toks, &mut needed)
-        }
-        r => r,
-    }
-    .map_err(fail)?;
-    toks.truncate(n);
+    let mut toks = tokens_of(&vocab, text, vocab.add_special(), special).map_err(fail)?;
+    let mut needed = 0;
     if toks.is_empty() {
         if vocab.bos() == nanollama::tokenizer::NONE {
             return Err(Fail(

@@ -6,7 +6,7 @@
 
 use crate::block::{forward, KvCache, Scratch};
 use crate::error::{Error, Result};
-use crate::model::{Config, Model, ALIGN};
+use crate::model::{round_up, Config, Model, ALIGN};
 use crate::parallel::{DisjointMut, Parallel};
 use crate::quant::ACT_MAX_BYTES;
 use crate::state::{self, Reader, Writer};
@@ -159,10 +159,6 @@ struct Layout {
     kv_elems: usize,
     att: usize,
     rows: RowLayout,
-}
-
-fn round_up(bytes: usize) -> Option<usize> {
-    bytes.checked_add(ALIGN - 1).map(|b| b / ALIGN * ALIGN)
 }
 
 impl Layout {

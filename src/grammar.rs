@@ -157,10 +157,7 @@ impl Counts {
             self.ids.checked_mul(8)?,
             self.ids,
         ];
-        parts.iter().try_fold(0usize, |acc, &p| {
-            let p = p.checked_add(ALIGN - 1)? / ALIGN * ALIGN;
-            acc.checked_add(p)
-        })
+        crate::model::padded_total(&parts)
     }
 }
 

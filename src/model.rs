@@ -13,6 +13,20 @@ use crate::quant::WeightType;
 /// Alignment that every caller buffer must have.
 pub const ALIGN: usize = 64;
 
+/// `n` rounded up to a multiple of [`ALIGN`] (None on overflow): the size of
+/// one region of a caller buffer.
+pub(crate) fn round_up(n: usize) -> Option<usize> {
+    n.checked_add(ALIGN - 1).map(|v| v / ALIGN * ALIGN)
+}
+
+/// Bytes of regions laid out one after another, each rounded up to
+/// [`ALIGN`] (None on overflow).
+pub(crate) fn padded_total(parts: &[usize]) -> Option<usize> {
+    parts
+        .iter()
+        .try_fold(0usize, |acc, &p| acc.checked_add(round_up(p)?))
+}
+
 /// Largest accepted embedding, feed-forward or vocabulary size; keeps all size
 /// arithmetic far from overflow on 32-bit targets too.
 const MAX_DIM: usize = 1 << 20;

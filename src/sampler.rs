@@ -24,7 +24,7 @@
 
 use crate::error::{Error, Result};
 use crate::grammar::GrammarStage;
-use crate::model::ALIGN;
+use crate::model::{padded_total, round_up, ALIGN};
 
 /// One stage of the chain.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -248,10 +248,6 @@ struct Layout {
     hist: usize,
 }
 
-fn round_up(n: usize) -> Option<usize> {
-    n.checked_add(ALIGN - 1).map(|v| v / ALIGN * ALIGN)
-}
-
 impl Layout {
     fn new(n_vocab: usize, p: &SamplerParams, n_bias: usize) -> Result<Self> {
         p.validate()?;
@@ -265,19 +261,19 @@ impl Layout {
         })
     }
     fn bytes(&self) -> Result<usize> {
-        let parts = [
-            self.cand.checked_mul(core::mem::size_of::<Candidate>()),
-            self.bias.checked_mul(4),
-            self.bias.checked_mul(4),
-            self.hist.checked_mul(4),
-            self.hist.checked_mul(4),
-            self.cand.checked_mul(4),
-        ];
-        parts.iter().try_fold(0usize, |acc, p| {
-            p.and_then(round_up)
-                .and_then(|b| acc.checked_add(b))
-                .ok_or(Error::InvalidArgument)
-        })
+        let parts = || {
+            Some([
+                self.cand.checked_mul(core::mem::size_of::<Candidate>())?,
+                self.bias.checked_mul(4)?,
+                self.bias.checked_mul(4)?,
+                self.hist.checked_mul(4)?,
+                self.hist.checked_mul(4)?,
+                self.cand.checked_mul(4)?,
+            ])
+        };
+        parts()
+            .and_then(|p| padded_total(&p))
+            .ok_or(Error::InvalidArgument)
     }
 }
 

@@ -24,7 +24,7 @@
 
 use crate::error::{Error, Result};
 use crate::gguf::{Array, Gguf, Value, ValueType};
-use crate::model::ALIGN;
+use crate::model::{round_up, ALIGN};
 use crate::pretokenize::{self, PreTokenizer};
 
 /// Kinds of vocabulary.
@@ -335,10 +335,6 @@ impl Hasher {
 /// reaches it is refused (`BadMetadata`) rather than loaded in time that
 /// grows with the square of its size, and lookups stop after it.
 const MAX_PROBE: usize = 256;
-
-fn round_up(n: usize) -> Option<usize> {
-    n.checked_add(ALIGN - 1).map(|v| v / ALIGN * ALIGN)
-}
 
 fn attr_of_type(t: i32) -> u8 {
     match t {

@@ -122,10 +122,6 @@ struct Layout {
     positions: usize,
 }
 
-fn pad(n: usize) -> Option<usize> {
-    n.checked_add(ALIGN - 1).map(|v| v / ALIGN * ALIGN)
-}
-
 impl Layout {
     fn new(trie: &TokenTrie<'_>, p: &GrammarParams) -> Result<Self> {
         if p.cache_entries > 1 << 16
@@ -157,9 +153,7 @@ impl Layout {
             self.entries.checked_mul(self.max_key)?.checked_mul(4)?,
             self.entries.checked_mul(self.words)?.checked_mul(8)?,
         ];
-        parts
-            .iter()
-            .try_fold(0usize, |acc, &p| acc.checked_add(pad(p)?))
+        crate::model::padded_total(&parts)
     }
 }
 

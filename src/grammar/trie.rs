@@ -45,10 +45,6 @@ struct Layout {
     longest: usize,
 }
 
-fn pad(n: usize) -> Option<usize> {
-    n.checked_add(ALIGN - 1).map(|v| v / ALIGN * ALIGN)
-}
-
 /// The grammar's text of token `id`: its piece cut at NUL, or empty when
 /// the token is not in the trie.
 fn piece_len(v: &Vocab<'_>, id: u32, mut f: impl FnMut(u8)) -> usize {
@@ -99,9 +95,7 @@ impl Layout {
             self.bytes.checked_add(1)?.checked_mul(4)?,
             self.longest.checked_add(1)?.checked_mul(4)?,
         ];
-        parts
-            .iter()
-            .try_fold(0usize, |acc, &p| acc.checked_add(pad(p)?))
+        crate::model::padded_total(&parts)
     }
 }
 
