@@ -1,8 +1,10 @@
 //! Fast kernels, chosen once at run time. On x86-64 the CPU is asked
 //! (`cpuid`, and `xgetbv` for the OS's AVX state) whether it has AVX2, FMA
 //! and F16C; without std there is no `is_x86_feature_detected!`, so this is
-//! done by hand. Everything else runs the scalar reference kernels of
-//! `quant`, which the fast ones are tested against.
+//! done by hand. AArch64 always has NEON; a WebAssembly module built with
+//! `-C target-feature=+simd128` has simd128 (chosen at build time: an
+//! engine without it refuses the module). Everything else runs the scalar
+//! reference kernels of `quant`, which the fast ones are tested against.
 //!
 //! [`force_scalar`] switches the fast kernels off (tests, and hosts that
 //! want the reference arithmetic).
@@ -16,6 +18,7 @@ const SCALAR: u8 = 1;
 const AVX2: u8 = 2;
 const AVX512: u8 = 3;
 const NEON: u8 = 4;
+const SIMD128: u8 = 5;
 
 /// Which kernels run (each level includes the ones below).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -25,6 +28,9 @@ pub enum Level {
     Avx512,
     /// AArch64's Advanced SIMD (always present there).
     Neon,
+    /// WebAssembly's 128-bit SIMD, in a module built with
+    /// `-C target-feature=+simd128` (then every engine that runs it has it).
+    Simd128,
 }
 
 /// Whether the x86-64 AVX2 kernels (and the ones built on them) run.
@@ -79,7 +85,15 @@ fn probe() -> u8 {
     {
         NEON
     }
-    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+    {
+        SIMD128
+    }
+    #[cfg(not(any(
+        target_arch = "x86_64",
+        target_arch = "aarch64",
+        all(target_arch = "wasm32", target_feature = "simd128")
+    )))]
     {
         SCALAR
     }
@@ -128,6 +142,7 @@ pub fn level() -> Level {
     }
     match l {
         NEON => Level::Neon,
+        SIMD128 => Level::Simd128,
         AVX512 => Level::Avx512,
         AVX2 => Level::Avx2,
         _ => Level::Scalar,
@@ -150,11 +165,12 @@ pub fn limit(max: Level) {
         Level::Avx2 => AVX2,
         Level::Avx512 => AVX512,
         Level::Neon => NEON,
+        Level::Simd128 => SIMD128,
     };
     let p = probe();
-    // NEON is all or nothing; the x86 levels nest.
-    let l = if p == NEON && max != SCALAR {
-        NEON
+    // NEON and simd128 are all or nothing; the x86 levels nest.
+    let l = if (p == NEON || p == SIMD128) && max != SCALAR {
+        p
     } else {
         p.min(max)
     };
@@ -316,6 +332,7 @@ fn fast_kernel(t: crate::quant::WeightType) -> Option<Kernel> {
     match level() {
         Level::Avx2 | Level::Avx512 => avx2_kernel(t),
         Level::Neon => neon_kernel(t),
+        Level::Simd128 => wasm_kernel(t),
         Level::Scalar => None,
     }
 }
@@ -344,6 +361,29 @@ fn neon_kernel(t: crate::quant::WeightType) -> Option<Kernel> {
         None
     }
 }
+
+/// The WebAssembly simd128 kernel for weights of type `t`, if there is one.
+fn wasm_kernel(t: crate::quant::WeightType) -> Option<Kernel> {
+    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+    {
+        use crate::quant::WeightType as W;
+        Some(match t {
+            W::F16 => wasm::dot_f16,
+            W::F32 => wasm::dot_f32,
+            W::Q8_0 => wasm::dot_q8_0,
+            W::Q4_0 => wasm::dot_q4_0,
+            _ => return None,
+        })
+    }
+    #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
+    {
+        let _ = t;
+        None
+    }
+}
+
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+mod wasm;
 
 #[cfg(target_arch = "x86_64")]
 mod vexp;
@@ -1021,10 +1061,10 @@ mod tests {
                     wbuf[off..].copy_from_slice(&wbytes);
                     let mut abuf = std::vec![0u8; xa.len() + off];
                     abuf[off..].copy_from_slice(&xa);
-                    let Some(k) = (if probe() == NEON {
-                        neon_kernel(t)
-                    } else {
-                        avx2_kernel(t)
+                    let Some(k) = (match probe() {
+                        NEON => neon_kernel(t),
+                        SIMD128 => wasm_kernel(t),
+                        _ => avx2_kernel(t),
                     }) else {
                         continue;
                     };
@@ -1041,7 +1081,11 @@ mod tests {
                 }
             }
         }
-        let kinds = if probe() == NEON { 9 } else { 13 };
+        let kinds = match probe() {
+            NEON => 9,
+            SIMD128 => 4,
+            _ => 13,
+        };
         assert_eq!(checked, kinds * 6 * 3);
     }
 
