@@ -267,6 +267,12 @@ pub fn dot_act4(
 pub fn scores_f16(k: &[u16], stride: usize, q: &[u16], scale: f32, out: &mut [f32]) -> bool {
     let n = q.len();
     let fits = out.is_empty() || (out.len() - 1) * stride + n <= k.len();
+    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+    if fits && level() == Level::Simd128 {
+        // The scalar loop's order and bits (see `wasm::scores_f16`).
+        wasm::scores_f16(k, stride, q, scale, out);
+        return true;
+    }
     if !x86_fast() || !fits {
         return false;
     }
@@ -293,6 +299,11 @@ pub fn scores_f16(k: &[u16], stride: usize, q: &[u16], scale: f32, out: &mut [f3
 #[allow(unsafe_code)]
 pub fn mix_f16(o: &mut [f32], p: &[f32], v: &[u16], stride: usize, round: bool) -> bool {
     let fits = p.is_empty() || (p.len() - 1) * stride + o.len() <= v.len();
+    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+    if fits && level() == Level::Simd128 {
+        wasm::mix_f16(o, p, v, stride, round);
+        return true;
+    }
     if !x86_fast() || !fits {
         return false;
     }
@@ -541,9 +552,13 @@ pub struct Tiles {
 }
 
 /// The AVX2 F16/BF16 tiles for weights of type `t`, if the fast kernels
-/// are in use and `t` is F16 or BF16.
+/// are in use and `t` is F16 or BF16; at the simd128 level, the F16 tiles
+/// of `wasm` (the same promises, and the scalar reference's bits).
 pub fn tiles(t: crate::quant::WeightType) -> Option<Tiles> {
     use crate::quant::WeightType as W;
+    if cfg!(all(target_arch = "wasm32", target_feature = "simd128")) && level() == Level::Simd128 {
+        return (t == W::F16).then_some(Tiles { bf16: false });
+    }
     if !cfg!(target_arch = "x86_64") || !x86_fast() {
         return None;
     }
@@ -573,7 +588,12 @@ impl Tiles {
             // SAFETY: as above.
             unsafe { avx2_f16::prepare::<{ avx2_f16::F16 }>(x, out) }
         }
-        #[cfg(not(target_arch = "x86_64"))]
+        #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+        wasm::prepare_f16(x, out);
+        #[cfg(not(any(
+            target_arch = "x86_64",
+            all(target_arch = "wasm32", target_feature = "simd128")
+        )))]
         let _ = (x, out);
     }
 
@@ -591,7 +611,12 @@ impl Tiles {
             // SAFETY: as in `prepare`.
             unsafe { avx2_f16::block::<{ avx2_f16::F16 }>(w, wrb, a, n, out) }
         }
-        #[cfg(not(target_arch = "x86_64"))]
+        #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+        wasm::block_f16(w, wrb, a, n, out);
+        #[cfg(not(any(
+            target_arch = "x86_64",
+            all(target_arch = "wasm32", target_feature = "simd128")
+        )))]
         let _ = (w, wrb, a, n, out);
     }
 }
@@ -1776,7 +1801,18 @@ mod tests {
                                 assert_eq!(r[4..16], [0; 12]);
                             }
                             let blk = &blk[bb - 34..];
-                            let (q, o) = if matches!(t, W::Q8_0 | W::Q4_0) {
+                            let (q, o) = if t == W::Q4_0 {
+                                // Eight blocks a record, one lane a block.
+                                let (r, b) = (&rec[320 * (i / 8)..], i % 8);
+                                let mut q = std::vec![0u8; 32];
+                                for (w, qw) in q.chunks_exact_mut(4).enumerate() {
+                                    let o = 32 * w + 4 * b;
+                                    qw.copy_from_slice(&r[o..o + 4]);
+                                }
+                                let sum: i32 = q.iter().map(|&v| i32::from(v as i8)).sum();
+                                assert_eq!(r[256 + 4 * b..260 + 4 * b], (-8 * sum).to_le_bytes());
+                                (q, &r[288 + 4 * b..])
+                            } else if t == W::Q8_0 {
                                 // Eight blocks a record, two lanes a block.
                                 let (r, b) = (&rec[384 * (i / 8)..], i % 8);
                                 let mut q = std::vec![0u8; 32];
