@@ -8,11 +8,13 @@
 //! into i32) and `vpdpwssd`; byte shuffles use `vpermb`/`vpermt2b`.
 //!
 //! Wide input layouts, per weight type:
-//! - Q8_0 and Q4_0: records of 256 inputs (eight blocks), two lanes a
-//!   block (see [`oct`]): four vectors of quants, 16 i32 lanes `-off *
-//!   (sum of the lane's 16 quants)` (`off` 128 or 8, undoing the weights'
-//!   offset), 16 f32 lanes of the blocks' scales: 384 bytes; missing
-//!   blocks at the end are zeros.
+//! - Q8_0: records of 256 inputs (eight blocks), two lanes a block (see
+//!   [`oct`]): four vectors of quants, 16 i32 lanes `-128 * (sum of the
+//!   lane's 16 quants)` (undoing the weights' offset), 16 f32 lanes of the
+//!   blocks' scales: 384 bytes; missing blocks at the end are zeros.
+//! - Q4_0: records of 256 inputs, one lane a block (see [`pair`]): eight
+//!   vectors of 32 bytes of quants, eight i32 `-8 * (sum of the block's
+//!   quants)`, eight f32 scales: 320 bytes; missing blocks are zeros.
 //! - F16: the inputs rounded to f16; in a batch stored as f32.
 //! - Q4_K: per 256, the Q8_K quants with sub-blocks of 32 in the order
 //!   0 2 1 3 4 6 5 7 (as a 64-byte load of Q4_K nibbles meets them), the
@@ -109,8 +111,9 @@ macro_rules! block_fn {
 }
 
 // Rows × inputs per tile: the K-quants unpack a block into 8 registers
-// (quants and scales), so they take one row and more inputs (as Q4_0 and
-// Q8_0 do below: two rows × eight inputs spilt to the stack).
+// (quants and scales), so they take one row and more inputs (as Q8_0 does
+// below: two rows × eight inputs spilt to the stack; Q4_0's pair tile fits
+// two rows in one register instead).
 // F16 inputs are f32 in a batch (converted once, not per tile) and f16
 // alone (half the bytes to read per row). The second tile is for one input
 // outside a batch.
@@ -148,15 +151,49 @@ macro_rules! oct_block {
         }
     };
 }
-oct_block!(block_q4_0, tile_q4_0);
 oct_block!(block_q8_0, tile_q8_0);
+
+/// Q4_0: rows in pairs (see [`pair`]), the last one of an odd count
+/// paired with itself, against all of `a` (1 to 8 inputs).
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vbmi,avx512vnni,avx2,fma,f16c")]
+fn block_q4_0(w: &[u8], wrb: usize, a: &[&[u8]], n: usize, out: &mut [&mut [f32]], _: bool) {
+    let nrows = w.len() / wrb;
+    macro_rules! rows {
+        ($c:literal) => {{
+            let mut o = [0f32; 2 * $c];
+            let mut r = 0;
+            while r < nrows {
+                let r1 = if r + 1 < nrows { r + 1 } else { r };
+                let ws = [&w[r * wrb..(r + 1) * wrb], &w[r1 * wrb..(r1 + 1) * wrb]];
+                pair::tile_q4_0::<$c>(ws, a, n, &mut o);
+                for (c, out) in out.iter_mut().enumerate() {
+                    out[r] = o[c];
+                    out[r1] = o[$c + c];
+                }
+                r += 2;
+            }
+        }};
+    }
+    match a.len() {
+        1 => rows!(1),
+        2 => rows!(2),
+        3 => rows!(3),
+        4 => rows!(4),
+        5 => rows!(5),
+        6 => rows!(6),
+        7 => rows!(7),
+        8 => rows!(8),
+        _ => {}
+    }
+}
 block_fn!(block_f16, tile_f16_wide, tile_f16, 4, 6);
 block_fn!(block_q6_k, tile_q6_k, tile_q6_k, 1, 8);
 
 mod kquant;
 mod oct;
+mod pair;
 use kquant::tile_q4_k;
-use oct::{tile_q4_0, tile_q8_0};
+use oct::tile_q8_0;
 block_fn!(block_q4_k, tile_q4_k, tile_q4_k, 1, 8);
 mod small;
 use small::{tile_bf16, tile_bf16_fma, tile_q4_1, tile_q5_0, tile_q5_1};
@@ -261,7 +298,8 @@ const Q4K_REC: usize = 276;
 /// Bytes of one prepared input row of `n` values for weights of type `t`.
 pub fn row_bytes(t: W, n: usize, batch: bool) -> usize {
     match t {
-        W::Q4_0 | W::Q8_0 => n.div_ceil(256) * oct::REC,
+        W::Q4_0 => n.div_ceil(256) * pair::REC,
+        W::Q8_0 => n.div_ceil(256) * oct::REC,
         W::F16 if batch => n * 4,
         W::F16 => n * 2,
         W::Q4_K | W::Q5_K => n / 256 * Q4K_REC,
@@ -352,8 +390,8 @@ fn q8_k_block(xb: &[f32], out: &mut [u8]) -> bool {
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vbmi,avx512vnni,avx2,fma,f16c")]
 pub fn prepare(t: W, x: &[f32], out: &mut [u8], batch: bool) {
     match t {
-        W::Q4_0 => oct::prepare(x, out, 8),
-        W::Q8_0 => oct::prepare(x, out, 128),
+        W::Q4_0 => pair::prepare(x, out),
+        W::Q8_0 => oct::prepare(x, out),
         W::F16 if !batch => crate::quant::quantize_act(crate::quant::ActType::F16, x, out),
         W::F16 => {
             for (o, v) in out.chunks_exact_mut(4).zip(x) {

@@ -1,4 +1,5 @@
-//! Q4_0 and Q8_0 in steps of eight blocks, two lanes a block.
+//! Q8_0 in steps of eight blocks, two lanes a block (Q4_0, which took
+//! this tile too, now runs two rows at a time: see `pair`).
 //!
 //! The tiles before this one multiplied a register of weights as it lay in
 //! memory (two Q8_0 blocks, eight lanes each), so every `vpdpbusd` of four
@@ -8,9 +9,9 @@
 //! 4-byte words `h, h + 2, h + 4, h + 6` (`h = j % 2`), one word in each of
 //! four registers. Four products then sum a lane's 16 quants exactly in
 //! i32, and one conversion, multiply and multiply-add serve eight blocks.
-//! The weights are rearranged per row with two rounds of `vpermt2d` (Q8_0)
-//! or one (Q4_0, whose nibbles split after it), work that every input of
-//! a tile shares; the inputs are prepared in this layout once.
+//! The weights are rearranged per row with two rounds of `vpermt2d`, work
+//! that every input of a tile shares; the inputs are prepared in this
+//! layout once.
 //!
 //! A single input runs the same tile (one row, one input), so decoding
 //! alone and in a batch give the same bits.
@@ -23,14 +24,13 @@ use half::f16;
 
 /// Bytes of one prepared record: 256 inputs (eight blocks) as four vectors
 /// of quants in the lane layout above, 16 i32 lanes `-off * (sum of the
-/// lane's 16 quants)` (`off` = 8 for Q4_0, 128 for Q8_0: the weights are
-/// made unsigned), and 16 f32 lanes of the blocks' scales (two each).
+/// lane's 16 quants)` (the weights are made unsigned by adding 128), and 16 f32 lanes of the blocks' scales (two each).
 pub const REC: usize = 384;
 
-/// Prepares `x` (a multiple of 32 values) into records of [`REC`] bytes,
-/// for weights offset by `off`. Blocks past the end are zeros.
+/// Prepares `x` (a multiple of 32 values) into records of [`REC`] bytes.
+/// Blocks past the end are zeros.
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vbmi,avx512vnni,avx2,fma,f16c")]
-pub fn prepare(x: &[f32], out: &mut [u8], off: i32) {
+pub fn prepare(x: &[f32], out: &mut [u8]) {
     for (rec, xr) in out.chunks_exact_mut(REC).zip(x.chunks(256)) {
         rec.fill(0);
         let mut q = [0u8; 32];
@@ -56,7 +56,7 @@ pub fn prepare(x: &[f32], out: &mut [u8], off: i32) {
         for k in 0..4 {
             s = _mm512_dpbusd_epi32(s, ones, load512(&rec[64 * k..]));
         }
-        let corr = _mm512_mullo_epi32(s, _mm512_set1_epi32(-off));
+        let corr = _mm512_mullo_epi32(s, _mm512_set1_epi32(-128));
         let mut c = [0u8; 64];
         // SAFETY: 64 writable bytes.
         unsafe { _mm512_storeu_si512(c.as_mut_ptr().cast(), corr) };
@@ -91,7 +91,7 @@ const fn round1(s: u32) -> [u8; 64] {
     dwords(f)
 }
 
-/// Second round (and Q4_0's only one): of two registers of four blocks,
+/// Second round: of two registers of four blocks,
 /// four words a block, words `2t` and `2t + 1` of the eight blocks.
 const fn round2(t: u32) -> [u8; 64] {
     let mut f = [0u32; 16];
@@ -120,7 +120,6 @@ const fn scale_bytes(bytes: usize, per: usize) -> [u8; 64] {
 const R1: [[u8; 64]; 2] = [round1(0), round1(1)];
 const R2: [[u8; 64]; 2] = [round2(0), round2(1)];
 const S8: [u8; 64] = scale_bytes(34, 4);
-const S4: [u8; 64] = scale_bytes(18, 8);
 
 /// The shuffle tables, in registers for a tile's whole run.
 #[derive(Clone, Copy)]
@@ -193,43 +192,6 @@ unsafe fn q8_0_oct(p: *const u8, t: &Tables) -> ([__m512i; 4], __m512) {
     let s0 = _mm512_permutex2var_epi8(w0, t.s, w1);
     let s1 = _mm512_permutex2var_epi8(w2, t.s, w3);
     let s = _mm512_mask_blend_epi8(0xffff_0000, s0, s1);
-    (v, _mm512_cvtph_ps(_mm512_castsi512_si256(s)))
-}
-
-/// Eight Q4_0 blocks at `p` in the lane layout (nibbles, unsigned), and
-/// their scales two lanes each.
-///
-/// # Safety
-/// 144 bytes are readable at `p`.
-#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vbmi,avx512vnni,avx2,fma,f16c")]
-#[inline]
-unsafe fn q4_0_oct(p: *const u8, t: &Tables) -> ([__m512i; 4], __m512) {
-    let mut quad = [_mm512_setzero_si512(); 2];
-    for (g, q) in quad.iter_mut().enumerate() {
-        let at = |i: usize| p.wrapping_add(18 * (4 * g + i) + 2);
-        // SAFETY: 16 bytes at 18 b + 2 for blocks b < 8: within the 144.
-        let v = _mm512_castsi128_si512(unsafe { _mm_loadu_si128(at(0).cast()) });
-        // SAFETY: as above.
-        let v = _mm512_inserti32x4(v, unsafe { _mm_loadu_si128(at(1).cast()) }, 1);
-        // SAFETY: as above.
-        let v = _mm512_inserti32x4(v, unsafe { _mm_loadu_si128(at(2).cast()) }, 2);
-        // SAFETY: as above.
-        *q = _mm512_inserti32x4(v, unsafe { _mm_loadu_si128(at(3).cast()) }, 3);
-    }
-    let x0 = _mm512_permutex2var_epi32(quad[0], t.r2[0], quad[1]);
-    let x1 = _mm512_permutex2var_epi32(quad[0], t.r2[1], quad[1]);
-    let m = _mm512_set1_epi8(0x0f);
-    let v = [
-        _mm512_and_si512(x0, m),
-        _mm512_and_si512(x1, m),
-        _mm512_and_si512(_mm512_srli_epi16(x0, 4), m),
-        _mm512_and_si512(_mm512_srli_epi16(x1, 4), m),
-    ];
-    // SAFETY: bytes 0..64 of the 144 (the scales at 18 b, b < 8, lie in 0..128).
-    let w0 = unsafe { ld(p, 0) };
-    // SAFETY: bytes 64..128.
-    let w1 = unsafe { ld(p, 64) };
-    let s = _mm512_permutex2var_epi8(w0, t.s, w1);
     (v, _mm512_cvtph_ps(_mm512_castsi512_si256(s)))
 }
 
@@ -308,4 +270,3 @@ macro_rules! oct_tile {
 }
 
 oct_tile!(tile_q8_0, 34, &S8, q8_0_oct);
-oct_tile!(tile_q4_0, 18, &S4, q4_0_oct);
