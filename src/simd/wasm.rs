@@ -42,7 +42,7 @@ fn load(b: &[u8]) -> v128 {
 unsafe fn load_at(b: &[u8], at: usize) -> v128 {
     // SAFETY: bytes at..at + 16 of `b` are readable (the caller's promise);
     // `v128_load` needs no alignment.
-    unsafe { v128_load(b.as_ptr().add(at).cast()) }
+    unsafe { v128_load(b.as_ptr().wrapping_add(at).cast()) }
 }
 
 /// Four halves (the high 16 bits of each u32 lane, the low bits zero) to
