@@ -159,8 +159,10 @@ unsafe fn quads(p: *const u8) -> [__m512i; 2] {
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vbmi,avx512vnni,avx2,fma,f16c")]
 #[inline]
 unsafe fn unpack(p0: *const u8, p1: *const u8, t: &Tables) -> ([__m512i; 8], __m512) {
-    // SAFETY: the caller's promise.
-    let (a, b) = unsafe { (quads(p0), quads(p1)) };
+    // SAFETY: the caller's promise (144 bytes at p0).
+    let a = unsafe { quads(p0) };
+    // SAFETY: the same at p1.
+    let b = unsafe { quads(p1) };
     let a0 = _mm512_permutex2var_epi32(a[0], t.g[0], a[1]);
     let a1 = _mm512_permutex2var_epi32(a[0], t.g[1], a[1]);
     let b0 = _mm512_permutex2var_epi32(b[0], t.g[0], b[1]);
@@ -178,13 +180,15 @@ unsafe fn unpack(p0: *const u8, p1: *const u8, t: &Tables) -> ([__m512i; 8], __m
         q[k] = _mm512_and_si512(w[k], m);
         q[k + 4] = _mm512_and_si512(_mm512_srli_epi16(w[k], 4), m);
     }
-    // SAFETY: bytes 0..128 of each 144 (the scales at 18 b, b < 8).
-    let (s0, s1) = unsafe {
-        (
-            _mm512_permutex2var_epi8(ld(p0, 0), t.s, ld(p0, 64)),
-            _mm512_permutex2var_epi8(ld(p1, 0), t.s, ld(p1, 64)),
-        )
-    };
+    // The scales at 18 b (b < 8) lie in bytes 0..128 of each 144.
+    let mut v = [_mm512_setzero_si512(); 4];
+    for (i, v) in v.iter_mut().enumerate() {
+        let p = if i < 2 { p0 } else { p1 };
+        // SAFETY: bytes 0..64 or 64..128 of the 144 at p.
+        *v = unsafe { ld(p, 64 * (i % 2)) };
+    }
+    let s0 = _mm512_permutex2var_epi8(v[0], t.s, v[1]);
+    let s1 = _mm512_permutex2var_epi8(v[2], t.s, v[3]);
     let s = _mm512_mask_blend_epi8(0xffff_0000, s0, s1);
     (q, _mm512_cvtph_ps(_mm512_castsi512_si256(s)))
 }
@@ -229,28 +233,30 @@ pub fn tile_q4_0<const C: usize>(w: [&[u8]; 2], a: &[&[u8]], n: usize, out: &mut
         let (q, d) = unsafe { unpack(src[0], src[1], &t) };
         for c in 0..C {
             let rec = a[c].as_ptr().wrapping_add(REC * p);
-            // SAFETY: p < octs, and inputs hold octs records (sliced
-            // above): bytes 0..320 of this one.
-            let dot = unsafe {
-                if C <= 2 {
-                    // Two chains (the sum is exact in i32: same bits).
-                    let mut even = ld2(rec, 256);
-                    let mut odd = _mm512_setzero_si512();
-                    for k in 0..4 {
-                        even = _mm512_dpbusd_epi32(even, q[2 * k], ld2(rec, 64 * k));
-                        odd = _mm512_dpbusd_epi32(odd, q[2 * k + 1], ld2(rec, 64 * k + 32));
-                    }
-                    _mm512_add_epi32(even, odd)
-                } else {
-                    let mut dot = ld2(rec, 256);
-                    for k in 0..8 {
-                        dot = _mm512_dpbusd_epi32(dot, q[k], ld2(rec, 32 * k));
-                    }
-                    dot
+            // Every load below: p < octs, and the inputs hold octs records
+            // (sliced above): bytes 0..320 of this one.
+            let mut x = [_mm512_setzero_si512(); 10];
+            for (k, x) in x.iter_mut().enumerate() {
+                // SAFETY: bytes 32 k .. 32 k + 32 of the 320.
+                *x = unsafe { ld2(rec, 32 * k) };
+            }
+            let dot = if C <= 2 {
+                // Two chains (the sum is exact in i32: same bits).
+                let mut even = x[8];
+                let mut odd = _mm512_setzero_si512();
+                for k in 0..4 {
+                    even = _mm512_dpbusd_epi32(even, q[2 * k], x[2 * k]);
+                    odd = _mm512_dpbusd_epi32(odd, q[2 * k + 1], x[2 * k + 1]);
                 }
+                _mm512_add_epi32(even, odd)
+            } else {
+                let mut dot = x[8];
+                for k in 0..8 {
+                    dot = _mm512_dpbusd_epi32(dot, q[k], x[k]);
+                }
+                dot
             };
-            // SAFETY: as above.
-            let da = _mm512_castsi512_ps(unsafe { ld2(rec, 288) });
+            let da = _mm512_castsi512_ps(x[9]);
             let s = _mm512_mul_ps(_mm512_cvtepi32_ps(dot), da);
             acc[c] = _mm512_fmadd_ps(d, s, acc[c]);
         }
