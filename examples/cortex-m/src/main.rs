@@ -56,20 +56,22 @@ const N_CTX: u32 = 256;
 /// batch row costs 10 KB of activations.
 const N_BATCH: u32 = 8;
 
-const MODEL_BYTES: &[u8] = include_bytes!(concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../../models/kjv-llama.gguf"
-));
+/// The shipped model's bytes, `&[u8; N]`.
+macro_rules! model_file {
+    () => {
+        include_bytes!(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../models/kjv-llama.gguf"
+        ))
+    };
+}
 
 /// The GGUF file, 64-byte aligned, in its own section (`.model`: PSRAM,
 /// read-only by the MPU; see link.x).
 #[repr(C, align(64))]
 struct Aligned<T>(T);
 #[link_section = ".model"]
-static MODEL: Aligned<[u8; MODEL_BYTES.len()]> = Aligned(*include_bytes!(concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../../models/kjv-llama.gguf"
-)));
+static MODEL: Aligned<[u8; model_file!().len()]> = Aligned(*model_file!());
 
 // Every buffer the library is given, sized for the shipped model with
 // N_CTX, N_BATCH and MAX_PROMPT (the program says so and stops if a size

@@ -152,7 +152,7 @@ pub fn protect_flash_and_model() {
     const RNR: *mut u32 = 0xE000_ED98 as *mut u32;
     const RBAR: *mut u32 = 0xE000_ED9C as *mut u32;
     const RASR: *mut u32 = 0xE000_EDA0 as *mut u32;
-    const RO: u32 = 0b110 << 24; // AP: read-only, privileged and not
+    const RO: u32 = 0b110 << 24; // AP: read-only, privileged or not
     const XN: u32 = 1 << 28;
     const NORMAL: u32 = 1 << 17; // TEX 0, C 1, B 0: normal memory
     const ENABLE: u32 = 1;
