@@ -9,8 +9,9 @@
 # writes for the shipped model. On stderr: the image's sizes, instructions
 # per token, each buffer's size and the stack's high-water mark.
 # Run: bash tools/cortex-m.sh [PROMPT]
-# Exit status: the program's (0, or 1 with a message), 124 on timeout
-# (NANOLLAMA_QEMU_TIMEOUT seconds, default 300), 127 when a tool is missing.
+# Exit status: the program's (0; 1 with a message; 3 on a fault), 124 on timeout
+# (NANOLLAMA_QEMU_TIMEOUT seconds, default 120: a run takes 15-30 s, and
+# a panic in the library spins rather than exits), 127 when a tool is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 prompt=${1-And it came to pass}
@@ -58,7 +59,7 @@ fi
 
 start=$(date +%s%N)
 status=0
-timeout "${NANOLLAMA_QEMU_TIMEOUT:-300}" qemu-system-arm -M mps2-an386 -nographic \
+timeout "${NANOLLAMA_QEMU_TIMEOUT:-120}" qemu-system-arm -M mps2-an386 -nographic \
     -monitor none -serial none -icount shift=0 \
     -semihosting-config enable=on,target=native -kernel "$elf" || status=$?
 ms=$((($(date +%s%N) - start) / 1000000))
