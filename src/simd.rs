@@ -544,7 +544,8 @@ impl QTiles {
 /// (`avx2_f16`): several rows x up to four inputs per call, each result
 /// bit-identical to the one-input kernels `x86::dot_f16` and
 /// `avx2::dot_bf16` (on the inputs rounded to f16 or bf16). A value exists
-/// only where the CPU has AVX2, FMA and F16C.
+/// only where the CPU has AVX2, FMA and F16C, or (F16 only, `wasm`'s
+/// tiles, with the scalar reference's bits) at the simd128 level.
 #[derive(Clone, Copy)]
 #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 pub struct Tiles {

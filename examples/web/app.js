@@ -33,12 +33,13 @@ async function generate(ev) {
     ev.preventDefault();
     $('generate').disabled = true;
     state('running', 'Generating…');
-    const out = $('output');
-    out.textContent = '';
+    // One text node, appended to: no re-parse of the whole text per piece.
+    const out = document.createTextNode('');
+    $('output').replaceChildren(out);
     const stats = {};
     try {
         for await (const piece of nl.generate($('prompt').value, { nPredict: Number($('n').value), stats })) {
-            out.textContent += piece;
+            out.appendData(piece);
             if (stats.generated) {
                 const s = (performance.now() - stats.t1) / 1000;
                 $('speed').textContent = `${stats.generated} tokens`;
@@ -50,7 +51,8 @@ async function generate(ev) {
         const tps = (stats.generated / stats.generateMs) * 1000;
         $('speed').textContent =
             `prompt: ${stats.promptTokens} tokens, ${((stats.promptTokens / stats.promptMs) * 1000).toFixed(1)} tokens/s; ` +
-            `generation: ${stats.generated} tokens, ${tps.toFixed(1)} tokens/s; memory ${stats.pages} pages`;
+            `generation: ${stats.generated} tokens, ${tps.toFixed(1)} tokens/s ` +
+            `(${((stats.generated / stats.computeMs) * 1000).toFixed(1)} in the library); memory ${stats.pages} pages`;
         state('done', 'Done.');
     } catch (e) {
         state('error', `Error: ${e.message}`);

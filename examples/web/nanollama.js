@@ -345,9 +345,11 @@ export class Nanollama {
      * Yields text pieces: first the prompt as the model read it (`echo`),
      * then each generated piece. Starts from an empty context and sampler
      * (made on first use: greedy). `stats` (an object) receives the counts
-     * and times, in milliseconds.
+     * and times, in milliseconds. Every `yieldMs` milliseconds the event
+     * loop runs (a page repaints the text so far); not after every token,
+     * which would cost more than the token on a small model.
      */
-    async *generate(prompt, { nPredict = 64, echo = true, stats = {} } = {}) {
+    async *generate(prompt, { nPredict = 64, echo = true, stats = {}, yieldMs = 15 } = {}) {
         if (!this.model) throw new Error('nanollama: loadModel first');
         if (!this.ctx) this.createContext();
         if (!this.sampler) this.createSampler();
@@ -368,6 +370,7 @@ export class Nanollama {
         for (const t of toks) this.call('sampler_accept', this.sampler, t);
         Object.assign(stats, { promptTokens: toks.length, promptMs: now() - t0, generated: 0, computeMs: 0 });
         const t1 = now();
+        let yielded = t1;
         while (stats.generated < nPredict && this.pos() < this.nCtx) {
             const c0 = now();
             const t = this.sample();
@@ -382,7 +385,10 @@ export class Nanollama {
             stats.computeMs += now() - c0;
             if (piece) yield piece;
             if (full) break;
-            await yieldToLoop();
+            if (now() - yielded >= yieldMs) {
+                await yieldToLoop();
+                yielded = now();
+            }
         }
         const rest = this.flushText();
         stats.generateMs = now() - t1;
