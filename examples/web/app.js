@@ -2,6 +2,10 @@
 // shipped model, then streams greedy text for the prompt into #output.
 // `?model=URL` loads another GGUF file. body[data-state] says where it is
 // (loading, ready, running, done, error): tools/web-driver.mjs waits on it.
+// By hand, from the repository's root:
+//   bash tools/build-wasm.sh && python3 -m http.server 8000
+// then open http://localhost:8000/examples/web/ (bash tools/web-test.sh does
+// this in headless Chromium).
 import { load } from './nanollama.js';
 
 const $ = (id) => document.getElementById(id);
