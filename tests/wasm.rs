@@ -5,9 +5,11 @@
 //! CPU's kernels and at the scalar ones (the simd128 kernels do the scalar
 //! reference's arithmetic, so those two are the same bits by design); and
 //! the module must import nothing but `env.abort` and export every function
-//! of the header.
+//! of the header. The web page in headless Chromium must write the same
+//! text.
 //!
-//! Without node (20 or later) or the wasm32-unknown-unknown target the tests
+//! Without node (20 or later), the wasm32-unknown-unknown target (or, for
+//! the page, Chromium) the tests
 //! print "NOT RUN: ..." and pass, unless NANOLLAMA_REQUIRE_WASM=1 (CI sets
 //! it): then they fail.
 mod common;
@@ -241,4 +243,48 @@ fn module_imports_only_env_abort_and_exports_the_header() {
     let n = functions.len();
     assert!(n >= 50, "found only {n} functions in the header");
     eprintln!("imports: {imports}; all {n} functions of the header exported");
+}
+
+/// The web page (examples/web/) in headless Chromium, driven by
+/// tools/web-test.sh (which builds its own copy of the module, serves the
+/// repository on localhost and types the prompt): the text it reads back
+/// from the page is the native greedy text. Without Chromium: NOT RUN (a
+/// failure under NANOLLAMA_REQUIRE_WASM=1).
+#[test]
+fn chromium_page_writes_the_native_greedy_text() {
+    const TEST: &str = "chromium_page_writes_the_native_greedy_text";
+    if wasm_or_not_run(TEST).is_none() {
+        return;
+    }
+    let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
+    if !Path::new(&chromium).is_file() {
+        let why = format!("no browser at {chromium} (Debian: apt-get install chromium)");
+        let _ = writeln!(std::io::stderr(), "NOT RUN: tests/wasm.rs {TEST}: {why}");
+        assert!(
+            std::env::var("NANOLLAMA_REQUIRE_WASM").as_deref() != Ok("1"),
+            "NANOLLAMA_REQUIRE_WASM=1, and {why}"
+        );
+        return;
+    }
+    let out = Command::new("bash")
+        .arg(root().join("tools/web-test.sh"))
+        .arg(PROMPT)
+        .env("N_PREDICT", N_PREDICT.to_string())
+        .env("CHROMIUM", &chromium)
+        .output()
+        .expect("bash");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    eprint!("{stderr}");
+    assert!(out.status.success(), "tools/web-test.sh failed");
+    let page = String::from_utf8(out.stdout).unwrap();
+
+    let bytes = std::fs::read(root().join("models/kjv-llama.gguf")).unwrap();
+    let mut mm = AlignedBuf::new(Model::size(&bytes).unwrap());
+    let model = Model::init(&bytes, mm.as_mut_slice()).unwrap();
+    let mut vm = AlignedBuf::new(Vocab::size(&bytes).unwrap());
+    let vocab = Vocab::init(&bytes, vm.as_mut_slice()).unwrap();
+    let native = native_text(&model, &vocab);
+    assert!(native.len() > PROMPT.len() + 100, "{native:?}");
+    assert_eq!(page, native, "the page's text against the native text");
+    eprintln!("page text = native text, {N_PREDICT} tokens:\n{page}");
 }
