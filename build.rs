@@ -32,6 +32,20 @@ fn main() {
         out.display()
     );
 
+    // `nanollama_vcvt_f16`: the target's FPU converts f16 to f32 itself
+    // (`vcvtb`/`vcvtt.f32.f16`, used by `quant::f16_to_f32`): FPv4-SP
+    // (thumbv7em: Cortex-M4F, M7) and FPv5 (thumbv8m.main: Cortex-M33, M35P).
+    // By the target's name, because rustc sets no ARM `target_feature` cfg on
+    // stable (ARM's features are unstable), nor any for this extension at all;
+    // the other hard-float ARM targets (VFPv2, VFPv3-D16) may lack it.
+    println!("cargo:rustc-check-cfg=cfg(nanollama_vcvt_f16)");
+    let target = env::var("TARGET").unwrap_or_default();
+    if (target.starts_with("thumbv7em-") || target.starts_with("thumbv8m.main-"))
+        && target.ends_with("eabihf")
+    {
+        println!("cargo:rustc-cfg=nanollama_vcvt_f16");
+    }
+
     let os = env::var("CARGO_CFG_TARGET_OS").unwrap_or_default();
     let elf = [
         "linux",

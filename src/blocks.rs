@@ -57,7 +57,7 @@ const Q8_0_BYTES: usize = 34;
 
 #[inline(always)]
 fn f16_at(b: &[u8], at: usize) -> f32 {
-    f16::from_bits(u16::from_le_bytes([b[at], b[at + 1]])).to_f32()
+    crate::quant::f16_to_f32(u16::from_le_bytes([b[at], b[at + 1]]))
 }
 
 #[inline(always)]

@@ -128,8 +128,57 @@ pub(crate) fn le_f32(b: &[u8]) -> f32 {
 }
 #[inline(always)]
 fn le_f16(b: &[u8]) -> f32 {
-    f16::from_bits(u16::from_le_bytes([b[0], b[1]])).to_f32()
+    f16_to_f32(u16::from_le_bytes([b[0], b[1]]))
 }
+
+/// An f16 (its bits) as f32, exactly: [`f16x2_to_f32`]'s low half.
+#[inline(always)]
+pub(crate) fn f16_to_f32(h: u16) -> f32 {
+    f16x2_to_f32(h as u32)[0]
+}
+
+/// The two f16 of `w` (its low half first) as f32, exactly. Where the FPU
+/// converts halves (`nanollama_vcvt_f16`, see build.rs: the Cortex-M4F and
+/// its kind) `vcvtb` and `vcvtt.f32.f16`, else the `half` crate's bit
+/// manipulation (some 30 instructions a half on a Cortex-M4). Same bits
+/// either way, NaNs included (quietened, payload kept), given the reset
+/// FPSCR's IEEE halves (AHP 0) and no default-NaN mode (DN 0).
+#[inline(always)]
+pub(crate) fn f16x2_to_f32(w: u32) -> [f32; 2] {
+    #[cfg(nanollama_vcvt_f16)]
+    {
+        let (lo, hi): (u32, u32);
+        // SAFETY: FPU instructions on registers only (no memory, stack or
+        // flags), which the target has (build.rs sets the cfg only there);
+        // s0 and s1 are declared clobbered. Through core registers because
+        // rustc (to 1.97 at least) takes `sreg` operands only with `vfp2`,
+        // which a single-precision FPU lacks.
+        #[allow(unsafe_code)]
+        unsafe {
+            core::arch::asm!(
+                "vmov s1, {w}",
+                "vcvtb.f32.f16 s0, s1",
+                "vcvtt.f32.f16 s1, s1",
+                "vmov {lo}, {hi}, s0, s1",
+                w = in(reg) w,
+                lo = lateout(reg) lo,
+                hi = lateout(reg) hi,
+                out("s0") _,
+                out("s1") _,
+                options(pure, nomem, nostack, preserves_flags)
+            );
+        }
+        [f32::from_bits(lo), f32::from_bits(hi)]
+    }
+    #[cfg(not(nanollama_vcvt_f16))]
+    {
+        [
+            f16::from_bits(w as u16).to_f32(),
+            f16::from_bits((w >> 16) as u16).to_f32(),
+        ]
+    }
+}
+
 #[inline(always)]
 fn le_bf16(b: &[u8]) -> f32 {
     f32::from_bits((u16::from_le_bytes([b[0], b[1]]) as u32) << 16)
