@@ -394,10 +394,7 @@ pub fn dot_act_scalar(t: WeightType, row: &[u8], xa: &[u8], n: usize) -> f32 {
             let (row, xa) = (&row[..n * 4], &xa[..n * 4]);
             lanes_dot2(n, |i| le_f32(&row[i * 4..]) * le_f32(&xa[i * 4..]))
         }
-        WeightType::F16 => {
-            let (row, xa) = (&row[..n * 2], &xa[..n * 2]);
-            lanes_dot2(n, |i| le_f16(&row[i * 2..]) * le_f16(&xa[i * 2..]))
-        }
+        WeightType::F16 => dot_f16(&row[..n * 2], &xa[..n * 2]),
         WeightType::BF16 => {
             let (row, xa) = (&row[..n * 2], &xa[..n * 2]);
             lanes_dot2(n, |i| le_bf16(&row[i * 2..]) * le_bf16(&xa[i * 2..]))
@@ -446,6 +443,39 @@ fn lanes_dot2(n: usize, prod: impl Fn(usize) -> f32) -> f32 {
     let mut tail = 0f32;
     for j in full..n {
         tail += prod(j);
+    }
+    let mut s = 0f32;
+    for a in acc {
+        s += a;
+    }
+    s + tail
+}
+
+/// The F16 dot product of [`dot_act_scalar`] (`w` and `x` f16, as many of
+/// each): [`lanes_dot2`]'s products and order of sums, the halves
+/// converted two at a time.
+fn dot_f16(w: &[u8], x: &[u8]) -> f32 {
+    let (wc, wt) = w.as_chunks::<{ 2 * LANES }>();
+    let (xc, xt) = x.as_chunks::<{ 2 * LANES }>();
+    let mut acc = [0f32; LANES];
+    for (w, x) in wc.iter().zip(xc) {
+        for l in (0..LANES).step_by(2) {
+            let le = |b: &[u8; 2 * LANES]| {
+                f16x2_to_f32(u32::from_le_bytes([
+                    b[2 * l],
+                    b[2 * l + 1],
+                    b[2 * l + 2],
+                    b[2 * l + 3],
+                ]))
+            };
+            let ([w0, w1], [x0, x1]) = (le(w), le(x));
+            acc[l] += w0 * x0;
+            acc[l + 1] += w1 * x1;
+        }
+    }
+    let mut tail = 0f32;
+    for (w, x) in wt.chunks_exact(2).zip(xt.chunks_exact(2)) {
+        tail += le_f16(w) * le_f16(x);
     }
     let mut s = 0f32;
     for a in acc {
