@@ -13,7 +13,7 @@ use crate::context::Seqs;
 use crate::kernels::{matmul, matmul_many, rmsnorm, rope, rope_table, softmax, swiglu};
 use crate::model::{slot, Config, Model};
 use crate::parallel::{for_rows, DisjointMut, Parallel};
-use crate::quant::dequantize_row;
+use crate::quant::{dequantize_row, f16_to_f32};
 use half::f16;
 
 /// The KV cache of a context: per layer, `n_ctx` rows of `kv_dim` keys (and
@@ -347,8 +347,16 @@ fn attention(
                         for (t, s) in sc.iter_mut().enumerate() {
                             let kt = &kh[t * kv_dim..][..hd];
                             let mut acc = 0f32;
-                            for (a, &b) in qh.iter().zip(kt) {
-                                acc += r(*a) * f16::from_bits(b).to_f32();
+                            if fast {
+                                // q16 holds r(qh) (the same bits, without
+                                // rounding the query again for every key).
+                                for (&a, &b) in q16.iter().zip(kt) {
+                                    acc += f16_to_f32(a) * f16_to_f32(b);
+                                }
+                            } else {
+                                for (a, &b) in qh.iter().zip(kt) {
+                                    acc += r(*a) * f16_to_f32(b);
+                                }
                             }
                             *s = acc * scale;
                         }
@@ -361,7 +369,7 @@ fn attention(
                         let p = r(p);
                         let vt = &vh[t * kv_dim..][..hd];
                         for (o, &x) in o.iter_mut().zip(vt) {
-                            *o += p * f16::from_bits(x).to_f32();
+                            *o += p * f16_to_f32(x);
                         }
                     }
                 }
