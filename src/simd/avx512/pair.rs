@@ -231,33 +231,44 @@ pub fn tile_q4_0<const C: usize>(w: [&[u8]; 2], a: &[&[u8]], n: usize, out: &mut
         // SAFETY: eight whole blocks at each `src`: p < nb / 8 in the row
         // (sliced to nb blocks above), else the padded copy.
         let (q, d) = unsafe { unpack(src[0], src[1], &t) };
+        // Every load below: p < octs, and the inputs hold octs records
+        // (sliced above): bytes 0..320 of record p.
+        let mut rec = [a[0].as_ptr(); C];
+        let mut dot = [_mm512_setzero_si512(); C];
         for c in 0..C {
-            let rec = a[c].as_ptr().wrapping_add(REC * p);
-            // Every load below: p < octs, and the inputs hold octs records
-            // (sliced above): bytes 0..320 of this one.
-            let mut x = [_mm512_setzero_si512(); 10];
-            for (k, x) in x.iter_mut().enumerate() {
-                // SAFETY: bytes 32 k .. 32 k + 32 of the 320.
-                *x = unsafe { ld2(rec, 32 * k) };
+            rec[c] = a[c].as_ptr().wrapping_add(REC * p);
+            // SAFETY: bytes 256..288 of the 320.
+            dot[c] = unsafe { ld2(rec[c], 256) };
+        }
+        if C <= 2 {
+            // Two chains an input (the sum is exact in i32: same bits).
+            let mut odd = [_mm512_setzero_si512(); C];
+            for k in 0..4 {
+                for c in 0..C {
+                    // SAFETY: bytes 64 k .. 64 k + 64 of the 320.
+                    let (x0, x1) = unsafe { (ld2(rec[c], 64 * k), ld2(rec[c], 64 * k + 32)) };
+                    dot[c] = _mm512_dpbusd_epi32(dot[c], q[2 * k], x0);
+                    odd[c] = _mm512_dpbusd_epi32(odd[c], q[2 * k + 1], x1);
+                }
             }
-            let dot = if C <= 2 {
-                // Two chains (the sum is exact in i32: same bits).
-                let mut even = x[8];
-                let mut odd = _mm512_setzero_si512();
-                for k in 0..4 {
-                    even = _mm512_dpbusd_epi32(even, q[2 * k], x[2 * k]);
-                    odd = _mm512_dpbusd_epi32(odd, q[2 * k + 1], x[2 * k + 1]);
+            for c in 0..C {
+                dot[c] = _mm512_add_epi32(dot[c], odd[c]);
+            }
+        } else {
+            // The inputs' chains interleaved, so that C independent
+            // products issue together.
+            for k in 0..8 {
+                for c in 0..C {
+                    // SAFETY: bytes 32 k .. 32 k + 32 of the 320.
+                    let x = unsafe { ld2(rec[c], 32 * k) };
+                    dot[c] = _mm512_dpbusd_epi32(dot[c], q[k], x);
                 }
-                _mm512_add_epi32(even, odd)
-            } else {
-                let mut dot = x[8];
-                for k in 0..8 {
-                    dot = _mm512_dpbusd_epi32(dot, q[k], x[k]);
-                }
-                dot
-            };
-            let da = _mm512_castsi512_ps(x[9]);
-            let s = _mm512_mul_ps(_mm512_cvtepi32_ps(dot), da);
+            }
+        }
+        for c in 0..C {
+            // SAFETY: bytes 288..320 of the 320.
+            let da = _mm512_castsi512_ps(unsafe { ld2(rec[c], 288) });
+            let s = _mm512_mul_ps(_mm512_cvtepi32_ps(dot[c]), da);
             acc[c] = _mm512_fmadd_ps(d, s, acc[c]);
         }
     }
