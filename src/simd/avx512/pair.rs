@@ -245,8 +245,10 @@ pub fn tile_q4_0<const C: usize>(w: [&[u8]; 2], a: &[&[u8]], n: usize, out: &mut
             let mut odd = [_mm512_setzero_si512(); C];
             for k in 0..4 {
                 for c in 0..C {
-                    // SAFETY: bytes 64 k .. 64 k + 64 of the 320.
-                    let (x0, x1) = unsafe { (ld2(rec[c], 64 * k), ld2(rec[c], 64 * k + 32)) };
+                    // SAFETY: bytes 64 k .. 64 k + 32 of the 320.
+                    let x0 = unsafe { ld2(rec[c], 64 * k) };
+                    // SAFETY: bytes 64 k + 32 .. 64 k + 64.
+                    let x1 = unsafe { ld2(rec[c], 64 * k + 32) };
                     dot[c] = _mm512_dpbusd_epi32(dot[c], q[2 * k], x0);
                     odd[c] = _mm512_dpbusd_epi32(odd[c], q[2 * k + 1], x1);
                 }
@@ -257,11 +259,11 @@ pub fn tile_q4_0<const C: usize>(w: [&[u8]; 2], a: &[&[u8]], n: usize, out: &mut
         } else {
             // The inputs' chains interleaved, so that C independent
             // products issue together.
-            for k in 0..8 {
+            for (k, &qk) in q.iter().enumerate() {
                 for c in 0..C {
                     // SAFETY: bytes 32 k .. 32 k + 32 of the 320.
                     let x = unsafe { ld2(rec[c], 32 * k) };
-                    dot[c] = _mm512_dpbusd_epi32(dot[c], q[k], x);
+                    dot[c] = _mm512_dpbusd_epi32(dot[c], qk, x);
                 }
             }
         }
