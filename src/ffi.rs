@@ -2227,7 +2227,7 @@ pub unsafe extern "C" fn nanollama_chat_apply_template(
         return NANOLLAMA_STATUS_NULL_POINTER;
     }
     // SAFETY: caller's contract.
-    let t = try_status!(unsafe { bytes(tmpl as *const u8, tmpl_len) });
+    let t = try_status!(unsafe { bytes(tmpl.cast::<u8>(), tmpl_len) });
     let msgs: &[nanollama_chat_message] = if n_messages == 0 {
         &[]
     } else if messages.is_null() {
@@ -2250,7 +2250,7 @@ pub unsafe extern "C" fn nanollama_chat_apply_template(
         // SAFETY: non-NULL (checked), writable for `capacity` bytes
         // (contract); at most isize::MAX as an allocation.
         unsafe {
-            core::slice::from_raw_parts_mut(buf as *mut u8, capacity.min(isize::MAX as usize))
+            core::slice::from_raw_parts_mut(buf.cast::<u8>(), capacity.min(isize::MAX as usize))
         }
     };
     let mut needed = 0;
@@ -2290,7 +2290,7 @@ pub unsafe extern "C" fn nanollama_chat_template_name(
         return NANOLLAMA_STATUS_NULL_POINTER;
     }
     // SAFETY: caller's contract.
-    let t = try_status!(unsafe { bytes(tmpl as *const u8, tmpl_len) });
+    let t = try_status!(unsafe { bytes(tmpl.cast::<u8>(), tmpl_len) });
     let Some(name) = crate::chat::detect(t).and_then(|k| k.c_name()) else {
         return NANOLLAMA_STATUS_UNSUPPORTED_TEMPLATE;
     };
@@ -2546,7 +2546,7 @@ pub unsafe extern "C" fn nanollama_grammar_size(
         return NANOLLAMA_STATUS_NULL_POINTER;
     }
     // SAFETY: caller's contract.
-    let t = try_status!(unsafe { bytes(text as *const u8, len) });
+    let t = try_status!(unsafe { bytes(text.cast::<u8>(), len) });
     match crate::grammar::Grammar::size(t) {
         // SAFETY: non-NULL (checked), writable (contract).
         Ok(n) => unsafe { write_mem_size::<crate::grammar::Grammar<'static>>(out_size, Ok(n)) },
@@ -2577,7 +2577,7 @@ pub unsafe extern "C" fn nanollama_grammar_init(
         return NANOLLAMA_STATUS_NULL_POINTER;
     }
     // SAFETY: caller's contract.
-    let t = try_status!(unsafe { bytes(text as *const u8, len) });
+    let t = try_status!(unsafe { bytes(text.cast::<u8>(), len) });
     // SAFETY: caller's contract on `mem`.
     let (handle, rest) =
         try_status!(unsafe { memory::<crate::grammar::Grammar<'static>>(mem, mem_len) });
