@@ -439,18 +439,7 @@ mod tests {
     use super::*;
 
     /// Seeded uniform bytes and floats.
-    struct Rng(u64);
-    impl Rng {
-        fn next(&mut self) -> u64 {
-            self.0 ^= self.0 << 13;
-            self.0 ^= self.0 >> 7;
-            self.0 ^= self.0 << 17;
-            self.0
-        }
-        fn f(&mut self) -> f32 {
-            (self.next() >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0
-        }
-    }
+    use crate::testutil::Rng;
 
     type Deq = fn(&[u8], &mut [f32]);
     const TYPES: [(&str, usize, usize, Deq); 9] = [

@@ -675,22 +675,7 @@ mod tests {
         assert!(x[0] > x[1] && x[2] == 0.0);
     }
 
-    /// Claims `.0` threads to the split (so that rows go to several tasks)
-    /// and runs the tasks one by one, last first: a result that depended on
-    /// the order or the split of tasks would show.
-    struct Backwards(usize);
-    // SAFETY: runs every task exactly once before returning.
-    #[allow(unsafe_code)]
-    unsafe impl Parallel for Backwards {
-        fn threads(&self) -> usize {
-            self.0
-        }
-        fn run(&self, n_tasks: usize, task: &(dyn Fn(usize) + Sync)) {
-            for i in (0..n_tasks).rev() {
-                task(i);
-            }
-        }
-    }
+    use crate::testutil::Backwards;
 
     /// `rows` random rows of `cols` weights of type `t` as stored, with
     /// finite block scales.

@@ -41,6 +41,8 @@ pub mod state;
 pub mod tokenizer;
 #[rustfmt::skip]
 mod unicode_tables;
+#[cfg(test)]
+mod testutil;
 
 pub use context::{Batch, BatchParams, Context, ContextParams, KvType};
 pub use error::{Error, Result};

@@ -1000,15 +1000,7 @@ mod tests {
     use super::*;
     use crate::quant::{dot_act_scalar, quantize_act, WeightType as W};
 
-    struct Rng(u64);
-    impl Rng {
-        fn f(&mut self) -> f32 {
-            self.0 ^= self.0 << 13;
-            self.0 ^= self.0 >> 7;
-            self.0 ^= self.0 << 17;
-            (self.0 >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0
-        }
-    }
+    use crate::testutil::Rng;
 
     /// Rows of each type with a fast kernel, of odd lengths, at unaligned
     /// offsets: the fast kernel equals the scalar reference to rounding.

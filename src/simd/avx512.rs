@@ -118,6 +118,24 @@ macro_rules! block_fn {
 // alone (half the bytes to read per row). The second tile is for one input
 // outside a batch.
 
+/// `$m!(c)` with the literal `c` equal to `$n` (1 to 8; else nothing): a
+/// tile's input count is a const parameter.
+macro_rules! by_count {
+    ($n:expr, $m:ident) => {
+        match $n {
+            1 => $m!(1),
+            2 => $m!(2),
+            3 => $m!(3),
+            4 => $m!(4),
+            5 => $m!(5),
+            6 => $m!(6),
+            7 => $m!(7),
+            8 => $m!(8),
+            _ => {}
+        }
+    };
+}
+
 /// One row at a time against all of `a` (1 to 8 inputs): the eight-block
 /// tiles of [`oct`] take one row (the unpacked row is what the inputs
 /// share) and any number of inputs.
@@ -137,17 +155,7 @@ macro_rules! oct_block {
                     }
                 }};
             }
-            match a.len() {
-                1 => rows!(1),
-                2 => rows!(2),
-                3 => rows!(3),
-                4 => rows!(4),
-                5 => rows!(5),
-                6 => rows!(6),
-                7 => rows!(7),
-                8 => rows!(8),
-                _ => {}
-            }
+            by_count!(a.len(), rows);
         }
     };
 }
@@ -174,17 +182,7 @@ fn block_q4_0(w: &[u8], wrb: usize, a: &[&[u8]], n: usize, out: &mut [&mut [f32]
             }
         }};
     }
-    match a.len() {
-        1 => rows!(1),
-        2 => rows!(2),
-        3 => rows!(3),
-        4 => rows!(4),
-        5 => rows!(5),
-        6 => rows!(6),
-        7 => rows!(7),
-        8 => rows!(8),
-        _ => {}
-    }
+    by_count!(a.len(), rows);
 }
 block_fn!(block_f16, tile_f16_wide, tile_f16, 4, 6);
 block_fn!(block_q6_k, tile_q6_k, tile_q6_k, 1, 8);

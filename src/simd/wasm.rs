@@ -363,18 +363,7 @@ mod tests {
         }
     }
 
-    struct Rng(u64);
-    impl Rng {
-        fn next(&mut self) -> u64 {
-            self.0 ^= self.0 << 13;
-            self.0 ^= self.0 >> 7;
-            self.0 ^= self.0 << 17;
-            self.0
-        }
-        fn f(&mut self) -> f32 {
-            (self.next() >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0
-        }
-    }
+    use crate::testutil::Rng;
 
     /// `rows` rows of `n` weights of type `t`: random quant bits with
     /// finite scales, or quantized random values for the float types.
@@ -527,20 +516,7 @@ mod tests {
         v.iter().map(|x| x.to_bits()).collect()
     }
 
-    /// Claims `.0` threads (rows split over several tasks) and runs the
-    /// tasks last first.
-    struct Backwards(usize);
-    // SAFETY: runs every task exactly once before returning.
-    unsafe impl Parallel for Backwards {
-        fn threads(&self) -> usize {
-            self.0
-        }
-        fn run(&self, n_tasks: usize, task: &(dyn Fn(usize) + Sync)) {
-            for i in (0..n_tasks).rev() {
-                task(i);
-            }
-        }
-    }
+    use crate::testutil::Backwards;
 
     /// The matrix product at this level (the simd128 kernels) of 1 to 13
     /// tokens, tasks split for 1 and 7 threads, run in any order: every

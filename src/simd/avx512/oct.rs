@@ -65,7 +65,7 @@ pub fn prepare(x: &[f32], out: &mut [u8]) {
 }
 
 /// 16 dword indices as bytes.
-const fn dwords(f: [u32; 16]) -> [u8; 64] {
+pub(super) const fn dwords(f: [u32; 16]) -> [u8; 64] {
     let mut t = [0u8; 64];
     let mut i = 0;
     while i < 16 {
@@ -145,7 +145,7 @@ fn tables(s: &[u8; 64]) -> Tables {
 /// They are readable.
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vbmi,avx512vnni,avx2,fma,f16c")]
 #[inline]
-unsafe fn ld(p: *const u8, off: usize) -> __m512i {
+pub(super) unsafe fn ld(p: *const u8, off: usize) -> __m512i {
     // SAFETY: the caller's promise.
     unsafe { _mm512_loadu_si512(p.wrapping_add(off).cast()) }
 }

@@ -17,6 +17,7 @@
 //! runs the same tile, so decoding alone and in a batch give the same bits.
 #![allow(unsafe_code)]
 
+use super::oct::{dwords, ld};
 use super::{prefetch, q8_block};
 use crate::blocks as qb;
 use crate::simd::x86::hsum as hsum8;
@@ -53,21 +54,6 @@ pub fn prepare(x: &[f32], out: &mut [u8]) {
     }
 }
 
-/// 16 dword indices as bytes.
-const fn dwords(f: [u32; 16]) -> [u8; 64] {
-    let mut t = [0u8; 64];
-    let mut i = 0;
-    while i < 16 {
-        let b = f[i].to_le_bytes();
-        t[4 * i] = b[0];
-        t[4 * i + 1] = b[1];
-        t[4 * i + 2] = b[2];
-        t[4 * i + 3] = b[3];
-        i += 1;
-    }
-    t
-}
-
 /// Of two registers of four blocks (a block's four dwords to a 128-bit
 /// lane), dword `2h` of the eight blocks in lanes 0-7 and dword `2h + 1`
 /// in lanes 8-15.
@@ -102,17 +88,6 @@ const SCALES: [u8; 64] = scales();
 struct Tables {
     g: [__m512i; 2],
     s: __m512i,
-}
-
-/// The 64 bytes at `p + off` (no alignment needed).
-///
-/// # Safety
-/// They are readable.
-#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vbmi,avx512vnni,avx2,fma,f16c")]
-#[inline]
-unsafe fn ld(p: *const u8, off: usize) -> __m512i {
-    // SAFETY: the caller's promise.
-    unsafe { _mm512_loadu_si512(p.wrapping_add(off).cast()) }
 }
 
 /// The 32 bytes at `p + off` in both halves of a register.
