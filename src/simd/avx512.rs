@@ -307,6 +307,16 @@ pub fn row_bytes(t: W, n: usize, batch: bool) -> usize {
     }
 }
 
+/// The Q8_0 quants of 32 inputs into `q` and their scale: [`q8_block`],
+/// or where an input is NaN the scalar code (which propagates it).
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vbmi,avx512vnni,avx2,fma,f16c")]
+fn q8_quants(xb: &[f32], q: &mut [u8]) -> f32 {
+    match q8_block(xb, q) {
+        Some(d) => d,
+        None => qb::quantize_block_q8(xb, q).0,
+    }
+}
+
 /// Q8 quantization of 32 inputs as `blocks::quantize_block_q8` (round half
 /// to even, whatever the MXCSR says): quants into `q`, returns the scale,
 /// or `None` if an input is NaN (the scalar code then propagates it).

@@ -17,8 +17,7 @@
 //! alone and in a batch give the same bits.
 #![allow(unsafe_code)]
 
-use super::{hsum, load512, prefetch, q8_block};
-use crate::blocks as qb;
+use super::{hsum, load512, prefetch, q8_quants};
 use core::arch::x86_64::*;
 use half::f16;
 
@@ -35,10 +34,7 @@ pub fn prepare(x: &[f32], out: &mut [u8]) {
         rec.fill(0);
         let mut q = [0u8; 32];
         for (b, xb) in xr.chunks_exact(32).enumerate() {
-            let d = match q8_block(xb, &mut q) {
-                Some(d) => d,
-                None => qb::quantize_block_q8(xb, &mut q).0,
-            };
+            let d = q8_quants(xb, &mut q);
             for k in 0..4 {
                 for h in 0..2 {
                     let (src, dst) = (4 * (2 * k + h), 64 * k + 4 * (2 * b + h));

@@ -18,8 +18,7 @@
 #![allow(unsafe_code)]
 
 use super::oct::{dwords, ld};
-use super::{prefetch, q8_block};
-use crate::blocks as qb;
+use super::{prefetch, q8_quants};
 use crate::simd::x86::hsum as hsum8;
 use core::arch::x86_64::*;
 use half::f16;
@@ -39,10 +38,7 @@ pub fn prepare(x: &[f32], out: &mut [u8]) {
         rec.fill(0);
         let mut q = [0u8; 32];
         for (b, xb) in xr.chunks_exact(32).enumerate() {
-            let d = match q8_block(xb, &mut q) {
-                Some(d) => d,
-                None => qb::quantize_block_q8(xb, &mut q).0,
-            };
+            let d = q8_quants(xb, &mut q);
             for k in 0..8 {
                 rec[32 * k + 4 * b..32 * k + 4 * b + 4].copy_from_slice(&q[4 * k..4 * k + 4]);
             }

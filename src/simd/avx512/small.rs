@@ -22,7 +22,7 @@
 //!   shift or a mask makes f32 of them).
 #![allow(unsafe_code)]
 
-use super::{heads, hsum, load512, prefetch, q8_block, Q4_REC};
+use super::{heads, hsum, load512, prefetch, q8_quants, Q4_REC};
 use crate::blocks as qb;
 use core::arch::x86_64::*;
 use half::f16;
@@ -226,10 +226,7 @@ pub(super) fn prepare_quads(x: &[f32], out: &mut [u8], corr: Option<i32>) {
         rec.fill(0);
         let mut q = [0u8; 32];
         for (k, xb) in xr.chunks_exact(32).enumerate() {
-            let d = match q8_block(xb, &mut q) {
-                Some(d) => d,
-                None => qb::quantize_block_q8(xb, &mut q).0,
-            };
+            let d = q8_quants(xb, &mut q);
             rec[16 * k..16 * k + 16].copy_from_slice(&q[..16]);
             rec[64 + 16 * k..80 + 16 * k].copy_from_slice(&q[16..]);
             let dr = f16::from_f32(d).to_f32().to_le_bytes();
