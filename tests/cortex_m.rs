@@ -62,18 +62,8 @@ fn cortex_m_greedy_text_equals_the_host_text() {
         return;
     }
     for (prompt, n) in CASES {
+        let host = common::greedy_text(prompt, n, None);
         let n = n.to_string();
-        let host = Command::new(common::cli_exe())
-            .args(["generate", "--prompt", prompt, "-n", &n, "--temp", "0"])
-            .current_dir(root())
-            .output()
-            .unwrap();
-        assert!(
-            host.status.success(),
-            "host CLI: {:?}: {}",
-            host.status,
-            String::from_utf8_lossy(&host.stderr)
-        );
         let t = std::time::Instant::now();
         let device = Command::new("bash")
             .arg(root().join("tools/cortex-m.sh"))
@@ -93,7 +83,7 @@ fn cortex_m_greedy_text_equals_the_host_text() {
         );
         assert_eq!(
             String::from_utf8_lossy(&device.stdout),
-            String::from_utf8_lossy(&host.stdout),
+            host,
             "{prompt:?}, {n} tokens: Cortex-M text (left) differs from the host's"
         );
         // A text, not a failure that printed nothing.

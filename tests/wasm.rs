@@ -1,8 +1,8 @@
 //! The WebAssembly build (wasm32-unknown-unknown with simd128, built by
 //! tools/build-wasm.sh) run by Node through examples/web/nanollama.js, the
 //! JS host the web page uses: its greedy text for the shipped model must be
-//! the text this process computes natively for the same prompt, at the
-//! CPU's kernels and at the scalar ones (the simd128 kernels do the scalar
+//! the native CLI's (`nanollama generate --temp 0`) for the same prompt, at
+//! the CPU's kernels and at the scalar ones (the simd128 kernels do the scalar
 //! reference's arithmetic, so those two are the same bits by design); and
 //! the module must import nothing but `env.abort` and export every function
 //! of the header. The web page in headless Chromium must write the same
@@ -13,9 +13,6 @@
 //! print "NOT RUN: ..." and pass, unless NANOLLAMA_REQUIRE_WASM=1 (CI sets
 //! it): then they fail.
 mod common;
-use common::AlignedBuf;
-use nanollama::tokenizer::{StreamDecoder, Vocab};
-use nanollama::{Context, ContextParams, Inline, Model, Sampler, SamplerParams};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -80,83 +77,21 @@ fn wasm_or_not_run(test: &str) -> Option<&'static Path> {
     match wasm() {
         Ok(p) => Some(p),
         Err(why) => {
-            // Past the harness's capture of eprintln!: shown even when the test passes.
-            let _ = writeln!(std::io::stderr(), "NOT RUN: tests/wasm.rs {test}: {why}");
-            assert!(
-                std::env::var("NANOLLAMA_REQUIRE_WASM").as_deref() != Ok("1"),
-                "NANOLLAMA_REQUIRE_WASM=1, and {why}"
-            );
+            not_run(test, &why);
             None
         }
     }
 }
 
-/// What `nanollama generate --temp 0 -n N_PREDICT --prompt PROMPT` prints
-/// for the shipped model, computed here with the library: the prompt as the
-/// model read it, the greedy tokens as text (BOS as a line break) up to an
-/// end-of-generation token, a final line break.
-fn native_text(model: &Model<'_>, vocab: &Vocab<'_>) -> String {
-    // BOS and EOS as the file asks (the CLI's tokenization).
-    let text = PROMPT.as_bytes();
-    let mut scratch = AlignedBuf::new(Vocab::scratch_size(text.len()).unwrap());
-    let (mut toks, mut needed) = (vec![0u32; text.len() + 2], 0);
-    let n = vocab
-        .tokenize_with(
-            text,
-            vocab.add_special(),
-            false,
-            scratch.as_mut_slice(),
-            &mut toks,
-            &mut needed,
-        )
-        .unwrap();
-    toks.truncate(n);
-    let params = ContextParams {
-        n_batch: toks.len() as u32,
-        ..ContextParams::default()
-    };
-    let mut cm = AlignedBuf::new(Context::size(model, &params).unwrap());
-    let mut ctx = Context::init(model, &params, cm.as_mut_slice()).unwrap();
-    let sp = SamplerParams {
-        temp: 0.0,
-        ..SamplerParams::default()
-    };
-    let n_vocab = model.config().n_vocab;
-    let mut sm = AlignedBuf::new(Sampler::size(n_vocab, &sp, 0).unwrap());
-    let mut sampler = Sampler::init(n_vocab, &sp, &[], sm.as_mut_slice()).unwrap();
-    let mut dec = StreamDecoder::new();
-    let (mut text, mut buf) = (Vec::new(), [0u8; 300]);
-    for &t in &toks {
-        let k = dec.push(vocab, t, false, &mut buf, &mut needed).unwrap();
-        text.extend_from_slice(&buf[..k]);
-    }
-    ctx.decode(&toks, &Inline).unwrap();
-    for &t in &toks {
-        sampler.accept(t).unwrap();
-    }
-    let mut generated = 0;
-    while generated < N_PREDICT && ctx.pos() < ctx.n_ctx() {
-        let t = sampler.sample(ctx.last_logits()).unwrap();
-        sampler.accept(t).unwrap();
-        generated += 1;
-        if vocab.is_eog(t) {
-            break;
-        }
-        if t == vocab.bos() {
-            text.push(b'\n');
-        } else {
-            let k = dec.push(vocab, t, false, &mut buf, &mut needed).unwrap();
-            text.extend_from_slice(&buf[..k]);
-        }
-        if ctx.pos() == ctx.n_ctx() {
-            break;
-        }
-        ctx.decode(&[t], &Inline).unwrap();
-    }
-    let k = dec.flush(&mut buf, &mut needed).unwrap();
-    text.extend_from_slice(&buf[..k]);
-    text.push(b'\n');
-    String::from_utf8(text).unwrap()
+/// Says loudly that `test` does not run, and why (a failure instead under
+/// NANOLLAMA_REQUIRE_WASM=1).
+fn not_run(test: &str, why: &str) {
+    // Past the harness's capture of eprintln!: shown even when the test passes.
+    let _ = writeln!(std::io::stderr(), "NOT RUN: tests/wasm.rs {test}: {why}");
+    assert!(
+        std::env::var("NANOLLAMA_REQUIRE_WASM").as_deref() != Ok("1"),
+        "NANOLLAMA_REQUIRE_WASM=1, and {why}"
+    );
 }
 
 #[test]
@@ -178,24 +113,13 @@ fn node_writes_the_native_greedy_text() {
     assert!(out.status.success(), "node tools/wasm-generate.mjs failed");
     let wasm_text = String::from_utf8(out.stdout).unwrap();
 
-    let bytes = std::fs::read(&model_path).unwrap();
-    let mut mm = AlignedBuf::new(Model::size(&bytes).unwrap());
-    let model = Model::init(&bytes, mm.as_mut_slice()).unwrap();
-    let mut vm = AlignedBuf::new(Vocab::size(&bytes).unwrap());
-    let vocab = Vocab::init(&bytes, vm.as_mut_slice()).unwrap();
-    let level = nanollama::simd::level();
-    let native = native_text(&model, &vocab);
-    nanollama::simd::force_scalar(true);
-    let scalar = native_text(&model, &vocab);
-    nanollama::simd::force_scalar(false);
+    let native = common::greedy_text(PROMPT, N_PREDICT, None);
+    let scalar = common::greedy_text(PROMPT, N_PREDICT, Some("scalar"));
     assert!(native.len() > PROMPT.len() + 100, "{native:?}");
     assert_eq!(wasm_text, scalar, "wasm against the native scalar kernels");
-    assert_eq!(
-        wasm_text, native,
-        "wasm against the native {level:?} kernels"
-    );
+    assert_eq!(wasm_text, native, "wasm against the native fastest kernels");
     eprintln!(
-        "wasm text = native text ({level:?} and scalar kernels), {N_PREDICT} tokens:\n{wasm_text}"
+        "wasm text = native text (fastest and scalar kernels), {N_PREDICT} tokens:\n{wasm_text}"
     );
 }
 
@@ -258,11 +182,9 @@ fn chromium_page_writes_the_native_greedy_text() {
     }
     let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
     if !Path::new(&chromium).is_file() {
-        let why = format!("no browser at {chromium} (Debian: apt-get install chromium)");
-        let _ = writeln!(std::io::stderr(), "NOT RUN: tests/wasm.rs {TEST}: {why}");
-        assert!(
-            std::env::var("NANOLLAMA_REQUIRE_WASM").as_deref() != Ok("1"),
-            "NANOLLAMA_REQUIRE_WASM=1, and {why}"
+        not_run(
+            TEST,
+            &format!("no browser at {chromium} (Debian: apt-get install chromium)"),
         );
         return;
     }
@@ -278,12 +200,7 @@ fn chromium_page_writes_the_native_greedy_text() {
     assert!(out.status.success(), "tools/web-test.sh failed");
     let page = String::from_utf8(out.stdout).unwrap();
 
-    let bytes = std::fs::read(root().join("models/kjv-llama.gguf")).unwrap();
-    let mut mm = AlignedBuf::new(Model::size(&bytes).unwrap());
-    let model = Model::init(&bytes, mm.as_mut_slice()).unwrap();
-    let mut vm = AlignedBuf::new(Vocab::size(&bytes).unwrap());
-    let vocab = Vocab::init(&bytes, vm.as_mut_slice()).unwrap();
-    let native = native_text(&model, &vocab);
+    let native = common::greedy_text(PROMPT, N_PREDICT, None);
     assert!(native.len() > PROMPT.len() + 100, "{native:?}");
     assert_eq!(page, native, "the page's text against the native text");
     eprintln!("page text = native text, {N_PREDICT} tokens:\n{page}");

@@ -388,6 +388,35 @@ pub fn cli_exe() -> std::path::PathBuf {
     .clone()
 }
 
+/// What `nanollama generate --temp 0 -n N --prompt PROMPT` writes for the
+/// shipped model (greedy; the prompt as the model read it, then the text),
+/// with `NANOLLAMA_KERNELS` set to `kernels` if given (`scalar`: the
+/// reference kernels).
+pub fn greedy_text(prompt: &str, n: usize, kernels: Option<&str>) -> String {
+    let mut cmd = std::process::Command::new(cli_exe());
+    cmd.args([
+        "generate",
+        "--prompt",
+        prompt,
+        "-n",
+        &n.to_string(),
+        "--temp",
+        "0",
+    ])
+    .current_dir(env!("CARGO_MANIFEST_DIR"));
+    if let Some(k) = kernels {
+        cmd.env("NANOLLAMA_KERNELS", k);
+    }
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "nanollama generate: {:?}: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
 /// `text` tokenized by `vocab` with BOS, no special-token parsing.
 pub fn tokenize(vocab: &nanollama::tokenizer::Vocab<'_>, text: &str) -> Vec<u32> {
     tokenize_with(vocab, text.as_bytes(), true, false)
