@@ -22,8 +22,9 @@ use core::arch::x86_64::*;
 use half::f16;
 
 /// Bytes of one prepared record: 256 inputs (eight blocks) as four vectors
-/// of quants in the lane layout above, 16 i32 lanes `-off * (sum of the
-/// lane's 16 quants)` (the weights are made unsigned by adding 128), and 16 f32 lanes of the blocks' scales (two each).
+/// of quants in the lane layout above, 16 i32 lanes `-128 * (sum of the
+/// lane's 16 quants)` (undoing the 128 added to make the weights
+/// unsigned), and 16 f32 lanes of the blocks' scales (two each).
 pub const REC: usize = 384;
 
 /// Prepares `x` (a multiple of 32 values) into records of [`REC`] bytes.
@@ -127,11 +128,11 @@ struct Tables {
 
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vbmi,avx512vnni,avx2,fma,f16c")]
 #[inline]
-fn tables(s: &[u8; 64]) -> Tables {
+fn tables() -> Tables {
     Tables {
         r1: [load512(&R1[0]), load512(&R1[1])],
         r2: [load512(&R2[0]), load512(&R2[1])],
-        s: load512(s),
+        s: load512(&S8),
     }
 }
 
@@ -191,78 +192,72 @@ unsafe fn q8_0_oct(p: *const u8, t: &Tables) -> ([__m512i; 4], __m512) {
     (v, _mm512_cvtph_ps(_mm512_castsi512_si256(s)))
 }
 
-/// The tiles: `$bb` bytes a block, unpacked eight at a time by `$oct`
-/// against `$scales`; missing blocks at the end of a row are zeros.
-macro_rules! oct_tile {
-    ($name:ident, $bb:literal, $scales:expr, $oct:ident) => {
-        #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vbmi,avx512vnni,avx2,fma,f16c")]
-        #[inline]
-        pub fn $name<const R: usize, const C: usize>(
-            w: &[&[u8]],
-            a: &[&[u8]],
-            n: usize,
-            out: &mut [f32],
-        ) {
-            let nb = n / 32;
-            let octs = nb.div_ceil(8);
-            let w: [&[u8]; R] = super::heads(w, nb * $bb);
-            let a: [&[u8]; C] = super::heads(a, octs * REC);
-            let t = tables($scales);
-            let mut pad = [[0u8; 8 * $bb]; R];
-            if !nb.is_multiple_of(8) {
-                for r in 0..R {
-                    pad[r][..(nb % 8) * $bb].copy_from_slice(&w[r][nb / 8 * 8 * $bb..]);
+/// The Q8_0 tile: `R` rows against `C` prepared inputs, `out[r * C + c]`;
+/// missing blocks at the end of a row are zeros.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vbmi,avx512vnni,avx2,fma,f16c")]
+#[inline]
+pub fn tile_q8_0<const R: usize, const C: usize>(
+    w: &[&[u8]],
+    a: &[&[u8]],
+    n: usize,
+    out: &mut [f32],
+) {
+    const BB: usize = 34;
+    let nb = n / 32;
+    let octs = nb.div_ceil(8);
+    let w: [&[u8]; R] = super::heads(w, nb * BB);
+    let a: [&[u8]; C] = super::heads(a, octs * REC);
+    let t = tables();
+    let mut pad = [[0u8; 8 * BB]; R];
+    if !nb.is_multiple_of(8) {
+        for r in 0..R {
+            pad[r][..(nb % 8) * BB].copy_from_slice(&w[r][nb / 8 * 8 * BB..]);
+        }
+    }
+    let mut acc = [[_mm512_setzero_ps(); C]; R];
+    for p in 0..octs {
+        let mut q = [[_mm512_setzero_si512(); 4]; R];
+        let mut d = [_mm512_setzero_ps(); R];
+        for r in 0..R {
+            if R > 1 {
+                let mut l = 0;
+                while l < 8 * BB {
+                    prefetch(w[r], 8 * BB * p + l, R * nb * BB);
+                    l += 64;
                 }
             }
-            let mut acc = [[_mm512_setzero_ps(); C]; R];
-            for p in 0..octs {
-                let mut q = [[_mm512_setzero_si512(); 4]; R];
-                let mut d = [_mm512_setzero_ps(); R];
-                for r in 0..R {
-                    if R > 1 {
-                        let mut l = 0;
-                        while l < 8 * $bb {
-                            prefetch(w[r], 8 * $bb * p + l, R * nb * $bb);
-                            l += 64;
-                        }
-                    }
-                    let src = if p < nb / 8 {
-                        w[r].as_ptr().wrapping_add(8 * $bb * p)
-                    } else {
-                        pad[r].as_ptr()
-                    };
-                    // SAFETY: eight whole blocks at `src`: p < nb / 8 in the
-                    // row (sliced to nb blocks above), else the padded copy.
-                    (q[r], d[r]) = unsafe { $oct(src, &t) };
-                }
-                for c in 0..C {
-                    let rec = a[c].as_ptr().wrapping_add(REC * p);
-                    // SAFETY: p < octs, and inputs hold octs records (sliced
-                    // above): bytes 0..384 of this one.
-                    let (x, corr, da) = unsafe {
-                        (
-                            [ld(rec, 0), ld(rec, 64), ld(rec, 128), ld(rec, 192)],
-                            ld(rec, 256),
-                            _mm512_castsi512_ps(ld(rec, 320)),
-                        )
-                    };
-                    for r in 0..R {
-                        let mut dot = corr;
-                        for k in 0..4 {
-                            dot = _mm512_dpbusd_epi32(dot, q[r][k], x[k]);
-                        }
-                        let s = _mm512_mul_ps(_mm512_cvtepi32_ps(dot), da);
-                        acc[r][c] = _mm512_fmadd_ps(d[r], s, acc[r][c]);
-                    }
-                }
+            let src = if p < nb / 8 {
+                w[r].as_ptr().wrapping_add(8 * BB * p)
+            } else {
+                pad[r].as_ptr()
+            };
+            // SAFETY: eight whole blocks at `src`: p < nb / 8 in the
+            // row (sliced to nb blocks above), else the padded copy.
+            (q[r], d[r]) = unsafe { q8_0_oct(src, &t) };
+        }
+        for c in 0..C {
+            let rec = a[c].as_ptr().wrapping_add(REC * p);
+            // Every load: p < octs, and the inputs hold octs records
+            // (sliced above): bytes 0..384 of this one.
+            let mut v = [_mm512_setzero_si512(); 6];
+            for (k, v) in v.iter_mut().enumerate() {
+                // SAFETY: bytes 64 k .. 64 k + 64 of the 384.
+                *v = unsafe { ld(rec, 64 * k) };
             }
+            let (x, corr, da) = ([v[0], v[1], v[2], v[3]], v[4], _mm512_castsi512_ps(v[5]));
             for r in 0..R {
-                for c in 0..C {
-                    out[r * C + c] = hsum(acc[r][c]);
+                let mut dot = corr;
+                for k in 0..4 {
+                    dot = _mm512_dpbusd_epi32(dot, q[r][k], x[k]);
                 }
+                let s = _mm512_mul_ps(_mm512_cvtepi32_ps(dot), da);
+                acc[r][c] = _mm512_fmadd_ps(d[r], s, acc[r][c]);
             }
         }
-    };
+    }
+    for r in 0..R {
+        for c in 0..C {
+            out[r * C + c] = hsum(acc[r][c]);
+        }
+    }
 }
-
-oct_tile!(tile_q8_0, 34, &S8, q8_0_oct);
