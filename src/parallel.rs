@@ -150,26 +150,14 @@ impl<'a, T> DisjointMut<'a, T> {
 mod tests {
     use super::*;
 
-    struct Fake(usize);
-    // SAFETY: every task once, in reverse order, on the calling thread.
-    #[allow(unsafe_code)]
-    unsafe impl Parallel for Fake {
-        fn threads(&self) -> usize {
-            self.0
-        }
-        fn run(&self, n: usize, task: &(dyn Fn(usize) + Sync)) {
-            // Reverse order, to show the order does not matter.
-            for i in (0..n).rev() {
-                task(i);
-            }
-        }
-    }
+    // Every task once, in reverse order, on the calling thread.
+    use crate::testutil::Backwards;
 
     #[test]
     fn split_covers_everything_in_quanta() {
         for threads in [1, 2, 3, 8, 1 << 30, usize::MAX / 3, usize::MAX] {
             for n in [0usize, 1, 31, 32, 100, 4096, 32000] {
-                let (tasks, per) = split(&Fake(threads), n, 16, 32);
+                let (tasks, per) = split(&Backwards(threads), n, 16, 32);
                 assert!(tasks * per >= n);
                 if tasks > 0 {
                     assert!((tasks - 1) * per < n);
@@ -185,7 +173,7 @@ mod tests {
     fn disjoint_writes() {
         let mut v = [0u32; 100];
         let d = DisjointMut::new(&mut v);
-        Fake(4).run(10, &|t| {
+        Backwards(4).run(10, &|t| {
             // SAFETY: task t owns indices t*10..t*10+10 only.
             #[allow(unsafe_code)]
             let s = unsafe { d.range(t * 10..t * 10 + 10) };

@@ -87,7 +87,13 @@ fn f16x8(x: v128) -> (v128, v128) {
 /// order: from 0, lane 0 first.
 #[inline]
 fn sum8(lo: v128, hi: v128) -> f32 {
-    let mut s = 0f32;
+    add8(0.0, lo, hi)
+}
+
+/// `s` plus the eight lanes of `lo` then `hi`, one at a time in lane order
+/// (a scalar loop's running sum).
+#[inline]
+fn add8(mut s: f32, lo: v128, hi: v128) -> f32 {
     s += f32x4_extract_lane::<0>(lo);
     s += f32x4_extract_lane::<1>(lo);
     s += f32x4_extract_lane::<2>(lo);
@@ -203,14 +209,7 @@ pub fn scores_f16(k: &[u16], stride: usize, q: &[u16], scale: f32, out: &mut [f3
             let (x, y) = (load(qc), load(kc));
             let ((xl, xh), (yl, yh)) = (f16x8(x), f16x8(y));
             let (pl, ph) = (f32x4_mul(xl, yl), f32x4_mul(xh, yh));
-            acc += f32x4_extract_lane::<0>(pl);
-            acc += f32x4_extract_lane::<1>(pl);
-            acc += f32x4_extract_lane::<2>(pl);
-            acc += f32x4_extract_lane::<3>(pl);
-            acc += f32x4_extract_lane::<0>(ph);
-            acc += f32x4_extract_lane::<1>(ph);
-            acc += f32x4_extract_lane::<2>(ph);
-            acc += f32x4_extract_lane::<3>(ph);
+            acc = add8(acc, pl, ph);
         }
         for j in full..n {
             acc += f16(&q[2 * j..]) * f16(&kt[2 * j..]);
