@@ -27,17 +27,19 @@ fn main() {
         eprintln!("{usage}");
         std::process::exit(2);
     };
-    if cols == 0 || cols % 32 != 0 || mb == 0 {
+    let ty = match args.get(2).map(String::as_str) {
+        None => WeightType::Q4_0,
+        Some("q8_0") => WeightType::Q8_0,
+        Some(_) => {
+            eprintln!("{usage}");
+            std::process::exit(2);
+        }
+    };
+    let (Some(row_bytes), true) = (ty.row_bytes(cols), cols > 0 && mb > 0) else {
         eprintln!("{usage} (COLS a multiple of 32, MB at least 1)");
         std::process::exit(2);
-    }
-    let q8 = args.get(2).is_some_and(|s| s == "q8_0");
-    let (ty, bb) = if q8 {
-        (WeightType::Q8_0, 34)
-    } else {
-        (WeightType::Q4_0, 18)
     };
-    let row_bytes = cols / 32 * bb;
+    let bb = ty.block_bytes();
     let rows = (mb * 1_000_000 / row_bytes).max(1);
     let mut data = vec![0u8; rows * row_bytes];
     let mut s = 0x1234_5678u64;

@@ -8,7 +8,6 @@
 // "64 products" is one eight-block group of two rows against eight inputs
 // (4,096 multiply-adds): the pair tile's unit of work.
 #include <stdio.h>
-#include <stdlib.h>
 #include <time.h>
 
 static double now(void) {
@@ -53,8 +52,9 @@ static char buf[1 << 18] __attribute__((aligned(64)));
 #define BC(x, o, r) "vbroadcasti64x4 " #o "(%%" #r "),%%zmm" #x "\n\t"
 
 // One step k of eight inputs, two chains an input (even k: zmm0-7, odd:
-// zmm8-15; the step's accumulators named by E or O), as the tile's
-// products.
+// zmm8-15; the step's accumulators named by E or O): sixteen chains, so
+// that the ports count, not the latency (the tile itself keeps one chain an
+// input at eight inputs; the 8-chain line above is that latency).
 #define REG8E(k) DR(0, k, 24) DR(1, k, 25) DR(2, k, 26) DR(3, k, 27) \
     DR(4, k, 28) DR(5, k, 29) DR(6, k, 30) DR(7, k, 31)
 #define REG8O(k) DR(8, k, 24) DR(9, k, 25) DR(10, k, 26) DR(11, k, 27) \
